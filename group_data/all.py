@@ -1,0 +1,48 @@
+"""
+Every setting of the deploy, with its default. Host data overrides these per host
+(inventory.py, or `--data name=value` on the command line). The same defaults apply
+to ad hoc runs (`pyinfra HOST deploy.py`), which load no group_data: they live in
+operations/settings.py, and a test keeps this file and the README table in step.
+"""
+
+# Public DNS name or IP of the host; None means the inventory name
+server_name = None
+
+# URL path Jupyter is served under, with leading and trailing '/'
+jupyter_base_url = '/jupyter/'
+
+# Loopback port Jupyter listens on behind Apache
+jupyter_port = 8888
+
+# System user (no login shell) that runs Jupyter and its kernels
+jupyter_user = 'jupyter'
+
+# Directory the notebook server shows and saves into
+notebook_dir = '/srv/jupyter'
+
+# argon2 hash of the login password; None means hash $JUPYTER_PASSWORD locally
+jupyter_password_hash = None
+
+# Whether the web terminal (a shell as jupyter_user) is enabled
+jupyter_terminals = True
+
+# Installer of the conda distribution (Anaconda, Miniforge or Miniconda)
+conda_installer_url = 'https://repo.anaconda.com/archive/Anaconda3-2026.07-1-Linux-x86_64.sh'
+
+# Published sha256 of that installer; checked before it runs
+conda_installer_sha256 = '9f49042048e9a8220c1cddf9192054290724052d3b2a86f938f9f5edd911db8f'
+
+# Where the distribution is installed
+conda_prefix = '/opt/anaconda3'
+
+# How Jupyter gets into the prefix: 'bundled' (Anaconda), 'conda' or 'pip'
+conda_jupyter_install = 'bundled'
+
+# Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)
+conda_accept_tos = False
+
+# Where the certificate comes from: 'self-signed'
+tls_mode = 'self-signed'
+
+# Enable ufw: allow SSH, 80 and 443 only
+firewall = True

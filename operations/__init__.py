@@ -1,0 +1,1 @@
+"""Packaged pyinfra deploys, facts and operations: one module per concern."""

@@ -1,0 +1,208 @@
+"""
+Apache as the TLS-terminating reverse proxy in front of Jupyter.
+
+Every change to Apache's configuration (a module, a site, a conf file) is checked
+with ``apache2ctl configtest`` in the same command that makes it; when the check
+fails the change is undone before the command exits, so a broken configuration is
+never left enabled, and the reload (itself behind another configtest) never sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, deploy, operation
+from pyinfra.facts.files import Sha256File
+from pyinfra.operations.util import any_changed
+
+from . import settings
+from .render import render
+
+KINDS = {"mods": ("a2enmod", "a2dismod", ".load"), "sites": ("a2ensite", "a2dissite", ".conf"), "conf": ("a2enconf", "a2disconf", ".conf")}
+
+# mod_proxy_http tunnels websockets itself (ProxyPass ... upgrade=websocket) from 2.4.47.
+WEBSOCKET_UPGRADE_VERSION = (2, 4, 47)
+SITE = "jupyter"
+HARDENING_CONF = "zz-jupyter-hardening"
+PACKAGES = ["apache2"]
+
+
+class ApacheEnabled(FactBase):
+    """
+    Returns the names enabled in ``/etc/apache2/{kind}-enabled`` (kind: mods, sites, conf).
+    """
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self, kind):
+        return f"ls -1 /etc/apache2/{kind}-enabled/ 2>/dev/null || true"
+
+    def process(self, output):
+        return sorted({re.sub(r"\.(load|conf)$", "", line.strip()) for line in output if re.search(r"\.(load|conf)$", line.strip())})
+
+
+class ApacheVersion(FactBase):
+    """
+    Returns Apache's version as a tuple, from the installed package or else the apt
+    candidate (so a fresh host's vhost is right on the first run), or ``None``.
+    """
+
+    def command(self):
+        return (
+            "dpkg-query -W -f='${Version}\\n' apache2 2>/dev/null | grep . || "
+            "apt-cache policy apache2 2>/dev/null | sed -n 's/^ *Candidate: //p'"
+        )
+
+    def process(self, output):
+        for line in output:
+            match = re.match(r"^(?:\d+:)?(\d+)\.(\d+)\.(\d+)", line.strip())
+            if match:
+                return tuple(int(x) for x in match.groups())
+        return None
+
+
+def _configtest_or(undo: str, what: str) -> str:
+    return (
+        f"if ! apache2ctl configtest; then {undo}; "
+        f"echo 'Apache rejected {what}; the previous configuration was restored' >&2; exit 1; fi"
+    )
+
+
+@operation()
+def enabled(kind: str, names: list[str], present: bool = True):
+    """
+    Enable (or disable) Apache modules, sites or conf snippets, with a configtest.
+
+    + kind: ``mods``, ``sites`` or ``conf``
+    + names: names without suffix, e.g. ``["proxy", "proxy_http"]``
+    + present: ``True`` to enable, ``False`` to disable
+
+    Only the missing (or still enabled) names are touched; when the result does not
+    pass ``apache2ctl configtest`` the change is undone and the operation fails.
+
+    **Example:**
+
+    .. code:: python
+
+        apache.enabled(name="Enable proxy modules", kind="mods", names=["proxy", "proxy_http"])
+    """
+    enable_cmd, disable_cmd, _ = KINDS[kind]
+    current = set(host.get_fact(ApacheEnabled, kind=kind))
+    todo = [n for n in names if (n not in current) == present]
+    if not todo:
+        host.noop(f"{kind} already {'enabled' if present else 'disabled'}: {', '.join(names)}")
+        return
+    args = " ".join(shlex.quote(n) for n in todo)
+    do, undo = (enable_cmd, disable_cmd) if present else (disable_cmd, enable_cmd)
+    yield f"{do} -q {args} && {{ {_configtest_or(f'{undo} -q {args}', f'{do} {args}')}; }}"
+
+
+@operation()
+def config_file(kind: str, config_name: str, content: str):
+    """
+    Write an Apache site or conf snippet and enable it, only if Apache accepts it.
+
+    + kind: ``sites`` or ``conf``
+    + config_name: file name without ``.conf`` under ``/etc/apache2/{kind}-available``
+    + content: the full file content
+
+    The new file is staged next to the old one; after it is moved in and enabled,
+    ``apache2ctl configtest`` runs. When it fails, the previous file (and enabled
+    state) is restored, Apache's own error is printed and the operation fails.
+
+    **Example:**
+
+    .. code:: python
+
+        apache.config_file(name="Jupyter vhost", kind="sites", config_name="jupyter", content=vhost)
+    """
+    enable_cmd, disable_cmd, _ = KINDS[kind]
+    path = f"/etc/apache2/{kind}-available/{config_name}.conf"
+    was_enabled = config_name in host.get_fact(ApacheEnabled, kind=kind)
+    current_sum = host.get_fact(Sha256File, path=path)
+    if current_sum == hashlib.sha256(content.encode()).hexdigest() and was_enabled:
+        host.noop(f"{path} is up to date and enabled")
+        return
+    staged, backup = f"{path}.pyinfra-new", f"{path}.pyinfra-old"
+    yield FileUploadCommand(StringIO(content), staged)
+    undo = f"if [ -f {backup} ]; then mv -f {backup} {path}; else rm -f {path}; fi"
+    if not was_enabled:
+        undo += f"; {disable_cmd} -q {config_name}"
+    yield StringCommand(
+        f"chmod 644 {staged} && {{ [ ! -f {path} ] || cp -p {path} {backup}; }} && mv -f {staged} {path} && "
+        f"{enable_cmd} -q {config_name} && {{ {_configtest_or(undo, path)}; }} && rm -f {backup}",
+    )
+
+
+@operation(is_idempotent=False)
+def reloaded():
+    """
+    Reload Apache after ``apache2ctl configtest`` passes (starts it if stopped).
+
+    Always reports a change: gate it with ``_if`` on the operations that changed config.
+
+    **Example:**
+
+    .. code:: python
+
+        apache.reloaded(name="Reload Apache", _if=vhost.did_change)
+    """
+    yield "apache2ctl configtest && systemctl reload-or-restart apache2"
+
+
+def needed_modules(version) -> list[str]:
+    """The modules the vhost uses; ``proxy_wstunnel`` only where Apache predates ``upgrade=websocket``."""
+    modules = ["proxy", "proxy_http", "ssl", "headers", "rewrite"]
+    if version is not None and version < WEBSOCKET_UPGRADE_VERSION:
+        modules.append("proxy_wstunnel")
+    return modules
+
+
+def vhost(server_name, base_url, port, cert, key, version) -> str:
+    return render(
+        "apache-vhost.conf.j2",
+        server_name=server_name,
+        base_url=base_url,
+        port=port,
+        cert=cert,
+        key=key,
+        legacy_websocket=version is not None and version < WEBSOCKET_UPGRADE_VERSION,
+    )
+
+
+@deploy("Apache reverse proxy", data_defaults=settings.defaults("jupyter_base_url", "jupyter_port", "server_name"))
+def configure_apache(cert: str, key: str, reload_after=()):
+    """
+    Enable what the vhost needs, write it and reload on change (needs ``PACKAGES``).
+
+    + cert, key: TLS certificate and key paths for the vhost
+    + reload_after: operation results (e.g. a new certificate) that also need a reload
+    """
+    version = host.get_fact(ApacheVersion)
+    modules = enabled(name="Enable the Apache modules the proxy needs", kind="mods", names=needed_modules(version))
+    hardening = config_file(
+        name="Apache hygiene (no version banners, no TRACE)",
+        kind="conf",
+        config_name=HARDENING_CONF,
+        content=render("apache-hardening.conf.j2"),
+    )
+    site = config_file(
+        name="Jupyter vhost (:80 redirect, :443 proxy)",
+        kind="sites",
+        config_name=SITE,
+        content=vhost(
+            settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key, version,
+        ),
+    )
+    default_site = enabled(name="Disable Apache's default site", kind="sites", names=["000-default"], present=False)
+    changes = (modules, hardening, site, default_site, *reload_after)
+    # Added only when something will change, so a converged host runs no reload and a
+    # --dry run predicts none; `_if` re-checks at execution time.
+    if any(op.will_change for op in changes):
+        reloaded(name="Reload Apache (after configtest)", _if=any_changed(*changes))

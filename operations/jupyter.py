@@ -1,0 +1,120 @@
+"""
+Jupyter Notebook as a systemd service, listening on loopback for Apache.
+
+The server runs as an unprivileged system user with no login shell, reads its
+configuration from ``/etc/jupyter`` (root-owned: the notebook user can read but not
+change it) and is restarted only when its configuration, password or unit changed.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from pyinfra.api import deploy
+
+from . import passwords, settings
+from .render import render
+
+CONFIG_DIR = "/etc/jupyter"
+CONFIG_FILE = f"{CONFIG_DIR}/jupyter_server_config.py"
+PASSWORD_FILE = f"{CONFIG_DIR}/password_hash"
+UNIT = "jupyter"
+UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
+
+
+def home_of(user: str) -> str:
+    return f"/var/lib/{user}"
+
+
+def server_config(server_name, base_url, port, notebook_dir, terminals) -> str:
+    return render(
+        "jupyter_server_config.py.j2",
+        server_name=server_name,
+        base_url=base_url,
+        port=port,
+        notebook_dir=notebook_dir,
+        terminals=terminals,
+        password_file=PASSWORD_FILE,
+    )
+
+
+def unit_file(user, prefix, notebook_dir, base_url) -> str:
+    return render(
+        "jupyter.service.j2",
+        user=user,
+        home=home_of(user),
+        prefix=prefix,
+        notebook_dir=notebook_dir,
+        base_url=base_url,
+        config_dir=CONFIG_DIR,
+    )
+
+
+@deploy(
+    "Jupyter Notebook service",
+    data_defaults=settings.defaults(
+        "server_name", "jupyter_base_url", "jupyter_port", "jupyter_user", "notebook_dir",
+        "jupyter_password_hash", "jupyter_terminals", "conda_prefix",
+    ),
+)
+def install_jupyter():
+    """User, directories, config, password, systemd unit; restart only on change."""
+    user = host.data.jupyter_user
+    notebook_dir = host.data.notebook_dir
+    server.user(
+        name=f"System user {user} (no login shell)",
+        user=user,
+        system=True,
+        home=home_of(user),
+        shell="/usr/sbin/nologin",
+        create_home=True,
+    )
+    files.directory(name="Notebook directory", path=notebook_dir, user=user, group=user, mode="750")
+    files.directory(name="Jupyter's home", path=home_of(user), user=user, group=user, mode="750")
+    files.directory(name="Config directory", path=CONFIG_DIR, user="root", group=user, mode="750")
+    config = files.put(
+        name="Jupyter server config",
+        src=StringIO(
+            server_config(
+                settings.server_name(host),
+                host.data.jupyter_base_url,
+                host.data.jupyter_port,
+                notebook_dir,
+                host.data.jupyter_terminals,
+            ),
+        ),
+        dest=CONFIG_FILE,
+        user="root",
+        group=user,
+        mode="640",
+    )
+    password = passwords.password_file(
+        name="Jupyter password hash (never shown)",
+        path=PASSWORD_FILE,
+        password_hash=host.data.jupyter_password_hash,
+        password=passwords.password_from_environment(),
+        group=user,
+    )
+    unit = files.put(
+        name="systemd unit",
+        src=StringIO(unit_file(user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url)),
+        dest=UNIT_FILE,
+        user="root",
+        group="root",
+        mode="644",
+    )
+    if unit.will_change:
+        systemd.daemon_reload(name="Reload systemd units", _if=unit.did_change)
+    if any(op.will_change for op in (config, password, unit)):
+        # Restarts only a running server; a stopped one starts with the new files below.
+        systemd.service(
+            name="Restart Jupyter for its new config",
+            service=UNIT,
+            restarted=True,
+            _if=any_changed(config, password, unit),
+        )
+    systemd.service(name="Jupyter running and enabled", service=UNIT, running=True, enabled=True)

@@ -1,0 +1,135 @@
+"""
+The Jupyter login password: hashed on the control machine, stored in its own file.
+
+The plaintext never leaves the control machine, and the hash itself never appears
+in pyinfra's output, not even with ``-vvv`` or ``--diff``: the fact below reads only
+the hash's *parameters and salt* plus the file's sha256. With those the control
+machine recomputes the hash of the password it has; when the sha256 matches, the
+stored hash already verifies the password and nothing changes. A re-run with the
+same password is therefore a no-op, and a new password gets a fresh random salt.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from io import StringIO
+
+from passlib.hash import argon2
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+
+from . import settings
+
+# The parameters of Jupyter's own `jupyter_server.auth.passwd()`.
+ARGON2_PARAMS = dict(type="ID", memory_cost=10240, time_cost=10, parallelism=8)
+_PARAMS_SALT = re.compile(r"^argon2:\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)$")
+
+
+def hash_password(password: str, salt: bytes | None = None, params: dict | None = None) -> str:
+    """An ``argon2:`` hash that ``jupyter_server.auth.passwd_check`` accepts."""
+    options = dict(params or ARGON2_PARAMS)
+    if salt is not None:
+        options["salt"] = salt
+    return "argon2:" + argon2.using(**options).hash(password)
+
+
+def file_content(password_hash: str) -> str:
+    return password_hash + "\n"
+
+
+def rehash_with(params_salt: str, password: str) -> str | None:
+    """The hash ``password`` would have with the parameters and salt of a stored hash."""
+    match = _PARAMS_SALT.match(params_salt or "")
+    if not match:
+        return None
+    memory, time, parallel, salt_b64 = match.groups()
+    # argon2's PHC strings use standard base64 without padding.
+    salt = base64.b64decode(salt_b64 + "=" * (-len(salt_b64) % 4))
+    params = dict(type="ID", memory_cost=int(memory), time_cost=int(time), parallelism=int(parallel))
+    return hash_password(password, salt=salt, params=params)
+
+
+class PasswordHashFile(FactBase):
+    """
+    Returns ``None`` when the hash file does not exist, else a dict: ``sha256`` of the
+    file, ``owner`` (``user:group:mode``) and ``params_salt``, the stored hash without
+    its digest (empty when it is not an argon2id hash). The digest is never read.
+    """
+
+    def command(self, path):
+        return (
+            f"if [ -f {path} ]; then echo sha256=$(sha256sum {path} | cut -d' ' -f1); "
+            f"echo owner=$(stat -c '%U:%G:%a' {path}); "
+            f"sed -n -e 's/^\\(argon2:\\$argon2id\\$[^$]*\\$[^$]*\\$[^$]*\\)\\$.*$/params=\\1/p' {path}; fi"
+        )
+
+    def process(self, output):
+        values = dict(line.strip().split("=", 1) for line in output if "=" in line)
+        if "sha256" not in values:
+            return None
+        return {"sha256": values["sha256"], "owner": values.get("owner", ""), "params_salt": values.get("params", "")}
+
+
+def desired_hash(password_hash: str | None, password: str | None, current: dict | None) -> str | None:
+    """
+    The hash to store, or ``None`` when the stored one already verifies the password.
+
+    + password_hash: a ready hash (host data ``jupyter_password_hash``); wins over ``password``
+    + password: the plaintext from the control machine's environment
+    + current: the ``PasswordHashFile`` fact of the remote file
+    """
+    def matches(candidate):
+        return bool(current) and hashlib.sha256(file_content(candidate).encode()).hexdigest() == current["sha256"]
+
+    if password_hash:
+        return None if matches(password_hash) else password_hash
+    same_salt = rehash_with(current["params_salt"], password) if current else None
+    if same_salt and matches(same_salt):
+        return None
+    # A new password (or a non-argon2 file) gets a fresh random salt.
+    return hash_password(password)
+
+
+@operation()
+def password_file(path: str, password_hash: str | None = None, password: str | None = None, group: str = "root"):
+    """
+    Store a Jupyter password hash in its own file, readable by root and ``group``.
+
+    + path: remote file to write
+    + password_hash: an ``argon2:`` hash to store as it is
+    + password: a plaintext password, hashed here; the stored hash is kept when it
+      already verifies this password (so re-runs change nothing)
+    + group: group allowed to read the file (the Jupyter user's)
+
+    The content is uploaded, never passed on a command line, and no diff is shown.
+    Always give this operation a ``name=`` so pyinfra does not log its arguments.
+
+    **Example:**
+
+    .. code:: python
+
+        passwords.password_file(
+            name="Store the Jupyter password hash",
+            path="/etc/jupyter/password_hash",
+            password=os.environ["JUPYTER_PASSWORD"],
+            group="jupyter",
+        )
+    """
+    current = host.get_fact(PasswordHashFile, path=path)
+    wanted = desired_hash(password_hash, password, current)
+    if wanted is not None:
+        temp = f"{path}.pyinfra-tmp"
+        yield StringCommand(f"install -m 640 -o root -g {group} /dev/null {temp}")
+        yield FileUploadCommand(StringIO(file_content(wanted)), temp)
+        yield StringCommand(f"chown root:{group} {temp} && chmod 640 {temp} && mv {temp} {path}")
+    elif current["owner"] != f"root:{group}:640":
+        yield StringCommand(f"chown root:{group} {path} && chmod 640 {path}")
+    else:
+        host.noop(f"{path} already holds the hash of this password")
+
+
+def password_from_environment() -> str | None:
+    return os.environ.get(settings.PASSWORD_ENV) or None

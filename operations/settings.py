@@ -1,0 +1,211 @@
+"""
+The deploy's settings: names, defaults, one-line meanings and validation.
+
+This is the one place a setting is defined. ``group_data/all.py`` and the README
+settings table repeat the defaults for readers; a test checks they agree with
+``SETTINGS``. Every packaged deploy takes its ``data_defaults`` from here, so an
+ad hoc ``pyinfra HOST deploy.py`` (which loads no group_data) gets the same values.
+
+``validate(host)`` runs in ``deploy.py`` before any operation is added, so a bad
+value stops the whole run during pyinfra's prepare phase: no host is changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pyinfra.api.exceptions import PyinfraError
+
+PASSWORD_ENV = "JUPYTER_PASSWORD"
+
+# The current Anaconda Distribution for Linux x86_64 and its published sha256.
+ANACONDA_URL = "https://repo.anaconda.com/archive/Anaconda3-2026.07-1-Linux-x86_64.sh"
+ANACONDA_SHA256 = "9f49042048e9a8220c1cddf9192054290724052d3b2a86f938f9f5edd911db8f"
+
+
+class SettingsError(PyinfraError):
+    """A host's settings are invalid; the message names the setting, value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    meaning: str
+    # Returns None when the value is fine, else what is allowed.
+    check: Callable[[Any], str | None]
+    # Never echo the value in an error message.
+    secret: bool = False
+
+
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_URL_PATH = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_ARGON2 = re.compile(r"^argon2:\$argon2id?\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_port(value):
+    if _is_int(value) and 1 <= value <= 65535:
+        return None
+    return "an integer from 1 to 65535"
+
+
+def check_base_url(value):
+    if isinstance(value, str) and _URL_PATH.match(value):
+        return None
+    return "a URL path that starts and ends with '/', without spaces (e.g. '/jupyter/')"
+
+
+def is_hostname_or_ip(value) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    return len(name) <= 253 and all(_HOSTNAME_LABEL.match(label) for label in name.split("."))
+
+
+def check_server_name(value):
+    if value is None or is_hostname_or_ip(value):
+        return None
+    return "a DNS hostname or an IP address (or None for the host's inventory name)"
+
+
+def check_user(value):
+    if isinstance(value, str) and _USER_NAME.match(value) and value != "root":
+        return None
+    return "a lowercase system user name (not root), e.g. 'jupyter'"
+
+
+def check_abs_path(value):
+    if isinstance(value, str) and value.startswith("/") and "\n" not in value and " " not in value:
+        return None
+    return "an absolute path without spaces"
+
+
+def check_password_hash(value):
+    if value is None or (isinstance(value, str) and _ARGON2.match(value)):
+        return None
+    if isinstance(value, str) and value.startswith("sha1:"):
+        return "an 'argon2:' hash; sha1 hashes are too weak, make a new one (see README, 'Passwords')"
+    return (
+        "an 'argon2:$argon2id$...' hash (this does not look like one: if it is a plaintext "
+        f"password, put it in the {PASSWORD_ENV} environment variable instead)"
+    )
+
+
+def check_url(value):
+    if isinstance(value, str) and re.match(r"^https?://[^\s/]+/\S*$", value):
+        return None
+    return "an http:// or https:// URL"
+
+
+def check_sha256(value):
+    if isinstance(value, str) and _HEX64.match(value):
+        return None
+    return "64 hexadecimal characters (the installer's published sha256)"
+
+
+def _one_of(*allowed):
+    def check(value):
+        if value in allowed:
+            return None
+        return "one of " + ", ".join(repr(a) for a in allowed)
+
+    return check
+
+
+def check_bool(value):
+    if isinstance(value, bool):
+        return None
+    return "true or false"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("server_name", None, "Public DNS name or IP of the host; None means the inventory name", check_server_name),
+    Setting("jupyter_base_url", "/jupyter/", "URL path Jupyter is served under, with leading and trailing '/'", check_base_url),
+    Setting("jupyter_port", 8888, "Loopback port Jupyter listens on behind Apache", check_port),
+    Setting("jupyter_user", "jupyter", "System user (no login shell) that runs Jupyter and its kernels", check_user),
+    Setting("notebook_dir", "/srv/jupyter", "Directory the notebook server shows and saves into", check_abs_path),
+    Setting("jupyter_password_hash", None, f"argon2 hash of the login password; None means hash ${PASSWORD_ENV} locally", check_password_hash, secret=True),
+    Setting("jupyter_terminals", True, "Whether the web terminal (a shell as jupyter_user) is enabled", check_bool),
+    Setting("conda_installer_url", ANACONDA_URL, "Installer of the conda distribution (Anaconda, Miniforge or Miniconda)", check_url),
+    Setting("conda_installer_sha256", ANACONDA_SHA256, "Published sha256 of that installer; checked before it runs", check_sha256),
+    Setting("conda_prefix", "/opt/anaconda3", "Where the distribution is installed", check_abs_path),
+    Setting("conda_jupyter_install", "bundled", "How Jupyter gets into the prefix: 'bundled' (Anaconda), 'conda' or 'pip'", _one_of("bundled", "conda", "pip")),
+    Setting("conda_accept_tos", False, "Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)", check_bool),
+    Setting("tls_mode", "self-signed", "Where the certificate comes from: 'self-signed'", _one_of("self-signed")),
+    Setting("firewall", True, "Enable ufw: allow SSH, 80 and 443 only", check_bool),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+
+def defaults(*names: str) -> dict[str, Any]:
+    """The defaults of the named settings, for a packaged deploy's ``data_defaults``."""
+    return {name: DEFAULTS[name] for name in names}
+
+
+def _errors_for(values: dict[str, Any]) -> list[str]:
+    errors = []
+    for setting in SETTINGS:
+        value = values.get(setting.name, setting.default)
+        allowed = setting.check(value)
+        if allowed:
+            shown = "(value hidden)" if setting.secret else repr(value)
+            errors.append(f"setting {setting.name} = {shown} is not allowed: must be {allowed}")
+    return errors
+
+
+def _typo_errors(keys) -> list[str]:
+    errors = []
+    for key in sorted(keys):
+        if key in BY_NAME or key.startswith("_"):
+            continue
+        match = difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.8)
+        if match:
+            errors.append(f"unknown setting {key!r}: did you mean {match[0]!r}?")
+    return errors
+
+
+def check_values(values: dict[str, Any], environ=None) -> list[str]:
+    """Every problem with one host's data, as one line each (empty when all is well)."""
+    environ = os.environ if environ is None else environ
+    errors = _typo_errors(values.keys()) + _errors_for(values)
+    if values.get("jupyter_password_hash") is None and not environ.get(PASSWORD_ENV):
+        errors.append(
+            f"setting jupyter_password_hash is not set and {PASSWORD_ENV} is empty: "
+            f"give an argon2 hash or export {PASSWORD_ENV} on the control machine",
+        )
+    return errors
+
+
+def validate(host) -> None:
+    """Raise ``SettingsError`` naming the host and every bad setting."""
+    values = host.data.dict()
+    errors = check_values(values)
+    if values.get("server_name") is None and not is_hostname_or_ip(host.name):
+        errors.append(
+            f"setting server_name is not set and the inventory name {host.name!r} is not a "
+            "hostname or IP: set server_name to the host's public name",
+        )
+    if errors:
+        raise SettingsError(f"{host.name}: " + "; ".join(errors))
+
+
+def server_name(host) -> str:
+    return host.data.get("server_name") or host.name

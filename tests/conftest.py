@@ -1,0 +1,6 @@
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# The deploy directory is what pyinfra puts on sys.path; tests import it the same way.
+sys.path.insert(0, str(ROOT))

@@ -1,0 +1,55 @@
+"""
+Build the stand-in conda installer (tests only): a bash header with Anaconda's batch
+interface followed by a tar of the wheels Jupyter Notebook 7 needs, for the Python
+versions of the lab's Debian releases. Cached by content: rebuilt only when missing.
+
+    python tests/standin/build.py OUTPUT_DIR   # prints the installer path and sha256
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NAME = "StandIn-Conda-TEST-ONLY-Linux-x86_64.sh"
+# Debian 12 ships Python 3.11, Debian 13 Python 3.13.
+PYTHON_VERSIONS = ("3.11", "3.13")
+REQUIREMENT = "notebook>=7,<8"
+
+
+def download_wheels(dest: Path) -> None:
+    for version in PYTHON_VERSIONS:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+             "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
+             "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
+             "--platform", "manylinux2014_x86_64", "--platform", "linux_x86_64",
+             "-d", str(dest), REQUIREMENT],
+            check=True, capture_output=True,
+        )
+
+
+def build(out_dir: Path) -> tuple[Path, str]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    installer = out_dir / NAME
+    if not installer.exists():
+        wheels = out_dir / "wheels"
+        wheels.mkdir(exist_ok=True)
+        download_wheels(wheels)
+        payload = io.BytesIO()
+        with tarfile.open(fileobj=payload, mode="w") as tar:
+            tar.add(wheels, arcname="wheels")
+        partial = installer.with_suffix(".part")
+        partial.write_bytes((HERE / "installer-header.sh").read_bytes() + payload.getvalue())
+        partial.rename(installer)
+    return installer, hashlib.sha256(installer.read_bytes()).hexdigest()
+
+
+if __name__ == "__main__":
+    path, digest = build(Path(sys.argv[1]))
+    print(path, digest)

@@ -1,0 +1,153 @@
+"""Settings: every bad value is refused with one line naming it; docs agree with the code."""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from operations import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD_HASH = "argon2:$argon2id$v=19$m=10240,t=10,p=8$c2FsdHNhbHRzYWx0$ZGlnZXN0ZGlnZXN0ZGlnZXN0"
+ENV = {settings.PASSWORD_ENV: "correct horse"}
+
+BAD = [
+    # (setting, value, words the message must contain)
+    ("jupyter_port", 99999, "integer from 1 to 65535"),
+    ("jupyter_port", 0, "integer from 1 to 65535"),
+    ("jupyter_port", "8888", "integer from 1 to 65535"),
+    ("jupyter_port", True, "integer from 1 to 65535"),
+    ("jupyter_base_url", "jupyter/", "starts and ends with '/'"),
+    ("jupyter_base_url", "/jupyter", "starts and ends with '/'"),
+    ("jupyter_base_url", "/my notebooks/", "without spaces"),
+    ("server_name", "not a host!", "hostname or an IP"),
+    ("server_name", "-bad-.example.org", "hostname or an IP"),
+    ("jupyter_user", "root", "not root"),
+    ("jupyter_user", "Jupyter User", "system user name"),
+    ("notebook_dir", "srv/jupyter", "absolute path"),
+    ("conda_prefix", "opt/anaconda3", "absolute path"),
+    ("conda_installer_sha256", "abc123", "64 hexadecimal"),
+    ("conda_installer_sha256", "g" * 64, "64 hexadecimal"),
+    ("conda_installer_url", "ftp://example.org/x.sh", "http:// or https://"),
+    ("conda_jupyter_install", "apt", "'bundled', 'conda', 'pip'"),
+    ("conda_accept_tos", "yes", "true or false"),
+    ("tls_mode", "letsencrypt-please", "'self-signed'"),
+    ("firewall", "on", "true or false"),
+    ("jupyter_terminals", 1, "true or false"),
+]
+
+
+@pytest.mark.parametrize("name,value,allowed", BAD, ids=[f"{n}={v!r}" for n, v, _ in BAD])
+def test_bad_value_is_named_with_what_is_allowed(name, value, allowed):
+    errors = settings.check_values({name: value}, environ=ENV)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"setting {name} = {value!r} is not allowed: must be ")
+    assert allowed in errors[0]
+
+
+def test_defaults_are_valid():
+    assert settings.check_values({}, environ=ENV) == []
+    assert settings.check_values({"jupyter_password_hash": GOOD_HASH}, environ={}) == []
+
+
+@pytest.mark.parametrize("secret", ["hunter2", "sha1:abcd:0123456789abcdef", "$argon2id$v=19$m=1,t=1,p=1$x$y"])
+def test_password_hash_that_is_not_one_is_refused_without_echoing_it(secret):
+    [error] = settings.check_values({"jupyter_password_hash": secret}, environ=ENV)
+    assert "jupyter_password_hash" in error
+    assert secret not in error
+    assert "(value hidden)" in error
+
+
+def test_plaintext_in_the_hash_setting_says_where_it_belongs():
+    [error] = settings.check_values({"jupyter_password_hash": "hunter2"}, environ=ENV)
+    assert "plaintext" in error and settings.PASSWORD_ENV in error
+
+
+def test_no_password_at_all_is_refused():
+    [error] = settings.check_values({}, environ={})
+    assert "jupyter_password_hash" in error and settings.PASSWORD_ENV in error
+
+
+@pytest.mark.parametrize("typo,meant", [("jupyter_prot", "jupyter_port"), ("notebookdir", "notebook_dir"),
+                                        ("conda_installer_sha", "conda_installer_sha256"), ("tls_mod", "tls_mode")])
+def test_typo_of_a_setting_name_suggests_the_real_one(typo, meant):
+    [error] = settings.check_values({typo: 1}, environ=ENV)
+    assert error == f"unknown setting {typo!r}: did you mean {meant!r}?"
+
+
+def test_pyinfra_own_data_is_not_taken_for_a_typo():
+    assert settings.check_values({"ssh_user": "root", "ssh_port": 22, "ssh_key": "/k", "_sudo": True}, environ=ENV) == []
+
+
+def run_cli(*data, env_password="correct horse"):
+    env = dict(os.environ, PYINFRA_FAKE_DELAY="0", PYINFRA_FAKE_DELAY_JITTER="0")
+    env[settings.PASSWORD_ENV] = env_password
+    args = [sys.executable, "-m", "pyinfra", "-y", "@fake", "deploy.py", "--data", "server_name=nb.test"]
+    for item in data:
+        args += ["--data", item]
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("data,message", [
+    ("jupyter_port=70000", "setting jupyter_port = 70000 is not allowed: must be an integer from 1 to 65535"),
+    ("jupyter_base_url=jupyter", "setting jupyter_base_url = 'jupyter' is not allowed"),
+    ("jupyter_password_hash=hunter2", "setting jupyter_password_hash = (value hidden) is not allowed"),
+    ("jupyter_prot=8888", "unknown setting 'jupyter_prot': did you mean 'jupyter_port'?"),
+])
+def test_cli_refuses_bad_input_before_any_operation(data, message):
+    result = run_cli(data)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert message in output
+    assert "Starting operation" not in output and "Beginning operation run" not in output
+    assert "hunter2" not in output
+    error_lines = [line for line in output.splitlines() if "is not allowed" in line or "unknown setting" in line]
+    assert len(error_lines) == 1
+
+
+def test_cli_without_any_password_is_refused():
+    result = run_cli(env_password="")
+    assert result.returncode != 0
+    assert "jupyter_password_hash is not set and JUPYTER_PASSWORD is empty" in result.stdout + result.stderr
+
+
+def test_inventory_name_that_is_no_hostname_needs_server_name(monkeypatch):
+    class Host:
+        name = "@fake"
+        data = type("Data", (), {"dict": lambda self: {}})()
+
+    monkeypatch.setenv(settings.PASSWORD_ENV, "x")
+    with pytest.raises(settings.SettingsError, match="set server_name"):
+        settings.validate(Host())
+
+
+def group_data_defaults():
+    tree = ast.parse((ROOT / "group_data" / "all.py").read_text())
+    values, comments = {}, {}
+    lines = (ROOT / "group_data" / "all.py").read_text().splitlines()
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            name = node.targets[0].id
+            values[name] = ast.literal_eval(node.value)
+            comments[name] = lines[node.lineno - 2]
+    return values, comments
+
+
+def test_group_data_documents_every_setting_with_its_default():
+    values, comments = group_data_defaults()
+    assert values == settings.DEFAULTS
+    for setting in settings.SETTINGS:
+        assert comments[setting.name] == f"# {setting.meaning}", setting.name
+
+
+def test_readme_table_lists_every_setting_with_its_default():
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|", readme, flags=re.M))
+    for setting in settings.SETTINGS:
+        assert setting.name in rows, f"README settings table lacks {setting.name}"
+        assert rows[setting.name] == f"`{setting.default!r}`", setting.name
+    assert set(rows) <= set(settings.BY_NAME), "README documents settings that do not exist"

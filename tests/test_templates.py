@@ -1,0 +1,159 @@
+"""Rendered templates: Apache accepts the vhost, Jupyter's config is modern and safe."""
+
+import ast
+import shutil
+import subprocess
+import types
+
+import pytest
+
+from operations import apache, jupyter
+
+APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
+MODULES = "/usr/lib/apache2/modules"
+
+needs_apache = pytest.mark.skipif(not shutil.which("openssl") or not shutil.which(APACHE),
+                                  reason="apache2 is installed by .ci/run")
+
+
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", "/CN=nb.test", "-keyout", d / "key.pem", "-out", d / "cert.pem"],
+        check=True, capture_output=True,
+    )
+    return str(d / "cert.pem"), str(d / "key.pem")
+
+
+def configtest(tmp_path, vhost: str, modules) -> subprocess.CompletedProcess:
+    """`apache2 -t` on a self-contained server config holding our hardening conf and vhost."""
+    (tmp_path / "vhost.conf").write_text(vhost)
+    (tmp_path / "hardening.conf").write_text(apache.render("apache-hardening.conf.j2"))
+    loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in ["mpm_event", "authz_core", "alias", *modules])
+    (tmp_path / "httpd.conf").write_text(
+        f"Define APACHE_LOG_DIR {tmp_path}\nServerRoot {tmp_path}\nPidFile {tmp_path}/pid\n"
+        f"ErrorLog {tmp_path}/error.log\n{loads}\n"
+        f"LoadModule socache_shmcb_module {MODULES}/mod_socache_shmcb.so\n"
+        "LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b\" combined\n"
+        f"Listen 80\nListen 443\nInclude {tmp_path}/hardening.conf\nInclude {tmp_path}/vhost.conf\n",
+    )
+    return subprocess.run([APACHE, "-t", "-f", str(tmp_path / "httpd.conf")], capture_output=True, text=True)
+
+
+@needs_apache
+@pytest.mark.parametrize("version", [(2, 4, 71), (2, 4, 41)], ids=["upgrade=websocket", "legacy-wstunnel"])
+def test_vhost_passes_apache_configtest(tmp_path, keypair, version):
+    cert, key = keypair
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, version)
+    result = configtest(tmp_path, vhost, apache.needed_modules(version))
+    assert result.returncode == 0, result.stderr
+    assert "Syntax OK" in result.stderr
+
+
+@needs_apache
+def test_configtest_catches_a_broken_vhost(tmp_path, keypair):
+    """The check above can fail: an unknown directive is rejected with Apache's own message."""
+    cert, key = keypair
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71)) + "NotADirective on\n"
+    result = configtest(tmp_path, vhost, apache.needed_modules((2, 4, 71)))
+    assert result.returncode != 0
+    assert "Invalid command 'NotADirective'" in result.stderr
+
+
+def test_vhost_fixes_the_2017_guide():
+    vhost = apache.vhost("nb.example.org", "/lab/", 8890, "/c.pem", "/k.pem", (2, 4, 71))
+    assert "ProxyPass /lab/ http://127.0.0.1:8890/lab/ upgrade=websocket" in vhost
+    assert "ProxyPassReverse /lab/ http://127.0.0.1:8890/lab/" in vhost
+    assert "ProxyPreserveHost On" in vhost
+    assert 'RequestHeader set X-Forwarded-Proto "https"' in vhost
+    assert "${APACHE_LOG_DIR}/" in vhost and "${APACHE_LOG_DIR}." not in vhost
+    assert "wss://" not in vhost and "ws://" not in vhost
+    directives = [line.strip() for line in vhost.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert not [d for d in directives if "Origin" in d]  # never rewritten
+    assert "RewriteCond %{REQUEST_URI} !^/\\.well-known/acme-challenge/" in vhost
+    assert "RewriteRule ^ https://nb.example.org%{REQUEST_URI} [R=301,L]" in vhost
+    assert 'Strict-Transport-Security "max-age=63072000"' in vhost
+    assert "proxy_https" not in apache.needed_modules((2, 4, 71))
+    assert "proxy_wstunnel" not in apache.needed_modules((2, 4, 71))
+    assert "proxy_wstunnel" in apache.needed_modules((2, 4, 46))
+
+
+def test_legacy_apache_gets_a_websocket_rewrite():
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", (2, 4, 41))
+    assert "upgrade=websocket" not in vhost
+    assert "RewriteRule ^/jupyter/(.*)$ ws://127.0.0.1:8888/jupyter/$1 [P,L]" in vhost
+
+
+class _Config:
+    """Stands in for traitlets' config object: records every `c.Section.name = value`."""
+
+    def __init__(self):
+        self.values = {}
+
+    def __getattr__(self, section):
+        values = self.values
+
+        class Section:
+            def __setattr__(self, name, value):
+                values[f"{section}.{name}"] = value
+
+        return Section()
+
+
+def load_server_config(tmp_path, **overrides):
+    password_file = tmp_path / "password_hash"
+    password_file.write_text("argon2:$argon2id$v=19$m=10240,t=10,p=8$c2FsdA$ZGlnZXN0\n")
+    args = dict(server_name="nb.example.org", base_url="/jupyter/", port=8888, notebook_dir="/srv/jupyter", terminals=True)
+    args.update(overrides)
+    source = jupyter.server_config(**args).replace(jupyter.PASSWORD_FILE, str(password_file))
+    ast.parse(source)
+    config = _Config()
+    exec(compile(source, "jupyter_server_config.py", "exec"), {"get_config": lambda: config})
+    return source, config.values
+
+
+def test_jupyter_config_is_valid_python_with_modern_names_only(tmp_path):
+    source, values = load_server_config(tmp_path)
+    code = [line for line in source.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in code if "NotebookApp" in line]
+    assert "notebook_dir" not in "".join(values) and "ServerApp.password" not in values
+    assert all(key.split(".")[0] in {"ServerApp", "IdentityProvider", "PasswordIdentityProvider"} for key in values)
+
+
+def test_jupyter_config_is_locked_down(tmp_path):
+    _, values = load_server_config(tmp_path, terminals=False)
+    assert values["ServerApp.ip"] == "127.0.0.1"
+    assert values["ServerApp.port"] == 8888
+    assert values["ServerApp.base_url"] == "/jupyter/"
+    assert values["ServerApp.root_dir"] == "/srv/jupyter"
+    assert values["ServerApp.trust_xheaders"] is True
+    assert values["ServerApp.allow_remote_access"] is False
+    assert "nb.example.org" in values["ServerApp.local_hostnames"]
+    assert values["ServerApp.allow_root"] is False
+    assert values["ServerApp.allow_origin"] == ""
+    assert values["ServerApp.disable_check_xsrf"] is False
+    assert values["ServerApp.terminals_enabled"] is False
+    assert values["ServerApp.cookie_options"]["secure"] is True
+    assert values["ServerApp.tornado_settings"]["xsrf_cookie_kwargs"] == {"secure": True, "samesite": "Strict"}
+    assert values["IdentityProvider.token"] == ""
+    assert values["PasswordIdentityProvider.hashed_password"].startswith("argon2:")
+
+
+def test_unit_runs_jupyter_unprivileged_and_hardened():
+    unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/")
+    assert "ExecStart=/opt/anaconda3/bin/jupyter notebook\n" in unit
+    assert "User=jupyter\n" in unit
+    assert "Environment=SHELL=/bin/bash" in unit
+    assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" in unit
+    assert "NoNewPrivileges=yes" in unit and "ProtectSystem=strict" in unit
+    assert "ReadWritePaths=/srv/jupyter /var/lib/jupyter" in unit
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is installed by .ci/run")
+def test_unit_file_verifies(tmp_path):
+    path = tmp_path / "jupyter.service"
+    path.write_text(jupyter.unit_file("jupyter", "/bin", "/srv/jupyter", "/jupyter/").replace("/bin/jupyter notebook", "/bin/true"))
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
+    assert "Unknown key" not in result.stderr and "Unknown section" not in result.stderr, result.stderr
