@@ -168,6 +168,7 @@ def vhost(server_name, base_url, port, cert, key, version) -> str:
     return render(
         "apache-vhost.conf.j2",
         server_name=server_name,
+        server_name_pattern=re.escape(server_name),
         base_url=base_url,
         port=port,
         cert=cert,

@@ -22,6 +22,7 @@ from .render import render
 CONFIG_DIR = "/etc/jupyter"
 CONFIG_FILE = f"{CONFIG_DIR}/jupyter_server_config.py"
 PASSWORD_FILE = f"{CONFIG_DIR}/password_hash"
+MIGRATED_MARKER = f"{CONFIG_DIR}/migrated"
 UNIT = "jupyter"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
 
@@ -34,6 +35,7 @@ def server_config(server_name, base_url, port, notebook_dir, terminals) -> str:
     return render(
         "jupyter_server_config.py.j2",
         server_name=server_name,
+        server_name_is_ip=settings.is_ip(server_name),
         base_url=base_url,
         port=port,
         notebook_dir=notebook_dir,
@@ -42,10 +44,11 @@ def server_config(server_name, base_url, port, notebook_dir, terminals) -> str:
     )
 
 
-def unit_file(user, prefix, notebook_dir, base_url) -> str:
+def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
     return render(
         "jupyter.service.j2",
         user=user,
+        port=port,
         home=home_of(user),
         prefix=prefix,
         notebook_dir=notebook_dir,
@@ -76,6 +79,9 @@ def install_jupyter():
     files.directory(name="Notebook directory", path=notebook_dir, user=user, group=user, mode="750")
     files.directory(name="Jupyter's home", path=home_of(user), user=user, group=user, mode="750")
     files.directory(name="Config directory", path=CONFIG_DIR, user="root", group=user, mode="750")
+    # Jupyter migrates an old ~/.ipython into its config dir unless this marker exists; the
+    # config dir is read-only for the server, and a failed migration stops it from starting.
+    files.file(name="No config migration", path=MIGRATED_MARKER, user="root", group=user, mode="640")
     config = files.put(
         name="Jupyter server config",
         src=StringIO(
@@ -101,7 +107,8 @@ def install_jupyter():
     )
     unit = files.put(
         name="systemd unit",
-        src=StringIO(unit_file(user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url)),
+        src=StringIO(unit_file(user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url,
+                               host.data.jupyter_port)),
         dest=UNIT_FILE,
         user="root",
         group="root",

@@ -66,14 +66,19 @@ def check_base_url(value):
     return "a URL path that starts and ends with '/', without spaces (e.g. '/jupyter/')"
 
 
+def is_ip(value) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def is_hostname_or_ip(value) -> bool:
     if not isinstance(value, str) or not value:
         return False
-    try:
-        ipaddress.ip_address(value)
+    if is_ip(value):
         return True
-    except ValueError:
-        pass
     name = value[:-1] if value.endswith(".") else value
     return len(name) <= 253 and all(_HOSTNAME_LABEL.match(label) for label in name.split("."))
 

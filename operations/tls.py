@@ -9,7 +9,6 @@ different name, so re-runs change nothing and a renamed host gets a matching one
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 
 from pyinfra import host
@@ -53,11 +52,7 @@ class Certificate(FactBase):
 
 def san_for(name: str) -> str:
     """The subjectAltName entry for a server name, as openssl prints it."""
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return "DNS:" + name
-    return "IP:" + name
+    return ("IP:" if settings.is_ip(name) else "DNS:") + name
 
 
 @operation()

@@ -51,7 +51,8 @@ def converged_responses(data=None):
     stored_hash = passwords.hash_password(PASSWORD)
     config = jupyter.server_config(NAME, data["jupyter_base_url"], data["jupyter_port"], data["notebook_dir"],
                                    data["jupyter_terminals"])
-    unit = jupyter.unit_file(user, data["conda_prefix"], data["notebook_dir"], data["jupyter_base_url"])
+    unit = jupyter.unit_file(user, data["conda_prefix"], data["notebook_dir"], data["jupyter_base_url"],
+                             data["jupyter_port"])
     version = (2, 4, 71)
     vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], tls.CERT, tls.KEY, version)
     packages = ["curl", "ca-certificates", "bzip2", "openssl", "apache2", "ufw"]
@@ -80,6 +81,7 @@ def converged_responses(data=None):
     for path in (data["notebook_dir"], f"/var/lib/{user}"):
         responses[re.compile(rf"test -e {re.escape(path)} \|\|")] = stat(path, user, user, "drwxr-x---")
     responses[re.compile(r"test -e /etc/jupyter \|\|")] = stat("/etc/jupyter", "root", user, "drwxr-x---")
+    responses[re.compile(rf"test -e {jupyter.MIGRATED_MARKER} \|\|")] = stat(jupyter.MIGRATED_MARKER, "root", user, "-rw-r-----")
     responses[re.compile(r"test -e /etc/systemd/system \|\|")] = stat("/etc/systemd/system", "root", "root", "drwxr-xr-x")
     responses.update(file_facts(jupyter.CONFIG_FILE, config, "root", user, "-rw-r-----"))
     responses.update(file_facts(jupyter.UNIT_FILE, unit, "root", "root", "-rw-r--r--"))
@@ -157,7 +159,7 @@ def test_changed_port_rewrites_config_and_vhost_and_restarts_only_jupyter_and_ap
     assert "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy)" in changed
     assert "Apache reverse proxy | Reload Apache (after configtest)" in changed
     assert not [op for op in changed if op.startswith(("Conda", "TLS", "Firewall", "System"))]
-    assert not [op for op in changed if "systemd unit" in op or "password" in op]
+    assert not [op for op in changed if "password" in op]
     assert "systemctl restart jupyter.service" in commands
 
 

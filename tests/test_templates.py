@@ -131,6 +131,7 @@ def test_jupyter_config_is_locked_down(tmp_path):
     assert values["ServerApp.trust_xheaders"] is True
     assert values["ServerApp.allow_remote_access"] is False
     assert "nb.example.org" in values["ServerApp.local_hostnames"]
+    assert values["ServerApp.allow_remote_access"] is False
     assert values["ServerApp.allow_root"] is False
     assert values["ServerApp.allow_origin"] == ""
     assert values["ServerApp.disable_check_xsrf"] is False
@@ -141,19 +142,29 @@ def test_jupyter_config_is_locked_down(tmp_path):
     assert values["PasswordIdentityProvider.hashed_password"].startswith("argon2:")
 
 
+def test_ip_server_name_relies_on_apache_host_check(tmp_path):
+    """Jupyter accepts no IP but loopback as a local host, so Apache must refuse foreign Hosts."""
+    _, values = load_server_config(tmp_path, server_name="203.0.113.7")
+    assert values["ServerApp.allow_remote_access"] is True
+    vhost = apache.vhost("203.0.113.7", "/jupyter/", 8888, "/c.pem", "/k.pem", (2, 4, 71))
+    assert "RewriteCond %{HTTP_HOST} !^203\\.0\\.113\\.7(:443)?$ [NC]\n    RewriteRule ^ - [F]" in vhost
+
+
 def test_unit_runs_jupyter_unprivileged_and_hardened():
-    unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/")
+    unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
     assert "ExecStart=/opt/anaconda3/bin/jupyter notebook\n" in unit
     assert "User=jupyter\n" in unit
     assert "Environment=SHELL=/bin/bash" in unit
     assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" in unit
     assert "NoNewPrivileges=yes" in unit and "ProtectSystem=strict" in unit
     assert "ReadWritePaths=/srv/jupyter /var/lib/jupyter" in unit
+    assert "Environment=JUPYTER_CONFIG_DIR=/etc/jupyter" in unit
+    assert "/dev/tcp/127.0.0.1/8888" in unit
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is installed by .ci/run")
 def test_unit_file_verifies(tmp_path):
     path = tmp_path / "jupyter.service"
-    path.write_text(jupyter.unit_file("jupyter", "/bin", "/srv/jupyter", "/jupyter/").replace("/bin/jupyter notebook", "/bin/true"))
+    path.write_text(jupyter.unit_file("jupyter", "/bin", "/srv/jupyter", "/jupyter/", 8888).replace("/bin/jupyter notebook", "/bin/true"))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
     assert "Unknown key" not in result.stderr and "Unknown section" not in result.stderr, result.stderr

@@ -1,0 +1,118 @@
+"""
+Throwaway Debian hosts on this machine, for real-host tests and demos.
+
+    with Lab([("nb1", "bookworm"), ("nb2", "trixie")]) as lab:
+        lab.ssh(lab.hosts["nb1"], "systemctl is-active apache2")
+
+Needs root, debootstrap, systemd-container and apt-cacher-ng. Entering the context
+removes anything an earlier interrupted run left, then builds (or reuses) the base
+images, brings up the bridge, proxy and file server, and boots the hosts; leaving it
+(also on an exception or Ctrl-C) tears all of it down again.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import hosts as lab_hosts
+from .base import base_image, ssh_key
+from .config import STATE
+from .network import AptProxy, FileServer, bridge_down, bridge_up
+
+__all__ = ["Lab"]
+
+
+class Lab:
+    def __init__(self, machines: list[tuple[str, str]], files: Path | None = None, log=None):
+        self.machines = machines
+        self.files = files
+        self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.hosts: dict[str, lab_hosts.LabHost] = {}
+        self.proxy = AptProxy()
+        self.file_server: FileServer | None = None
+        self.key = ssh_key()
+        self.known_hosts = STATE / "known_hosts"
+        self.timings: dict[str, float] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> "Lab":
+        atexit.register(self.close)
+        # SIGTERM (CI timeouts, `kill`) unwinds like Ctrl-C, so teardown runs.
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Bring everything up (without arranging teardown: use the context manager for that)."""
+        stale = lab_hosts.clean_stale()
+        if stale:
+            self.log(f"lab: removed hosts left by an interrupted run: {', '.join(stale)}")
+        started = time.monotonic()
+        images = {release: base_image(release, log=self.log) for release in {r for _, r in self.machines}}
+        self.timings["base images"] = time.monotonic() - started
+        STATE.mkdir(parents=True, exist_ok=True)
+        self.known_hosts.write_text("")
+        bridge_up()
+        self.proxy.start()
+        if self.files is not None:
+            self.file_server = FileServer(self.files).start()
+        started = time.monotonic()
+        for index, (name, release) in enumerate(self.machines, start=1):
+            self.hosts[name] = lab_hosts.start(name, index, images[release], release)
+        for host in self.hosts.values():
+            lab_hosts.wait_for_ssh(host, self.key, self.known_hosts)
+        self.timings["boot"] = time.monotonic() - started
+        self.log(f"lab: {len(self.hosts)} hosts up in {self.timings['boot']:.1f} s: "
+                 + ", ".join(f"{h.name}={h.ip} ({h.release})" for h in self.hosts.values()))
+
+    def close(self) -> None:
+        """Tear down all hosts, the file server, the proxy and the bridge."""
+        for host in list(self.hosts.values()):
+            lab_hosts.stop(host)
+            del self.hosts[host.name]
+        lab_hosts.clean_stale()
+        if self.file_server is not None:
+            self.file_server.stop()
+            self.file_server = None
+        self.proxy.stop()
+        bridge_down()
+        if hasattr(self, "_previous_sigterm"):
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            del self._previous_sigterm
+
+    # -- using the hosts -------------------------------------------------------------
+    def ssh(self, host: lab_hosts.LabHost, command: str, check: bool = True, timeout: float = 120):
+        """Run a shell command on a host as root; returns the CompletedProcess (text)."""
+        return subprocess.run(
+            ["ssh", *lab_hosts.ssh_args(self.key, self.known_hosts), f"root@{host.ip}", command],
+            capture_output=True, text=True, check=check, timeout=timeout,
+        )
+
+    def url(self, name: str) -> str:
+        assert self.file_server is not None, "the lab was started without files to serve"
+        return self.file_server.url(name)
+
+    def ssh_data(self) -> dict:
+        """pyinfra host data that connects to lab hosts."""
+        return {
+            "ssh_user": "root",
+            "ssh_key": str(self.key),
+            "ssh_known_hosts_file": str(self.known_hosts),
+            "ssh_strict_host_key_checking": "accept-new",
+        }
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")

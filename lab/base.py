@@ -1,0 +1,89 @@
+"""
+The base image every lab host boots from: a debootstrapped Debian with systemd and sshd.
+
+Built once per release and cached outside the checkout (``LAB_CACHE``), so a second
+test run on the same machine skips it. The build goes to a temporary directory and is
+renamed into place only when complete: an interrupted build is never mistaken for one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .config import BRIDGE_IP, CACHE, MIRROR, PROXY_PORT
+
+# What a fresh Linode image has that debootstrap's minbase lacks, plus python3-venv,
+# which only the stand-in installer needs (the real Anaconda installer brings its own Python).
+INCLUDE = [
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "iproute2", "ca-certificates",
+    "python3", "python3-venv", "procps", "curl", "openssl",
+]
+# Units that fight the container's environment (no clock, no real network config, no console).
+MASKED = ["systemd-timesyncd", "systemd-networkd", "console-getty", "apt-daily", "apt-daily-upgrade"]
+
+
+def ssh_key() -> Path:
+    """The lab's SSH key pair (made once, cached beside the images)."""
+    key = CACHE / "id_ed25519"
+    if not key.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "jupyter-deploy-lab", "-f", str(key)],
+                       check=True)
+    return key
+
+
+def _sources(release: str) -> str:
+    return (
+        f"deb {MIRROR} {release} main\n"
+        f"deb {MIRROR} {release}-updates main\n"
+        f"deb http://deb.debian.org/debian-security {release}-security main\n"
+    )
+
+
+def _configure(root: Path, release: str, public_key: str) -> None:
+    ssh = root / "root/.ssh"
+    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (ssh / "authorized_keys").write_text(public_key)
+    (ssh / "authorized_keys").chmod(0o600)
+    # Every clone gets its own machine-id at first boot.
+    (root / "etc/machine-id").write_text("")
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    (root / "etc/apt/sources.list").write_text(_sources(release))
+    # The hosts have no route out: apt goes through the caching proxy on the bridge,
+    # pip (https) through the same proxy's CONNECT pass-through (pam_env reads /etc/environment).
+    (root / "etc/apt/apt.conf.d/01proxy").write_text(f'Acquire::http::Proxy "http://{BRIDGE_IP}:{PROXY_PORT}";\n')
+    (root / "etc/environment").write_text(f"https_proxy=http://{BRIDGE_IP}:{PROXY_PORT}\nno_proxy={BRIDGE_IP}\n")
+    # This machine's network may intercept TLS with its own CA: hosts trust what it trusts.
+    for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+        shutil.copy(crt, root / "usr/local/share/ca-certificates" / crt.name)
+    subprocess.run(["chroot", str(root), "update-ca-certificates"], check=True, capture_output=True)
+    for unit in MASKED:
+        link = root / f"etc/systemd/system/{unit}.service"
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
+    (root / "etc/ssh/sshd_config.d/lab.conf").write_text("PermitRootLogin prohibit-password\nUseDNS no\n")
+
+
+def base_image(release: str = "bookworm", log=print) -> Path:
+    """Path of the cached base image for ``release``, building it first when missing."""
+    image = CACHE / f"base-{release}"
+    if (image / ".lab-complete").exists():
+        return image
+    key = ssh_key()
+    building = CACHE / f"base-{release}.building"
+    shutil.rmtree(building, ignore_errors=True)
+    shutil.rmtree(image, ignore_errors=True)
+    started = time.monotonic()
+    log(f"lab: debootstrap {release} into {image} (once; cached for later runs)")
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", "--include=" + ",".join(INCLUDE), release, str(building), MIRROR],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    _configure(building, release, key.with_suffix(".pub").read_text())
+    (building / ".lab-complete").write_text(f"{time.time()}\n")
+    building.rename(image)
+    log(f"lab: base image {release} built in {time.monotonic() - started:.0f} s")
+    return image

@@ -1,0 +1,19 @@
+"""Where the lab lives: addresses, ports and directories (overridable by environment)."""
+
+import os
+from pathlib import Path
+
+# Cached base images and the lab's SSH key: outside the checkout, kept between runs.
+CACHE = Path(os.environ.get("LAB_CACHE", "/var/cache/jupyter-deploy-lab"))
+# Per-run state (overlays, pid files, proxy cache); cleaned up on teardown.
+STATE = Path(os.environ.get("LAB_STATE", "/run/jupyter-deploy-lab"))
+MIRROR = os.environ.get("LAB_MIRROR", "http://deb.debian.org/debian")
+
+# A link-local bridge: the hosts get no default route and no DNS, only this network.
+BRIDGE = "jdlab0"
+BRIDGE_IP = "169.254.77.1"
+PREFIX_LEN = 24
+PROXY_PORT = 3142
+FILES_PORT = 8000
+# Host N gets 169.254.77.(10 + N).
+FIRST_HOST = 11

@@ -1,0 +1,153 @@
+"""
+Lab hosts: real Debian machines with systemd as PID 1, reached over SSH like a Linode.
+
+Each host is ``systemd-nspawn --boot`` on a fresh overlay of a cached base image, in its
+own network namespace (one veth on the lab bridge, its own address) and its own cgroup
+(without one, the hosts' systemds kill each other's services). Everything a host makes
+is recorded under its state directory, so ``stop`` -- or ``clean_stale`` after an
+interrupted run -- removes exactly that: process, mount, namespace, cgroups, files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import BRIDGE, FIRST_HOST, PREFIX_LEN, STATE
+
+HOSTS_DIR = STATE / "hosts"
+CGROUP_TREES = ("systemd", "unified")
+
+
+@dataclass
+class LabHost:
+    name: str
+    ip: str
+    release: str
+    dir: Path
+
+    @property
+    def root(self) -> Path:
+        return self.dir / "root"
+
+    def nspawn_pid(self) -> int | None:
+        try:
+            return int((self.dir / "nspawn.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def _run(*args, check=True, **kwargs):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, **kwargs)
+
+
+def _alive(pid: int | None) -> bool:
+    return bool(pid) and Path(f"/proc/{pid}").exists()
+
+
+def start(name: str, index: int, base: Path, release: str) -> LabHost:
+    """Boot one host (returns at once; use ``wait_for_ssh``)."""
+    ip = f"169.254.77.{FIRST_HOST - 1 + index}"
+    host = LabHost(name, ip, release, HOSTS_DIR / name)
+    if host.dir.exists():
+        stop(host)
+    for sub in ("upper", "work", "root"):
+        (host.dir / sub).mkdir(parents=True)
+    (host.dir / "ip").write_text(ip)
+    _run("mount", "-t", "overlay", "overlay", "-o",
+         f"lowerdir={base},upperdir={host.dir / 'upper'},workdir={host.dir / 'work'}", str(host.root))
+    (host.root / "etc/hostname").write_text(f"{name}\n")
+    (host.root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n{ip} {name}\n")
+
+    veth_host, veth_guest = f"vh-{name}"[:15], f"vc-{name}"[:15]
+    _run("ip", "netns", "add", name)
+    _run("ip", "link", "add", veth_host, "type", "veth", "peer", "name", veth_guest)
+    _run("ip", "link", "set", veth_host, "master", BRIDGE, "up")
+    _run("ip", "link", "set", veth_guest, "netns", name)
+    _run("ip", "-n", name, "link", "set", veth_guest, "name", "eth0")
+    _run("ip", "-n", name, "addr", "add", f"{ip}/{PREFIX_LEN}", "dev", "eth0")
+    _run("ip", "-n", name, "link", "set", "lo", "up")
+    _run("ip", "-n", name, "link", "set", "eth0", "up")
+
+    for tree in CGROUP_TREES:
+        Path(f"/sys/fs/cgroup/{tree}/{name}").mkdir(exist_ok=True)
+    # PID 1 here is not systemd: nspawn must not register with machined (--register=no
+    # --keep-unit). CAP_NET_ADMIN stays inside the host's own network namespace (ufw needs it).
+    command = [
+        "systemd-nspawn", "-q", "--capability=CAP_NET_ADMIN,CAP_NET_RAW", "-D", str(host.root), "-M", name,
+        "--boot", f"--network-namespace-path=/run/netns/{name}", "--register=no", "--keep-unit",
+        "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only",
+    ]
+    # The shell moves itself into the host's private cgroups, then becomes nspawn.
+    enter_cgroups = 'for t in systemd unified; do echo $$ > /sys/fs/cgroup/$t/"$0"/cgroup.procs; done; exec "$@"'
+    with open(host.dir / "console.log", "wb") as console:
+        process = subprocess.Popen(["sh", "-c", enter_cgroups, name, *command], stdin=subprocess.DEVNULL,
+                                   stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
+    (host.dir / "nspawn.pid").write_text(str(process.pid))
+    return host
+
+
+def ssh_args(key: Path, known_hosts: Path) -> list[str]:
+    return ["-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR"]
+
+
+def wait_for_ssh(host: LabHost, key: Path, known_hosts: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(["ssh", *ssh_args(key, known_hosts), f"root@{host.ip}", "systemctl is-system-running --wait >/dev/null 2>&1; true"],
+                                capture_output=True, text=True, timeout=timeout)
+        if result.returncode == 0:
+            return
+        if not _alive(host.nspawn_pid()):
+            raise RuntimeError(f"{host.name} died while booting:\n" + (host.dir / "console.log").read_text()[-2000:])
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{host.name} ({host.ip}) did not answer SSH in {timeout:.0f} s: {result.stderr}")
+        time.sleep(0.2)
+
+
+def stop(host: LabHost) -> None:
+    """Power the host off (SIGTERM to nspawn is an orderly shutdown) and remove all it left."""
+    pid = host.nspawn_pid()
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+            time.sleep(0.5)
+    _run("umount", "-l", str(host.root), check=False)
+    _run("ip", "netns", "del", host.name, check=False)
+    for tree in CGROUP_TREES:
+        _remove_cgroup(Path(f"/sys/fs/cgroup/{tree}/{host.name}"))
+    shutil.rmtree(host.dir, ignore_errors=True)
+
+
+def _remove_cgroup(path: Path) -> None:
+    """Depth-first: a cgroup can only be removed once its children are gone."""
+    if not path.is_dir():
+        return
+    for child in path.iterdir():
+        if child.is_dir():
+            _remove_cgroup(child)
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def clean_stale() -> list[str]:
+    """Remove hosts a previous, interrupted run left behind (recorded under the state dir)."""
+    removed = []
+    if HOSTS_DIR.is_dir():
+        for directory in HOSTS_DIR.iterdir():
+            ip = (directory / "ip").read_text() if (directory / "ip").exists() else ""
+            stop(LabHost(directory.name, ip, "", directory))
+            removed.append(directory.name)
+    return removed

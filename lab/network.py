@@ -1,0 +1,126 @@
+"""
+The lab network: a bridge on this machine, a caching apt/PyPI proxy and a file server on it.
+
+The hosts' only way out is the proxy on the bridge address: apt through apt-cacher-ng's
+cache, PyPI through its CONNECT pass-through, nothing else. Each process the lab starts
+is recorded by PID and ended by that PID only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import BRIDGE, BRIDGE_IP, FILES_PORT, PREFIX_LEN, PROXY_PORT, STATE
+
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
+
+
+def bridge_up() -> None:
+    if _ip("link", "show", BRIDGE, check=False).returncode != 0:
+        _ip("link", "add", BRIDGE, "type", "bridge")
+    if BRIDGE_IP not in _ip("addr", "show", "dev", BRIDGE).stdout:
+        _ip("addr", "add", f"{BRIDGE_IP}/{PREFIX_LEN}", "dev", BRIDGE)
+    _ip("link", "set", BRIDGE, "up")
+
+
+def bridge_down() -> None:
+    _ip("link", "del", BRIDGE, check=False)
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing answers on {host}:{port} after {timeout:.0f} s") from None
+            time.sleep(0.1)
+
+
+class AptProxy:
+    """Our own apt-cacher-ng instance, bound to the bridge (Debian's daemon stays untouched)."""
+
+    def __init__(self, state: Path = STATE / "proxy"):
+        self.dir = state
+        self.pid_file = state / "pid"
+
+    def start(self) -> None:
+        if self.running():
+            return
+        for sub in ("cache", "log", "conf"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        # No Remap lines: Debian's stock remaps answer 503 here. HTTPS to PyPI passes through.
+        (self.dir / "conf/acng.conf").write_text(
+            f"CacheDir: {self.dir}/cache\nLogDir: {self.dir}/log\nPidFile: {self.pid_file}\n"
+            f"SocketPath: {self.dir}/socket\nSupportDir: /usr/lib/apt-cacher-ng\n"
+            f"BindAddress: {BRIDGE_IP}\nPort: {PROXY_PORT}\nForeground: 0\n"
+            "PassThroughPattern: ^(pypi\\.org|files\\.pythonhosted\\.org):443$\n"
+            "ExThreshold: 4\n",
+        )
+        subprocess.run(["/usr/sbin/apt-cacher-ng", "-c", str(self.dir / "conf")], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(BRIDGE_IP, PROXY_PORT, 15)
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        pid = self.pid()
+        return pid is not None and Path(f"/proc/{pid}").exists()
+
+    def stop(self) -> None:
+        _stop_pid_file(self.pid_file)
+
+
+class FileServer:
+    """Serves one directory over HTTP on the bridge (e.g. the stand-in installer)."""
+
+    def __init__(self, directory: Path, port: int = FILES_PORT, state: Path = STATE / "files"):
+        self.directory = directory
+        self.port = port
+        self.pid_file = state / "pid"
+
+    def url(self, name: str) -> str:
+        return f"http://{BRIDGE_IP}:{self.port}/{name}"
+
+    def start(self) -> "FileServer":
+        self.stop()
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(self.port), "--bind", BRIDGE_IP, "--directory", str(self.directory)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.pid_file.write_text(str(process.pid))
+        wait_for_port(BRIDGE_IP, self.port, 15)
+        return self
+
+    def stop(self) -> None:
+        _stop_pid_file(self.pid_file)
+
+
+def _stop_pid_file(pid_file: Path) -> None:
+    """End the process recorded in ``pid_file`` (only that one) and forget it."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)

@@ -1,0 +1,124 @@
+"""
+A small Jupyter client that talks to a deployed server the way a browser does, through
+Apache: log in with the password, then REST calls and websockets with the session cookie,
+the `_xsrf` token and a same-origin `Origin` header.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import uuid
+
+import requests
+import websocket
+
+
+class LoginFailed(Exception):
+    pass
+
+
+class Jupyter:
+    def __init__(self, base: str, ca_file: str | bool = True, timeout: float = 20):
+        """``base``: e.g. ``https://169.254.77.11/jupyter/``; ``ca_file``: CA/cert to trust."""
+        self.base = base if base.endswith("/") else base + "/"
+        self.origin = "/".join(self.base.split("/")[:3])
+        self.session = requests.Session()
+        # Passed on every request: a Session-level `verify` loses to REQUESTS_CA_BUNDLE.
+        self.verify = ca_file
+        self.timeout = timeout
+        self.login_response = None
+
+    # -- HTTP ------------------------------------------------------------------------
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.session.get(self.base + path, timeout=self.timeout, verify=self.verify, **kwargs)
+
+    def xsrf(self) -> str:
+        return self.session.cookies.get("_xsrf", "")
+
+    def login(self, password: str) -> requests.Response:
+        page = self.get("login")
+        page.raise_for_status()
+        response = self.session.post(
+            self.base + "login", data={"password": password, "_xsrf": self.xsrf()},
+            allow_redirects=False, timeout=self.timeout, verify=self.verify,
+        )
+        self.login_response = response
+        if response.status_code != 302:
+            raise LoginFailed(f"login answered {response.status_code}")
+        return response
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"X-XSRFToken": self.xsrf(), **kwargs.pop("headers", {})}
+        response = self.session.request(method, self.base + "api/" + path, headers=headers,
+                                        timeout=self.timeout, verify=self.verify, **kwargs)
+        response.raise_for_status()
+        return response
+
+    # -- websockets ------------------------------------------------------------------
+    def websocket(self, path: str, origin: str | None = None) -> websocket.WebSocket:
+        url = "wss://" + self.base.split("://", 1)[1] + path
+        cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.verify} if isinstance(self.verify, str) else {}
+        return websocket.create_connection(url, cookie=cookie, origin=origin or self.origin,
+                                           sslopt=sslopt, timeout=self.timeout)
+
+    def execute(self, code: str) -> str:
+        """Run ``code`` in a fresh kernel over its websocket channel; returns its stdout."""
+        kernel = self.api("POST", "kernels", json={"name": "python3"}).json()
+        try:
+            ws = self.websocket(f"api/kernels/{kernel['id']}/channels")
+            try:
+                return _run_cell(ws, code, self.timeout)
+            finally:
+                ws.close()
+        finally:
+            self.api("DELETE", f"kernels/{kernel['id']}")
+
+    def terminal_echo(self, command: str, expect: str) -> str:
+        terminal = self.api("POST", "terminals").json()
+        try:
+            ws = self.websocket(f"terminals/websocket/{terminal['name']}")
+            try:
+                ws.send(json.dumps(["stdin", command + "\r"]))
+                seen, deadline = "", time.monotonic() + self.timeout
+                while expect not in seen and time.monotonic() < deadline:
+                    message = json.loads(ws.recv())
+                    if message[0] == "stdout":
+                        seen += message[1]
+                return seen
+            finally:
+                ws.close()
+        finally:
+            self.api("DELETE", f"terminals/{terminal['name']}")
+
+
+def _run_cell(ws, code: str, timeout: float) -> str:
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
+                   "version": "5.3", "date": ""},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True},
+    }))
+    output, replied, idle = "", False, False
+    deadline = time.monotonic() + timeout
+    # Stream output can arrive after the reply: wait for the reply AND the idle status.
+    while not (replied and idle):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no reply to {code!r} within {timeout} s (got {output!r})")
+        message = json.loads(ws.recv())
+        if message.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = message["msg_type"]
+        if kind == "stream":
+            output += message["content"]["text"]
+        elif kind == "execute_reply":
+            replied = True
+        elif kind == "status" and message["content"]["execution_state"] == "idle":
+            idle = True
+        elif kind == "error":
+            raise RuntimeError("\n".join(message["content"]["traceback"]))
+    return output
