@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from . import hosts as lab_hosts
-from .base import base_image, ssh_key
+from .base import base_image, remove_tree, ssh_key
 from .config import STATE
 from .network import AptProxy, FileServer, bridge_down, bridge_up
 
@@ -88,6 +88,7 @@ class Lab:
             self.file_server = None
         self.proxy.stop()
         bridge_down()
+        remove_tree(STATE)
         if hasattr(self, "_previous_sigterm"):
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             del self._previous_sigterm

@@ -8,6 +8,7 @@ renamed into place only when complete: an interrupted build is never mistaken fo
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import time
@@ -67,15 +68,33 @@ def _configure(root: Path, release: str, public_key: str) -> None:
     (root / "etc/ssh/sshd_config.d/lab.conf").write_text("PermitRootLogin prohibit-password\nUseDNS no\n")
 
 
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree, first unmounting anything below it (an interrupted
+    debootstrap leaves /proc and /sys mounted in its target)."""
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def recipe_id(release: str) -> str:
+    """Changes whenever what goes into the image changes, so a stale cache is never used."""
+    recipe = repr((release, INCLUDE, MASKED, MIRROR, BRIDGE_IP, PROXY_PORT, Path(__file__).read_text()))
+    return hashlib.sha256(recipe.encode()).hexdigest()[:10]
+
+
 def base_image(release: str = "bookworm", log=print) -> Path:
     """Path of the cached base image for ``release``, building it first when missing."""
-    image = CACHE / f"base-{release}"
+    image = CACHE / f"base-{release}-{recipe_id(release)}"
     if (image / ".lab-complete").exists():
         return image
     key = ssh_key()
-    building = CACHE / f"base-{release}.building"
-    shutil.rmtree(building, ignore_errors=True)
-    shutil.rmtree(image, ignore_errors=True)
+    # Images from older recipes, and builds an interrupted run left, are dropped.
+    for stale in CACHE.glob(f"base-{release}*"):
+        remove_tree(stale)
+    building = image.with_name(image.name + ".building")
     started = time.monotonic()
     log(f"lab: debootstrap {release} into {image} (once; cached for later runs)")
     subprocess.run(

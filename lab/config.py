@@ -5,7 +5,7 @@ from pathlib import Path
 
 # Cached base images and the lab's SSH key: outside the checkout, kept between runs.
 CACHE = Path(os.environ.get("LAB_CACHE", "/var/cache/jupyter-deploy-lab"))
-# Per-run state (overlays, pid files, proxy cache); cleaned up on teardown.
+# Per-run state (overlays, pid files, known_hosts); removed on teardown.
 STATE = Path(os.environ.get("LAB_STATE", "/run/jupyter-deploy-lab"))
 MIRROR = os.environ.get("LAB_MIRROR", "http://deb.debian.org/debian")
 
@@ -13,7 +13,8 @@ MIRROR = os.environ.get("LAB_MIRROR", "http://deb.debian.org/debian")
 BRIDGE = "jdlab0"
 BRIDGE_IP = "169.254.77.1"
 PREFIX_LEN = 24
-PROXY_PORT = 3142
+# Not apt-cacher-ng's usual 3142, so a packaged daemon (if one runs) never collides with ours.
+PROXY_PORT = 3143
 FILES_PORT = 8000
 # Host N gets 169.254.77.(10 + N).
 FIRST_HOST = 11

@@ -11,13 +11,13 @@ interrupted run -- removes exactly that: process, mount, namespace, cgroups, fil
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .base import remove_tree
 from .config import BRIDGE, FIRST_HOST, PREFIX_LEN, STATE
 
 HOSTS_DIR = STATE / "hosts"
@@ -122,11 +122,10 @@ def stop(host: LabHost) -> None:
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
             time.sleep(0.5)
-    _run("umount", "-l", str(host.root), check=False)
     _run("ip", "netns", "del", host.name, check=False)
     for tree in CGROUP_TREES:
         _remove_cgroup(Path(f"/sys/fs/cgroup/{tree}/{host.name}"))
-    shutil.rmtree(host.dir, ignore_errors=True)
+    remove_tree(host.dir)
 
 
 def _remove_cgroup(path: Path) -> None:

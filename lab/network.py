@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import BRIDGE, BRIDGE_IP, FILES_PORT, PREFIX_LEN, PROXY_PORT, STATE
+from .config import BRIDGE, BRIDGE_IP, CACHE, FILES_PORT, PREFIX_LEN, PROXY_PORT, STATE
 
 
 def _ip(*args, check=True):
@@ -50,18 +50,20 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
 class AptProxy:
     """Our own apt-cacher-ng instance, bound to the bridge (Debian's daemon stays untouched)."""
 
-    def __init__(self, state: Path = STATE / "proxy"):
+    def __init__(self, state: Path = STATE / "proxy", cache: Path = CACHE / "apt-proxy"):
         self.dir = state
+        # The package cache outlives the run: later runs on this machine fetch nothing twice.
+        self.cache = cache
         self.pid_file = state / "pid"
 
     def start(self) -> None:
         if self.running():
             return
-        for sub in ("cache", "log", "conf"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        for directory in (self.dir / "log", self.dir / "conf", self.cache):
+            directory.mkdir(parents=True, exist_ok=True)
         # No Remap lines: Debian's stock remaps answer 503 here. HTTPS to PyPI passes through.
         (self.dir / "conf/acng.conf").write_text(
-            f"CacheDir: {self.dir}/cache\nLogDir: {self.dir}/log\nPidFile: {self.pid_file}\n"
+            f"CacheDir: {self.cache}\nLogDir: {self.dir}/log\nPidFile: {self.pid_file}\n"
             f"SocketPath: {self.dir}/socket\nSupportDir: /usr/lib/apt-cacher-ng\n"
             f"BindAddress: {BRIDGE_IP}\nPort: {PROXY_PORT}\nForeground: 0\n"
             "PassThroughPattern: ^(pypi\\.org|files\\.pythonhosted\\.org):443$\n"

@@ -1,0 +1,155 @@
+"""
+Real-host fixtures: lab hosts booted once per session, deployed to with the real CLI.
+
+Needs root, debootstrap, systemd-container and apt-cacher-ng (``.ci/run`` installs them).
+Select or skip this layer with ``-m e2e`` / ``-m "not e2e"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lab import Lab
+from lab.config import CACHE
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "standin"))
+import build as standin  # noqa: E402
+
+PASSWORD = "lab password, not secret"
+# Two Debian 12 hosts and one Debian 13 host, deployed in one run.
+MACHINES = [("nb1", "bookworm"), ("nb2", "bookworm"), ("nb3", "trixie")]
+
+
+# Wall times worth reporting (printed at the end of the session).
+TIMINGS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.section("lab timings")
+        for what, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{what:<48} {seconds:7.1f} s")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@dataclass
+class Run:
+    returncode: int
+    seconds: float
+    output: str
+    report: dict | None
+
+    def changed(self) -> dict[str, list[str]]:
+        """Host address -> names of the operations that changed something there."""
+        changes: dict[str, list[str]] = {}
+        for op in (self.report or {}).get("results", {}).get("operations", []):
+            for address in op["success"]:
+                changes.setdefault(address, []).append(op["name"])
+        return changes
+
+    @property
+    def totals(self) -> dict:
+        return self.report["results"]["totals"]
+
+
+@dataclass
+class Deployment:
+    lab: Lab
+    workdir: Path
+    installer_url: str
+    installer_sha256: str
+    runs: dict[str, Run] = field(default_factory=dict)
+
+    def address(self, name: str) -> str:
+        return self.lab.hosts[name].ip
+
+    def write_inventory(self, overrides: dict[str, dict] | None = None) -> Path:
+        hosts = []
+        for name, host in self.lab.hosts.items():
+            data = {
+                **self.lab.ssh_data(),
+                "server_name": host.ip,
+                "conda_installer_url": self.installer_url,
+                "conda_installer_sha256": self.installer_sha256,
+                **(overrides or {}).get(name, {}),
+            }
+            hosts.append((host.ip, data))
+        path = self.workdir / "inventory.py"
+        path.write_text(f"notebooks = {hosts!r}\n")
+        return path
+
+    def pyinfra(self, *args: str, overrides=None, password: str = PASSWORD, timeout: float = 900) -> Run:
+        """The real CLI, as a user runs it: `pyinfra -y --json INVENTORY deploy.py ...`."""
+        inventory = self.write_inventory(overrides)
+        env = dict(os.environ, JUPYTER_PASSWORD=password)
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "pyinfra", "-y", "--json", str(inventory), "deploy.py", *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        )
+        seconds = time.monotonic() - started
+        try:
+            report = json.loads(result.stdout) if result.stdout.strip() else None
+        except json.JSONDecodeError:
+            report = None
+        return Run(result.returncode, seconds, result.stdout + result.stderr, report)
+
+    def ssh(self, name: str, command: str, check: bool = True):
+        return self.lab.ssh(self.lab.hosts[name], command, check=check)
+
+
+@pytest.fixture(scope="session")
+def standin_installer():
+    started = time.monotonic()
+    path, digest = standin.build(CACHE / "standin")
+    TIMINGS["stand-in installer (built or cached)"] = time.monotonic() - started
+    return path, digest
+
+
+@pytest.fixture(scope="session")
+def lab(standin_installer):
+    if os.geteuid() != 0:
+        pytest.fail("the e2e layer needs root (it boots systemd-nspawn hosts); run the fast layer with -m 'not e2e'")
+    with Lab(MACHINES, files=standin_installer[0].parent) as running:
+        TIMINGS["base images (built or cached)"] = running.timings["base images"]
+        TIMINGS[f"boot {len(MACHINES)} hosts to sshd"] = running.timings["boot"]
+        yield running
+
+
+@pytest.fixture(scope="session")
+def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
+    """All three hosts deployed in one run, then a second run and a dry run of the same command."""
+    path, digest = standin_installer
+    deployment = Deployment(lab, tmp_path_factory.mktemp("deploy"), lab.url(path.name), digest)
+    first = deployment.runs["first"] = deployment.pyinfra()
+    assert first.returncode == 0, first.output[-6000:]
+    deployment.runs["second"] = deployment.pyinfra()
+    deployment.runs["dry"] = deployment.pyinfra("--dry")
+    for name, run in deployment.runs.items():
+        TIMINGS[f"{name} run, {len(MACHINES)} hosts in one pyinfra run"] = run.seconds
+    return deployment
+
+
+@pytest.fixture(scope="session")
+def ca_files(deployment, tmp_path_factory):
+    """Each host's self-signed certificate, fetched over SSH: the client trusts exactly it."""
+    directory = tmp_path_factory.mktemp("ca")
+    files = {}
+    for name in deployment.lab.hosts:
+        files[name] = directory / f"{name}.pem"
+        files[name].write_text(deployment.ssh(name, "cat /etc/ssl/certs/jupyter-apache.crt").stdout)
+    return files

@@ -1,0 +1,58 @@
+"""
+Changing one setting on one host and re-running converges: the new URL works, the old one
+is gone, only that host's affected services restart, and the other hosts are untouched.
+Runs after test_deploy.py (same session deployment).
+"""
+
+import pytest
+
+from client import Jupyter
+from conftest import PASSWORD
+
+
+def main_pid(deployment, name, unit):
+    return deployment.ssh(name, f"systemctl show -p MainPID --value {unit}").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def reconfigured(deployment):
+    before = {name: main_pid(deployment, name, "jupyter") for name in deployment.lab.hosts}
+    run = deployment.pyinfra(overrides={"nb2": {"jupyter_base_url": "/lab/"}})
+    after = {name: main_pid(deployment, name, "jupyter") for name in deployment.lab.hosts}
+    again = deployment.pyinfra(overrides={"nb2": {"jupyter_base_url": "/lab/"}})
+    yield run, before, after, again
+    # Leave the session's deployment as the other tests expect it.
+    restore = deployment.pyinfra()
+    assert restore.returncode == 0, restore.output[-3000:]
+
+
+def test_new_base_url_works_and_old_one_is_gone(deployment, ca_files, reconfigured):
+    run, *_ = reconfigured
+    assert run.returncode == 0, run.output[-3000:]
+    new = Jupyter(f"https://{deployment.address('nb2')}/lab/", ca_file=str(ca_files["nb2"]))
+    new.login(PASSWORD)
+    assert new.execute("print(6*7)") == "42\n"
+    old = Jupyter(f"https://{deployment.address('nb2')}/jupyter/", ca_file=str(ca_files["nb2"]))
+    assert old.get("login").status_code == 404
+
+
+def test_only_the_changed_host_and_its_affected_services_changed(deployment, reconfigured):
+    run, before, after, _ = reconfigured
+    changed = run.changed()
+    assert list(changed) == [deployment.address("nb2")]
+    assert sorted(changed[deployment.address("nb2")]) == sorted([
+        "Jupyter Notebook service | Jupyter server config",
+        "Jupyter Notebook service | systemd unit",
+        "Jupyter Notebook service | Reload systemd units",
+        "Jupyter Notebook service | Restart Jupyter for its new config",
+        "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy)",
+        "Apache reverse proxy | Reload Apache (after configtest)",
+    ])
+    assert after["nb2"] != before["nb2"], "Jupyter on nb2 was not restarted"
+    assert after["nb1"] == before["nb1"] and after["nb3"] == before["nb3"], "an unchanged host restarted Jupyter"
+
+
+def test_run_after_the_change_changes_nothing(reconfigured):
+    *_, again = reconfigured
+    assert again.returncode == 0
+    assert again.changed() == {}
