@@ -1,3 +1,10 @@
+# pyinfra's CLI module (imported by pyinfra-testing and the API tests) monkey-patches the
+# standard library with gevent; done after `ssl` is imported (by requests, for the e2e
+# client), that patch breaks every TLS connection. Patch first, before anything imports ssl.
+from gevent import monkey
+
+monkey.patch_all()
+
 import sys
 from pathlib import Path
 
