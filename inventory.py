@@ -14,3 +14,6 @@ notebooks = [
 ]
 
 notebooks += [name.strip() for name in os.environ.get("JUPYTER_HOSTS", "").split(",") if name.strip()]
+
+if not notebooks:
+    raise SystemExit("inventory.py lists no hosts: add yours to `notebooks`, or set JUPYTER_HOSTS=host1,host2")

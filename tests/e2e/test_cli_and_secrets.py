@@ -1,0 +1,61 @@
+"""
+The other ways users run the deploy, against the converged session hosts: ad hoc
+(`pyinfra HOST deploy.py`, which loads no group_data) gets the same defaults, and a
+password change shows neither the password nor its hash, even with --diff and -vvv.
+"""
+
+import json
+import subprocess
+import sys
+
+from conftest import PASSWORD, ROOT
+
+
+def run_with_data(deployment, target: str, env: dict | None = None):
+    """`pyinfra -y --json --data ... TARGET deploy.py`, with only what a lab host needs as data."""
+    data = {**deployment.lab.ssh_data(), "conda_installer_url": deployment.installer_url,
+            "conda_installer_sha256": deployment.installer_sha256}
+    args = [arg for key, value in data.items() for arg in ("--data", f"{key}={value}")]
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "--json", *args, target, "deploy.py"],
+        cwd=ROOT, env={"JUPYTER_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin", **(env or {})},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)["results"]["totals"]
+
+
+def test_ad_hoc_run_uses_the_same_defaults_as_the_inventory_run(deployment):
+    """No group_data is loaded for `pyinfra HOST deploy.py`: the defaults must still match."""
+    totals = run_with_data(deployment, deployment.address("nb1"))
+    assert totals["success"] == 0 and totals["error"] == 0 and totals["no_change"] > 0
+
+
+def test_the_repository_inventory_with_hosts_from_the_environment(deployment):
+    """`pyinfra inventory.py deploy.py` as the README says, hosts given in JUPYTER_HOSTS."""
+    addresses = ",".join(host.ip for host in deployment.lab.hosts.values())
+    totals = run_with_data(deployment, "inventory.py", env={"JUPYTER_HOSTS": addresses})
+    assert totals["success"] == 0 and totals["error"] == 0
+    assert totals["no_change"] >= 3 * 10
+
+
+def test_password_change_shows_no_secret_even_with_diff_and_debug_output(deployment):
+    new_password = "a brand new password 1234"
+    changed = deployment.pyinfra("--diff", "-vvv", password=new_password)
+    try:
+        assert changed.returncode == 0, changed.output[-3000:]
+        assert changed.changed() == {
+            deployment.address(name): ["Jupyter Notebook service | Jupyter password hash (never shown)",
+                                       "Jupyter Notebook service | Restart Jupyter for its new config"]
+            for name in deployment.lab.hosts
+        }
+        stored = deployment.ssh("nb1", "cat /etc/jupyter/password_hash").stdout.strip()
+        assert stored.startswith("argon2:$argon2id$")
+        digest = stored.rsplit("$", 1)[1]
+        for secret in (new_password, PASSWORD, stored, digest):
+            assert secret not in changed.output
+        mode = deployment.ssh("nb1", "stat -c '%U:%G:%a' /etc/jupyter/password_hash").stdout.strip()
+        assert mode == "root:jupyter:640"
+    finally:
+        restored = deployment.pyinfra()
+        assert restored.returncode == 0, restored.output[-3000:]
