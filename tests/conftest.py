@@ -11,5 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The deploy directory is what pyinfra puts on sys.path; tests import it the same way.
 sys.path.insert(0, str(ROOT))
+# Shared test helpers (apache_local) are imported by plain module name.
+sys.path.insert(0, str(ROOT / "tests"))
 # The e2e helpers (client, conftest constants) import each other by plain module name.
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))

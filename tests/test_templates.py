@@ -3,43 +3,23 @@
 import ast
 import shutil
 import subprocess
-import types
 
 import pytest
 
+import apache_local
 from operations import apache, jupyter
 
-APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
-MODULES = "/usr/lib/apache2/modules"
-
-needs_apache = pytest.mark.skipif(not shutil.which("openssl") or not shutil.which(APACHE),
-                                  reason="apache2 is installed by .ci/run")
+needs_apache = pytest.mark.skipif(not apache_local.available(), reason="apache2-bin is installed by .ci/run")
 
 
 @pytest.fixture(scope="module")
 def keypair(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "1", "-subj", "/CN=nb.test", "-keyout", d / "key.pem", "-out", d / "cert.pem"],
-        check=True, capture_output=True,
-    )
-    return str(d / "cert.pem"), str(d / "key.pem")
+    return apache_local.keypair(tmp_path_factory.mktemp("tls"))
 
 
 def configtest(tmp_path, vhost: str, modules) -> subprocess.CompletedProcess:
     """`apache2 -t` on a self-contained server config holding our hardening conf and vhost."""
-    (tmp_path / "vhost.conf").write_text(vhost)
-    (tmp_path / "hardening.conf").write_text(apache.render("apache-hardening.conf.j2"))
-    loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in ["mpm_event", "authz_core", "alias", *modules])
-    (tmp_path / "httpd.conf").write_text(
-        f"Define APACHE_LOG_DIR {tmp_path}\nServerRoot {tmp_path}\nPidFile {tmp_path}/pid\n"
-        f"ErrorLog {tmp_path}/error.log\n{loads}\n"
-        f"LoadModule socache_shmcb_module {MODULES}/mod_socache_shmcb.so\n"
-        "LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b\" combined\n"
-        f"Listen 80\nListen 443\nInclude {tmp_path}/hardening.conf\nInclude {tmp_path}/vhost.conf\n",
-    )
-    return subprocess.run([APACHE, "-t", "-f", str(tmp_path / "httpd.conf")], capture_output=True, text=True)
+    return apache_local.configtest(apache_local.server_config(tmp_path, vhost, modules))
 
 
 @needs_apache

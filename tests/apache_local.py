@@ -1,0 +1,77 @@
+"""
+A throwaway Apache on this machine, from the deploy's own templates: `apache2 -t` for the
+rendered configuration, and (for negative controls) a real server on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from operations import apache
+
+APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
+MODULES = "/usr/lib/apache2/modules"
+
+
+def available() -> bool:
+    return bool(shutil.which("openssl")) and Path(APACHE).exists()
+
+
+def keypair(directory: Path) -> tuple[str, str]:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", directory / "key.pem", "-out", directory / "cert.pem"],
+        check=True, capture_output=True,
+    )
+    return str(directory / "cert.pem"), str(directory / "key.pem")
+
+
+def server_config(directory: Path, vhost: str, modules, listen=("80", "443")) -> Path:
+    """A self-contained httpd.conf holding the hardening conf and ``vhost``."""
+    (directory / "vhost.conf").write_text(vhost)
+    (directory / "hardening.conf").write_text(apache.render("apache-hardening.conf.j2"))
+    loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so"
+                      for m in ["mpm_event", "authz_core", "alias", "socache_shmcb", *modules])
+    listens = "\n".join(f"Listen {port}" for port in listen)
+    config = directory / "httpd.conf"
+    config.write_text(
+        f"Define APACHE_LOG_DIR {directory}\nServerRoot {directory}\nPidFile {directory}/pid\n"
+        f"DefaultRuntimeDir {directory}\nErrorLog {directory}/error.log\nUser nobody\nGroup nogroup\n{loads}\n"
+        'LogFormat "%h %l %u %t \\"%r\\" %>s %b" combined\n'
+        f"{listens}\nInclude {directory}/hardening.conf\nInclude {directory}/vhost.conf\n",
+    )
+    return config
+
+
+def configtest(config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([APACHE, "-t", "-f", str(config)], capture_output=True, text=True)
+
+
+class LoopbackApache:
+    """``apache2 -k start`` on a config; stopped by the PID it wrote (and only that)."""
+
+    def __init__(self, config: Path):
+        self.config = config
+        self.pid_file = config.parent / "pid"
+
+    def __enter__(self):
+        subprocess.run([APACHE, "-f", str(self.config), "-k", "start"], check=True, capture_output=True)
+        for _ in range(50):
+            if self.pid_file.exists():
+                break
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc):
+        pid = int(self.pid_file.read_text())
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
