@@ -46,3 +46,6 @@ tls_mode = 'self-signed'
 
 # Enable ufw: allow SSH, 80 and 443 only
 firewall = True
+
+# Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
+basic_auth_user = None

@@ -17,9 +17,10 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, deploy, operation
 from pyinfra.facts.files import Sha256File
+from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
-from . import settings
+from . import passwords, settings
 from .render import render
 
 KINDS = {"mods": ("a2enmod", "a2dismod", ".load"), "sites": ("a2ensite", "a2dissite", ".conf"), "conf": ("a2enconf", "a2disconf", ".conf")}
@@ -29,6 +30,8 @@ WEBSOCKET_UPGRADE_VERSION = (2, 4, 47)
 SITE = "jupyter"
 HARDENING_CONF = "zz-jupyter-hardening"
 PACKAGES = ["apache2"]
+# The optional Basic-auth layer's users (setting basic_auth_user).
+HTPASSWD = "/etc/apache2/jupyter.htpasswd"
 
 
 class ApacheEnabled(FactBase):
@@ -156,15 +159,17 @@ def reloaded():
     yield "apache2ctl configtest && systemctl reload-or-restart apache2"
 
 
-def needed_modules(version) -> list[str]:
+def needed_modules(version, basic_auth: bool = False) -> list[str]:
     """The modules the vhost uses; ``proxy_wstunnel`` only where Apache predates ``upgrade=websocket``."""
     modules = ["proxy", "proxy_http", "ssl", "headers", "rewrite"]
     if version is not None and version < WEBSOCKET_UPGRADE_VERSION:
         modules.append("proxy_wstunnel")
+    if basic_auth:
+        modules += ["authn_core", "auth_basic", "authn_file", "authz_user", "authn_socache", "socache_shmcb"]
     return modules
 
 
-def vhost(server_name, base_url, port, cert, key, version) -> str:
+def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = False) -> str:
     return render(
         "apache-vhost.conf.j2",
         server_name=server_name,
@@ -174,10 +179,14 @@ def vhost(server_name, base_url, port, cert, key, version) -> str:
         cert=cert,
         key=key,
         legacy_websocket=version is not None and version < WEBSOCKET_UPGRADE_VERSION,
+        htpasswd=HTPASSWD if basic_auth else None,
     )
 
 
-@deploy("Apache reverse proxy", data_defaults=settings.defaults("jupyter_base_url", "jupyter_port", "server_name"))
+@deploy(
+    "Apache reverse proxy",
+    data_defaults=settings.defaults("jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user"),
+)
 def configure_apache(cert: str, key: str, reload_after=()):
     """
     Enable what the vhost needs, write it and reload on change (needs ``PACKAGES``).
@@ -186,7 +195,20 @@ def configure_apache(cert: str, key: str, reload_after=()):
     + reload_after: operation results (e.g. a new certificate) that also need a reload
     """
     version = host.get_fact(ApacheVersion)
-    modules = enabled(name="Enable the Apache modules the proxy needs", kind="mods", names=needed_modules(version))
+    basic_auth_user = host.data.basic_auth_user
+    modules = enabled(name="Enable the Apache modules the proxy needs", kind="mods",
+                      names=needed_modules(version, basic_auth=bool(basic_auth_user)))
+    if basic_auth_user:
+        # Before the vhost that names it: configtest needs the file to exist.
+        users = passwords.password_file(
+            name="Basic-auth password (never shown)",
+            path=HTPASSWD,
+            password=passwords.password_from_environment(settings.BASIC_AUTH_PASSWORD_ENV),
+            group="www-data",
+            htpasswd_user=basic_auth_user,
+        )
+    else:
+        users = files.file(name="No Basic-auth password file", path=HTPASSWD, present=False)
     hardening = config_file(
         name="Apache hygiene (no version banners, no TRACE)",
         kind="conf",
@@ -199,10 +221,11 @@ def configure_apache(cert: str, key: str, reload_after=()):
         config_name=SITE,
         content=vhost(
             settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key, version,
+            basic_auth=bool(basic_auth_user),
         ),
     )
     default_site = enabled(name="Disable Apache's default site", kind="sites", names=["000-default"], present=False)
-    changes = (modules, hardening, site, default_site, *reload_after)
+    changes = (modules, users, hardening, site, default_site, *reload_after)
     # Added only when something will change, so a converged host runs no reload and a
     # --dry run predicts none; `_if` re-checks at execution time.
     if any(op.will_change for op in changes):

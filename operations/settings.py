@@ -22,6 +22,7 @@ from typing import Any, Callable
 from pyinfra.api.exceptions import PyinfraError
 
 PASSWORD_ENV = "JUPYTER_PASSWORD"
+BASIC_AUTH_PASSWORD_ENV = "JUPYTER_BASIC_AUTH_PASSWORD"
 
 # The current Anaconda Distribution for Linux x86_64 and its published sha256.
 ANACONDA_URL = "https://repo.anaconda.com/archive/Anaconda3-2026.07-1-Linux-x86_64.sh"
@@ -112,6 +113,12 @@ def check_password_hash(value):
     )
 
 
+def check_basic_auth_user(value):
+    if value is None or (isinstance(value, str) and re.match(r"^[A-Za-z0-9._-]{1,64}$", value)):
+        return None
+    return "None (off) or a user name of letters, digits, '.', '_' or '-'"
+
+
 def check_url(value):
     if isinstance(value, str) and re.match(r"^https?://[^\s/]+/\S*$", value):
         return None
@@ -154,6 +161,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("conda_accept_tos", False, "Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)", check_bool),
     Setting("tls_mode", "self-signed", "Where the certificate comes from: 'self-signed'", _one_of("self-signed")),
     Setting("firewall", True, "Enable ufw: allow SSH, 80 and 443 only", check_bool),
+    Setting("basic_auth_user", None, f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; None means off", check_basic_auth_user),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -191,6 +199,12 @@ def check_values(values: dict[str, Any], environ=None) -> list[str]:
     """Every problem with one host's data, as one line each (empty when all is well)."""
     environ = os.environ if environ is None else environ
     errors = _typo_errors(values.keys()) + _errors_for(values)
+    user = values.get("basic_auth_user")
+    if user and not check_basic_auth_user(user) and not environ.get(BASIC_AUTH_PASSWORD_ENV):
+        errors.append(
+            f"setting basic_auth_user = {user!r} needs a password: "
+            f"export {BASIC_AUTH_PASSWORD_ENV} on the control machine (or set basic_auth_user to None)",
+        )
     if values.get("jupyter_password_hash") is None and not environ.get(PASSWORD_ENV):
         errors.append(
             f"setting jupyter_password_hash is not set and {PASSWORD_ENV} is empty: "

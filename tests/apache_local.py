@@ -37,7 +37,7 @@ def server_config(directory: Path, vhost: str, modules, listen=("80", "443")) ->
     (directory / "vhost.conf").write_text(vhost)
     (directory / "hardening.conf").write_text(apache.render("apache-hardening.conf.j2"))
     loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so"
-                      for m in ["mpm_event", "authz_core", "alias", "socache_shmcb", *modules])
+                      for m in dict.fromkeys(["mpm_event", "authz_core", "alias", "socache_shmcb", *modules]))
     listens = "\n".join(f"Listen {port}" for port in listen)
     config = directory / "httpd.conf"
     config.write_text(

@@ -62,7 +62,7 @@ def converged_responses(data=None):
         "cat /etc/group": f"{user}:x:999:",
         "dpkg -l": [f"ii  {p}  1.0-1  amd64  the {p} package" for p in packages],
         "update-success-stamp": stat("/var/lib/apt/periodic/update-success-stamp", "root", "root", "-rw-r--r--"),
-        f"{jupyter.PASSWORD_FILE}; fi": [
+        f"{jupyter.PASSWORD_FILE} | head -n 1; fi": [
             "sha256=" + hashlib.sha256(passwords.file_content(stored_hash).encode()).hexdigest(),
             f"owner=root:{user}:640",
             "params=" + stored_hash.rsplit("$", 1)[0],

@@ -38,6 +38,7 @@ BAD = [
     ("tls_mode", "letsencrypt-please", "'self-signed'"),
     ("firewall", "on", "true or false"),
     ("jupyter_terminals", 1, "true or false"),
+    ("basic_auth_user", "al ice", "user name of letters"),
 ]
 
 
@@ -65,6 +66,13 @@ def test_password_hash_that_is_not_one_is_refused_without_echoing_it(secret):
 def test_plaintext_in_the_hash_setting_says_where_it_belongs():
     [error] = settings.check_values({"jupyter_password_hash": "hunter2"}, environ=ENV)
     assert "plaintext" in error and settings.PASSWORD_ENV in error
+
+
+def test_basic_auth_without_its_password_is_refused():
+    [error] = settings.check_values({"basic_auth_user": "alice"}, environ=ENV)
+    assert "basic_auth_user = 'alice'" in error and settings.BASIC_AUTH_PASSWORD_ENV in error
+    assert settings.check_values({"basic_auth_user": "alice"},
+                                 environ={**ENV, settings.BASIC_AUTH_PASSWORD_ENV: "x"}) == []
 
 
 def test_no_password_at_all_is_refused():

@@ -33,6 +33,16 @@ def test_vhost_passes_apache_configtest(tmp_path, keypair, version):
 
 
 @needs_apache
+def test_vhost_with_basic_auth_passes_apache_configtest(tmp_path, keypair):
+    cert, key = keypair
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71), basic_auth=True)
+    assert "AuthUserFile /etc/apache2/jupyter.htpasswd" in vhost and "Require valid-user" in vhost
+    result = configtest(tmp_path, vhost.replace(apache.HTPASSWD, str(tmp_path / "users")),
+                        apache.needed_modules((2, 4, 71), basic_auth=True))
+    assert result.returncode == 0, result.stderr
+
+
+@needs_apache
 def test_configtest_catches_a_broken_vhost(tmp_path, keypair):
     """The check above can fail: an unknown directive is rejected with Apache's own message."""
     cert, key = keypair

@@ -6,6 +6,7 @@ the `_xsrf` token and a same-origin `Origin` header.
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import time
@@ -20,8 +21,9 @@ class LoginFailed(Exception):
 
 
 class Jupyter:
-    def __init__(self, base: str, ca_file: str | bool = True, timeout: float = 20):
-        """``base``: e.g. ``https://169.254.77.11/jupyter/``; ``ca_file``: CA/cert to trust."""
+    def __init__(self, base: str, ca_file: str | bool = True, timeout: float = 20, basic_auth=None):
+        """``base``: e.g. ``https://169.254.77.11/jupyter/``; ``ca_file``: CA/cert to trust;
+        ``basic_auth``: ``(user, password)`` for an Apache Basic-auth layer in front."""
         self.base = base if base.endswith("/") else base + "/"
         self.origin = "/".join(self.base.split("/")[:3])
         self.session = requests.Session()
@@ -29,6 +31,11 @@ class Jupyter:
         self.verify = ca_file
         self.timeout = timeout
         self.login_response = None
+        self.session.auth = basic_auth
+        self.ws_headers = []
+        if basic_auth:
+            token = base64.b64encode(":".join(basic_auth).encode()).decode()
+            self.ws_headers.append(f"Authorization: Basic {token}")
 
     # -- HTTP ------------------------------------------------------------------------
     def get(self, path: str, **kwargs) -> requests.Response:
@@ -61,7 +68,7 @@ class Jupyter:
         url = "wss://" + self.base.split("://", 1)[1] + path
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.verify} if isinstance(self.verify, str) else {}
-        return websocket.create_connection(url, cookie=cookie, origin=origin or self.origin,
+        return websocket.create_connection(url, cookie=cookie, origin=origin or self.origin, header=self.ws_headers,
                                            sslopt=sslopt, timeout=self.timeout)
 
     def execute(self, code: str) -> str:

@@ -1,0 +1,63 @@
+"""
+The optional Basic-auth layer (setting basic_auth_user, off by default): on one host it
+asks for a second login before Jupyter is reached, everything works through it, re-runs
+change nothing, and switching it off removes it again.
+"""
+
+import os
+
+import pytest
+import requests
+
+from client import Jupyter
+from conftest import PASSWORD
+
+USER, BASIC_PASSWORD = "alice", "second factor, lab only"
+
+
+@pytest.fixture(scope="module")
+def basic_auth(deployment):
+    os.environ["JUPYTER_BASIC_AUTH_PASSWORD"] = BASIC_PASSWORD
+    try:
+        overrides = {"nb1": {"basic_auth_user": USER}}
+        on = deployment.pyinfra(overrides=overrides)
+        again = deployment.pyinfra(overrides=overrides)
+        yield on, again
+    finally:
+        off = deployment.pyinfra()
+        del os.environ["JUPYTER_BASIC_AUTH_PASSWORD"]
+        assert off.returncode == 0, off.output[-3000:]
+        assert deployment.ssh("nb1", "test ! -e /etc/apache2/jupyter.htpasswd", check=False).returncode == 0
+
+
+def test_without_the_second_login_apache_answers_401(deployment, ca_files, basic_auth):
+    on, _ = basic_auth
+    assert on.returncode == 0, on.output[-3000:]
+    response = requests.get(f"https://{deployment.address('nb1')}/jupyter/login", verify=str(ca_files["nb1"]), timeout=10)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="Jupyter"'
+    wrong = requests.get(f"https://{deployment.address('nb1')}/jupyter/login", auth=(USER, "wrong"),
+                         verify=str(ca_files["nb1"]), timeout=10)
+    assert wrong.status_code == 401
+
+
+def test_with_both_logins_notebooks_work(deployment, ca_files, basic_auth):
+    jupyter = Jupyter(f"https://{deployment.address('nb1')}/jupyter/", ca_file=str(ca_files["nb1"]),
+                      basic_auth=(USER, BASIC_PASSWORD))
+    jupyter.login(PASSWORD)
+    assert jupyter.execute("print(6*7)") == "42\n"
+
+
+def test_htpasswd_is_bcrypt_private_and_stable(deployment, basic_auth):
+    _, again = basic_auth
+    assert again.changed() == {}, again.changed()
+    line = deployment.ssh("nb1", "cat /etc/apache2/jupyter.htpasswd").stdout.strip()
+    assert line.startswith(f"{USER}:$2y$")
+    assert deployment.ssh("nb1", "stat -c '%U:%G:%a' /etc/apache2/jupyter.htpasswd").stdout.strip() == "root:www-data:640"
+    for run in basic_auth:
+        assert BASIC_PASSWORD not in run.output and line not in run.output
+
+
+def test_other_hosts_have_no_second_login(deployment, ca_files, basic_auth):
+    response = requests.get(f"https://{deployment.address('nb2')}/jupyter/login", verify=str(ca_files["nb2"]), timeout=10)
+    assert response.status_code == 200
