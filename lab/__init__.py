@@ -83,9 +83,9 @@ class Lab:
             lab_hosts.stop(host)
             del self.hosts[host.name]
         lab_hosts.clean_stale()
-        if self.file_server is not None:
-            self.file_server.stop()
-            self.file_server = None
+        # By its pid file, so `python -m lab down` also ends one that `up` started.
+        FileServer(Path(".")).stop()
+        self.file_server = None
         self.proxy.stop()
         bridge_down()
         remove_tree(STATE)

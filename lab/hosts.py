@@ -64,7 +64,8 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     (host.root / "etc/hostname").write_text(f"{name}\n")
     (host.root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n{ip} {name}\n")
 
-    veth_host, veth_guest = f"vh-{name}"[:15], f"vc-{name}"[:15]
+    veth_host, veth_guest = _veth_names(name)
+    _run("ip", "link", "del", veth_host, check=False)  # left by an earlier run whose host died late
     _run("ip", "netns", "add", name)
     _run("ip", "link", "add", veth_host, "type", "veth", "peer", "name", veth_guest)
     _run("ip", "link", "set", veth_host, "master", BRIDGE, "up")
@@ -90,6 +91,21 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
                                    stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
     (host.dir / "nspawn.pid").write_text(str(process.pid))
     return host
+
+
+def _veth_names(name: str) -> tuple[str, str]:
+    return f"vh-{name}"[:15], f"vc-{name}"[:15]
+
+
+def _cgroup_pids(name: str) -> set[int]:
+    pids = set()
+    for tree in CGROUP_TREES:
+        for procs in Path(f"/sys/fs/cgroup/{tree}/{name}").rglob("cgroup.procs"):
+            try:
+                pids.update(int(line) for line in procs.read_text().split())
+            except OSError:
+                pass
+    return pids
 
 
 def ssh_args(key: Path, known_hosts: Path) -> list[str]:
@@ -122,7 +138,20 @@ def stop(host: LabHost) -> None:
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
             time.sleep(0.5)
+    # Whatever still runs in the host's own cgroups is the host's (nspawn's children outlive
+    # a killed nspawn): end it, or it keeps the network namespace and its veth alive.
+    for _ in range(50):
+        pids = _cgroup_pids(host.name)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
     _run("ip", "netns", "del", host.name, check=False)
+    _run("ip", "link", "del", _veth_names(host.name)[0], check=False)
     for tree in CGROUP_TREES:
         _remove_cgroup(Path(f"/sys/fs/cgroup/{tree}/{host.name}"))
     remove_tree(host.dir)

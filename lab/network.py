@@ -107,6 +107,9 @@ class FileServer:
         )
         self.pid_file.write_text(str(process.pid))
         wait_for_port(BRIDGE_IP, self.port, 15)
+        time.sleep(0.2)
+        if process.poll() is not None:
+            raise RuntimeError(f"the file server could not listen on {BRIDGE_IP}:{self.port}: is another one running?")
         return self
 
     def stop(self) -> None:
