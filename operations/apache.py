@@ -32,6 +32,8 @@ HARDENING_CONF = "zz-jupyter-hardening"
 PACKAGES = ["apache2"]
 # The optional Basic-auth layer's users (setting basic_auth_user).
 HTPASSWD = "/etc/apache2/jupyter.htpasswd"
+# Touched after every successful reload: config newer than this is not live yet.
+RELOAD_STAMP = "/var/lib/jupyter-apache-deploy/apache-reloaded"
 
 
 class ApacheEnabled(FactBase):
@@ -68,6 +70,27 @@ class ApacheVersion(FactBase):
             if match:
                 return tuple(int(x) for x in match.groups())
         return None
+
+
+class ApacheReloadPending(FactBase):
+    """
+    Returns ``True`` when any of ``paths`` changed after the last reload this deploy made
+    (or it never made one): a run interrupted between writing config and reloading left
+    that config unapplied, and the next run must still reload.
+    """
+
+    @staticmethod
+    def default():
+        return False
+
+    def command(self, paths):
+        return (
+            f"if [ ! -e {RELOAD_STAMP} ]; then echo never-reloaded; "
+            f"else find {' '.join(paths)} -maxdepth 0 -newer {RELOAD_STAMP} 2>/dev/null | head -n 1; fi"
+        )
+
+    def process(self, output):
+        return any(line.strip() for line in output)
 
 
 def _configtest_or(undo: str, what: str) -> str:
@@ -156,7 +179,10 @@ def reloaded():
 
         apache.reloaded(name="Reload Apache", _if=vhost.did_change)
     """
-    yield "apache2ctl configtest && systemctl reload-or-restart apache2"
+    stamp_dir = RELOAD_STAMP.rsplit("/", 1)[0]
+    yield (
+        f"apache2ctl configtest && systemctl reload-or-restart apache2 && mkdir -p {stamp_dir} && touch {RELOAD_STAMP}"
+    )
 
 
 def needed_modules(version, basic_auth: bool = False) -> list[str]:
@@ -226,7 +252,14 @@ def configure_apache(cert: str, key: str, reload_after=()):
     )
     default_site = enabled(name="Disable Apache's default site", kind="sites", names=["000-default"], present=False)
     changes = (modules, users, hardening, site, default_site, *reload_after)
-    # Added only when something will change, so a converged host runs no reload and a
-    # --dry run predicts none; `_if` re-checks at execution time.
-    if any(op.will_change for op in changes):
-        reloaded(name="Reload Apache (after configtest)", _if=any_changed(*changes))
+    managed = [f"/etc/apache2/{kind}-enabled" for kind in KINDS] + [
+        f"/etc/apache2/sites-available/{SITE}.conf", f"/etc/apache2/conf-available/{HARDENING_CONF}.conf",
+        cert, key, HTPASSWD,
+    ]
+    pending = host.get_fact(ApacheReloadPending, paths=managed)
+    # Added only when something will change (or an interrupted run left config unapplied),
+    # so a converged host runs no reload and a --dry run predicts none; `_if` re-checks
+    # at execution time.
+    if pending or any(op.will_change for op in changes):
+        changed = any_changed(*changes)
+        reloaded(name="Reload Apache (after configtest)", _if=lambda: pending or changed())

@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from pyinfra.api import deploy
+from pyinfra.api import FactBase, deploy
 
 from . import passwords, settings
 from .render import render
@@ -25,6 +25,32 @@ PASSWORD_FILE = f"{CONFIG_DIR}/password_hash"
 MIGRATED_MARKER = f"{CONFIG_DIR}/migrated"
 UNIT = "jupyter"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
+
+
+class RestartPending(FactBase):
+    """
+    Returns what a running ``unit`` has not picked up yet: each of ``paths`` changed
+    after its main process started, and ``daemon-reload`` when systemd still has an old
+    copy of the unit. Empty when the unit is not running. (A run interrupted between
+    writing a file and restarting leaves exactly this behind.)
+    """
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self, unit, paths):
+        checks = " ".join(paths)
+        return (
+            f"pid=$(systemctl show -p MainPID --value {unit} 2>/dev/null); "
+            'if [ -n "$pid" ] && [ "$pid" -gt 0 ]; then '
+            'start=$(date -d "$(ps -o lstart= -p "$pid")" +%s); '
+            f'for f in {checks}; do [ -e "$f" ] && [ "$(stat -c %Y "$f")" -gt "$start" ] && echo "$f"; done; fi; '
+            f'[ "$(systemctl show -p NeedDaemonReload --value {unit} 2>/dev/null)" = yes ] && echo daemon-reload; true'
+        )
+
+    def process(self, output):
+        return [line.strip() for line in output if line.strip()]
 
 
 def home_of(user: str) -> str:
@@ -114,14 +140,17 @@ def install_jupyter():
         group="root",
         mode="644",
     )
-    if unit.will_change:
-        systemd.daemon_reload(name="Reload systemd units", _if=unit.did_change)
-    if any(op.will_change for op in (config, password, unit)):
+    # Files an interrupted earlier run wrote but never restarted for.
+    pending = host.get_fact(RestartPending, unit=UNIT, paths=[CONFIG_FILE, PASSWORD_FILE, UNIT_FILE])
+    if unit.will_change or "daemon-reload" in pending:
+        systemd.daemon_reload(name="Reload systemd units", _if=lambda: "daemon-reload" in pending or unit.did_change())
+    if pending or any(op.will_change for op in (config, password, unit)):
+        changed = any_changed(config, password, unit)
         # Restarts only a running server; a stopped one starts with the new files below.
         systemd.service(
             name="Restart Jupyter for its new config",
             service=UNIT,
             restarted=True,
-            _if=any_changed(config, password, unit),
+            _if=lambda: bool(pending) or changed(),
         )
     systemd.service(name="Jupyter running and enabled", service=UNIT, running=True, enabled=True)

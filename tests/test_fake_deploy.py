@@ -57,6 +57,10 @@ def converged_responses(data=None):
     vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], tls.CERT, tls.KEY, version)
     packages = ["curl", "ca-certificates", "bzip2", "openssl", "apache2", "ufw"]
     responses = {
+        # Nothing is waiting for a reload or restart (checked first: the command names paths
+        # that other canned answers match on).
+        f"-newer {apache.RELOAD_STAMP}": [],
+        "NeedDaemonReload": [],
         "uname -s": "Linux",
         "cat /etc/passwd | cut -d: -f1": f"{user}:x:999:999::/var/lib/{user}:/usr/sbin/nologin|{user}|{user}||!",
         "cat /etc/group": f"{user}:x:999:",
@@ -146,7 +150,7 @@ def test_converged_host_runs_only_facts(monkeypatch):
         "server_name": NAME, "fake_responses": converged_responses()})]).values()
     assert changed == []
     change_words = ("apt-get install", "apt-get update", "useradd", "installer.sh", "systemctl start",
-                    "systemctl restart", "systemctl reload", "daemon-reload", "a2en", "a2dis", "openssl req",
+                    "systemctl restart", "systemctl reload", "systemctl daemon-reload", "a2en", "a2dis", "openssl req",
                     "ufw allow", "ufw --force", "mv ", "chmod", "chown", "mkdir")
     assert [c for c in commands if any(w in c for w in change_words)] == []
 
@@ -179,3 +183,16 @@ def test_three_hosts_in_one_run_each_get_their_own_name(monkeypatch):
         commands = "\n".join(results[f"@fake/nb{i}"][0])
         assert f"subjectAltName=DNS:nb{i}.test" in commands
         assert f"nb{(i % 3) + 1}.test" not in commands
+
+
+def test_config_an_interrupted_run_left_unapplied_is_applied(monkeypatch):
+    """Killed after writing files but before reloading/restarting: the next run still does it."""
+    responses = converged_responses()
+    # Same keys, so they keep their place ahead of the answers that would also match.
+    responses[f"-newer {apache.RELOAD_STAMP}"] = f"/etc/apache2/sites-available/{apache.SITE}.conf"
+    responses["NeedDaemonReload"] = [jupyter.CONFIG_FILE]
+    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]).values()
+    assert changed == ["Jupyter Notebook service | Restart Jupyter for its new config",
+                       "Apache reverse proxy | Reload Apache (after configtest)"]
+    assert "systemctl restart jupyter.service" in commands
+    assert any(c.startswith("apache2ctl configtest && systemctl reload-or-restart apache2") for c in commands)

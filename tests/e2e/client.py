@@ -73,15 +73,22 @@ class Jupyter:
 
     def execute(self, code: str) -> str:
         """Run ``code`` in a fresh kernel over its websocket channel; returns its stdout."""
-        kernel = self.api("POST", "kernels", json={"name": "python3"}).json()
+        kernel = self.start_kernel()
         try:
-            ws = self.websocket(f"api/kernels/{kernel['id']}/channels")
-            try:
-                return _run_cell(ws, code, self.timeout)
-            finally:
-                ws.close()
+            return self.execute_in(kernel, code)
         finally:
-            self.api("DELETE", f"kernels/{kernel['id']}")
+            self.api("DELETE", f"kernels/{kernel}")
+
+    def start_kernel(self) -> str:
+        return self.api("POST", "kernels", json={"name": "python3"}).json()["id"]
+
+    def execute_in(self, kernel: str, code: str) -> str:
+        """Run ``code`` in an existing kernel (its state kept); returns its stdout."""
+        ws = self.websocket(f"api/kernels/{kernel}/channels")
+        try:
+            return _run_cell(ws, code, self.timeout)
+        finally:
+            ws.close()
 
     def terminal_echo(self, command: str, expect: str) -> str:
         terminal = self.api("POST", "terminals").json()

@@ -61,6 +61,14 @@ class Run:
                 changes.setdefault(address, []).append(op["name"])
         return changes
 
+    def predicted(self) -> dict[str, list[str]]:
+        """For a --dry run: host address -> names of the operations it predicts will change."""
+        changes: dict[str, list[str]] = {}
+        for op in (self.report or {}).get("plan", []):
+            for address in op["hosts_with_change"] + op["hosts_with_conditional_change"]:
+                changes.setdefault(address, []).append(op["name"])
+        return changes
+
     @property
     def totals(self) -> dict:
         return self.report["results"]["totals"]
@@ -92,13 +100,17 @@ class Deployment:
         path.write_text(f"notebooks = {hosts!r}\n")
         return path
 
-    def pyinfra(self, *args: str, overrides=None, password: str = PASSWORD, timeout: float = 900) -> Run:
-        """The real CLI, as a user runs it: `pyinfra -y --json INVENTORY deploy.py ...`."""
+    def pyinfra(self, *args: str, overrides=None, password: str = PASSWORD, timeout: float = 900, yes: bool = True) -> Run:
+        """The real CLI, as a user runs it: `pyinfra -y --json INVENTORY deploy.py ...`.
+
+        ``yes=False`` leaves out ``-y``: only then does pyinfra detect changes before running,
+        which a ``--dry`` run needs to predict anything (with ``-y`` it predicts nothing).
+        """
         inventory = self.write_inventory(overrides)
         env = dict(os.environ, JUPYTER_PASSWORD=password)
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "pyinfra", "-y", "--json", str(inventory), "deploy.py", *args],
+            [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), "--json", str(inventory), "deploy.py", *args],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
         )
         seconds = time.monotonic() - started
@@ -107,6 +119,29 @@ class Deployment:
         except json.JSONDecodeError:
             report = None
         return Run(result.returncode, seconds, result.stdout + result.stderr, report)
+
+    def pyinfra_killed_at(self, marker: str, overrides=None, timeout: float = 300) -> str:
+        """Run the CLI and SIGKILL it as soon as its log shows ``marker`` (an interrupted run)."""
+        inventory = self.write_inventory(overrides)
+        env = dict(os.environ, JUPYTER_PASSWORD=PASSWORD)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        seen = []
+        deadline = time.monotonic() + timeout
+        for line in process.stdout:
+            seen.append(line)
+            if marker in line:
+                process.kill()
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                break
+        process.wait()
+        output = "".join(seen)
+        assert marker in output, f"the run never reached {marker!r}:\n{output[-3000:]}"
+        return output
 
     def ssh(self, name: str, command: str, check: bool = True):
         return self.lab.ssh(self.lab.hosts[name], command, check=check)
@@ -138,7 +173,7 @@ def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
     first = deployment.runs["first"] = deployment.pyinfra()
     assert first.returncode == 0, first.output[-6000:]
     deployment.runs["second"] = deployment.pyinfra()
-    deployment.runs["dry"] = deployment.pyinfra("--dry")
+    deployment.runs["dry"] = deployment.pyinfra("--dry", yes=False)
     for name, run in deployment.runs.items():
         TIMINGS[f"{name} run, {len(MACHINES)} hosts in one pyinfra run"] = run.seconds
     return deployment

@@ -15,8 +15,22 @@ from conftest import PASSWORD
 USER, BASIC_PASSWORD = "alice", "second factor, lab only"
 
 
+def nb1(deployment, ca_files, basic_auth=None):
+    return Jupyter(f"https://{deployment.address('nb1')}/jupyter/", ca_file=str(ca_files["nb1"]), basic_auth=basic_auth)
+
+
 @pytest.fixture(scope="module")
-def basic_auth(deployment):
+def kernel(deployment, ca_files):
+    """A kernel with state, started before Basic auth is switched on (an Apache-only change)."""
+    jupyter = nb1(deployment, ca_files)
+    jupyter.login(PASSWORD)
+    kernel = jupyter.start_kernel()
+    jupyter.execute_in(kernel, "x = 41")
+    return kernel
+
+
+@pytest.fixture(scope="module")
+def basic_auth(deployment, kernel):
     os.environ["JUPYTER_BASIC_AUTH_PASSWORD"] = BASIC_PASSWORD
     try:
         overrides = {"nb1": {"basic_auth_user": USER}}
@@ -42,10 +56,19 @@ def test_without_the_second_login_apache_answers_401(deployment, ca_files, basic
 
 
 def test_with_both_logins_notebooks_work(deployment, ca_files, basic_auth):
-    jupyter = Jupyter(f"https://{deployment.address('nb1')}/jupyter/", ca_file=str(ca_files["nb1"]),
-                      basic_auth=(USER, BASIC_PASSWORD))
+    jupyter = nb1(deployment, ca_files, basic_auth=(USER, BASIC_PASSWORD))
     jupyter.login(PASSWORD)
     assert jupyter.execute("print(6*7)") == "42\n"
+
+
+def test_an_apache_only_change_reloads_apache_and_keeps_running_kernels(deployment, ca_files, kernel, basic_auth):
+    on, _ = basic_auth
+    changed = on.changed()[deployment.address("nb1")]
+    assert "Apache reverse proxy | Reload Apache (after configtest)" in changed
+    assert not [op for op in changed if op.startswith("Jupyter Notebook service")], changed
+    jupyter = nb1(deployment, ca_files, basic_auth=(USER, BASIC_PASSWORD))
+    jupyter.login(PASSWORD)
+    assert jupyter.execute_in(kernel, "print(x + 1)") == "42\n"
 
 
 def test_htpasswd_is_bcrypt_private_and_stable(deployment, basic_auth):

@@ -17,10 +17,13 @@ def main_pid(deployment, name, unit):
 @pytest.fixture(scope="module")
 def reconfigured(deployment):
     before = {name: main_pid(deployment, name, "jupyter") for name in deployment.lab.hosts}
+    dry = deployment.pyinfra("--dry", overrides={"nb2": {"jupyter_base_url": "/lab/"}}, yes=False)
+    assert dry.returncode == 0, dry.output[-3000:]
+    assert main_pid(deployment, "nb2", "jupyter") == before["nb2"], "the dry run changed something"
     run = deployment.pyinfra(overrides={"nb2": {"jupyter_base_url": "/lab/"}})
     after = {name: main_pid(deployment, name, "jupyter") for name in deployment.lab.hosts}
     again = deployment.pyinfra(overrides={"nb2": {"jupyter_base_url": "/lab/"}})
-    yield run, before, after, again
+    yield run, before, after, again, dry
     # Leave the session's deployment as the other tests expect it.
     restore = deployment.pyinfra()
     assert restore.returncode == 0, restore.output[-3000:]
@@ -37,7 +40,7 @@ def test_new_base_url_works_and_old_one_is_gone(deployment, ca_files, reconfigur
 
 
 def test_only_the_changed_host_and_its_affected_services_changed(deployment, reconfigured):
-    run, before, after, _ = reconfigured
+    run, before, after, *_ = reconfigured
     changed = run.changed()
     assert list(changed) == [deployment.address("nb2")]
     assert sorted(changed[deployment.address("nb2")]) == sorted([
@@ -52,7 +55,12 @@ def test_only_the_changed_host_and_its_affected_services_changed(deployment, rec
     assert after["nb1"] == before["nb1"] and after["nb3"] == before["nb3"], "an unchanged host restarted Jupyter"
 
 
+def test_dry_run_predicted_exactly_what_the_run_then_changed(reconfigured):
+    run, _, _, _, dry = reconfigured
+    assert dry.predicted() == run.changed()
+
+
 def test_run_after_the_change_changes_nothing(reconfigured):
-    *_, again = reconfigured
+    _, _, _, again, _ = reconfigured
     assert again.returncode == 0
     assert again.changed() == {}
