@@ -47,5 +47,8 @@ tls_mode = 'self-signed'
 # Enable ufw: allow SSH, 80 and 443 only
 firewall = True
 
+# Extra lines for the HTTPS vhost (checked by apache2ctl configtest before they go live)
+apache_extra_directives = []
+
 # Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
 basic_auth_user = None

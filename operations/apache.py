@@ -195,7 +195,7 @@ def needed_modules(version, basic_auth: bool = False) -> list[str]:
     return modules
 
 
-def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = False) -> str:
+def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = False, extra=()) -> str:
     return render(
         "apache-vhost.conf.j2",
         server_name=server_name,
@@ -206,12 +206,15 @@ def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = Fa
         key=key,
         legacy_websocket=version is not None and version < WEBSOCKET_UPGRADE_VERSION,
         htpasswd=HTPASSWD if basic_auth else None,
+        extra_directives=list(extra),
     )
 
 
 @deploy(
     "Apache reverse proxy",
-    data_defaults=settings.defaults("jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user"),
+    data_defaults=settings.defaults(
+        "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives",
+    ),
 )
 def configure_apache(cert: str, key: str, reload_after=()):
     """
@@ -247,7 +250,7 @@ def configure_apache(cert: str, key: str, reload_after=()):
         config_name=SITE,
         content=vhost(
             settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key, version,
-            basic_auth=bool(basic_auth_user),
+            basic_auth=bool(basic_auth_user), extra=host.data.apache_extra_directives,
         ),
     )
     default_site = enabled(name="Disable Apache's default site", kind="sites", names=["000-default"], present=False)

@@ -119,6 +119,12 @@ def check_basic_auth_user(value):
     return "None (off) or a user name of letters, digits, '.', '_' or '-'"
 
 
+def check_directives(value):
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and "\n" not in v for v in value):
+        return None
+    return "a list of Apache directive lines (strings without newlines)"
+
+
 def check_url(value):
     if isinstance(value, str) and re.match(r"^https?://[^\s/]+/\S*$", value):
         return None
@@ -161,6 +167,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("conda_accept_tos", False, "Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)", check_bool),
     Setting("tls_mode", "self-signed", "Where the certificate comes from: 'self-signed'", _one_of("self-signed")),
     Setting("firewall", True, "Enable ufw: allow SSH, 80 and 443 only", check_bool),
+    Setting("apache_extra_directives", [], "Extra lines for the HTTPS vhost (checked by apache2ctl configtest before they go live)", check_directives),
     Setting("basic_auth_user", None, f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; None means off", check_basic_auth_user),
 )
 

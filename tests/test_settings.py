@@ -39,6 +39,8 @@ BAD = [
     ("firewall", "on", "true or false"),
     ("jupyter_terminals", 1, "true or false"),
     ("basic_auth_user", "al ice", "user name of letters"),
+    ("apache_extra_directives", "Header set X 1", "a list of Apache directive lines"),
+    ("apache_extra_directives", ["A\nB"], "a list of Apache directive lines"),
 ]
 
 

@@ -46,7 +46,8 @@ def test_vhost_with_basic_auth_passes_apache_configtest(tmp_path, keypair):
 def test_configtest_catches_a_broken_vhost(tmp_path, keypair):
     """The check above can fail: an unknown directive is rejected with Apache's own message."""
     cert, key = keypair
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71)) + "NotADirective on\n"
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71), extra=["NotADirective on"])
+    assert "    NotADirective on\n" in vhost
     result = configtest(tmp_path, vhost, apache.needed_modules((2, 4, 71)))
     assert result.returncode != 0
     assert "Invalid command 'NotADirective'" in result.stderr

@@ -29,15 +29,18 @@ PASSWORD = "lab password, not secret"
 MACHINES = [("nb1", "bookworm"), ("nb2", "bookworm"), ("nb3", "trixie")]
 
 
-# Wall times worth reporting (printed at the end of the session).
+# Wall times and other figures worth reporting (printed at the end of the session).
 TIMINGS: dict[str, float] = {}
+FIGURES: dict[str, str] = {}
 
 
 def pytest_terminal_summary(terminalreporter):
-    if TIMINGS:
-        terminalreporter.section("lab timings")
+    if TIMINGS or FIGURES:
+        terminalreporter.section("lab timings and figures")
         for what, seconds in TIMINGS.items():
             terminalreporter.write_line(f"{what:<48} {seconds:7.1f} s")
+        for what, figure in FIGURES.items():
+            terminalreporter.write_line(f"{what:<48} {figure}")
 
 
 def pytest_collection_modifyitems(items):
@@ -120,8 +123,8 @@ class Deployment:
             report = None
         return Run(result.returncode, seconds, result.stdout + result.stderr, report)
 
-    def pyinfra_killed_at(self, marker: str, overrides=None, timeout: float = 300) -> str:
-        """Run the CLI and SIGKILL it as soon as its log shows ``marker`` (an interrupted run)."""
+    def pyinfra_killed_at(self, marker: str, overrides=None, timeout: float = 300, delay: float = 0) -> str:
+        """Run the CLI and SIGKILL it ``delay`` seconds after its log shows ``marker``."""
         inventory = self.write_inventory(overrides)
         env = dict(os.environ, JUPYTER_PASSWORD=PASSWORD)
         process = subprocess.Popen(
@@ -133,6 +136,7 @@ class Deployment:
         for line in process.stdout:
             seen.append(line)
             if marker in line:
+                time.sleep(delay)
                 process.kill()
                 break
             if time.monotonic() > deadline:
