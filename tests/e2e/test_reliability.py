@@ -112,7 +112,9 @@ def test_one_failing_host_does_not_sink_the_fleet(deployment, ca_files):
         assert run.returncode != 0
         assert "sha256 mismatch" in run.output
         failed = [op["name"] for op in run.report["results"]["operations"] if deployment.address("nb3") in op["error"]]
-        assert failed == ["Conda distribution | Install the conda distribution (sha256-verified, batch mode)"]
+        # The first failure is the verification; pyinfra counts the operations it then skipped as errors too.
+        assert failed[0] == "Conda distribution | Install the conda distribution (sha256-verified, batch mode)"
+        assert not [op for op in failed if op.startswith("System packages")]
         assert deployment.address("nb1") in run.changed()  # the healthy host converged in the same run
         # The failed host kept its working installation: the unverified installer never ran.
         assert fingerprint(deployment, "nb3") == before
