@@ -236,8 +236,6 @@ def configure_apache(cert: str, key: str, reload_after=()):
             group="www-data",
             htpasswd_user=basic_auth_user,
         )
-    else:
-        users = files.file(name="No Basic-auth password file", path=HTPASSWD, present=False)
     hardening = config_file(
         name="Apache hygiene (no version banners, no TRACE)",
         kind="conf",
@@ -253,6 +251,10 @@ def configure_apache(cert: str, key: str, reload_after=()):
             basic_auth=bool(basic_auth_user), extra=host.data.apache_extra_directives,
         ),
     )
+    if not basic_auth_user:
+        # Only after the vhost that no longer names it: a rejected vhost stops the host
+        # first, and the live one, which still names the file, keeps working.
+        users = files.file(name="No Basic-auth password file", path=HTPASSWD, present=False)
     default_site = enabled(name="Disable Apache's default site", kind="sites", names=["000-default"], present=False)
     changes = (modules, users, hardening, site, default_site, *reload_after)
     managed = [f"/etc/apache2/{kind}-enabled" for kind in KINDS] + [
