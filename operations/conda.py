@@ -77,12 +77,13 @@ def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False
     q_prefix = shlex.quote(prefix)
     script = [
         "set -e",
+        f"url={shlex.quote(url)}",
         # /var/tmp, not /tmp: Anaconda is ~1 GB and /tmp may be a small tmpfs.
         "d=$(mktemp -d /var/tmp/conda-installer.XXXXXX)",
         "trap 'rm -rf \"$d\"' EXIT",
-        f"curl -fsSL --retry 3 -o \"$d/installer.part\" {shlex.quote(url)}",
+        "curl -fsSL --retry 3 -o \"$d/installer.part\" \"$url\"",
         f"if ! echo '{sha256}  '\"$d/installer.part\" | sha256sum -c --status; then "
-        f"echo \"sha256 mismatch for {url}: expected {sha256}, got $(sha256sum \"$d/installer.part\" | cut -c1-64)\" >&2; "
+        f"echo \"sha256 mismatch for $url: expected {sha256}, got $(sha256sum \"$d/installer.part\" | cut -c1-64)\" >&2; "
         "exit 1; fi",
         # Only a verified, complete download ever gets the name that is executed.
         "mv \"$d/installer.part\" \"$d/installer.sh\"",

@@ -30,6 +30,8 @@ BAD = [
     ("jupyter_user", "Jupyter User", "system user name"),
     ("notebook_dir", "srv/jupyter", "absolute path"),
     ("conda_prefix", "opt/anaconda3", "absolute path"),
+    ("notebook_dir", '/srv/"; rm -rf /', "no spaces or quotes"),
+    ("conda_prefix", "/opt/$(id)", "no spaces or quotes"),
     ("conda_installer_sha256", "abc123", "64 hexadecimal"),
     ("conda_installer_sha256", "g" * 64, "64 hexadecimal"),
     ("conda_installer_url", "ftp://example.org/x.sh", "http:// or https://"),
