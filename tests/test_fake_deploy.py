@@ -11,7 +11,6 @@ import runpy
 import time
 from pathlib import Path
 
-import pytest
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all
 from pyinfra.api.deploy import add_deploy
