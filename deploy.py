@@ -10,16 +10,29 @@ every host before any operation runs.
 
 from pyinfra import host
 
-from operations import apache, conda, firewall, jupyter, settings, system, tls
+from operations import apache, conda, firewall, jupyter, letsencrypt, settings, system, tls
 
 settings.validate(host)
+tls_mode = host.data.get("tls_mode", settings.DEFAULTS["tls_mode"])
 
 system.install_packages(
-    conda.PACKAGES + tls.PACKAGES + apache.PACKAGES
+    conda.PACKAGES + tls.PACKAGES + (letsencrypt.PACKAGES if tls_mode == "letsencrypt" else []) + apache.PACKAGES
     + firewall.packages(host.data.get("firewall", settings.DEFAULTS["firewall"])),
 )
 conda.install_conda()
 jupyter.install_jupyter()
-cert, key, certificate = tls.install_certificate()
+if tls_mode == "letsencrypt":
+    # On a fresh host this is the self-signed fallback: Apache must serve :80 (the ACME
+    # challenge) before certbot can get the real certificate.
+    cert, key, certificate = letsencrypt.certificate_to_serve()
+else:
+    cert, key, certificate = tls.install_certificate()
+    letsencrypt.forget_private_ca()
 apache.configure_apache(cert=cert, key=key, reload_after=[certificate])
 firewall.configure_firewall()
+if tls_mode == "letsencrypt":
+    # Last: when issuance fails (DNS not pointing here yet) the host is reported as
+    # failed with the ACME server's reason, everything above is done, the site is up
+    # on the fallback certificate, and the next run tries again.
+    cert, key, issued = letsencrypt.obtain_certificate(reload_stamp=apache.RELOAD_STAMP)
+    apache.use_certificate(cert=cert, key=key, issued=issued)

@@ -41,8 +41,17 @@ conda_jupyter_install = 'bundled'
 # Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)
 conda_accept_tos = False
 
-# Where the certificate comes from: 'self-signed'
+# Where the certificate comes from: 'self-signed' or 'letsencrypt' (certbot, HTTP-01 webroot)
 tls_mode = 'self-signed'
+
+# Contact address of the ACME account ('' registers without one); tls_mode 'letsencrypt' only
+letsencrypt_email = ''
+
+# ACME directory certbot asks for certificates (Let's Encrypt production)
+acme_directory_url = 'https://acme-v02.api.letsencrypt.org/directory'
+
+# Local PEM file with a private ACME server's CA, trusted by the host system-wide; '' for none
+acme_ca_bundle = ''
 
 # Enable ufw: allow SSH, 80 and 443 only
 firewall = True

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import hosts as lab_hosts
+from .acme import AcmeServer
 from .base import base_image, remove_tree, ssh_key
 from .config import STATE
 from .network import AptProxy, FileServer, bridge_down, bridge_up
@@ -86,6 +87,7 @@ class Lab:
         # By its pid file, so `python -m lab down` also ends one that `up` started.
         FileServer(Path(".")).stop()
         self.file_server = None
+        AcmeServer().stop()
         self.proxy.stop()
         bridge_down()
         remove_tree(STATE)

@@ -20,7 +20,7 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
-from . import passwords, settings
+from . import letsencrypt, passwords, settings
 from .render import render
 
 KINDS = {"mods": ("a2enmod", "a2dismod", ".load"), "sites": ("a2ensite", "a2dissite", ".conf"), "conf": ("a2enconf", "a2disconf", ".conf")}
@@ -150,6 +150,7 @@ def config_file(kind: str, config_name: str, content: str):
     """
     enable_cmd, disable_cmd, _ = KINDS[kind]
     path = f"/etc/apache2/{kind}-available/{config_name}.conf"
+    link = f"/etc/apache2/{kind}-enabled/{config_name}.conf"
     was_enabled = config_name in host.get_fact(ApacheEnabled, kind=kind)
     current_sum = host.get_fact(Sha256File, path=path)
     if current_sum == hashlib.sha256(content.encode()).hexdigest() and was_enabled:
@@ -157,10 +158,14 @@ def config_file(kind: str, config_name: str, content: str):
         return
     staged, backup = f"{path}.pyinfra-new", f"{path}.pyinfra-old"
     yield FileUploadCommand(StringIO(content), staged)
-    undo = f"if [ -f {backup} ]; then mv -f {backup} {path}; else rm -f {path}; fi"
-    if not was_enabled:
-        undo += f"; {disable_cmd} -q {config_name}"
+    # Whether it was enabled is read when the command runs: an earlier operation of the
+    # same run may have enabled it, and a rejected rewrite must not disable it again.
+    undo = (
+        f"if [ -f {backup} ]; then mv -f {backup} {path}; else rm -f {path}; fi; "
+        f"[ \"$was_enabled\" = yes ] || {disable_cmd} -q {config_name}"
+    )
     yield StringCommand(
+        f"was_enabled=no; [ ! -e {link} ] || was_enabled=yes; "
         f"chmod 644 {staged} && {{ [ ! -f {path} ] || cp -p {path} {backup}; }} && mv -f {staged} {path} && "
         f"{enable_cmd} -q {config_name} && {{ {_configtest_or(undo, path)}; }} && rm -f {backup}",
     )
@@ -195,7 +200,7 @@ def needed_modules(version, basic_auth: bool = False) -> list[str]:
     return modules
 
 
-def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = False, extra=()) -> str:
+def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = False, extra=(), acme_webroot=None) -> str:
     return render(
         "apache-vhost.conf.j2",
         server_name=server_name,
@@ -207,13 +212,33 @@ def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = Fa
         legacy_websocket=version is not None and version < WEBSOCKET_UPGRADE_VERSION,
         htpasswd=HTPASSWD if basic_auth else None,
         extra_directives=list(extra),
+        acme_webroot=acme_webroot,
     )
+
+
+def _site(cert: str, key: str, version) -> str:
+    """This host's vhost, from its settings, serving ``cert``/``key``."""
+    return vhost(
+        settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key, version,
+        basic_auth=bool(host.data.basic_auth_user), extra=host.data.apache_extra_directives,
+        acme_webroot=letsencrypt.WEBROOT if host.data.tls_mode == "letsencrypt" else None,
+    )
+
+
+def _reload_if_changed(changes, pending=False):
+    # Added only when something will change (or an interrupted run left config unapplied),
+    # so a converged host runs no reload and a --dry run predicts none; `_if` re-checks
+    # at execution time.
+    changes = [op for op in changes if op is not None]
+    if pending or any(op.will_change for op in changes):
+        changed = any_changed(*changes)
+        reloaded(name="Reload Apache (after configtest)", _if=lambda: pending or changed())
 
 
 @deploy(
     "Apache reverse proxy",
     data_defaults=settings.defaults(
-        "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives",
+        "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives", "tls_mode",
     ),
 )
 def configure_apache(cert: str, key: str, reload_after=()):
@@ -246,10 +271,7 @@ def configure_apache(cert: str, key: str, reload_after=()):
         name="Jupyter vhost (:80 redirect, :443 proxy)",
         kind="sites",
         config_name=SITE,
-        content=vhost(
-            settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key, version,
-            basic_auth=bool(basic_auth_user), extra=host.data.apache_extra_directives,
-        ),
+        content=_site(cert, key, version),
     )
     if not basic_auth_user:
         # Only after the vhost that no longer names it: a rejected vhost stops the host
@@ -261,10 +283,27 @@ def configure_apache(cert: str, key: str, reload_after=()):
         f"/etc/apache2/sites-available/{SITE}.conf", f"/etc/apache2/conf-available/{HARDENING_CONF}.conf",
         cert, key, HTPASSWD,
     ]
-    pending = host.get_fact(ApacheReloadPending, paths=managed)
-    # Added only when something will change (or an interrupted run left config unapplied),
-    # so a converged host runs no reload and a --dry run predicts none; `_if` re-checks
-    # at execution time.
-    if pending or any(op.will_change for op in changes):
-        changed = any_changed(*changes)
-        reloaded(name="Reload Apache (after configtest)", _if=lambda: pending or changed())
+    _reload_if_changed(changes, pending=host.get_fact(ApacheReloadPending, paths=managed))
+
+
+@deploy(
+    "Apache serves the issued certificate",
+    data_defaults=settings.defaults(
+        "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives", "tls_mode",
+    ),
+)
+def use_certificate(cert: str, key: str, issued):
+    """
+    Point the vhost at a certificate obtained later in the run (e.g. by certbot), and
+    reload when it or the certificate changed. Runs after ``configure_apache``.
+
+    + cert, key: the new certificate and key paths
+    + issued: the operation that produced them
+    """
+    site = config_file(
+        name="Jupyter vhost on the issued certificate",
+        kind="sites",
+        config_name=SITE,
+        content=_site(cert, key, host.get_fact(ApacheVersion)),
+    )
+    _reload_if_changed([issued, site])

@@ -27,6 +27,8 @@ BASIC_AUTH_PASSWORD_ENV = "JUPYTER_BASIC_AUTH_PASSWORD"
 # The current Anaconda Distribution for Linux x86_64 and its published sha256.
 ANACONDA_URL = "https://repo.anaconda.com/archive/Anaconda3-2026.07-1-Linux-x86_64.sh"
 ANACONDA_SHA256 = "9f49042048e9a8220c1cddf9192054290724052d3b2a86f938f9f5edd911db8f"
+# Let's Encrypt's production ACME directory (RFC 8555).
+LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 
 
 class SettingsError(PyinfraError):
@@ -84,6 +86,10 @@ def is_hostname_or_ip(value) -> bool:
     return len(name) <= 253 and all(_HOSTNAME_LABEL.match(label) for label in name.split("."))
 
 
+def _is_dns_name(value) -> bool:
+    return is_hostname_or_ip(value) and not is_ip(value) and "." in value.strip(".")
+
+
 def check_server_name(value):
     if value is None or is_hostname_or_ip(value):
         return None
@@ -138,6 +144,32 @@ def check_sha256(value):
     return "64 hexadecimal characters (the installer's published sha256)"
 
 
+def check_email(value):
+    if value == "" or (isinstance(value, str) and re.match(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$", value)):
+        return None
+    return "an e-mail address, or '' to register the ACME account without one"
+
+
+def check_https_url(value):
+    if isinstance(value, str) and re.match(r"^https://[^\s/'\"]+/[^\s'\"]*$", value):
+        return None
+    return "an https:// URL (an ACME directory, e.g. Let's Encrypt's)"
+
+
+def check_ca_bundle(value):
+    # Read on the control machine, before any host is touched: a typo in the path
+    # fails here rather than as a TLS error from certbot on every host.
+    if value == "":
+        return None
+    try:
+        text = open(value, encoding="ascii").read() if isinstance(value, str) else ""
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if "-----BEGIN CERTIFICATE-----" in text and "PRIVATE KEY" not in text:
+        return None
+    return "'' or the path of a readable local PEM file of CA certificates (no private keys)"
+
+
 def _one_of(*allowed):
     def check(value):
         if value in allowed:
@@ -166,7 +198,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("conda_prefix", "/opt/anaconda3", "Where the distribution is installed", check_abs_path),
     Setting("conda_jupyter_install", "bundled", "How Jupyter gets into the prefix: 'bundled' (Anaconda), 'conda' or 'pip'", _one_of("bundled", "conda", "pip")),
     Setting("conda_accept_tos", False, "Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)", check_bool),
-    Setting("tls_mode", "self-signed", "Where the certificate comes from: 'self-signed'", _one_of("self-signed")),
+    Setting("tls_mode", "self-signed", "Where the certificate comes from: 'self-signed' or 'letsencrypt' (certbot, HTTP-01 webroot)", _one_of("self-signed", "letsencrypt")),
+    Setting("letsencrypt_email", "", "Contact address of the ACME account ('' registers without one); tls_mode 'letsencrypt' only", check_email),
+    Setting("acme_directory_url", LETSENCRYPT_DIRECTORY, "ACME directory certbot asks for certificates (Let's Encrypt production)", check_https_url),
+    Setting("acme_ca_bundle", "", "Local PEM file with a private ACME server's CA, trusted by the host system-wide; '' for none", check_ca_bundle),
     Setting("firewall", True, "Enable ufw: allow SSH, 80 and 443 only", check_bool),
     Setting("apache_extra_directives", [], "Extra lines for the HTTPS vhost (checked by apache2ctl configtest before they go live)", check_directives),
     Setting("basic_auth_user", None, f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; None means off", check_basic_auth_user),
@@ -229,6 +264,11 @@ def validate(host) -> None:
         errors.append(
             f"setting server_name is not set and the inventory name {host.name!r} is not a "
             "hostname or IP: set server_name to the host's public name",
+        )
+    if values.get("tls_mode") == "letsencrypt" and not _is_dns_name(server_name(host)):
+        errors.append(
+            f"setting tls_mode = 'letsencrypt' needs a DNS name, not {server_name(host)!r}: "
+            "set server_name to the public name that points at this host",
         )
     if errors:
         raise SettingsError(f"{host.name}: " + "; ".join(errors))

@@ -5,6 +5,8 @@ The TLS keypair Apache serves.
 valid 365 days (Mozilla's profile rejects lifespans over 366 days). It is created
 once and replaced only when missing, within 30 days of expiry, or issued for a
 different name, so re-runs change nothing and a renamed host gets a matching one.
+With ``letsencrypt`` it is the fallback that keeps the site up until certbot's
+certificate exists (``letsencrypt.py``).
 """
 
 from __future__ import annotations

@@ -37,7 +37,10 @@ BAD = [
     ("conda_installer_url", "ftp://example.org/x.sh", "http:// or https://"),
     ("conda_jupyter_install", "apt", "'bundled', 'conda', 'pip'"),
     ("conda_accept_tos", "yes", "true or false"),
-    ("tls_mode", "letsencrypt-please", "'self-signed'"),
+    ("tls_mode", "letsencrypt-please", "one of 'self-signed', 'letsencrypt'"),
+    ("letsencrypt_email", "admin", "an e-mail address"),
+    ("acme_directory_url", "http://acme.test/dir", "an https:// URL"),
+    ("acme_ca_bundle", "/nonexistent/acme-ca.pem", "readable local PEM file"),
     ("firewall", "on", "true or false"),
     ("jupyter_terminals", 1, "true or false"),
     ("basic_auth_user", "al ice", "user name of letters"),
@@ -163,3 +166,34 @@ def test_readme_table_lists_every_setting_with_its_default():
         assert setting.name in rows, f"README settings table lacks {setting.name}"
         assert rows[setting.name] == f"`{setting.default!r}`", setting.name
     assert set(rows) <= set(settings.BY_NAME), "README documents settings that do not exist"
+
+
+def test_acme_ca_bundle_must_be_certificates_only(tmp_path):
+    good = tmp_path / "ca.pem"
+    good.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    assert settings.check_values({"acme_ca_bundle": str(good)}, environ=ENV) == []
+    with_key = tmp_path / "ca-and-key.pem"
+    with_key.write_text(good.read_text() + "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n")
+    [error] = settings.check_values({"acme_ca_bundle": str(with_key)}, environ=ENV)
+    assert "(no private keys)" in error
+
+
+class FakeData(dict):
+    def dict(self):
+        return dict(self)
+
+
+class FakeHost:
+    def __init__(self, name, **data):
+        self.name, self.data = name, FakeData(data)
+
+
+@pytest.mark.parametrize("name,server_name", [("203.0.113.7", None), ("nb1", "203.0.113.7"), ("nb1", None)])
+def test_letsencrypt_needs_a_dns_name(monkeypatch, name, server_name):
+    monkeypatch.setenv(settings.PASSWORD_ENV, "x")
+    host = FakeHost(name, tls_mode="letsencrypt", server_name=server_name)
+    with pytest.raises(settings.SettingsError) as error:
+        settings.validate(host)
+    shown = server_name or name
+    assert f"setting tls_mode = 'letsencrypt' needs a DNS name, not {shown!r}" in str(error.value)
+    settings.validate(FakeHost(name, tls_mode="letsencrypt", server_name="nb1.example.org"))

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 import apache_local
-from operations import apache, jupyter
+from operations import apache, jupyter, letsencrypt
 
 needs_apache = pytest.mark.skipif(not apache_local.available(), reason="apache2-bin is installed by .ci/run")
 
@@ -40,6 +40,29 @@ def test_vhost_with_basic_auth_passes_apache_configtest(tmp_path, keypair):
     result = configtest(tmp_path, vhost.replace(apache.HTPASSWD, str(tmp_path / "users")),
                         apache.needed_modules((2, 4, 71), basic_auth=True))
     assert result.returncode == 0, result.stderr
+
+
+@needs_apache
+def test_vhost_for_letsencrypt_serves_the_challenge_over_plain_http(tmp_path, keypair):
+    cert, key = keypair
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71), acme_webroot=letsencrypt.WEBROOT)
+    port80 = vhost.split("<VirtualHost *:443>")[0]
+    assert f"Alias /.well-known/acme-challenge/ {letsencrypt.WEBROOT}/.well-known/acme-challenge/" in port80
+    assert "RewriteCond %{REQUEST_URI} !^/\\.well-known/acme-challenge/" in port80
+    result = configtest(tmp_path, vhost, apache.needed_modules((2, 4, 71)))
+    assert result.returncode == 0, result.stderr
+    plain = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71))
+    assert "Alias" not in plain
+
+
+def test_renewal_hook_reloads_only_after_configtest(tmp_path):
+    hook = tmp_path / "hook"
+    hook.write_text(apache.render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP))
+    assert subprocess.run(["sh", "-n", str(hook)]).returncode == 0
+    text = hook.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert text.index("apache2ctl configtest") < text.index("systemctl reload apache2") < text.index(f"touch {apache.RELOAD_STAMP}")
+    assert "exit 1" in text.split("systemctl reload apache2")[0]
 
 
 @needs_apache

@@ -25,8 +25,10 @@ sys.path.insert(0, str(ROOT / "tests" / "standin"))
 import build as standin  # noqa: E402
 
 PASSWORD = "lab password, not secret"
-# Two Debian 12 hosts and one Debian 13 host, deployed in one run.
+# Two Debian 12 hosts and one Debian 13 host, deployed in one run (self-signed TLS).
 MACHINES = [("nb1", "bookworm"), ("nb2", "bookworm"), ("nb3", "trixie")]
+# Deployed in their own run with tls_mode letsencrypt, against pebble (test_letsencrypt.py).
+ACME_MACHINES = [("nb4", "bookworm"), ("nb5", "trixie")]
 
 
 # Wall times and other figures worth reporting (printed at the end of the session).
@@ -83,6 +85,9 @@ class Deployment:
     workdir: Path
     installer_url: str
     installer_sha256: str
+    names: list[str] = field(default_factory=lambda: [name for name, _ in MACHINES])
+    # Host data for every host of this deployment (overrides add to it per run).
+    data: dict = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
 
     def address(self, name: str) -> str:
@@ -90,12 +95,14 @@ class Deployment:
 
     def write_inventory(self, overrides: dict[str, dict] | None = None) -> Path:
         hosts = []
-        for name, host in self.lab.hosts.items():
+        for name in self.names:
+            host = self.lab.hosts[name]
             data = {
                 **self.lab.ssh_data(),
                 "server_name": host.ip,
                 "conda_installer_url": self.installer_url,
                 "conda_installer_sha256": self.installer_sha256,
+                **self.data.get(name, {}),
                 **(overrides or {}).get(name, {}),
             }
             hosts.append((host.ip, data))
@@ -147,8 +154,8 @@ class Deployment:
         assert marker in output, f"the run never reached {marker!r}:\n{output[-3000:]}"
         return output
 
-    def ssh(self, name: str, command: str, check: bool = True):
-        return self.lab.ssh(self.lab.hosts[name], command, check=check)
+    def ssh(self, name: str, command: str, check: bool = True, timeout: float = 120):
+        return self.lab.ssh(self.lab.hosts[name], command, check=check, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -163,9 +170,10 @@ def standin_installer():
 def lab(standin_installer):
     if os.geteuid() != 0:
         pytest.fail("the e2e layer needs root (it boots systemd-nspawn hosts); run the fast layer with -m 'not e2e'")
-    with Lab(MACHINES, files=standin_installer[0].parent) as running:
+    machines = MACHINES + ACME_MACHINES
+    with Lab(machines, files=standin_installer[0].parent) as running:
         TIMINGS["base images (built or cached)"] = running.timings["base images"]
-        TIMINGS[f"boot {len(MACHINES)} hosts to sshd"] = running.timings["boot"]
+        TIMINGS[f"boot {len(machines)} hosts to sshd"] = running.timings["boot"]
         yield running
 
 
@@ -188,7 +196,7 @@ def ca_files(deployment, tmp_path_factory):
     """Each host's self-signed certificate, fetched over SSH: the client trusts exactly it."""
     directory = tmp_path_factory.mktemp("ca")
     files = {}
-    for name in deployment.lab.hosts:
+    for name in deployment.names:
         files[name] = directory / f"{name}.pem"
         files[name].write_text(deployment.ssh(name, "cat /etc/ssl/certs/jupyter-apache.crt").stdout)
     return files

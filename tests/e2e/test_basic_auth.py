@@ -9,7 +9,7 @@ import os
 import pytest
 import requests
 
-from client import Jupyter
+from smoke.client import Jupyter
 from conftest import PASSWORD
 
 USER, BASIC_PASSWORD = "alice", "second factor, lab only"

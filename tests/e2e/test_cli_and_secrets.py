@@ -9,15 +9,16 @@ import subprocess
 import sys
 
 from conftest import PASSWORD, ROOT
+from smoke import check
 
 
-def run_with_data(deployment, target: str, env: dict | None = None):
+def run_with_data(deployment, target: str, env: dict | None = None, extra=()):
     """`pyinfra -y --json --data ... TARGET deploy.py`, with only what a lab host needs as data."""
     data = {**deployment.lab.ssh_data(), "conda_installer_url": deployment.installer_url,
             "conda_installer_sha256": deployment.installer_sha256}
     args = [arg for key, value in data.items() for arg in ("--data", f"{key}={value}")]
     result = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "--json", *args, target, "deploy.py"],
+        [sys.executable, "-m", "pyinfra", "-y", "--json", *args, *extra, target, "deploy.py"],
         cwd=ROOT, env={"JUPYTER_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin", **(env or {})},
         capture_output=True, text=True, timeout=300,
     )
@@ -31,9 +32,25 @@ def test_ad_hoc_run_uses_the_same_defaults_as_the_inventory_run(deployment):
     assert totals["success"] == 0 and totals["error"] == 0 and totals["no_change"] > 0
 
 
+def test_ad_hoc_run_with_a_setting_from_the_command_line(deployment, ca_files):
+    """`pyinfra HOST deploy.py --data jupyter_base_url=/adhoc/`: that host moves, no other."""
+    nb3 = deployment.address("nb3")
+    try:
+        totals = run_with_data(deployment, nb3, extra=["--data", "jupyter_base_url=/adhoc/"])
+        assert totals["success"] > 0 and totals["error"] == 0
+        verdict = check(nb3, PASSWORD, "/adhoc/", str(ca_files["nb3"]))
+        assert verdict.ok, verdict.line()
+        assert not check(deployment.address("nb3"), PASSWORD, "/jupyter/", str(ca_files["nb3"]), timeout=5).ok
+        assert check(deployment.address("nb2"), PASSWORD, "/jupyter/", str(ca_files["nb2"])).ok
+    finally:
+        restored = deployment.pyinfra()
+        assert restored.returncode == 0, restored.output[-3000:]
+    assert check(nb3, PASSWORD, "/jupyter/", str(ca_files["nb3"])).ok
+
+
 def test_the_repository_inventory_with_hosts_from_the_environment(deployment):
     """`pyinfra inventory.py deploy.py` as the README says, hosts given in JUPYTER_HOSTS."""
-    addresses = ",".join(host.ip for host in deployment.lab.hosts.values())
+    addresses = ",".join(deployment.address(name) for name in deployment.names)
     totals = run_with_data(deployment, "inventory.py", env={"JUPYTER_HOSTS": addresses})
     assert totals["success"] == 0 and totals["error"] == 0
     assert totals["no_change"] >= 3 * 10
@@ -47,7 +64,7 @@ def test_password_change_shows_no_secret_even_with_diff_and_debug_output(deploym
         assert changed.changed() == {
             deployment.address(name): ["Jupyter Notebook service | Jupyter password hash (never shown)",
                                        "Jupyter Notebook service | Restart Jupyter for its new config"]
-            for name in deployment.lab.hosts
+            for name in deployment.names
         }
         stored = deployment.ssh("nb1", "cat /etc/jupyter/password_hash").stdout.strip()
         assert stored.startswith("argon2:$argon2id$")

@@ -6,7 +6,7 @@ checked from outside through Apache the way a browser uses them.
 import pytest
 import requests
 
-from client import Jupyter, LoginFailed
+from smoke.client import Jupyter, LoginFailed
 from conftest import MACHINES, PASSWORD
 
 NAMES = [name for name, _ in MACHINES]

@@ -6,7 +6,7 @@ config unapplied; the next run must still apply it, and the one after changes no
 
 import requests
 
-from client import Jupyter
+from smoke.client import Jupyter
 from conftest import PASSWORD
 
 CONFIG_WRITTEN = "Starting operation: Jupyter Notebook service | Jupyter password hash"

@@ -6,7 +6,7 @@ Runs after test_deploy.py (same session deployment).
 
 import pytest
 
-from client import Jupyter
+from smoke.client import Jupyter
 from conftest import PASSWORD
 
 
@@ -16,12 +16,12 @@ def main_pid(deployment, name, unit):
 
 @pytest.fixture(scope="module")
 def reconfigured(deployment):
-    before = {name: main_pid(deployment, name, "jupyter") for name in deployment.lab.hosts}
+    before = {name: main_pid(deployment, name, "jupyter") for name in deployment.names}
     dry = deployment.pyinfra("--dry", overrides={"nb2": {"jupyter_base_url": "/lab/"}}, yes=False)
     assert dry.returncode == 0, dry.output[-3000:]
     assert main_pid(deployment, "nb2", "jupyter") == before["nb2"], "the dry run changed something"
     run = deployment.pyinfra(overrides={"nb2": {"jupyter_base_url": "/lab/"}})
-    after = {name: main_pid(deployment, name, "jupyter") for name in deployment.lab.hosts}
+    after = {name: main_pid(deployment, name, "jupyter") for name in deployment.names}
     again = deployment.pyinfra(overrides={"nb2": {"jupyter_base_url": "/lab/"}})
     yield run, before, after, again, dry
     # Leave the session's deployment as the other tests expect it.

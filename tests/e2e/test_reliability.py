@@ -13,8 +13,8 @@ import time
 import pytest
 import requests
 
-from client import Jupyter
-from client import _run_cell
+from smoke.client import Jupyter
+from smoke.client import _run_cell
 from conftest import FIGURES, PASSWORD
 
 WATCHED = "/etc/jupyter/jupyter_server_config.py /etc/jupyter/password_hash /etc/apache2/sites-available/jupyter.conf"

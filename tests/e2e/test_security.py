@@ -13,7 +13,7 @@ import requests
 import websocket
 
 import apache_local
-from client import Jupyter, _run_cell
+from smoke.client import Jupyter, _run_cell
 from conftest import MACHINES, PASSWORD
 from operations import apache, tls
 

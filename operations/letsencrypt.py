@@ -1,0 +1,204 @@
+"""
+Certificates from Let's Encrypt (or any ACME server) with certbot, HTTP-01 webroot.
+
+certbot only obtains certificates here (``certonly --webroot``): its Apache installer
+would rewrite the vhost this deploy owns. The ``:80`` vhost serves ``WEBROOT`` under
+``/.well-known/acme-challenge/`` (and redirects everything else), so a fresh host is
+served on :80 with a self-signed certificate on :443 first, then certbot runs, then
+the vhost switches to ``/etc/letsencrypt/live/NAME/``.
+
+Renewal is certbot's own ``certbot.timer``; the hook in ``renewal-hooks/deploy/``
+reloads Apache after every renewal (timer or ``certbot renew`` by hand), only when
+``apache2ctl configtest`` passes. A private ACME server's CA (``acme_ca_bundle``) goes
+into the system trust store, which Debian's certbot uses for every run, so neither the
+timer nor an admin needs extra environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, deploy, operation
+from pyinfra.facts.files import Sha256File
+from pyinfra.operations import files, systemd
+
+from . import settings, tls
+from .render import render
+
+LIVE = "/etc/letsencrypt/live"
+RENEWAL = "/etc/letsencrypt/renewal"
+WEBROOT = "/var/www/acme-challenge"
+DEPLOY_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/jupyter-apache-reload"
+# update-ca-certificates picks up *.crt files here into /etc/ssl/certs/ca-certificates.crt.
+TRUSTED_CA = "/usr/local/share/ca-certificates/jupyter-deploy-acme.crt"
+PACKAGES = ["certbot", "ca-certificates"]
+
+
+def live_paths(name: str) -> tuple[str, str]:
+    """The certificate (with its chain: Apache must send the intermediate) and key certbot keeps current."""
+    return f"{LIVE}/{name}/fullchain.pem", f"{LIVE}/{name}/privkey.pem"
+
+
+class RenewalConfig(FactBase):
+    """
+    Returns ``None`` when certbot keeps no renewal configuration named ``cert_name``,
+    else a dict: ``server`` (the ACME directory it renews from) and ``authenticator``.
+    """
+
+    def command(self, cert_name):
+        renewal = shlex.quote(f"{RENEWAL}/{cert_name}.conf")
+        return f"[ ! -f {renewal} ] || sed -n 's/^\\(server\\|authenticator\\) *= *\\(.*\\)$/\\1=\\2/p' {renewal}"
+
+    def process(self, output):
+        values = dict(line.strip().split("=", 1) for line in output if "=" in line)
+        if not values:
+            return None
+        return {"server": values.get("server"), "authenticator": values.get("authenticator")}
+
+
+@operation()
+def certificate(server_name: str, webroot: str, server: str, email: str = ""):
+    """
+    Obtain a certificate for one name with ``certbot certonly --webroot``, when needed.
+
+    + server_name: the DNS name (also certbot's ``--cert-name``)
+    + webroot: directory the :80 vhost serves ``/.well-known/acme-challenge/`` from
+    + server: ACME directory URL
+    + email: account contact address; ``""`` registers without one
+
+    A certificate for exactly this name from this server is left to certbot's timer.
+    Otherwise certbot runs; a certificate it already has (other server, other names,
+    expired) is replaced. When issuance fails, the ACME server's reason is printed with
+    one summary line and the operation fails; nothing else is changed, so the next run
+    retries.
+
+    **Example:**
+
+    .. code:: python
+
+        letsencrypt.certificate(name="Let's Encrypt certificate", server_name="nb.example.org",
+                                webroot="/var/www/acme-challenge",
+                                server="https://acme-v02.api.letsencrypt.org/directory")
+    """
+    cert, key = live_paths(server_name)
+    current = host.get_fact(tls.Certificate, cert=cert, key=key, renew_before_days=0)
+    renewal = host.get_fact(RenewalConfig, cert_name=server_name)
+    if (
+        current and not current["expiring"] and current["names"] == [f"DNS:{server_name}"]
+        and renewal == {"server": server, "authenticator": "webroot"}
+    ):
+        host.noop(f"certbot has a certificate for {server_name} from {server}; certbot.timer renews it")
+        return
+    q = shlex.quote
+    contact = f"--email {q(email)} --no-eff-email" if email else "--register-unsafely-without-email"
+    # --force-renewal: certbot would keep a lineage that is merely not yet due even
+    # when it is from another server or for other names.
+    when = "--force-renewal" if current or renewal else "--keep-until-expiring"
+    certbot = (
+        f"certbot certonly --non-interactive --agree-tos {contact} --server {q(server)} "
+        f"--webroot -w {q(webroot)} -d {q(server_name)} --cert-name {q(server_name)} "
+        f"--key-type ecdsa --elliptic-curve secp256r1 {when}"
+    )
+    failed = (
+        f"Let's Encrypt: no certificate for {server_name} from {server} (reason above: most often the "
+        "name does not point at this host yet or port 80 is unreachable); the site keeps its "
+        "self-signed certificate and the next run tries again"
+    )
+    # certbot's full output is long; on failure the ACME server's own reason
+    # (its Type:/Detail: lines) and one summary line are what the run shows.
+    yield StringCommand(
+        f"out=$({certbot} 2>&1) || {{ printf '%s\\n' \"$out\" | grep -i -E '^ *(Domain|Type|Detail|Hint):|error' >&2 "
+        f"|| printf '%s\\n' \"$out\" | tail -n 5 >&2; echo {q(failed)} >&2; exit 1; }}",
+    )
+
+
+@operation()
+def ca_trusted(path: str, pem: str | None):
+    """
+    Trust (or stop trusting) a CA system-wide, e.g. a private ACME server's.
+
+    + path: a ``.crt`` file under ``/usr/local/share/ca-certificates``
+    + pem: the CA certificate(s), PEM; ``None`` removes the file
+
+    ``update-ca-certificates`` rebuilds ``/etc/ssl/certs/ca-certificates.crt``, the bundle
+    Debian's certbot (and curl, and Python's requests) verify against.
+
+    **Example:**
+
+    .. code:: python
+
+        letsencrypt.ca_trusted(name="Trust the ACME server", path=TRUSTED_CA, pem=ca_text)
+    """
+    current = host.get_fact(Sha256File, path=path)
+    if pem is None:
+        if current is None:
+            host.noop(f"{path} is absent")
+            return
+        yield f"rm -f {shlex.quote(path)} && update-ca-certificates --fresh >/dev/null"
+        return
+    if current == hashlib.sha256(pem.encode()).hexdigest():
+        host.noop(f"{path} is up to date")
+        return
+    yield FileUploadCommand(StringIO(pem), path)
+    yield f"chmod 644 {shlex.quote(path)} && update-ca-certificates --fresh >/dev/null"
+
+
+@deploy("TLS certificate", data_defaults=settings.defaults("server_name"))
+def certificate_to_serve():
+    """
+    The certificate the vhost serves until certbot runs later in this deploy: certbot's
+    own when it has one for the server name, else the self-signed fallback (made when
+    needed). Returns ``(cert, key, operation or None)``.
+    """
+    name = settings.server_name(host)
+    cert, key = live_paths(name)
+    if host.get_fact(tls.Certificate, cert=cert, key=key, renew_before_days=0):
+        return cert, key, None
+    return tls.install_certificate()
+
+
+@deploy("No private ACME CA")
+def forget_private_ca():
+    """Outside ``letsencrypt`` mode, a CA trusted for a private ACME server is not needed any more."""
+    ca_trusted(name="No private ACME CA trusted", path=TRUSTED_CA, pem=None)
+
+
+@deploy(
+    "Let's Encrypt certificate",
+    data_defaults=settings.defaults("server_name", "letsencrypt_email", "acme_directory_url", "acme_ca_bundle"),
+)
+def obtain_certificate(reload_stamp: str):
+    """
+    Obtain the certificate and keep it renewed (needs ``PACKAGES`` and the :80 vhost
+    serving ``WEBROOT``); returns ``(cert, key, operation)`` for the vhost.
+
+    + reload_stamp: file the renewal hook touches after reloading Apache, so the next
+      deploy does not reload again for a certificate Apache already serves
+    """
+    name = settings.server_name(host)
+    bundle = host.data.acme_ca_bundle
+    ca_trusted(
+        name="Trust the ACME server's CA (acme_ca_bundle)" if bundle else "No private ACME CA trusted",
+        path=TRUSTED_CA,
+        pem=open(bundle, encoding="ascii").read() if bundle else None,
+    )
+    files.put(
+        name="certbot renewal hook: configtest, then reload Apache",
+        src=StringIO(render("certbot-deploy-hook.sh.j2", reload_stamp=reload_stamp)),
+        dest=DEPLOY_HOOK,
+        mode="755",
+    )
+    systemd.service(name="certbot.timer renews certificates", service="certbot.timer", running=True, enabled=True)
+    files.directory(name="ACME challenge webroot", path=WEBROOT, mode="755")
+    issued = certificate(
+        name="Certificate for the server name from the ACME server (certbot, webroot)",
+        server_name=name,
+        webroot=WEBROOT,
+        server=host.data.acme_directory_url,
+        email=host.data.letsencrypt_email,
+    )
+    cert, key = live_paths(name)
+    return cert, key, issued

@@ -1,0 +1,127 @@
+"""
+scripts/ci-deploy, the one script the GitHub workflow calls, run as CI runs it against the
+converged lab hosts: pinned tools installed into a venv, deploy, summary, smoke check;
+the drift check (--dry) catches a hand edit and the next deploy repairs it; an unknown SSH
+host key stops it before anything is touched. And the smoke command on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FIGURES, PASSWORD, ROOT, TIMINGS
+
+VHOST = "/etc/apache2/sites-available/jupyter.conf"
+
+
+@pytest.fixture(scope="module")
+def ci(deployment, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ci-deploy")
+    venv = workdir / "venv"
+
+    def run(*args, inventory=None, password=PASSWORD, timeout=900):
+        summary = workdir / "summary.md"
+        summary.write_text("")
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "JUPYTER_PASSWORD": password,
+               "GITHUB_STEP_SUMMARY": str(summary), "CI_DEPLOY_VENV": str(venv)}
+        result = subprocess.run([str(ROOT / "scripts" / "ci-deploy"), *args, str(inventory or deployment.write_inventory())],
+                                cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+        return result, summary.read_text()
+
+    started = time.monotonic()
+    first = run()
+    TIMINGS["ci-deploy: pinned install + deploy + smoke, 3 hosts"] = time.monotonic() - started
+    return run, first
+
+
+def rows(summary: str) -> dict[str, str]:
+    """The summary's table as {host: cell}, with the cell's escaped pipes unescaped."""
+    table = {}
+    for line in summary.splitlines():
+        if line.startswith("| 169.254."):
+            cells = re.split(r"(?<!\\)\|", line)
+            table[cells[1].strip()] = cells[2].strip().replace("\\|", "|")
+    return table
+
+
+def test_deploy_on_converged_hosts_changes_nothing_and_smoke_passes(ci, deployment):
+    _, (result, summary) = ci
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert rows(summary) == {deployment.address(name): "nothing" for name in deployment.names}
+    for name in deployment.names:
+        assert f"ok    {deployment.address(name)}  login " in summary
+    assert summary.rstrip().endswith("**OK**")
+    # The summary went to stdout too (the job log), and pyinfra's own log to stderr.
+    assert "Smoke check" in result.stdout and "--> Starting operation" in result.stderr
+
+
+def test_drift_check_passes_on_converged_hosts(ci):
+    run, _ = ci
+    result, summary = run("--dry")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Drift" not in summary and summary.rstrip().endswith("**OK**")
+
+
+def test_a_hand_edit_is_reported_as_drift_and_the_next_deploy_repairs_it(ci, deployment):
+    run, _ = ci
+    nb2 = deployment.address("nb2")
+    deployment.ssh("nb2", f"echo '# edited by hand' >> {VHOST}")
+    drift, summary = run("--dry")
+    assert drift.returncode == 1
+    assert rows(summary)[nb2] == "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy), " \
+                                 "Apache reverse proxy | Reload Apache (after configtest)"
+    assert rows(summary)[deployment.address("nb1")] == "nothing"
+    assert "Drift: 1 host(s) differ" in summary and summary.rstrip().endswith("**FAILED**")
+    assert "# edited by hand" in deployment.ssh("nb2", f"cat {VHOST}").stdout  # --dry changed nothing
+
+    repaired, summary = run()
+    assert repaired.returncode == 0, repaired.stdout[-3000:]
+    assert rows(summary)[nb2].startswith("Apache reverse proxy | Jupyter vhost")
+    assert "# edited by hand" not in deployment.ssh("nb2", f"cat {VHOST}").stdout
+    assert run("--dry")[0].returncode == 0
+
+
+def test_an_unknown_ssh_host_key_stops_the_job_before_any_change(ci, deployment, tmp_path):
+    run, _ = ci
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    inventory = deployment.write_inventory(
+        {name: {"ssh_known_hosts_file": str(empty), "ssh_strict_host_key_checking": "accept-new"}
+         for name in deployment.names})
+    result, summary = run(inventory=inventory)
+    assert result.returncode != 0
+    assert empty.read_text() == ""  # nothing was accepted
+    assert "Smoke check" not in summary
+
+
+def smoke(*args, password=PASSWORD):
+    return subprocess.run([sys.executable, "-m", "smoke", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "JUPYTER_PASSWORD": password}, timeout=120)
+
+
+def test_smoke_command_one_line_per_host(deployment, ca_files, tmp_path):
+    bundle = tmp_path / "trust.pem"
+    bundle.write_text("".join(ca_files[name].read_text() for name in deployment.names))
+    addresses = [deployment.address(name) for name in deployment.names]
+    result = smoke("--ca-file", str(bundle), *addresses)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["ok", address] for address in addresses]
+    assert all("login" in line and "kernel" in line and "cell" in line for line in lines)
+    FIGURES["smoke check, 3 hosts"] = lines[0]
+
+
+def test_smoke_command_fails_on_a_wrong_password_and_an_untrusted_certificate(deployment, ca_files):
+    nb1 = deployment.address("nb1")
+    wrong = smoke("--ca-file", str(ca_files["nb1"]), nb1, password="not the password")
+    assert wrong.returncode == 1
+    assert wrong.stdout.startswith(f"FAIL  {nb1}  LoginFailed: login answered 401")
+    untrusted = smoke(nb1)  # the system CAs do not know the self-signed certificate
+    assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout
+    assert "not the password" not in wrong.stdout + wrong.stderr
