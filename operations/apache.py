@@ -226,13 +226,15 @@ def _site(cert: str, key: str, version) -> str:
 
 
 def _reload_if_changed(changes, pending=False):
-    # Added only when something will change (or an interrupted run left config unapplied),
-    # so a converged host runs no reload and a --dry run predicts none; `_if` re-checks
-    # at execution time.
+    # Decided when the run executes (`_if`), not by asking the operations now whether they
+    # will change: that would run every fact they need twice. A --dry run lists the reload
+    # as conditional; it follows a change on the same host or nothing. Config an interrupted
+    # run left unapplied (``pending``) is reloaded unconditionally.
     changes = [op for op in changes if op is not None]
-    if pending or any(op.will_change for op in changes):
-        changed = any_changed(*changes)
-        reloaded(name="Reload Apache (after configtest)", _if=lambda: pending or changed())
+    if pending:
+        reloaded(name="Reload Apache (after configtest)")
+    else:
+        reloaded(name="Reload Apache (after configtest)", _if=any_changed(*changes))
 
 
 @deploy(

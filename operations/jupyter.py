@@ -142,15 +142,11 @@ def install_jupyter():
     )
     # Files an interrupted earlier run wrote but never restarted for.
     pending = host.get_fact(RestartPending, unit=UNIT, paths=[CONFIG_FILE, PASSWORD_FILE, UNIT_FILE])
-    if unit.will_change or "daemon-reload" in pending:
-        systemd.daemon_reload(name="Reload systemd units", _if=lambda: "daemon-reload" in pending or unit.did_change())
-    if pending or any(op.will_change for op in (config, password, unit)):
-        changed = any_changed(config, password, unit)
-        # Restarts only a running server; a stopped one starts with the new files below.
-        systemd.service(
-            name="Restart Jupyter for its new config",
-            service=UNIT,
-            restarted=True,
-            _if=lambda: bool(pending) or changed(),
-        )
+    # Gated when the run executes (`_if`), unless an interrupted run left them owed: asking
+    # the operations now whether they will change would run their facts twice.
+    systemd.daemon_reload(name="Reload systemd units",
+                          **({} if "daemon-reload" in pending else {"_if": unit.did_change}))
+    # Restarts only a running server; a stopped one starts with the new files below.
+    systemd.service(name="Restart Jupyter for its new config", service=UNIT, restarted=True,
+                    **({} if pending else {"_if": any_changed(config, password, unit)}))
     systemd.service(name="Jupyter running and enabled", service=UNIT, running=True, enabled=True)

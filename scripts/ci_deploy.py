@@ -50,8 +50,9 @@ def run_pyinfra(*args: str) -> tuple[int, dict | None]:
 def changes_by_host(report: dict, dry: bool) -> dict[str, list[str]]:
     changes: dict[str, list[str]] = {}
     if dry:
+        # Conditional operations (reload, restart) only follow a change on the same host.
         for op in report.get("plan", []):
-            for name in op["hosts_with_change"] + op["hosts_with_conditional_change"]:
+            for name in op["hosts_with_change"]:
                 changes.setdefault(name, []).append(op["name"])
     else:
         for op in (report.get("results") or {}).get("operations", []):

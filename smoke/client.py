@@ -65,7 +65,8 @@ class Jupyter:
 
     # -- websockets ------------------------------------------------------------------
     def websocket(self, path: str, origin: str | None = None) -> websocket.WebSocket:
-        url = "wss://" + self.base.split("://", 1)[1] + path
+        scheme, rest = self.base.split("://", 1)
+        url = ("wss://" if scheme == "https" else "ws://") + rest + path
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.verify} if isinstance(self.verify, str) else {}
         return websocket.create_connection(url, cookie=cookie, origin=origin or self.origin, header=self.ws_headers,

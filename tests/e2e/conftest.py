@@ -66,11 +66,16 @@ class Run:
                 changes.setdefault(address, []).append(op["name"])
         return changes
 
-    def predicted(self) -> dict[str, list[str]]:
-        """For a --dry run: host address -> names of the operations it predicts will change."""
+    def predicted(self, conditional: bool = False) -> dict[str, list[str]]:
+        """For a --dry run: host address -> names of the operations it predicts will change.
+
+        ``conditional=True``: the operations that run only `_if` an earlier one changes
+        (reload Apache, restart Jupyter); they never fire on a host with no other change.
+        """
+        key = "hosts_with_conditional_change" if conditional else "hosts_with_change"
         changes: dict[str, list[str]] = {}
         for op in (self.report or {}).get("plan", []):
-            for address in op["hosts_with_change"] + op["hosts_with_conditional_change"]:
+            for address in op[key]:
                 changes.setdefault(address, []).append(op["name"])
         return changes
 
