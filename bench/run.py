@@ -43,11 +43,8 @@ COMMAND = re.compile(r"^\s*\[([^\]]+)\] >>> ")
 
 
 def write_inventory(lab, names, installer_url, digest, path: Path) -> Path:
-    hosts = [(lab.hosts[n].ip, {**lab.ssh_data(), "server_name": lab.hosts[n].ip,
-                                "conda_installer_url": installer_url, "conda_installer_sha256": digest})
-             for n in names]
-    path.write_text(f"notebooks = {hosts!r}\n")
-    return path
+    data = {"conda_installer_url": installer_url, "conda_installer_sha256": digest}
+    return lab.write_inventory(path, {lab.hosts[n].ip: data for n in names})
 
 
 def run_pyinfra(inventory: Path, count_commands: bool = False) -> dict:

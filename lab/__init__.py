@@ -107,6 +107,16 @@ class Lab:
         assert self.file_server is not None, "the lab was started without files to serve"
         return self.file_server.url(name)
 
+    def write_inventory(self, path: Path, hosts: dict[str, dict]) -> Path:
+        """
+        A pyinfra inventory file: group ``notebooks`` with each host (address -> its data),
+        reached over SSH with ``ssh_data()``; ``server_name`` is the address unless the data
+        says otherwise.
+        """
+        entries = [(ip, {**self.ssh_data(), "server_name": ip, **data}) for ip, data in hosts.items()]
+        path.write_text(f"notebooks = {entries!r}\n")
+        return path
+
     def ssh_data(self) -> dict:
         """pyinfra host data that connects to lab hosts."""
         return {

@@ -74,9 +74,8 @@ def up() -> int:
     password = password_file.read_text().strip()
     # The file server `lab.start()` started keeps serving the installer after this exits.
     url = FileServer(installer.parent).url(installer.name)
-    data = {**lab.ssh_data(), "server_name": host.ip, "conda_installer_url": url, "conda_installer_sha256": digest}
-    inventory = DEMO / "inventory.py"
-    inventory.write_text(f"notebooks = [({host.ip!r}, {data!r})]\n")
+    inventory = lab.write_inventory(DEMO / "inventory.py", {
+        host.ip: {"conda_installer_url": url, "conda_installer_sha256": digest}})
 
     step(f"pyinfra -y {inventory} deploy.py")
     deploy = subprocess.run([sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"], cwd=ROOT,

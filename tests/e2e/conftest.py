@@ -99,21 +99,14 @@ class Deployment:
         return self.lab.hosts[name].ip
 
     def write_inventory(self, overrides: dict[str, dict] | None = None) -> Path:
-        hosts = []
-        for name in self.names:
-            host = self.lab.hosts[name]
-            data = {
-                **self.lab.ssh_data(),
-                "server_name": host.ip,
+        return self.lab.write_inventory(self.workdir / "inventory.py", {
+            self.lab.hosts[name].ip: {
                 "conda_installer_url": self.installer_url,
                 "conda_installer_sha256": self.installer_sha256,
                 **self.data.get(name, {}),
                 **(overrides or {}).get(name, {}),
-            }
-            hosts.append((host.ip, data))
-        path = self.workdir / "inventory.py"
-        path.write_text(f"notebooks = {hosts!r}\n")
-        return path
+            } for name in self.names
+        })
 
     def pyinfra(self, *args: str, overrides=None, password: str = PASSWORD, timeout: float = 900, yes: bool = True) -> Run:
         """The real CLI, as a user runs it: `pyinfra -y --json INVENTORY deploy.py ...`.
