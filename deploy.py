@@ -28,11 +28,11 @@ if tls_mode == "letsencrypt":
 else:
     cert, key, certificate = tls.install_certificate()
     letsencrypt.forget_private_ca()
-apache.configure_apache(cert=cert, key=key, reload_after=[certificate])
+apache_version = apache.configure_apache(cert=cert, key=key, reload_after=[certificate])
 firewall.configure_firewall()
 if tls_mode == "letsencrypt":
     # Last: when issuance fails (DNS not pointing here yet) the host is reported as
     # failed with the ACME server's reason, everything above is done, the site is up
     # on the fallback certificate, and the next run tries again.
     cert, key, issued = letsencrypt.obtain_certificate(reload_stamp=apache.RELOAD_STAMP)
-    apache.use_certificate(cert=cert, key=key, issued=issued)
+    apache.use_certificate(cert=cert, key=key, issued=issued, version=apache_version)

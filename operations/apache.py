@@ -246,6 +246,7 @@ def _reload_if_changed(changes, pending=False):
 def configure_apache(cert: str, key: str, reload_after=()):
     """
     Enable what the vhost needs, write it and reload on change (needs ``PACKAGES``).
+    Returns Apache's version, for ``use_certificate``.
 
     + cert, key: TLS certificate and key paths for the vhost
     + reload_after: operation results (e.g. a new certificate) that also need a reload
@@ -286,6 +287,7 @@ def configure_apache(cert: str, key: str, reload_after=()):
         cert, key, HTPASSWD,
     ]
     _reload_if_changed(changes, pending=host.get_fact(ApacheReloadPending, paths=managed))
+    return version
 
 
 @deploy(
@@ -294,18 +296,19 @@ def configure_apache(cert: str, key: str, reload_after=()):
         "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives", "tls_mode",
     ),
 )
-def use_certificate(cert: str, key: str, issued):
+def use_certificate(cert: str, key: str, issued, version):
     """
     Point the vhost at a certificate obtained later in the run (e.g. by certbot), and
     reload when it or the certificate changed. Runs after ``configure_apache``.
 
     + cert, key: the new certificate and key paths
     + issued: the operation that produced them
+    + version: Apache's version, as ``configure_apache`` returned it (read once per host)
     """
     site = config_file(
         name="Jupyter vhost on the issued certificate",
         kind="sites",
         config_name=SITE,
-        content=_site(cert, key, host.get_fact(ApacheVersion)),
+        content=_site(cert, key, version),
     )
     _reload_if_changed([issued, site])

@@ -235,6 +235,8 @@ def test_letsencrypt_fresh_host_serves_port_80_before_certbot_then_switches(monk
         "Apache serves the issued certificate | Reload Apache (after configtest)",
     ]
     assert "certbot.timer" in joined and letsencrypt.DEPLOY_HOOK in joined
+    # Apache's version is read once while planning, also for the switch to the new certificate.
+    assert joined.count("dpkg-query -W -f='${Version}") == 1
     assert "--apache" not in joined and "--installer" not in joined
     # No acme_ca_bundle: nothing is added to the host's trust store.
     assert "update-ca-certificates" not in joined
