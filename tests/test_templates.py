@@ -47,7 +47,7 @@ def test_vhost_for_letsencrypt_serves_the_challenge_over_plain_http(tmp_path, ke
     cert, key = keypair
     vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71), acme_webroot=letsencrypt.WEBROOT)
     port80 = vhost.split("<VirtualHost *:443>")[0]
-    assert f"Alias /.well-known/acme-challenge/ {letsencrypt.WEBROOT}/.well-known/acme-challenge/" in port80
+    assert f"\n    Alias /.well-known/acme-challenge/ {letsencrypt.WEBROOT}/.well-known/acme-challenge/\n" in port80
     assert "RewriteCond %{REQUEST_URI} !^/\\.well-known/acme-challenge/" in port80
     result = configtest(tmp_path, vhost, apache.needed_modules((2, 4, 71)))
     assert result.returncode == 0, result.stderr
