@@ -59,5 +59,26 @@ firewall = True
 # Extra lines for the HTTPS vhost (checked by apache2ctl configtest before they go live)
 apache_extra_directives = []
 
+# conda specs installed into conda_prefix with 'conda install' on every host (conda_accept_tos applies)
+conda_packages = []
+
+# PEP 508 specs installed into conda_prefix with its own pip on every host
+pip_packages = []
+
+# Local requirements file uploaded to every host and installed with the prefix's pip; '' for none
+pip_requirements = ''
+
+# Most memory Jupyter, its kernels and terminals may use together (systemd MemoryMax; '2G', '80%' or None)
+memory_limit = '80%'
+
+# Most CPU cores Jupyter and its kernels may use together (systemd CPUQuota), e.g. 1.5; None for no limit
+cpu_limit = None
+
+# Seconds after which an idle kernel with no open connection is shut down; 0 = never
+cull_idle_kernels_after = 86400
+
+# Seconds Apache waits on Jupyter (a request, or an idle websocket; Jupyter pings well within it)
+apache_proxy_timeout = 300
+
 # Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
 basic_auth_user = None

@@ -170,6 +170,86 @@ def check_ca_bundle(value):
     return "'' or the path of a readable local PEM file of CA certificates (no private keys)"
 
 
+# A conda match spec without spaces: [channel::]name[version/build constraints].
+_CONDA_SPEC = re.compile(r"^([A-Za-z0-9_.-]+::)?[A-Za-z0-9_][A-Za-z0-9_.-]*([=<>!~][A-Za-z0-9_.*=<>!~,+-]*)?$")
+# A PEP 508 requirement written without spaces: name, extras, version specifiers, no URL
+# (``name @ url``), no environment markers (``;``), nothing the shell or pip reads specially.
+_PIP_SPEC = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,-]+\])?((===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+(,(===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+)*)?$")
+_SIZE = re.compile(r"^[1-9][0-9]*[KMGT]$")
+_PERCENT = re.compile(r"^([1-9][0-9]?)%$")
+
+
+def _spec_list(pattern, example):
+    def check(value):
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) and pattern.match(v) for v in value):
+            if len(set(value)) == len(value):
+                return None
+            return "a list without repeated entries"
+        bad = [v for v in value if not (isinstance(v, str) and pattern.match(v))] if isinstance(value, (list, tuple)) else []
+        what = f" ({bad[0]!r} is not one)" if bad else ""
+        return f"a list of {example}{what}"
+
+    return check
+
+
+check_conda_packages = _spec_list(
+    _CONDA_SPEC, "conda package specs without spaces, e.g. ['numpy', 'scipy>=1.11', 'conda-forge::xarray']",
+)
+check_pip_packages = _spec_list(
+    _PIP_SPEC, "PEP 508 names with optional [extras] and versions, no spaces, URLs or markers, e.g. ['requests>=2.31']",
+)
+
+
+def check_requirements_file(value):
+    # Read on the control machine, before any host is touched, and checked line by line
+    # with the same rule as pip_packages: no options (-e, --index-url, -r), no URLs.
+    if value == "":
+        return None
+    what = "'' or the path of a readable local requirements file of PEP 508 specs (one per line, no options or URLs)"
+    try:
+        lines = open(value, encoding="utf-8").read().splitlines() if isinstance(value, str) else None
+    except (OSError, UnicodeDecodeError):
+        lines = None
+    if lines is None:
+        return what
+    for number, line in enumerate(lines, start=1):
+        spec = line.split("#", 1)[0].strip()
+        if spec and not _PIP_SPEC.match(spec):
+            return f"{what}; line {number} is {spec!r}"
+    return None
+
+
+def check_memory_limit(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        percent = _PERCENT.match(value)
+        if percent and 10 <= int(percent.group(1)) <= 95:
+            return None
+        if _SIZE.match(value) and _bytes(value) >= 256 * 2**20:
+            return None
+    return "None (no limit), a size of at least 256M (e.g. '2G', '1536M') or a percentage of the host's RAM from 10% to 95% (e.g. '80%')"
+
+
+def _bytes(size: str) -> int:
+    return int(size[:-1]) * 1024 ** "KMGT".index(size[-1]) * 1024
+
+
+def check_cpu_limit(value):
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.1 <= value <= 1024):
+        return None
+    return "None (no limit) or a number of CPU cores from 0.1, e.g. 1.5"
+
+
+def check_seconds(minimum, maximum, zero_ok=False):
+    def check(value):
+        if _is_int(value) and (minimum <= value <= maximum or (zero_ok and value == 0)):
+            return None
+        return f"{'0 (never) or ' if zero_ok else ''}a whole number of seconds from {minimum} to {maximum}"
+
+    return check
+
+
 def _one_of(*allowed):
     def check(value):
         if value in allowed:
@@ -204,6 +284,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("acme_ca_bundle", "", "Local PEM file with a private ACME server's CA, trusted by the host system-wide; '' for none", check_ca_bundle),
     Setting("firewall", True, "Enable ufw: allow SSH, 80 and 443 only", check_bool),
     Setting("apache_extra_directives", [], "Extra lines for the HTTPS vhost (checked by apache2ctl configtest before they go live)", check_directives),
+    Setting("conda_packages", [], "conda specs installed into conda_prefix with 'conda install' on every host (conda_accept_tos applies)", check_conda_packages),
+    Setting("pip_packages", [], "PEP 508 specs installed into conda_prefix with its own pip on every host", check_pip_packages),
+    Setting("pip_requirements", "", "Local requirements file uploaded to every host and installed with the prefix's pip; '' for none", check_requirements_file),
+    Setting("memory_limit", "80%", "Most memory Jupyter, its kernels and terminals may use together (systemd MemoryMax; '2G', '80%' or None)", check_memory_limit),
+    Setting("cpu_limit", None, "Most CPU cores Jupyter and its kernels may use together (systemd CPUQuota), e.g. 1.5; None for no limit", check_cpu_limit),
+    Setting("cull_idle_kernels_after", 86400, "Seconds after which an idle kernel with no open connection is shut down; 0 = never", check_seconds(10, 30 * 86400, zero_ok=True)),
+    Setting("apache_proxy_timeout", 300, "Seconds Apache waits on Jupyter (a request, or an idle websocket; Jupyter pings well within it)", check_seconds(5, 3600)),
     Setting("basic_auth_user", None, f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; None means off", check_basic_auth_user),
 )
 
@@ -227,15 +314,50 @@ def _errors_for(values: dict[str, Any]) -> list[str]:
     return errors
 
 
+def pyinfra_data_names() -> set[str]:
+    """Host data pyinfra itself reads: every connector's settings (``ssh_user``, ...)."""
+    from pyinfra.api.connectors import get_all_connectors
+
+    return {name for connector in get_all_connectors().values() for name in getattr(connector, "data_meta", {})}
+
+
+def unknown_names(keys) -> list[str]:
+    """Names that are neither a setting nor pyinfra's own data (``_`` names are its global arguments)."""
+    own = pyinfra_data_names()
+    return sorted(k for k in keys if k not in BY_NAME and k not in own and not k.startswith("_"))
+
+
 def _typo_errors(keys) -> list[str]:
     errors = []
-    for key in sorted(keys):
-        if key in BY_NAME or key.startswith("_"):
-            continue
+    for key in unknown_names(keys):
         match = difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.8)
         if match:
             errors.append(f"unknown setting {key!r}: did you mean {match[0]!r}?")
     return errors
+
+
+def _unknown_errors(command_line_keys) -> list[str]:
+    # --data is typed for this run: a name this version does not know is a mistake
+    # (e.g. a setting of a newer version), never something to ignore silently.
+    return [
+        f"unknown setting {key!r} given with --data: this version has no such setting (see the README's settings table)"
+        for key in unknown_names(command_line_keys)
+        if not difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.8)
+    ]
+
+
+_warned: set[str] = set()
+
+
+def _warn_unknown(keys) -> None:
+    # Inventory and group data may hold the user's own values (helpers, other tools'
+    # settings): a warning, once per name and run, not an error.
+    from pyinfra import logger
+
+    for key in unknown_names(keys):
+        if key not in _warned and not difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.8):
+            _warned.add(key)
+            logger.warning(f"host data {key!r} is not a setting of this deploy and is ignored (see the README's settings table)")
 
 
 def check_values(values: dict[str, Any], environ=None) -> list[str]:
@@ -259,7 +381,10 @@ def check_values(values: dict[str, Any], environ=None) -> list[str]:
 def validate(host) -> None:
     """Raise ``SettingsError`` naming the host and every bad setting."""
     values = host.data.dict()
-    errors = check_values(values)
+    inventory = getattr(host, "inventory", None)
+    command_line = set(inventory.get_override_data()) if inventory is not None else set()
+    errors = _unknown_errors(command_line) + check_values(values)
+    _warn_unknown(set(values) - command_line)
     if values.get("server_name") is None and not is_hostname_or_ip(host.name):
         errors.append(
             f"setting server_name is not set and the inventory name {host.name!r} is not a "

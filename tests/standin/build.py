@@ -19,7 +19,8 @@ HERE = Path(__file__).resolve().parent
 NAME = "StandIn-Conda-TEST-ONLY-Linux-x86_64.sh"
 # Debian 12 ships Python 3.11, Debian 13 Python 3.13.
 PYTHON_VERSIONS = ("3.11", "3.13")
-REQUIREMENT = "notebook>=7,<8"
+# pip too: the prefix gets its own pip, as Anaconda has.
+REQUIREMENTS = ("notebook>=7,<8", "pip")
 
 
 def download_wheels(dest: Path) -> None:
@@ -29,12 +30,16 @@ def download_wheels(dest: Path) -> None:
              "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
              "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
              "--platform", "manylinux2014_x86_64", "--platform", "linux_x86_64",
-             "-d", str(dest), REQUIREMENT],
+             "-d", str(dest), *REQUIREMENTS],
             check=True, capture_output=True,
         )
 
 
 def build(out_dir: Path) -> tuple[Path, str]:
+    header = (HERE / "installer-header.sh").read_bytes()
+    # Cached by what goes into it: a changed header or requirement builds a new one.
+    recipe = hashlib.sha256(header + repr((PYTHON_VERSIONS, REQUIREMENTS)).encode()).hexdigest()[:12]
+    out_dir = out_dir / recipe
     out_dir.mkdir(parents=True, exist_ok=True)
     installer = out_dir / NAME
     if not installer.exists():
@@ -45,7 +50,7 @@ def build(out_dir: Path) -> tuple[Path, str]:
         with tarfile.open(fileobj=payload, mode="w") as tar:
             tar.add(wheels, arcname="wheels")
         partial = installer.with_suffix(".part")
-        partial.write_bytes((HERE / "installer-header.sh").read_bytes() + payload.getvalue())
+        partial.write_bytes(header + payload.getvalue())
         partial.rename(installer)
     return installer, hashlib.sha256(installer.read_bytes()).hexdigest()
 

@@ -2,11 +2,17 @@
 # STAND-IN CONDA INSTALLER -- FOR TESTS ONLY. NOT ANACONDA.
 #
 # The real Anaconda installer cannot be downloaded on the test machines. This script has
-# the same batch interface (bash installer.sh -b [-u] -p PREFIX) and leaves the same
-# things the deploy relies on: PREFIX/bin/python and PREFIX/bin/jupyter with a real
-# Jupyter Notebook 7 from PyPI. It builds PREFIX as a Python venv from the host's python3
-# (needs python3-venv) and installs wheels carried inside this file, so it needs no network.
-# Everything after the __PAYLOAD__ line is a tar archive of those wheels.
+# the same batch interface (bash installer.sh -b [-u] -p PREFIX) and leaves what the deploy
+# and a notebook user can tell apart from Anaconda the same way:
+#  - PREFIX is a self-contained Python installation, not a virtualenv: its own interpreter
+#    (copied from the host's python3) and standard library, site-packages in
+#    PREFIX/lib/pythonX.Y/site-packages, scripts in PREFIX/bin, pip in the prefix;
+#  - so the user site (~/.local/lib/pythonX.Y/site-packages) is on, and pip falls back to
+#    it ("Defaulting to user installation") when the prefix is not writable;
+#  - PREFIX/bin/python -m venv works (the host's python3-venv provides ensurepip's wheels);
+#  - a real Jupyter Notebook 7 from PyPI, installed from wheels carried inside this file,
+#    so it needs no network.
+# It has no conda. Everything after the __PAYLOAD__ line is a tar archive of the wheels.
 set -eu
 batch=0; update=0; prefix=""
 while getopts "bup:" opt; do
@@ -31,8 +37,34 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 line=$(awk '/^__PAYLOAD__$/ {print NR + 1; exit 0}' "$0")
 tail -n +"$line" "$0" | tar -x -C "$work"
-python3 -m venv "$prefix"
-"$prefix/bin/python" -m pip install --quiet --no-index --find-links "$work/wheels" 'notebook>=7'
+
+interpreter=$(readlink -f "$(command -v python3)")
+version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+stdlib="$prefix/lib/python$version"
+mkdir -p "$prefix/bin" "$prefix/lib"
+cp "$interpreter" "$prefix/bin/python$version"
+ln -sfn "python$version" "$prefix/bin/python3"
+ln -sfn "python$version" "$prefix/bin/python"
+# The standard library (with lib-dynload) makes PREFIX the interpreter's sys.prefix.
+rm -rf "$stdlib.new"
+cp -a "/usr/lib/python$version" "$stdlib.new"
+# Debian's copy is marked externally managed (PEP 668) and patched to install into
+# dist-packages under /usr/local; Anaconda's Python is neither. (Its byte code is
+# hash-checked without looking at the source: drop the patched module's.)
+rm -f "$stdlib.new/EXTERNALLY-MANAGED"
+sed -i "s/prefix_scheme = 'posix_local'/prefix_scheme = 'posix_prefix'/" "$stdlib.new/sysconfig.py"
+# Debian's `site` (frozen into the interpreter, so it cannot be patched) puts
+# lib/pythonX.Y/dist-packages of the prefix on sys.path: make that the site-packages.
+ln -sfn site-packages "$stdlib.new/dist-packages"
+rm -f "$stdlib.new"/__pycache__/sysconfig.*
+if [ -d "$stdlib/site-packages" ]; then mv "$stdlib/site-packages" "$stdlib.new/"; fi
+rm -rf "$stdlib"
+mv "$stdlib.new" "$stdlib"
+mkdir -p "$stdlib/site-packages"
+# pip from its own wheel, then Jupyter, both into the prefix's site-packages.
+pip_wheel=$(ls "$work"/wheels/pip-*.whl)
+"$prefix/bin/python" "$pip_wheel/pip" install --quiet --no-index --find-links "$work/wheels" --no-warn-script-location pip
+"$prefix/bin/python" -m pip install --quiet --no-index --find-links "$work/wheels" --no-warn-script-location 'notebook>=7'
 echo "installation finished."
 exit 0
 __PAYLOAD__
