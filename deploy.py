@@ -10,7 +10,7 @@ every host before any operation runs.
 
 from pyinfra import host
 
-from operations import apache, conda, firewall, jupyter, letsencrypt, settings, system, tls
+from operations import apache, conda, environment, firewall, jupyter, letsencrypt, settings, system, tls
 
 settings.validate(host)
 tls_mode = host.data.get("tls_mode", settings.DEFAULTS["tls_mode"])
@@ -30,6 +30,9 @@ else:
     letsencrypt.forget_private_ca()
 apache_version = apache.configure_apache(cert=cert, key=key, reload_after=[certificate])
 firewall.configure_firewall()
+# After the site is up: a package that does not exist fails the host here, with pip's or
+# conda's reason, and leaves a working server behind.
+environment.install_packages()
 if tls_mode == "letsencrypt":
     # Last: when issuance fails (DNS not pointing here yet) the host is reported as
     # failed with the ACME server's reason, everything above is done, the site is up

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import remove_tree
-from .config import BRIDGE, FIRST_HOST, PREFIX_LEN, STATE
+from .config import BRIDGE, BRIDGE_IP, FIRST_HOST, PREFIX_LEN, PROXY_PORT, STATE
 
 HOSTS_DIR = STATE / "hosts"
 CGROUP_TREES = ("systemd", "unified")
@@ -63,6 +63,9 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
          f"lowerdir={base},upperdir={host.dir / 'upper'},workdir={host.dir / 'work'}", str(host.root))
     (host.root / "etc/hostname").write_text(f"{name}\n")
     (host.root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n{ip} {name}\n")
+    # pip anywhere on the host (kernels and terminals too, which do not read /etc/environment)
+    # reaches PyPI through the lab proxy, as it would reach it directly on a Linode.
+    (host.root / "etc/pip.conf").write_text(f"[global]\nproxy = http://{BRIDGE_IP}:{PROXY_PORT}\n")
 
     veth_host, veth_guest = _veth_names(name)
     _run("ip", "link", "del", veth_host, check=False)  # left by an earlier run whose host died late

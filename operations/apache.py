@@ -200,7 +200,8 @@ def needed_modules(version, basic_auth: bool = False) -> list[str]:
     return modules
 
 
-def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = False, extra=(), acme_webroot=None) -> str:
+def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = False, extra=(), acme_webroot=None,
+          proxy_timeout: int = 300) -> str:
     return render(
         "apache-vhost.conf.j2",
         server_name=server_name,
@@ -213,6 +214,7 @@ def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = Fa
         htpasswd=HTPASSWD if basic_auth else None,
         extra_directives=list(extra),
         acme_webroot=acme_webroot,
+        proxy_timeout=proxy_timeout,
     )
 
 
@@ -222,6 +224,7 @@ def _site(cert: str, key: str, version) -> str:
         settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key, version,
         basic_auth=bool(host.data.basic_auth_user), extra=host.data.apache_extra_directives,
         acme_webroot=letsencrypt.WEBROOT if host.data.tls_mode == "letsencrypt" else None,
+        proxy_timeout=host.data.apache_proxy_timeout,
     )
 
 
@@ -241,6 +244,7 @@ def _reload_if_changed(changes, pending=False):
     "Apache reverse proxy",
     data_defaults=settings.defaults(
         "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives", "tls_mode",
+        "apache_proxy_timeout",
     ),
 )
 def configure_apache(cert: str, key: str, reload_after=()):
@@ -294,6 +298,7 @@ def configure_apache(cert: str, key: str, reload_after=()):
     "Apache serves the issued certificate",
     data_defaults=settings.defaults(
         "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives", "tls_mode",
+        "apache_proxy_timeout",
     ),
 )
 def use_certificate(cert: str, key: str, issued, version):

@@ -9,12 +9,13 @@ change it) and is restarted only when its configuration, password or unit change
 from __future__ import annotations
 
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from pyinfra.api import FactBase, deploy
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
 
 from . import passwords, settings
 from .render import render
@@ -23,8 +24,20 @@ CONFIG_DIR = "/etc/jupyter"
 CONFIG_FILE = f"{CONFIG_DIR}/jupyter_server_config.py"
 PASSWORD_FILE = f"{CONFIG_DIR}/password_hash"
 MIGRATED_MARKER = f"{CONFIG_DIR}/migrated"
+# The server's data dir (JUPYTER_DATA_DIR): root-owned, holds the deploy's python3 kernel spec.
+DATA_DIR = f"{CONFIG_DIR}/data"
+KERNEL_SPEC = f"{DATA_DIR}/kernels/python3/kernel.json"
+# The `conda` first on the notebook user's PATH (files/conda-shared-prefix-guard).
+GUARD_DIR = "/usr/local/lib/jupyter-deploy/bin"
+FILES = Path(__file__).resolve().parent.parent / "files"
+# Ceilings of the unit whatever the settings: see the unit template.
+TASKS_MAX = 2048
+OOM_SCORE_ADJUST = 800
+# Apache's proxy timeout divided by this is how often Jupyter pings idle websockets.
+PINGS_PER_PROXY_TIMEOUT = 3
 UNIT = "jupyter"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
+LIMITS_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/limits.conf"
 
 
 class RestartPending(FactBase):
@@ -57,7 +70,33 @@ def home_of(user: str) -> str:
     return f"/var/lib/{user}"
 
 
-def server_config(server_name, base_url, port, notebook_dir, terminals) -> str:
+def memory_limits(memory_limit: str | None) -> tuple[str | None, str | None]:
+    """(MemoryMax, MemoryHigh) for the unit: high is 90 % of max, so reclaim starts first."""
+    if memory_limit is None:
+        return None, None
+    if memory_limit.endswith("%"):
+        percent = int(memory_limit[:-1])
+        return f"{percent}%", f"{percent * 9 // 10}%"
+    size = int(memory_limit[:-1]) * 1024 ** ("KMGT".index(memory_limit[-1]) + 1)
+    return memory_limit, str(size * 9 // 10)
+
+
+def cpu_quota(cores: float | None) -> str | None:
+    return None if cores is None else f"{round(cores * 100)}%"
+
+
+def cull_interval(timeout: int) -> int:
+    """How often the culler looks: a tenth of the timeout, at most Jupyter's default 300 s."""
+    return max(1, min(300, timeout // 10))
+
+
+def ws_ping_interval_ms(proxy_timeout: int) -> int:
+    """Jupyter's own 30 s, or more often when Apache's proxy timeout is short."""
+    return min(30000, proxy_timeout * 1000 // PINGS_PER_PROXY_TIMEOUT)
+
+
+def server_config(server_name, base_url, port, notebook_dir, terminals, home="/var/lib/jupyter",
+                  prefix="/opt/anaconda3", cull_idle_timeout=0, proxy_timeout=300) -> str:
     return render(
         "jupyter_server_config.py.j2",
         server_name=server_name,
@@ -67,6 +106,13 @@ def server_config(server_name, base_url, port, notebook_dir, terminals) -> str:
         notebook_dir=notebook_dir,
         terminals=terminals,
         password_file=PASSWORD_FILE,
+        home=home,
+        prefix=prefix,
+        data_dir=DATA_DIR,
+        cull_idle_timeout=cull_idle_timeout,
+        cull_interval=cull_interval(cull_idle_timeout) if cull_idle_timeout else 0,
+        proxy_timeout=proxy_timeout,
+        ws_ping_interval_ms=ws_ping_interval_ms(proxy_timeout),
     )
 
 
@@ -80,7 +126,33 @@ def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
         notebook_dir=notebook_dir,
         base_url=base_url,
         config_dir=CONFIG_DIR,
+        data_dir=DATA_DIR,
+        guard_dir=GUARD_DIR,
+        limits_dropin=LIMITS_DROPIN,
+        oom_score_adjust=OOM_SCORE_ADJUST,
     )
+
+
+def limits_values(memory_limit="80%", cpu_limit=None) -> dict[str, str]:
+    """The drop-in's properties, as `systemctl set-property` takes them."""
+    memory_max, memory_high = memory_limits(memory_limit)
+    return {
+        "MemoryHigh": memory_high or "infinity",
+        "MemoryMax": memory_max or "infinity",
+        "MemorySwapMax": "0" if memory_max else "infinity",
+        "CPUQuota": cpu_quota(cpu_limit) or "",
+        "TasksMax": str(TASKS_MAX),
+    }
+
+
+def limits_dropin(memory_limit="80%", cpu_limit=None) -> str:
+    memory_max, memory_high = memory_limits(memory_limit)
+    return render("jupyter-limits.conf.j2", memory_max=memory_max, memory_high=memory_high,
+                  cpu_quota=cpu_quota(cpu_limit), tasks_max=TASKS_MAX)
+
+
+def kernel_spec(prefix, user) -> str:
+    return render("python3-kernel.json.j2", prefix=prefix, home=home_of(user))
 
 
 @deploy(
@@ -88,6 +160,7 @@ def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
     data_defaults=settings.defaults(
         "server_name", "jupyter_base_url", "jupyter_port", "jupyter_user", "notebook_dir",
         "jupyter_password_hash", "jupyter_terminals", "conda_prefix",
+        "memory_limit", "cpu_limit", "cull_idle_kernels_after", "apache_proxy_timeout",
     ),
 )
 def install_jupyter():
@@ -117,6 +190,10 @@ def install_jupyter():
                 host.data.jupyter_port,
                 notebook_dir,
                 host.data.jupyter_terminals,
+                home=home_of(user),
+                prefix=host.data.conda_prefix,
+                cull_idle_timeout=host.data.cull_idle_kernels_after,
+                proxy_timeout=host.data.apache_proxy_timeout,
             ),
         ),
         dest=CONFIG_FILE,
@@ -131,6 +208,25 @@ def install_jupyter():
         password=passwords.password_from_environment(),
         group=user,
     )
+    files.directory(name="Server data directory", path=f"{DATA_DIR}/kernels/python3",
+                    user="root", group=user, mode="750")
+    files.put(
+        name="Python 3 kernel spec",
+        src=StringIO(kernel_spec(host.data.conda_prefix, user)),
+        dest=KERNEL_SPEC,
+        user="root",
+        group=user,
+        mode="640",
+    )
+    files.put(
+        name="conda guard for the shared environment",
+        src=str(FILES / "conda-shared-prefix-guard"),
+        dest=f"{GUARD_DIR}/conda",
+        user="root",
+        group="root",
+        mode="755",
+        create_remote_dir=True,
+    )
     unit = files.put(
         name="systemd unit",
         src=StringIO(unit_file(user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url,
@@ -140,12 +236,29 @@ def install_jupyter():
         group="root",
         mode="644",
     )
+    limits = files.put(
+        name="Memory, CPU and task limits (systemd drop-in)",
+        src=StringIO(limits_dropin(host.data.memory_limit, host.data.cpu_limit)),
+        dest=LIMITS_DROPIN,
+        user="root",
+        group="root",
+        mode="644",
+        create_remote_dir=True,
+    )
     # Files an interrupted earlier run wrote but never restarted for.
     pending = host.get_fact(RestartPending, unit=UNIT, paths=[CONFIG_FILE, PASSWORD_FILE, UNIT_FILE])
     # Gated when the run executes (`_if`), unless an interrupted run left them owed: asking
     # the operations now whether they will change would run their facts twice.
     systemd.daemon_reload(name="Reload systemd units",
-                          **({} if "daemon-reload" in pending else {"_if": unit.did_change}))
+                          **({} if "daemon-reload" in pending else {"_if": any_changed(unit, limits)}))
+    # New limits reach the running unit's cgroup at once; no restart, kernels keep running.
+    # (A stopped unit gets them from the drop-in when it starts.)
+    server.shell(
+        name="Apply the new limits to the running server",
+        commands=[StringCommand("systemctl", "set-property", "--runtime", UNIT,
+                                *(QuoteString(f"{k}={v}") for k, v in limits_values(host.data.memory_limit, host.data.cpu_limit).items()))],
+        _if=limits.did_change,
+    )
     # Restarts only a running server; a stopped one starts with the new files below.
     systemd.service(name="Restart Jupyter for its new config", service=UNIT, restarted=True,
                     **({} if pending else {"_if": any_changed(config, password, unit)}))

@@ -6,6 +6,7 @@ must change (and restart) only what depends on it. Secrets never reach a command
 """
 
 import hashlib
+import json
 import re
 import runpy
 import time
@@ -17,7 +18,7 @@ from pyinfra.api.deploy import add_deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 
-from operations import apache, conda, jupyter, letsencrypt, passwords, settings, tls
+from operations import apache, conda, environment, jupyter, letsencrypt, passwords, settings, tls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +51,9 @@ def converged_responses(data=None):
     user = data["jupyter_user"]
     stored_hash = passwords.hash_password(PASSWORD)
     config = jupyter.server_config(NAME, data["jupyter_base_url"], data["jupyter_port"], data["notebook_dir"],
-                                   data["jupyter_terminals"])
+                                   data["jupyter_terminals"], home=f"/var/lib/{user}", prefix=data["conda_prefix"],
+                                   cull_idle_timeout=data["cull_idle_kernels_after"],
+                                   proxy_timeout=data["apache_proxy_timeout"])
     unit = jupyter.unit_file(user, data["conda_prefix"], data["notebook_dir"], data["jupyter_base_url"],
                              data["jupyter_port"])
     version = (2, 4, 71)
@@ -89,6 +92,18 @@ def converged_responses(data=None):
     responses[re.compile(r"test -e /etc/systemd/system \|\|")] = stat("/etc/systemd/system", "root", "root", "drwxr-xr-x")
     responses.update(file_facts(jupyter.CONFIG_FILE, config, "root", user, "-rw-r-----"))
     responses.update(file_facts(jupyter.UNIT_FILE, unit, "root", "root", "-rw-r--r--"))
+    responses.update(file_facts(jupyter.LIMITS_DROPIN, jupyter.limits_dropin(data["memory_limit"], data["cpu_limit"]),
+                                "root", "root", "-rw-r--r--"))
+    responses.update(file_facts(jupyter.KERNEL_SPEC, jupyter.kernel_spec(data["conda_prefix"], user),
+                                "root", user, "-rw-r-----"))
+    guard = (ROOT / "files" / "conda-shared-prefix-guard").read_text()
+    responses.update(file_facts(f"{jupyter.GUARD_DIR}/conda", guard, "root", "root", "-rwxr-xr-x"))
+    responses[re.compile(rf"test -e {re.escape(jupyter.DATA_DIR)}/kernels/python3 \|\|")] = stat(
+        f"{jupyter.DATA_DIR}/kernels/python3", "root", user, "drwxr-x---")
+    for directory in (jupyter.GUARD_DIR, "/etc/systemd/system/jupyter.service.d"):
+        responses[re.compile(rf"test -e {re.escape(directory)} \|\|")] = stat(directory, "root", "root", "drwxr-xr-x")
+    responses[environment.RECORD] = json.dumps({"conda": data["conda_packages"], "pip": data["pip_packages"],
+                                                "requirements": None})
     responses.update(file_facts(f"/etc/apache2/sites-available/{apache.SITE}.conf", vhost, "root", "root", "-rw-r--r--"))
     responses.update(file_facts(f"/etc/apache2/conf-available/{apache.HARDENING_CONF}.conf",
                                 apache.render("apache-hardening.conf.j2"), "root", "root", "-rw-r--r--"))

@@ -1,6 +1,7 @@
 """Rendered templates: Apache accepts the vhost, Jupyter's config is modern and safe."""
 
 import ast
+import json
 import shutil
 import subprocess
 
@@ -133,7 +134,8 @@ def test_jupyter_config_is_valid_python_with_modern_names_only(tmp_path):
     code = [line for line in source.splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in code if "NotebookApp" in line]
     assert "notebook_dir" not in "".join(values) and "ServerApp.password" not in values
-    assert all(key.split(".")[0] in {"ServerApp", "IdentityProvider", "PasswordIdentityProvider"} for key in values)
+    assert all(key.split(".")[0] in {"ServerApp", "IdentityProvider", "PasswordIdentityProvider",
+                                     "KernelSpecManager", "MappingKernelManager"} for key in values)
 
 
 def test_jupyter_config_is_locked_down(tmp_path):
@@ -166,7 +168,7 @@ def test_ip_server_name_relies_on_apache_host_check(tmp_path):
 
 def test_unit_runs_jupyter_unprivileged_and_hardened():
     unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
-    assert "ExecStart=/opt/anaconda3/bin/jupyter notebook\n" in unit
+    assert "ExecStart=/opt/anaconda3/bin/python -I -m notebook\n" in unit
     assert "User=jupyter\n" in unit
     assert "Environment=SHELL=/bin/bash" in unit
     assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" in unit
@@ -179,6 +181,59 @@ def test_unit_runs_jupyter_unprivileged_and_hardened():
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is installed by .ci/run")
 def test_unit_file_verifies(tmp_path):
     path = tmp_path / "jupyter.service"
-    path.write_text(jupyter.unit_file("jupyter", "/bin", "/srv/jupyter", "/jupyter/", 8888).replace("/bin/jupyter notebook", "/bin/true"))
+    unit = jupyter.unit_file("jupyter", "/bin", "/srv/jupyter", "/jupyter/", 8888).replace("/bin/python -I -m notebook", "/bin/true")
+    # The limits drop-in's [Service] lines, checked in the same pass.
+    limits = jupyter.limits_dropin("2G", 1.5).split("[Service]\n", 1)[1]
+    path.write_text(unit.replace("[Install]", limits + "\n[Install]"))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
     assert "Unknown key" not in result.stderr and "Unknown section" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("limit,expected", [
+    ("80%", ("80%", "72%")), ("2G", ("2G", str(2 * 2**30 * 9 // 10))), ("1536M", ("1536M", str(1536 * 2**20 * 9 // 10))),
+    (None, (None, None)),
+])
+def test_memory_limit_becomes_memory_max_with_memory_high_below_it(limit, expected):
+    assert jupyter.memory_limits(limit) == expected
+
+
+def test_limits_dropin_caps_memory_without_swap_cpu_and_tasks():
+    dropin = jupyter.limits_dropin("2G", 1.5)
+    assert "MemoryMax=2G\n" in dropin and "MemorySwapMax=0\n" in dropin and "MemoryHigh=" in dropin
+    assert "CPUQuota=150%\n" in dropin and f"TasksMax={jupyter.TASKS_MAX}\n" in dropin
+    unlimited = jupyter.limits_dropin(None, None)
+    assert "MemoryMax=infinity\n" in unlimited and "CPUQuota=\n" in unlimited
+    assert jupyter.limits_values(None, None)["CPUQuota"] == ""
+    assert jupyter.limits_values("80%", 2)["CPUQuota"] == "200%"
+
+
+def test_unit_makes_jupyter_the_oom_killers_first_choice_and_isolates_the_server():
+    unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
+    assert f"OOMScoreAdjust={jupyter.OOM_SCORE_ADJUST}\n" in unit and jupyter.OOM_SCORE_ADJUST > 0
+    assert "Environment=JUPYTER_DATA_DIR=/etc/jupyter/data\n" in unit
+    assert "Environment=PATH=/usr/local/lib/jupyter-deploy/bin:/opt/anaconda3/bin:" in unit
+    assert "Environment=CONDA_EXE=/usr/local/lib/jupyter-deploy/bin/conda\n" in unit
+    assert "Memory" not in "".join(line for line in unit.splitlines() if not line.startswith("#"))
+
+
+def test_server_culls_only_idle_unconnected_kernels_and_pings_within_the_proxy_timeout(tmp_path):
+    _, values = load_server_config(tmp_path, cull_idle_timeout=30, proxy_timeout=6)
+    assert values["MappingKernelManager.cull_idle_timeout"] == 30
+    assert values["MappingKernelManager.cull_interval"] == 3
+    assert values["MappingKernelManager.cull_connected"] is False and values["MappingKernelManager.cull_busy"] is False
+    assert values["ServerApp.tornado_settings"]["ws_ping_interval"] == 2000
+    _, defaults = load_server_config(tmp_path)
+    assert not any(key.startswith("MappingKernelManager") for key in defaults)
+    assert defaults["ServerApp.tornado_settings"]["ws_ping_interval"] == 30000
+    assert jupyter.cull_interval(86400) == 300
+
+
+def test_server_lists_the_users_kernels_and_terminals_get_the_users_data_dir(tmp_path):
+    _, values = load_server_config(tmp_path, home="/var/lib/jupyter", prefix="/opt/anaconda3")
+    dirs = values["KernelSpecManager.kernel_dirs"]
+    assert dirs[:3] == ["/etc/jupyter/data/kernels", "/var/lib/jupyter/.local/share/jupyter/kernels",
+                        "/opt/anaconda3/share/jupyter/kernels"]
+    assert values["ServerApp.terminado_settings"]["shell_command"] == ["/usr/bin/env", "-u", "JUPYTER_DATA_DIR", "/bin/bash"]
+    spec = json.loads(jupyter.kernel_spec("/opt/anaconda3", "jupyter"))
+    assert spec["argv"][0] == "/opt/anaconda3/bin/python" and "{connection_file}" in spec["argv"]
+    assert spec["env"] == {"JUPYTER_DATA_DIR": "/var/lib/jupyter/.local/share/jupyter"}
