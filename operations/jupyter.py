@@ -27,6 +27,8 @@ MIGRATED_MARKER = f"{CONFIG_DIR}/migrated"
 # The server's data dir (JUPYTER_DATA_DIR): root-owned, holds the deploy's python3 kernel spec.
 DATA_DIR = f"{CONFIG_DIR}/data"
 KERNEL_SPEC = f"{DATA_DIR}/kernels/python3/kernel.json"
+# On JUPYTER_PATH after DATA_DIR: holds only `kernels`, a link to the user's kernel specs.
+USER_KERNELS = f"{CONFIG_DIR}/user"
 # The `conda` first on the notebook user's PATH (files/conda-shared-prefix-guard).
 GUARD_DIR = "/usr/local/lib/jupyter-deploy/bin"
 FILES = Path(__file__).resolve().parent.parent / "files"
@@ -128,6 +130,7 @@ def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
         config_dir=CONFIG_DIR,
         data_dir=DATA_DIR,
         guard_dir=GUARD_DIR,
+        user_kernels=USER_KERNELS,
         limits_dropin=LIMITS_DROPIN,
         oom_score_adjust=OOM_SCORE_ADJUST,
     )
@@ -210,6 +213,10 @@ def install_jupyter():
     )
     files.directory(name="Server data directory", path=f"{DATA_DIR}/kernels/python3",
                     user="root", group=user, mode="750")
+    files.directory(name="User kernel specs link directory", path=USER_KERNELS, user="root", group=user, mode="750")
+    files.link(name="The user's kernel specs, and nothing else of their data dir",
+               path=f"{USER_KERNELS}/kernels", target=f"{home_of(user)}/.local/share/jupyter/kernels",
+               user="root", group=user)
     files.put(
         name="Python 3 kernel spec",
         src=StringIO(kernel_spec(host.data.conda_prefix, user)),

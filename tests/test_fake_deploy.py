@@ -100,6 +100,13 @@ def converged_responses(data=None):
     responses.update(file_facts(f"{jupyter.GUARD_DIR}/conda", guard, "root", "root", "-rwxr-xr-x"))
     responses[re.compile(rf"test -e {re.escape(jupyter.DATA_DIR)}/kernels/python3 \|\|")] = stat(
         f"{jupyter.DATA_DIR}/kernels/python3", "root", user, "drwxr-x---")
+    responses[re.compile(rf"test -e {re.escape(jupyter.USER_KERNELS)} \|\|")] = stat(
+        jupyter.USER_KERNELS, "root", user, "drwxr-x---")
+    link = f"{jupyter.USER_KERNELS}/kernels"
+    target = f"/var/lib/{user}/.local/share/jupyter/kernels"
+    now = int(time.time())
+    responses[re.compile(rf"test -e {re.escape(link)} \|\|")] = (
+        f"user=root group={user} mode=lrwxrwxrwx atime={now} mtime={now} ctime={now} size=10 '{link}' -> '{target}'")
     for directory in (jupyter.GUARD_DIR, "/etc/systemd/system/jupyter.service.d"):
         responses[re.compile(rf"test -e {re.escape(directory)} \|\|")] = stat(directory, "root", "root", "drwxr-xr-x")
     responses[environment.RECORD] = json.dumps({"conda": data["conda_packages"], "pip": data["pip_packages"],

@@ -230,9 +230,8 @@ def test_server_culls_only_idle_unconnected_kernels_and_pings_within_the_proxy_t
 
 def test_server_lists_the_users_kernels_and_terminals_get_the_users_data_dir(tmp_path):
     _, values = load_server_config(tmp_path, home="/var/lib/jupyter", prefix="/opt/anaconda3")
-    dirs = values["KernelSpecManager.kernel_dirs"]
-    assert dirs[:3] == ["/etc/jupyter/data/kernels", "/var/lib/jupyter/.local/share/jupyter/kernels",
-                        "/opt/anaconda3/share/jupyter/kernels"]
+    unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
+    assert "Environment=JUPYTER_PATH=/etc/jupyter/data:/etc/jupyter/user\n" in unit
     assert values["ServerApp.terminado_settings"]["shell_command"] == ["/usr/bin/env", "-u", "JUPYTER_DATA_DIR", "/bin/bash"]
     spec = json.loads(jupyter.kernel_spec("/opt/anaconda3", "jupyter"))
     assert spec["argv"][0] == "/opt/anaconda3/bin/python" and "{connection_file}" in spec["argv"]

@@ -27,6 +27,18 @@ import build as standin  # noqa: E402
 PASSWORD = "lab password, not secret"
 # Two Debian 12 hosts and one Debian 13 host, deployed in one run (self-signed TLS).
 MACHINES = [("nb1", "bookworm"), ("nb2", "bookworm"), ("nb3", "trixie")]
+# The researcher's environment (test_environment.py): fleet packages, limits, short kernel
+# culling and a short proxy timeout; deployed in the same run as MACHINES.
+ENV_MACHINES = [("nb6", "bookworm")]
+FLEET_PIP_PACKAGES = ["tabulate==0.9.0"]
+FLEET_REQUIREMENTS = "toolz==0.12.1\n"
+ENV_DATA = {
+    "pip_packages": FLEET_PIP_PACKAGES,
+    "memory_limit": "700M",
+    "cpu_limit": 1.5,
+    "cull_idle_kernels_after": 20,
+    "apache_proxy_timeout": 6,
+}
 # Deployed in their own run with tls_mode letsencrypt, against pebble (test_letsencrypt.py).
 ACME_MACHINES = [("nb4", "bookworm"), ("nb5", "trixie")]
 
@@ -168,7 +180,7 @@ def standin_installer():
 def lab(standin_installer):
     if os.geteuid() != 0:
         pytest.fail("the e2e layer needs root (it boots systemd-nspawn hosts); run the fast layer with -m 'not e2e'")
-    machines = MACHINES + ACME_MACHINES
+    machines = MACHINES + ENV_MACHINES + ACME_MACHINES
     with Lab(machines, files=standin_installer[0].parent) as running:
         TIMINGS["base images (built or cached)"] = running.timings["base images"]
         TIMINGS[f"boot {len(machines)} hosts to sshd"] = running.timings["boot"]
@@ -179,13 +191,18 @@ def lab(standin_installer):
 def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
     """All three hosts deployed in one run, then a second run and a dry run of the same command."""
     path, digest = standin_installer
-    deployment = Deployment(lab, tmp_path_factory.mktemp("deploy"), lab.url(path.name), digest)
+    workdir = tmp_path_factory.mktemp("deploy")
+    requirements = workdir / "course-requirements.txt"
+    requirements.write_text(FLEET_REQUIREMENTS)
+    deployment = Deployment(lab, workdir, lab.url(path.name), digest,
+                            names=[name for name, _ in MACHINES + ENV_MACHINES],
+                            data={"nb6": {**ENV_DATA, "pip_requirements": str(requirements)}})
     first = deployment.runs["first"] = deployment.pyinfra()
     assert first.returncode == 0, first.output[-6000:]
     deployment.runs["second"] = deployment.pyinfra()
     deployment.runs["dry"] = deployment.pyinfra("--dry", yes=False)
     for name, run in deployment.runs.items():
-        TIMINGS[f"{name} run, {len(MACHINES)} hosts in one pyinfra run"] = run.seconds
+        TIMINGS[f"{name} run, {len(deployment.names)} hosts in one pyinfra run"] = run.seconds
     return deployment
 
 

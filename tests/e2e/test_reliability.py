@@ -35,6 +35,8 @@ BAD_INPUT = [
     ({"conda_prefix": "opt/anaconda3"}, "setting conda_prefix = 'opt/anaconda3' is not allowed"),
     ({"tls_mode": "letsencrypt-please"}, "setting tls_mode = 'letsencrypt-please' is not allowed"),
     ({"jupyter_prot": 8888}, "unknown setting 'jupyter_prot': did you mean 'jupyter_port'?"),
+    ({"pip_packages": ["numpy; rm -rf /"]}, "setting pip_packages = ['numpy; rm -rf /'] is not allowed"),
+    ({"conda_packages": ["https://example.org/evil.tar.bz2"]}, "setting conda_packages = ['https://example.org/evil.tar.bz2'] is not allowed"),
 ]
 
 

@@ -12,7 +12,8 @@
 #  - PREFIX/bin/python -m venv works (the host's python3-venv provides ensurepip's wheels);
 #  - a real Jupyter Notebook 7 from PyPI, installed from wheels carried inside this file,
 #    so it needs no network.
-# It has no conda. Everything after the __PAYLOAD__ line is a tar archive of the wheels.
+#  - PREFIX/conda-meta/history, which marks a conda environment.
+# It has no conda itself. Everything after the __PAYLOAD__ line is a tar archive of the wheels.
 set -eu
 batch=0; update=0; prefix=""
 while getopts "bup:" opt; do
@@ -42,7 +43,9 @@ interpreter=$(readlink -f "$(command -v python3)")
 version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 stdlib="$prefix/lib/python$version"
 mkdir -p "$prefix/bin" "$prefix/lib"
-cp "$interpreter" "$prefix/bin/python$version"
+# Renamed into place: with -u the old interpreter may be running (cp onto it: "Text file busy").
+cp "$interpreter" "$prefix/bin/.python$version.new"
+mv -f "$prefix/bin/.python$version.new" "$prefix/bin/python$version"
 ln -sfn "python$version" "$prefix/bin/python3"
 ln -sfn "python$version" "$prefix/bin/python"
 # The standard library (with lib-dynload) makes PREFIX the interpreter's sys.prefix.
@@ -52,11 +55,14 @@ cp -a "/usr/lib/python$version" "$stdlib.new"
 # dist-packages under /usr/local; Anaconda's Python is neither. (Its byte code is
 # hash-checked without looking at the source: drop the patched module's.)
 rm -f "$stdlib.new/EXTERNALLY-MANAGED"
-sed -i "s/prefix_scheme = 'posix_local'/prefix_scheme = 'posix_prefix'/" "$stdlib.new/sysconfig.py"
+# sysconfig.py up to Python 3.12, a package (sysconfig/__init__.py) from 3.13.
+sysconfig=$(python3 -c 'import os, sysconfig; print(os.path.relpath(sysconfig.__file__, os.path.dirname(os.__file__)))')
+sed -i "s/prefix_scheme = 'posix_local'/prefix_scheme = 'posix_prefix'/" "$stdlib.new/$sysconfig"
+grep -q "prefix_scheme = 'posix_prefix'" "$stdlib.new/$sysconfig"
 # Debian's `site` (frozen into the interpreter, so it cannot be patched) puts
 # lib/pythonX.Y/dist-packages of the prefix on sys.path: make that the site-packages.
 ln -sfn site-packages "$stdlib.new/dist-packages"
-rm -f "$stdlib.new"/__pycache__/sysconfig.*
+find "$stdlib.new" -path '*sysconfig*' -name '*.pyc' -delete
 if [ -d "$stdlib/site-packages" ]; then mv "$stdlib/site-packages" "$stdlib.new/"; fi
 rm -rf "$stdlib"
 mv "$stdlib.new" "$stdlib"
@@ -65,6 +71,9 @@ mkdir -p "$stdlib/site-packages"
 pip_wheel=$(ls "$work"/wheels/pip-*.whl)
 "$prefix/bin/python" "$pip_wheel/pip" install --quiet --no-index --find-links "$work/wheels" --no-warn-script-location pip
 "$prefix/bin/python" -m pip install --quiet --no-index --find-links "$work/wheels" --no-warn-script-location 'notebook>=7'
+# What tools look for to tell a conda environment (IPython's %conda among them).
+mkdir -p "$prefix/conda-meta"
+touch "$prefix/conda-meta/history"
 echo "installation finished."
 exit 0
 __PAYLOAD__
