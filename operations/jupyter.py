@@ -8,6 +8,7 @@ change it) and is restarted only when its configuration, password or unit change
 
 from __future__ import annotations
 
+import shlex
 from io import StringIO
 from pathlib import Path
 
@@ -55,13 +56,18 @@ class RestartPending(FactBase):
         return []
 
     def command(self, unit, paths):
-        checks = " ".join(paths)
+        checks = " ".join(shlex.quote(p) for p in paths)
+        q_unit = shlex.quote(unit)
+        # systemd's own start time, to the microsecond: `ps -o lstart` is derived from the
+        # boot time truncated to a second and can read up to a second early, which made a
+        # file written just before a restart look newer than the process.
         return (
-            f"pid=$(systemctl show -p MainPID --value {unit} 2>/dev/null); "
+            f"pid=$(systemctl show -p MainPID --value {q_unit} 2>/dev/null); "
             'if [ -n "$pid" ] && [ "$pid" -gt 0 ]; then '
-            'start=$(date -d "$(ps -o lstart= -p "$pid")" +%s); '
-            f'for f in {checks}; do [ -e "$f" ] && [ "$(stat -c %Y "$f")" -gt "$start" ] && echo "$f"; done; fi; '
-            f'[ "$(systemctl show -p NeedDaemonReload --value {unit} 2>/dev/null)" = yes ] && echo daemon-reload; true'
+            f'start=$(date -d "$(systemctl show --timestamp=us+utc -p ExecMainStartTimestamp --value {q_unit})" +%s.%N); '
+            f'for f in {checks}; do [ -e "$f" ] && '
+            """awk -v m="$(stat -c %.9Y "$f")" -v s="$start" 'BEGIN { exit !(m > s) }' && echo "$f"; done; fi; """
+            f'[ "$(systemctl show -p NeedDaemonReload --value {q_unit} 2>/dev/null)" = yes ] && echo daemon-reload; true'
         )
 
     def process(self, output):

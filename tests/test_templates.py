@@ -135,7 +135,7 @@ def test_jupyter_config_is_valid_python_with_modern_names_only(tmp_path):
     assert not [line for line in code if "NotebookApp" in line]
     assert "notebook_dir" not in "".join(values) and "ServerApp.password" not in values
     assert all(key.split(".")[0] in {"ServerApp", "IdentityProvider", "PasswordIdentityProvider",
-                                     "KernelSpecManager", "MappingKernelManager"} for key in values)
+                                     "NotebookNotary", "MappingKernelManager"} for key in values)
 
 
 def test_jupyter_config_is_locked_down(tmp_path):
@@ -232,6 +232,7 @@ def test_server_lists_the_users_kernels_and_terminals_get_the_users_data_dir(tmp
     _, values = load_server_config(tmp_path, home="/var/lib/jupyter", prefix="/opt/anaconda3")
     unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
     assert "Environment=JUPYTER_PATH=/etc/jupyter/data:/etc/jupyter/user\n" in unit
+    assert values["NotebookNotary.data_dir"] == "/var/lib/jupyter/.local/share/jupyter"
     assert values["ServerApp.terminado_settings"]["shell_command"] == ["/usr/bin/env", "-u", "JUPYTER_DATA_DIR", "/bin/bash"]
     spec = json.loads(jupyter.kernel_spec("/opt/anaconda3", "jupyter"))
     assert spec["argv"][0] == "/opt/anaconda3/bin/python" and "{connection_file}" in spec["argv"]

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from conftest import PASSWORD, ROOT
+from conftest import MACHINES, PASSWORD, ROOT
 from smoke import check
 
 

@@ -86,7 +86,7 @@ def test_first_run_changed_every_host(deployment):
     first = deployment.runs["first"]
     assert first.returncode == 0
     changed = first.changed()
-    assert sorted(changed) == sorted(deployment.address(n) for n in NAMES)
+    assert sorted(changed) == sorted(deployment.address(n) for n in deployment.names)
 
 
 def test_second_run_changes_nothing_on_any_host(deployment):

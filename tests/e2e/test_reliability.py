@@ -95,7 +95,8 @@ def test_a_config_apache_rejects_never_goes_live(deployment, ca_files):
     assert "Invalid command 'NotADirective'" in run.output  # Apache's own error text
     assert f"Apache rejected {vhost}" in run.output
     assert deployment.address("nb2") in run.output
-    assert poller.failures == [] and poller.ok > 10
+    journal = deployment.ssh("nb2", "journalctl -u jupyter -u apache2 --since -3min --no-pager | tail -40").stdout
+    assert poller.failures == [] and poller.ok > 10, f"{run.changed()}\n{journal}"
     assert deployment.ssh("nb2", f"sha256sum {vhost}").stdout == before
     assert deployment.ssh("nb2", "ls /etc/apache2/sites-enabled/").stdout.split() == ["jupyter.conf"]
     assert deployment.ssh("nb2", "apache2ctl configtest", check=False).returncode == 0
