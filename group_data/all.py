@@ -77,7 +77,7 @@ cpu_limit = None
 # Seconds after which an idle kernel with no open connection is shut down; 0 = never
 cull_idle_kernels_after = 86400
 
-# Seconds Apache waits on Jupyter (a request, or an idle websocket; Jupyter pings well within it)
+# Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)
 apache_proxy_timeout = 300
 
 # Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off

@@ -290,7 +290,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("memory_limit", "80%", "Most memory Jupyter, its kernels and terminals may use together (systemd MemoryMax; '2G', '80%' or None)", check_memory_limit),
     Setting("cpu_limit", None, "Most CPU cores Jupyter and its kernels may use together (systemd CPUQuota), e.g. 1.5; None for no limit", check_cpu_limit),
     Setting("cull_idle_kernels_after", 86400, "Seconds after which an idle kernel with no open connection is shut down; 0 = never", check_seconds(10, 30 * 86400, zero_ok=True)),
-    Setting("apache_proxy_timeout", 300, "Seconds Apache waits on Jupyter (a request, or an idle websocket; Jupyter pings well within it)", check_seconds(5, 3600)),
+    Setting("apache_proxy_timeout", 300, "Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)", check_seconds(5, 3600)),
     Setting("basic_auth_user", None, f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; None means off", check_basic_auth_user),
 )
 

@@ -237,3 +237,10 @@ def test_server_lists_the_users_kernels_and_terminals_get_the_users_data_dir(tmp
     spec = json.loads(jupyter.kernel_spec("/opt/anaconda3", "jupyter"))
     assert spec["argv"][0] == "/opt/anaconda3/bin/python" and "{connection_file}" in spec["argv"]
     assert spec["env"] == {"JUPYTER_DATA_DIR": "/var/lib/jupyter/.local/share/jupyter"}
+
+
+def test_proxy_timeout_is_apaches_timeout_for_requests_and_websocket_tunnels():
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", (2, 4, 71), proxy_timeout=6)
+    assert "\n    Timeout 6\n" in vhost
+    assert "upgrade=websocket timeout=6\n" in vhost
+    assert jupyter.ws_ping_interval_ms(6) == 2000 and jupyter.ws_ping_interval_ms(300) == 30000

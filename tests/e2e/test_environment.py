@@ -53,8 +53,11 @@ def stay_idle(ws, seconds: float) -> None:
                 ws.recv()
             except websocket.WebSocketTimeoutException:
                 pass
+            except (websocket.WebSocketConnectionClosedException, OSError):
+                return  # closed under us: whoever uses it next sees that
     finally:
-        ws.settimeout(30)
+        if ws.connected:
+            ws.settimeout(30)
 
 
 class KeptKernel:
@@ -290,7 +293,15 @@ def slow_waits(deployment, ca_files):
         jupyter.api("DELETE", f"kernels/{kernel}")
         jupyter.api("DELETE", f"terminals/{terminal}")
 
-    threads = [threading.Thread(target=target, daemon=True) for target in (culling, idle_websockets)]
+    def guarded(scenario):
+        def run():
+            try:
+                scenario()
+            except Exception as error:  # the tests below say which result is missing
+                results.setdefault("errors", []).append(f"{scenario.__name__}: {error!r}")
+        return run
+
+    threads = [threading.Thread(target=guarded(target), daemon=True) for target in (culling, idle_websockets)]
     started = time.monotonic()
     for thread in threads:
         thread.start()
@@ -304,24 +315,24 @@ def slow_waits(deployment, ca_files):
 
 def test_idle_kernel_without_a_connection_is_culled_soon_after_the_timeout(slow_waits):
     timeout = ENV_DATA["cull_idle_kernels_after"]
-    assert slow_waits["idle_gone_after"] is not None, "the idle kernel was never culled"
+    assert slow_waits.get("idle_gone_after") is not None, f"the idle kernel was never culled {slow_waits.get('errors')}"
     assert timeout - 2 <= slow_waits["idle_gone_after"] <= timeout + 10
 
 
 def test_busy_kernel_with_its_tab_closed_survives_and_finishes(slow_waits):
-    assert slow_waits["busy_alive_while_running"]
-    assert slow_waits["busy_finished"] == "done"
+    assert slow_waits.get("busy_alive_while_running"), slow_waits.get("errors")
+    assert slow_waits.get("busy_finished") == "done", slow_waits.get("errors")
 
 
 def test_idle_kernel_with_an_open_connection_keeps_its_state(slow_waits):
-    assert slow_waits["connected_alive"]
-    assert slow_waits["connected_state"] == "42\n"
+    assert slow_waits.get("connected_alive"), slow_waits.get("errors")
+    assert slow_waits.get("connected_state") == "42\n", slow_waits.get("errors")
 
 
 def test_idle_kernel_and_terminal_websockets_outlast_the_proxy_timeout(slow_waits):
-    assert slow_waits["idle_seconds"] >= 3 * ENV_DATA["apache_proxy_timeout"]
-    assert slow_waits["kernel_after_idle"] == "42\n"
-    assert "42-idle-ok" in slow_waits["terminal_after_idle"]
+    assert slow_waits.get("idle_seconds", 0) >= 3 * ENV_DATA["apache_proxy_timeout"], slow_waits.get("errors")
+    assert slow_waits.get("kernel_after_idle") == "42\n", slow_waits.get("errors")
+    assert "42-idle-ok" in slow_waits.get("terminal_after_idle", ""), slow_waits.get("errors")
 
 
 # -- 3b. a runaway cell under a real memory cap ------------------------------------------
