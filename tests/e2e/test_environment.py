@@ -77,7 +77,7 @@ class KeptKernel:
         return self
 
     def _idle(self):
-        while not self.stop.is_set():
+        while not self.stop.is_set() and self.ws.connected:
             stay_idle(self.ws, 1)
 
     def state(self) -> str:
