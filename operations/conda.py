@@ -19,6 +19,7 @@ from pyinfra.api import FactBase, StringCommand, deploy, operation
 from . import settings
 
 MARKER = ".jupyter-deploy-installer"
+LOCK = "/run/lock/jupyter-deploy-conda-installer.lock"
 # What the download and the installer need on the host.
 PACKAGES = ["curl", "ca-certificates", "bzip2"]
 
@@ -77,6 +78,11 @@ def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False
     q_prefix = shlex.quote(prefix)
     script = [
         "set -e",
+        # One installer at a time: an installer whose run was interrupted (SSH dropped) goes on
+        # on the host, and a second one racing it in the same prefix breaks both. Held until
+        # this shell ends, so the next run waits for the orphan and then repairs with -u.
+        f"exec 9>{LOCK}",
+        "flock 9",
         f"url={shlex.quote(url)}",
         # /var/tmp, not /tmp: Anaconda is ~1 GB and /tmp may be a small tmpfs.
         "d=$(mktemp -d /var/tmp/conda-installer.XXXXXX)",
