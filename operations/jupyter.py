@@ -85,8 +85,7 @@ def memory_limits(memory_limit: str | None) -> tuple[str | None, str | None]:
     if memory_limit.endswith("%"):
         percent = int(memory_limit[:-1])
         return f"{percent}%", f"{percent * 9 // 10}%"
-    size = int(memory_limit[:-1]) * 1024 ** ("KMGT".index(memory_limit[-1]) + 1)
-    return memory_limit, str(size * 9 // 10)
+    return memory_limit, str(settings.size_bytes(memory_limit) * 9 // 10)
 
 
 def cpu_quota(cores: float | None) -> str | None:
@@ -155,9 +154,8 @@ def limits_values(memory_limit="80%", cpu_limit=None) -> dict[str, str]:
 
 
 def limits_dropin(memory_limit="80%", cpu_limit=None) -> str:
-    memory_max, memory_high = memory_limits(memory_limit)
-    return render("jupyter-limits.conf.j2", memory_max=memory_max, memory_high=memory_high,
-                  cpu_quota=cpu_quota(cpu_limit), tasks_max=TASKS_MAX)
+    """The drop-in file: the very values `limits_values` hands to `systemctl set-property`."""
+    return render("jupyter-limits.conf.j2", limits=limits_values(memory_limit, cpu_limit))
 
 
 def kernel_spec(prefix, user) -> str:

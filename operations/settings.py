@@ -13,6 +13,7 @@ value stops the whole run during pyinfra's prepare phase: no host is changed.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import os
 import re
@@ -226,13 +227,14 @@ def check_memory_limit(value):
         percent = _PERCENT.match(value)
         if percent and 10 <= int(percent.group(1)) <= 95:
             return None
-        if _SIZE.match(value) and _bytes(value) >= 256 * 2**20:
+        if _SIZE.match(value) and size_bytes(value) >= 256 * 2**20:
             return None
     return "None (no limit), a size of at least 256M (e.g. '2G', '1536M') or a percentage of the host's RAM from 10% to 95% (e.g. '80%')"
 
 
-def _bytes(size: str) -> int:
-    return int(size[:-1]) * 1024 ** "KMGT".index(size[-1]) * 1024
+def size_bytes(size: str) -> int:
+    """``'2G'`` -> bytes (K, M, G, T are powers of 1024, as systemd reads them)."""
+    return int(size[:-1]) * 1024 ** ("KMGT".index(size[-1]) + 1)
 
 
 def check_cpu_limit(value):
@@ -314,11 +316,13 @@ def _errors_for(values: dict[str, Any]) -> list[str]:
     return errors
 
 
-def pyinfra_data_names() -> set[str]:
+@functools.cache
+def pyinfra_data_names() -> frozenset[str]:
     """Host data pyinfra itself reads: every connector's settings (``ssh_user``, ...)."""
     from pyinfra.api.connectors import get_all_connectors
 
-    return {name for connector in get_all_connectors().values() for name in getattr(connector, "data_meta", {})}
+    return frozenset(name for connector in get_all_connectors().values()
+                     for name in getattr(connector, "data_meta", {}))
 
 
 def unknown_names(keys) -> list[str]:
@@ -327,13 +331,15 @@ def unknown_names(keys) -> list[str]:
     return sorted(k for k in keys if k not in BY_NAME and k not in own and not k.startswith("_"))
 
 
+def _close_match(key: str) -> str | None:
+    """The setting a near-typo ``key`` most likely meant, if any."""
+    match = difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.8)
+    return match[0] if match else None
+
+
 def _typo_errors(keys) -> list[str]:
-    errors = []
-    for key in unknown_names(keys):
-        match = difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.8)
-        if match:
-            errors.append(f"unknown setting {key!r}: did you mean {match[0]!r}?")
-    return errors
+    return [f"unknown setting {key!r}: did you mean {_close_match(key)!r}?"
+            for key in unknown_names(keys) if _close_match(key)]
 
 
 def _unknown_errors(command_line_keys) -> list[str]:
@@ -342,7 +348,7 @@ def _unknown_errors(command_line_keys) -> list[str]:
     return [
         f"unknown setting {key!r} given with --data: this version has no such setting (see the README's settings table)"
         for key in unknown_names(command_line_keys)
-        if not difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.8)
+        if not _close_match(key)
     ]
 
 
@@ -355,7 +361,7 @@ def _warn_unknown(keys) -> None:
     from pyinfra import logger
 
     for key in unknown_names(keys):
-        if key not in _warned and not difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.8):
+        if key not in _warned and not _close_match(key):
             _warned.add(key)
             logger.warning(f"host data {key!r} is not a setting of this deploy and is ignored (see the README's settings table)")
 

@@ -109,15 +109,21 @@ class Jupyter:
             self.api("DELETE", f"terminals/{terminal['name']}")
 
 
-def _run_cell(ws, code: str, timeout: float) -> str:
+def execute_request(code: str) -> tuple[str, str]:
+    """(msg_id, the JSON text of a kernel ``execute_request`` for ``code``)."""
     msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
+    return msg_id, json.dumps({
         "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
                    "version": "5.3", "date": ""},
         "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
         "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
                     "allow_stdin": False, "stop_on_error": True},
-    }))
+    })
+
+
+def _run_cell(ws, code: str, timeout: float) -> str:
+    msg_id, request = execute_request(code)
+    ws.send(request)
     output, replied, idle = "", False, False
     deadline = time.monotonic() + timeout
     # Stream output can arrive after the reply: wait for the reply AND the idle status.

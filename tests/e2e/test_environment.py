@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 
 import pytest
 import requests
 import websocket
 
 from lab.memory import MemoryCap
-from smoke.client import Jupyter, _run_cell
+from smoke.client import Jupyter, _run_cell, execute_request
 from conftest import ENV_DATA, FIGURES, FLEET_PIP_PACKAGES, PASSWORD, TIMINGS
 
 HOST = "nb6"
@@ -91,17 +90,6 @@ class KeptKernel:
         self.reader.join()
         self.ws.close()
         self.jupyter.api("DELETE", f"kernels/{self.kernel}")
-
-
-def execute_message(code: str) -> tuple[str, str]:
-    msg_id = uuid.uuid4().hex
-    return msg_id, json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                   "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True},
-    })
 
 
 # -- 1. fleet packages ------------------------------------------------------------------
@@ -236,7 +224,7 @@ def slow_waits(deployment, ca_files):
         ws = jupyter.websocket(f"api/kernels/{connected}/channels")
         _run_cell(ws, "x = 42", 30)
         busy_ws = jupyter.websocket(f"api/kernels/{busy}/channels")
-        _, message = execute_message(f"import time; time.sleep({BUSY_SECONDS}); open('/srv/jupyter/busy-done', 'w').write('done')")
+        _, message = execute_request(f"import time; time.sleep({BUSY_SECONDS}); open('/srv/jupyter/busy-done', 'w').write('done')")
         busy_ws.send(message)
         time.sleep(1)
         busy_ws.close()  # the tab is closed while the cell runs
@@ -387,7 +375,7 @@ def test_runaway_cell_kills_only_its_kernel_and_the_host_keeps_answering(deploym
         watches = [Watch(apache_and_jupyter, 0.2), Watch(sshd, 1.0)]
         for watch in watches:
             watch.start()
-        msg_id, message = execute_message(RUNAWAY)
+        _, message = execute_request(RUNAWAY)
         ws.send(message)
         states, deadline = [], time.monotonic() + 90
         while time.monotonic() < deadline and not {"restarting", "dead"} & set(states):
@@ -466,7 +454,7 @@ def test_removed_spec_is_reported_as_left_installed(deployment, package_changes)
     assert runs["remove"].returncode == 0
     assert f"left installed in /opt/anaconda3: {ADDED}" in runs["remove"].output
     assert runs["after-remove"].changed() == {}
-    assert f"left installed" not in runs["after-remove"].output
+    assert "left installed" not in runs["after-remove"].output
     deployment.ssh(HOST, "/opt/anaconda3/bin/python -c 'import cowsay'")
 
 
