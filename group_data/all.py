@@ -80,5 +80,8 @@ cull_idle_kernels_after = 86400
 # Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)
 apache_proxy_timeout = 300
 
+# Largest request body Apache and Jupyter accept (a notebook saved at once; uploads come in 1 MiB chunks)
+max_request_size = '100M'
+
 # Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
 basic_auth_user = None

@@ -23,7 +23,7 @@ from . import hosts as lab_hosts
 from .acme import AcmeServer
 from .base import base_image, remove_tree, ssh_key
 from .config import STATE
-from .network import AptProxy, FileServer, bridge_down, bridge_up
+from .network import AptProxy, FileServer, MetadataService, bridge_down, bridge_up
 
 __all__ = ["Lab"]
 
@@ -67,6 +67,7 @@ class Lab:
         self.known_hosts.write_text("")
         bridge_up()
         self.proxy.start()
+        MetadataService().start()
         if self.files is not None:
             self.file_server = FileServer(self.files).start()
         started = time.monotonic()
@@ -88,6 +89,7 @@ class Lab:
         FileServer(Path(".")).stop()
         self.file_server = None
         AcmeServer().stop()
+        MetadataService().stop()
         self.proxy.stop()
         bridge_down()
         remove_tree(STATE)
@@ -102,6 +104,14 @@ class Lab:
             ["ssh", *lab_hosts.ssh_args(self.key, self.known_hosts), f"root@{host.ip}", command],
             capture_output=True, text=True, check=check, timeout=timeout,
         )
+
+    def console(self, host: lab_hosts.LabHost, command: str, timeout: float = 60):
+        """Run a shell command as root inside a host without SSH (nsenter into its init):
+        the way back in when a test has cut SSH off."""
+        nspawn = host.nspawn_pid()
+        init = Path(f"/proc/{nspawn}/task/{nspawn}/children").read_text().split()[0]
+        return subprocess.run(["nsenter", "-t", init, "-m", "-u", "-i", "-n", "-p", "--", "/bin/sh", "-c", command],
+                              capture_output=True, text=True, timeout=timeout)
 
     def url(self, name: str) -> str:
         assert self.file_server is not None, "the lab was started without files to serve"

@@ -16,5 +16,7 @@ PREFIX_LEN = 24
 # Not apt-cacher-ng's usual 3142, so a packaged daemon (if one runs) never collides with ours.
 PROXY_PORT = 3143
 FILES_PORT = 8000
+# Where clouds answer metadata requests (Linode's service too): the lab runs a stand-in.
+METADATA_IP = "169.254.169.254"
 # Host N gets 169.254.77.(10 + N).
 FIRST_HOST = 11

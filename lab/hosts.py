@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import remove_tree
-from .config import BRIDGE, BRIDGE_IP, FIRST_HOST, PREFIX_LEN, PROXY_PORT, STATE
+from .config import BRIDGE, BRIDGE_IP, FIRST_HOST, METADATA_IP, PREFIX_LEN, PROXY_PORT, STATE
 
 HOSTS_DIR = STATE / "hosts"
 CGROUP_TREES = ("systemd", "unified")
@@ -77,15 +77,20 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     _run("ip", "-n", name, "addr", "add", f"{ip}/{PREFIX_LEN}", "dev", "eth0")
     _run("ip", "-n", name, "link", "set", "lo", "up")
     _run("ip", "-n", name, "link", "set", "eth0", "up")
+    # As a cloud routes its metadata service (lab/network.py's stand-in answers there).
+    _run("ip", "-n", name, "route", "add", f"{METADATA_IP}/32", "dev", "eth0")
 
     for tree in CGROUP_TREES:
         Path(f"/sys/fs/cgroup/{tree}/{name}").mkdir(exist_ok=True)
     # PID 1 here is not systemd: nspawn must not register with machined (--register=no
     # --keep-unit). CAP_NET_ADMIN stays inside the host's own network namespace (ufw needs it).
+    # bpf(2), which nspawn filters by default, lets the host's systemd enforce IPAddressDeny=
+    # (its cgroup BPF firewall) as on a real host; without it the setting is silently ignored.
     command = [
         "systemd-nspawn", "-q", "--capability=CAP_NET_ADMIN,CAP_NET_RAW", "-D", str(host.root), "-M", name,
         "--boot", f"--network-namespace-path=/run/netns/{name}", "--register=no", "--keep-unit",
         "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only",
+        "--system-call-filter=bpf",
     ]
     # The shell moves itself into the host's private cgroups, then becomes nspawn.
     enter_cgroups = 'for t in systemd unified; do echo $$ > /sys/fs/cgroup/$t/"$0"/cgroup.procs; done; exec "$@"'

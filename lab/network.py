@@ -1,5 +1,6 @@
 """
-The lab network: a bridge on this machine, a caching apt/PyPI proxy and a file server on it.
+The lab network: a bridge on this machine, a caching apt/PyPI proxy, a file server and a
+stand-in cloud metadata service on it.
 
 The hosts' only way out is the proxy on the bridge address: apt through apt-cacher-ng's
 cache, PyPI through its CONNECT pass-through, nothing else. Each process the lab starts
@@ -8,6 +9,7 @@ is recorded by PID and ended by that PID only.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -16,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import BRIDGE, BRIDGE_IP, CACHE, FILES_PORT, PREFIX_LEN, PROXY_PORT, STATE
+from .config import BRIDGE, BRIDGE_IP, CACHE, FILES_PORT, METADATA_IP, PREFIX_LEN, PROXY_PORT, STATE
 
 
 def _ip(*args, check=True):
@@ -114,6 +116,55 @@ class FileServer:
 
     def stop(self) -> None:
         _stop_pid_file(self.pid_file)
+
+
+class MetadataService:
+    """
+    A stand-in for a cloud's metadata service, which answers on 169.254.169.254 (Linode's
+    can hand out the host's user-data): an HTTP server in a network namespace of its own on
+    the bridge, routed to from every lab host as a cloud routes it. Something a notebook
+    must not reach while root on the host can.
+    """
+
+    NETNS = "jdlab-metadata"
+    VETH = ("jdmeta0", "jdmeta1")
+    USER_DATA = "lab user-data (a stand-in; a real one may hold secrets)\n"
+
+    def __init__(self, state: Path = STATE / "metadata"):
+        self.dir = state
+        self.pid_file = state / "pid"
+
+    def start(self) -> "MetadataService":
+        self.stop()
+        www = self.dir / "www"
+        www.mkdir(parents=True, exist_ok=True)
+        (www / "user-data").write_text(self.USER_DATA)
+        outside, inside = self.VETH
+        lab_network = ipaddress.ip_network(f"{BRIDGE_IP}/{PREFIX_LEN}", strict=False)
+        _ip("netns", "add", self.NETNS)
+        _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+        _ip("link", "set", outside, "master", BRIDGE, "up")
+        _ip("link", "set", inside, "netns", self.NETNS)
+        _ip("-n", self.NETNS, "addr", "add", f"{METADATA_IP}/32", "dev", inside)
+        _ip("-n", self.NETNS, "link", "set", "lo", "up")
+        _ip("-n", self.NETNS, "link", "set", inside, "up")
+        _ip("-n", self.NETNS, "route", "add", str(lab_network), "dev", inside)
+        # `ip netns exec` execs the server: the PID recorded is the server's own.
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.NETNS, sys.executable, "-m", "http.server", "80", "--bind", METADATA_IP,
+             "--directory", str(www)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.pid_file.write_text(str(process.pid))
+        time.sleep(0.3)
+        if process.poll() is not None:
+            raise RuntimeError(f"the metadata stand-in could not listen on {METADATA_IP}:80")
+        return self
+
+    def stop(self) -> None:
+        _stop_pid_file(self.pid_file)
+        _ip("netns", "del", self.NETNS, check=False)
+        _ip("link", "del", self.VETH[0], check=False)
 
 
 def _stop_pid_file(pid_file: Path) -> None:

@@ -26,7 +26,10 @@ from .render import render
 KINDS = {"mods": ("a2enmod", "a2dismod", ".load"), "sites": ("a2ensite", "a2dissite", ".conf"), "conf": ("a2enconf", "a2disconf", ".conf")}
 
 # mod_proxy_http tunnels websockets itself (ProxyPass ... upgrade=websocket) from 2.4.47.
+# Older Apache needed a RewriteRule ... [P] for them, the CVE-2023-25690 pattern: refused.
 WEBSOCKET_UPGRADE_VERSION = (2, 4, 47)
+# The login form's body: a password and the _xsrf token (bytes).
+LOGIN_REQUEST_BYTES = 8192
 SITE = "jupyter"
 HARDENING_CONF = "zz-jupyter-hardening"
 PACKAGES = ["apache2"]
@@ -190,31 +193,47 @@ def reloaded():
     )
 
 
-def needed_modules(version, basic_auth: bool = False) -> list[str]:
-    """The modules the vhost uses; ``proxy_wstunnel`` only where Apache predates ``upgrade=websocket``."""
-    modules = ["proxy", "proxy_http", "ssl", "headers", "rewrite"]
+class ApacheTooOld(settings.SettingsError):
+    """The host's Apache predates ``ProxyPass ... upgrade=websocket``."""
+
+
+def check_version(host_name: str, version) -> None:
+    """Refuse Apache older than 2.4.47 (Ubuntu 20.04's 2.4.41), before any host is changed."""
     if version is not None and version < WEBSOCKET_UPGRADE_VERSION:
-        modules.append("proxy_wstunnel")
+        shown = ".".join(map(str, version))
+        raise ApacheTooOld(
+            f"{host_name}: Apache {shown} is older than 2.4.47: its websockets would need a RewriteRule "
+            "[P] proxy rule (the CVE-2023-25690 pattern); use a release with Apache 2.4.52 or newer "
+            "(Debian 11+, Ubuntu 22.04+)",
+        )
+
+
+def needed_modules(version=None, basic_auth: bool = False) -> list[str]:
+    """The modules the vhost uses."""
+    modules = ["proxy", "proxy_http", "ssl", "headers", "rewrite"]
     if basic_auth:
         modules += ["authn_core", "auth_basic", "authn_file", "authz_user", "authn_socache", "socache_shmcb"]
     return modules
 
 
 def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = False, extra=(), acme_webroot=None,
-          proxy_timeout: int = 300) -> str:
+          proxy_timeout: int = 300, max_request_size: str = settings.DEFAULTS["max_request_size"]) -> str:
+    check_version(server_name, version)
     return render(
         "apache-vhost.conf.j2",
         server_name=server_name,
         server_name_pattern=re.escape(server_name),
         base_url=base_url,
+        base_url_pattern=re.escape(base_url),
         port=port,
         cert=cert,
         key=key,
-        legacy_websocket=version is not None and version < WEBSOCKET_UPGRADE_VERSION,
         htpasswd=HTPASSWD if basic_auth else None,
         extra_directives=list(extra),
         acme_webroot=acme_webroot,
         proxy_timeout=proxy_timeout,
+        max_request_bytes=settings.size_bytes(max_request_size),
+        login_request_bytes=LOGIN_REQUEST_BYTES,
     )
 
 
@@ -224,7 +243,7 @@ def _site(cert: str, key: str, version) -> str:
         settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key, version,
         basic_auth=bool(host.data.basic_auth_user), extra=host.data.apache_extra_directives,
         acme_webroot=letsencrypt.WEBROOT if host.data.tls_mode == "letsencrypt" else None,
-        proxy_timeout=host.data.apache_proxy_timeout,
+        proxy_timeout=host.data.apache_proxy_timeout, max_request_size=host.data.max_request_size,
     )
 
 
@@ -244,7 +263,7 @@ def _reload_if_changed(changes, pending=False):
     "Apache reverse proxy",
     data_defaults=settings.defaults(
         "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives", "tls_mode",
-        "apache_proxy_timeout",
+        "apache_proxy_timeout", "max_request_size",
     ),
 )
 def configure_apache(cert: str, key: str, reload_after=()):
@@ -256,6 +275,7 @@ def configure_apache(cert: str, key: str, reload_after=()):
     + reload_after: operation results (e.g. a new certificate) that also need a reload
     """
     version = host.get_fact(ApacheVersion)
+    check_version(host.name, version)
     basic_auth_user = host.data.basic_auth_user
     modules = enabled(name="Enable the Apache modules the proxy needs", kind="mods",
                       names=needed_modules(version, basic_auth=bool(basic_auth_user)))
@@ -298,7 +318,7 @@ def configure_apache(cert: str, key: str, reload_after=()):
     "Apache serves the issued certificate",
     data_defaults=settings.defaults(
         "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives", "tls_mode",
-        "apache_proxy_timeout",
+        "apache_proxy_timeout", "max_request_size",
     ),
 )
 def use_certificate(cert: str, key: str, issued, version):

@@ -3,8 +3,10 @@ Host firewall (ufw): incoming traffic only to SSH, HTTP and HTTPS.
 
 Jupyter already listens on loopback only; the firewall is the second wall, and it
 keeps anything else a notebook user starts (a kernel listening on a port, a web app)
-unreachable from outside. The SSH port is taken from pyinfra's ``ssh_port`` host
-data so the deploy never locks itself out.
+unreachable from outside. SSH stays open on the port this very deploy is connected
+through, as the host sees it (``$SSH_CONNECTION``: pyinfra may have taken the port from
+``~/.ssh/config`` rather than the ``ssh_port`` host data), and on ``ssh_port`` (default
+22); ufw is never enabled while the connected port is not allowed.
 """
 
 from __future__ import annotations
@@ -21,22 +23,35 @@ def packages(enabled: bool) -> list[str]:
 
 class UfwState(FactBase):
     """
-    Returns ``None`` when ufw is not installed, else a dict: ``active``,
-    ``default_incoming`` (e.g. ``deny``) and ``added`` (rules as ``ufw show added``
-    prints them, e.g. ``ufw allow 22/tcp``; listed even while ufw is inactive).
+    Returns a dict: ``installed``, ``active``, ``default_incoming`` (e.g. ``deny``),
+    ``added`` (rules as ``ufw show added`` prints them, e.g. ``ufw allow 22/tcp``; listed
+    even while ufw is inactive) and ``ssh_port``: the local port of the SSH connection
+    the command came in on (``$SSH_CONNECTION``), ``None`` when it is not known (a local
+    or sudo connection that drops the variable).
     """
 
+    @staticmethod
+    def default():
+        return {"installed": False, "active": False, "default_incoming": None, "added": [], "ssh_port": None}
+
     def command(self):
-        return "if command -v ufw >/dev/null; then ufw status verbose; echo '--added--'; ufw show added; fi"
+        return (
+            'echo "ssh-connection=${SSH_CONNECTION:-}"; '
+            "if command -v ufw >/dev/null; then echo installed; ufw status verbose; echo '--added--'; ufw show added; fi"
+        )
 
     def process(self, output):
         lines = [line.strip() for line in output]
-        if not lines:
-            return None
-        state = {"active": False, "default_incoming": None, "added": []}
+        state = self.default()
         in_added = False
         for line in lines:
-            if line == "--added--":
+            if line.startswith("ssh-connection="):
+                fields = line.split("=", 1)[1].split()
+                if len(fields) == 4 and fields[3].isdigit():
+                    state["ssh_port"] = int(fields[3])
+            elif line == "installed":
+                state["installed"] = True
+            elif line == "--added--":
                 in_added = True
             elif in_added:
                 if line.startswith("ufw "):
@@ -50,15 +65,27 @@ class UfwState(FactBase):
         return state
 
 
+# Enables ufw only when the port of the SSH connection running it is allowed (when the
+# host can tell: $SSH_CONNECTION), so a deploy can never cut off its own way back in.
+ENABLE_UNLESS_LOCKOUT = (
+    'port=$(echo "${SSH_CONNECTION:-}" | cut -d" " -f4); '
+    'if [ -n "$port" ] && ! ufw show added | grep -qxF "ufw allow $port/tcp"; then '
+    'echo "refusing to enable ufw: this SSH connection came in on port $port, which is not allowed" >&2; exit 1; fi; '
+    "ufw --force enable"
+)
+
+
 @operation()
 def ufw_allows(tcp_ports: list[int]):
     """
-    Allow only the given TCP ports in, deny the rest, and enable ufw.
+    Allow only the given TCP ports in (and the port of this SSH connection), deny the
+    rest, and enable ufw.
 
     + tcp_ports: ports to allow, e.g. ``[22, 80, 443]``
 
-    Rules are added before ufw is enabled, so the SSH session in use survives.
-    Extra rules added by hand are left alone.
+    Rules are added before ufw is enabled, so the SSH session in use survives, and ufw
+    is not enabled at all while that session's port is not allowed. Extra rules added by
+    hand are left alone.
 
     **Example:**
 
@@ -66,7 +93,9 @@ def ufw_allows(tcp_ports: list[int]):
 
         firewall.ufw_allows(name="Firewall", tcp_ports=[22, 80, 443])
     """
-    state = host.get_fact(UfwState) or {"active": False, "default_incoming": None, "added": []}
+    state = host.get_fact(UfwState)
+    if state["ssh_port"] and state["ssh_port"] not in tcp_ports:
+        tcp_ports = [state["ssh_port"], *tcp_ports]
     if state["active"] and state["default_incoming"] == "deny" and all(
         f"ufw allow {port}/tcp" in state["added"] for port in tcp_ports
     ):
@@ -78,12 +107,15 @@ def ufw_allows(tcp_ports: list[int]):
     if state["default_incoming"] != "deny":
         yield "ufw default deny incoming"
     if not state["active"]:
-        yield "ufw --force enable"
+        yield ENABLE_UNLESS_LOCKOUT
 
 
 @deploy("Firewall", data_defaults=settings.defaults("firewall"))
 def configure_firewall():
-    """Enable ufw for SSH, 80 and 443 when the ``firewall`` setting is on (needs ``packages(True)``)."""
+    """Enable ufw for SSH, 80 and 443 when the ``firewall`` setting is on (needs ``packages(True)``).
+
+    SSH: ``ssh_port`` (22 unless set) and the port this deploy is connected through.
+    """
     if not host.data.firewall:
         return
     ufw_allows(name="Allow SSH, HTTP, HTTPS only", tcp_ports=[host.data.get("ssh_port") or 22, 80, 443])

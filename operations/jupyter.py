@@ -38,6 +38,8 @@ TASKS_MAX = 2048
 OOM_SCORE_ADJUST = 800
 # Apache's proxy timeout divided by this is how often Jupyter pings idle websockets.
 PINGS_PER_PROXY_TIMEOUT = 3
+# The cloud metadata service (Linode, AWS, GCP, Azure...): denied to the unit.
+METADATA_ADDRESS = "169.254.169.254"
 UNIT = "jupyter"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
 LIMITS_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/limits.conf"
@@ -74,6 +76,47 @@ class RestartPending(FactBase):
         return [line.strip() for line in output if line.strip()]
 
 
+# The GECOS comment of the account this deploy creates: how a later run knows it is ours.
+ACCOUNT_COMMENT = "Jupyter Notebook (jupyter-apache-deploy)"
+
+
+class AccountOrigin(FactBase):
+    """
+    Returns ``None`` when ``user`` does not exist, else a dict: ``comment`` and ``home``
+    from passwd, and ``config_group``, the group owning the deploy's config directory
+    (how hosts deployed before the comment existed are recognised).
+    """
+
+    def command(self, user):
+        return (
+            f"getent passwd {shlex.quote(user)} || true; "
+            f"stat -c 'config-group=%G' {CONFIG_DIR} 2>/dev/null || true"
+        )
+
+    def process(self, output):
+        account, config_group = None, None
+        for line in output:
+            if line.startswith("config-group="):
+                config_group = line.split("=", 1)[1].strip()
+            elif line.count(":") == 6:
+                fields = line.rstrip("\n").split(":")
+                account = {"comment": fields[4], "home": fields[5]}
+        return None if account is None else {**account, "config_group": config_group}
+
+
+def check_account(host_name: str, user: str, origin: dict | None) -> None:
+    """Refuse to run Jupyter as an account that exists and was not made by this deploy."""
+    if origin is None or origin["comment"] == ACCOUNT_COMMENT:
+        return
+    if origin["home"] == home_of(user) and origin["config_group"] == user:
+        return  # made by a version of this deploy that set no comment
+    raise settings.SettingsError(
+        f"{host_name}: setting jupyter_user = {user!r} is not allowed: must be an account this deploy creates; "
+        f"{user!r} already exists on this host (home {origin['home']}) and was not created by it. "
+        "Choose another name, e.g. 'jupyter'",
+    )
+
+
 def home_of(user: str) -> str:
     return f"/var/lib/{user}"
 
@@ -103,7 +146,8 @@ def ws_ping_interval_ms(proxy_timeout: int) -> int:
 
 
 def server_config(server_name, base_url, port, notebook_dir, terminals, home="/var/lib/jupyter",
-                  prefix="/opt/anaconda3", cull_idle_timeout=0, proxy_timeout=300) -> str:
+                  prefix="/opt/anaconda3", cull_idle_timeout=0, proxy_timeout=300,
+                  max_request_size=settings.DEFAULTS["max_request_size"]) -> str:
     return render(
         "jupyter_server_config.py.j2",
         server_name=server_name,
@@ -120,6 +164,7 @@ def server_config(server_name, base_url, port, notebook_dir, terminals, home="/v
         cull_interval=cull_interval(cull_idle_timeout) if cull_idle_timeout else 0,
         proxy_timeout=proxy_timeout,
         ws_ping_interval_ms=ws_ping_interval_ms(proxy_timeout),
+        max_request_bytes=settings.size_bytes(max_request_size),
     )
 
 
@@ -138,6 +183,7 @@ def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
         user_kernels=USER_KERNELS,
         limits_dropin=LIMITS_DROPIN,
         oom_score_adjust=OOM_SCORE_ADJUST,
+        metadata_address=METADATA_ADDRESS,
     )
 
 
@@ -167,16 +213,20 @@ def kernel_spec(prefix, user) -> str:
     data_defaults=settings.defaults(
         "server_name", "jupyter_base_url", "jupyter_port", "jupyter_user", "notebook_dir",
         "jupyter_password_hash", "jupyter_terminals", "conda_prefix",
-        "memory_limit", "cpu_limit", "cull_idle_kernels_after", "apache_proxy_timeout",
+        "memory_limit", "cpu_limit", "cull_idle_kernels_after", "apache_proxy_timeout", "max_request_size",
     ),
 )
 def install_jupyter():
     """User, directories, config, password, systemd unit; restart only on change."""
     user = host.data.jupyter_user
     notebook_dir = host.data.notebook_dir
+    # An existing account (www-data, a person's login) would get the notebook directory,
+    # the password hash's group and everything the notebooks run as it: refused.
+    check_account(host.name, user, host.get_fact(AccountOrigin, user=user))
     server.user(
         name=f"System user {user} (no login shell)",
         user=user,
+        comment=ACCOUNT_COMMENT,
         system=True,
         home=home_of(user),
         shell="/usr/sbin/nologin",
@@ -201,6 +251,7 @@ def install_jupyter():
                 prefix=host.data.conda_prefix,
                 cull_idle_timeout=host.data.cull_idle_kernels_after,
                 proxy_timeout=host.data.apache_proxy_timeout,
+                max_request_size=host.data.max_request_size,
             ),
         ),
         dest=CONFIG_FILE,

@@ -1,21 +1,23 @@
 """
 The Jupyter login password: hashed on the control machine, stored in its own file.
 
-The plaintext never leaves the control machine, and the hash itself never appears
-in pyinfra's output, not even with ``-vvv`` or ``--diff``: the fact below reads only
-the hash's *parameters and salt* plus the file's sha256. With those the control
-machine recomputes the hash of the password it has; when the sha256 matches, the
-stored hash already verifies the password and nothing changes. A re-run with the
-same password is therefore a no-op, and a new password gets a fresh random salt.
+The plaintext never leaves the control machine, and nothing of the stored hash appears
+in pyinfra's output, not even with ``-vvv`` or ``--diff``. The only fact read about the
+file is its owner and mode; its one line is *downloaded* (``host.get_file``, which
+prints nothing of the content) into the control machine's memory, never printed: its
+parameters, salt or checksum would be as good as the hash itself for guessing the
+password offline. With the stored parameters and salt the control machine recomputes
+the hash of the password it has; when the line is the same, nothing changes. A re-run
+with the same password is therefore a no-op, and a new password gets a fresh random salt.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
-from io import StringIO
+import shlex
+from io import BytesIO, StringIO
 
 from passlib.hash import argon2, bcrypt
 from pyinfra import host
@@ -25,15 +27,11 @@ from . import settings
 
 # The parameters of Jupyter's own `jupyter_server.auth.passwd()`.
 ARGON2_PARAMS = dict(type="ID", memory_cost=10240, time_cost=10, parallelism=8)
-_ARGON2_PARAMS_SALT = re.compile(r"^argon2:\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)$")
+_ARGON2_PARAMS_SALT = re.compile(r"^argon2:\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$[A-Za-z0-9+/]+$")
 # bcrypt for Apache's htpasswd ("$2y$"); Apache caches checked logins (mod_authn_socache),
 # so the cost is paid once per login, not on every request.
 BCRYPT_ROUNDS = 10
-_BCRYPT_PARAMS_SALT = re.compile(r"^([^:]+):\$2y\$(\d\d)\$([./A-Za-z0-9]{22})$")
-
-# sed patterns whose one group is a stored line *without its digest*: what the fact reads.
-ARGON2_PATTERN = r"^\(argon2:\$argon2id\$[^$]*\$[^$]*\$[^$]*\)\$.*$"
-HTPASSWD_PATTERN = r"^\([^:]*:\$2y\$[0-9][0-9]\$.\{22\}\).\{31\}$"
+_BCRYPT_PARAMS_SALT = re.compile(r"^([^:]+):\$2y\$(\d\d)\$([./A-Za-z0-9]{22})[./A-Za-z0-9]{31}$")
 
 
 def hash_password(password: str, salt: bytes | None = None, params: dict | None = None) -> str:
@@ -56,61 +54,64 @@ def file_content(line: str) -> str:
     return line + "\n"
 
 
-def rehash_with(params_salt: str, password: str) -> str | None:
-    """The stored line ``password`` would give with the parameters and salt already stored."""
-    match = _ARGON2_PARAMS_SALT.match(params_salt or "")
+def rehash_with(stored: str, password: str) -> str | None:
+    """The line ``password`` would give with the parameters and salt of the ``stored`` line."""
+    match = _ARGON2_PARAMS_SALT.match(stored or "")
     if match:
         memory, time, parallel, salt_b64 = match.groups()
         # argon2's PHC strings use standard base64 without padding.
         salt = base64.b64decode(salt_b64 + "=" * (-len(salt_b64) % 4))
         params = dict(type="ID", memory_cost=int(memory), time_cost=int(time), parallelism=int(parallel))
         return hash_password(password, salt=salt, params=params)
-    match = _BCRYPT_PARAMS_SALT.match(params_salt or "")
+    match = _BCRYPT_PARAMS_SALT.match(stored or "")
     if match:
         user, rounds, salt = match.groups()
         return htpasswd_line(user, password, salt=salt, rounds=int(rounds))
     return None
 
 
-class PasswordHashFile(FactBase):
+class PasswordFileOwner(FactBase):
     """
-    Returns ``None`` when the file does not exist, else a dict: ``sha256`` of the file,
-    ``owner`` (``user:group:mode``) and ``params_salt``: what ``pattern`` (a sed regex
-    with one group) keeps of the stored line, which is everything but the digest
-    (empty when the line does not match). The digest is never read.
+    Returns ``None`` when the file does not exist, else its ``user:group:mode``
+    (e.g. ``root:jupyter:640``): nothing read from its content.
     """
 
-    def command(self, path, pattern=ARGON2_PATTERN):
-        return (
-            f"if [ -f {path} ]; then echo sha256=$(sha256sum {path} | cut -d' ' -f1); "
-            f"echo owner=$(stat -c '%U:%G:%a' {path}); "
-            f"sed -n -e 's/{pattern}/params=\\1/p' {path} | head -n 1; fi"
-        )
+    def command(self, path):
+        q_path = shlex.quote(path)
+        return f"if [ -f {q_path} ]; then stat -c '%U:%G:%a' {q_path}; fi"
 
     def process(self, output):
-        values = dict(line.strip().split("=", 1) for line in output if "=" in line)
-        if "sha256" not in values:
-            return None
-        return {"sha256": values["sha256"], "owner": values.get("owner", ""), "params_salt": values.get("params", "")}
+        lines = [line.strip() for line in output if line.strip()]
+        return lines[0] if lines else None
 
 
-def desired_line(password_hash: str | None, password: str | None, current: dict | None,
+def stored_line(path: str) -> str:
+    """The file's first line, downloaded into memory ('' when it cannot be read)."""
+    buffer = BytesIO()
+    try:
+        if not host.get_file(path, buffer):
+            return ""
+    except OSError:
+        return ""
+    text = buffer.getvalue().decode("utf-8", "replace")
+    return text.splitlines()[0].strip() if text.strip() else ""
+
+
+def desired_line(password_hash: str | None, password: str | None, current: str | None,
                  htpasswd_user: str | None = None) -> str | None:
     """
     The line to store, or ``None`` when the stored one already verifies the password.
 
     + password_hash: a ready hash (host data ``jupyter_password_hash``); wins over ``password``
     + password: the plaintext from the control machine's environment
-    + current: the ``PasswordHashFile`` fact of the remote file
+    + current: the stored line (``None`` when there is no file)
     + htpasswd_user: make an htpasswd line for this user instead of a Jupyter hash
     """
-    def matches(candidate):
-        return bool(current) and hashlib.sha256(file_content(candidate).encode()).hexdigest() == current["sha256"]
-
     if password_hash:
-        return None if matches(password_hash) else password_hash
-    same_salt = rehash_with(current["params_salt"], password) if current else None
-    if same_salt and matches(same_salt):
+        return None if current == password_hash else password_hash
+    same_salt = rehash_with(current, password) if current else None
+    same_user = not htpasswd_user or (current or "").startswith(f"{htpasswd_user}:")
+    if same_salt and same_salt == current and same_user:
         return None
     # A new password (or user, or a file in another format) gets a fresh random salt.
     if htpasswd_user:
@@ -146,16 +147,16 @@ def password_file(path: str, password_hash: str | None = None, password: str | N
             group="jupyter",
         )
     """
-    pattern = HTPASSWD_PATTERN if htpasswd_user else ARGON2_PATTERN
-    current = host.get_fact(PasswordHashFile, path=path, pattern=pattern)
+    owner = host.get_fact(PasswordFileOwner, path=path)
+    current = stored_line(path) if owner else None
     wanted = desired_line(password_hash, password, current, htpasswd_user)
+    q_path, q_temp, q_owner = shlex.quote(path), shlex.quote(f"{path}.pyinfra-tmp"), shlex.quote(f"root:{group}")
     if wanted is not None:
-        temp = f"{path}.pyinfra-tmp"
-        yield StringCommand(f"install -m 640 -o root -g {group} /dev/null {temp}")
-        yield FileUploadCommand(StringIO(file_content(wanted)), temp)
-        yield StringCommand(f"chown root:{group} {temp} && chmod 640 {temp} && mv {temp} {path}")
-    elif current["owner"] != f"root:{group}:640":
-        yield StringCommand(f"chown root:{group} {path} && chmod 640 {path}")
+        yield StringCommand(f"install -m 640 -o root -g {shlex.quote(group)} /dev/null {q_temp}")
+        yield FileUploadCommand(StringIO(file_content(wanted)), f"{path}.pyinfra-tmp")
+        yield StringCommand(f"chown {q_owner} {q_temp} && chmod 640 {q_temp} && mv {q_temp} {q_path}")
+    elif owner != f"root:{group}:640":
+        yield StringCommand(f"chown {q_owner} {q_path} && chmod 640 {q_path}")
     else:
         host.noop(f"{path} already holds the hash of this password")
 

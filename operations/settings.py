@@ -71,18 +71,32 @@ def check_base_url(value):
 
 
 def is_ip(value) -> bool:
+    """An IPv4 or IPv6 address written the one canonical way, with no scope id.
+
+    ``ipaddress`` also takes ``fe80::1%<anything>`` (quotes, newlines...) and
+    non-canonical spellings; such a value would land in the vhost and the Jupyter config.
+    """
     try:
-        ipaddress.ip_address(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
         return False
-    return True
+    return "%" not in value and str(address) == value
+
+
+def is_ipv6(value) -> bool:
+    """An IPv6 address in any spelling, without a scope id."""
+    try:
+        return isinstance(value, str) and "%" not in value and ipaddress.ip_address(value).version == 6
+    except ValueError:
+        return False
 
 
 def is_hostname_or_ip(value) -> bool:
+    """A DNS name or an IPv4 address: what the vhost can name as it is (IPv6 would need brackets)."""
     if not isinstance(value, str) or not value:
         return False
     if is_ip(value):
-        return True
+        return not is_ipv6(value)
     name = value[:-1] if value.endswith(".") else value
     return len(name) <= 253 and all(_HOSTNAME_LABEL.match(label) for label in name.split("."))
 
@@ -91,10 +105,18 @@ def _is_dns_name(value) -> bool:
     return is_hostname_or_ip(value) and not is_ip(value) and "." in value.strip(".")
 
 
+_IPV6_SERVER_NAME = (
+    "a DNS hostname or an IPv4 address (or None for the host's inventory name); an IPv6 "
+    "address is not supported as server_name: give a DNS name with an AAAA record instead"
+)
+
+
 def check_server_name(value):
     if value is None or is_hostname_or_ip(value):
         return None
-    return "a DNS hostname or an IP address (or None for the host's inventory name)"
+    if isinstance(value, str) and is_ipv6(value):
+        return _IPV6_SERVER_NAME
+    return "a DNS hostname or an IPv4 address in its usual form (or None for the host's inventory name)"
 
 
 def check_user(value):
@@ -103,11 +125,26 @@ def check_user(value):
     return "a lowercase system user name (not root), e.g. 'jupyter'"
 
 
+# The deploy chowns notebook_dir to the Jupyter user and makes it writable in the unit
+# (ReadWritePaths); the installer writes conda_prefix as root. Neither may be, or be
+# inside, a directory the system itself owns. /var holds the Jupyter user's home.
+SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+               "/run", "/sbin", "/sys", "/tmp", "/usr", "/var")
+# Top-level directories that hold other things: fine to be under, not to be.
+SHARED_TOP_DIRS = ("/home", "/media", "/mnt", "/opt", "/srv")
+
+
 def check_abs_path(value):
     # It lands in shell commands, the systemd unit and Python config: no quoting surprises.
-    if isinstance(value, str) and re.match(r"^/[A-Za-z0-9._+/-]*$", value):
-        return None
-    return "an absolute path of letters, digits and . _ + - / (no spaces or quotes)"
+    if not (isinstance(value, str) and re.match(r"^/[A-Za-z0-9._+/-]*$", value)):
+        return "an absolute path of letters, digits and . _ + - / (no spaces or quotes)"
+    parts = value.rstrip("/").split("/")[1:]
+    if value != "/" and (value.endswith("/") or any(part in ("", ".", "..") for part in parts)):
+        return "a normalised absolute path: no '.' or '..' parts, no '//', no trailing '/'"
+    if value == "/" or value in SHARED_TOP_DIRS or any(value == d or value.startswith(d + "/") for d in SYSTEM_DIRS):
+        return (f"a directory of its own, not '/', not one of {', '.join(SHARED_TOP_DIRS)} and not in a system "
+                f"directory ({', '.join(SYSTEM_DIRS)}), e.g. '/srv/jupyter'")
+    return None
 
 
 def check_password_hash(value):
@@ -232,6 +269,12 @@ def check_memory_limit(value):
     return "None (no limit), a size of at least 256M (e.g. '2G', '1536M') or a percentage of the host's RAM from 10% to 95% (e.g. '80%')"
 
 
+def check_request_size(value):
+    if isinstance(value, str) and _SIZE.match(value) and 2 * 2**20 <= size_bytes(value) <= 2**30:
+        return None
+    return "a size from 2M to 1G, e.g. '100M' (the largest notebook saved in one request)"
+
+
 def size_bytes(size: str) -> int:
     """``'2G'`` -> bytes (K, M, G, T are powers of 1024, as systemd reads them)."""
     return int(size[:-1]) * 1024 ** ("KMGT".index(size[-1]) + 1)
@@ -293,6 +336,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cpu_limit", None, "Most CPU cores Jupyter and its kernels may use together (systemd CPUQuota), e.g. 1.5; None for no limit", check_cpu_limit),
     Setting("cull_idle_kernels_after", 86400, "Seconds after which an idle kernel with no open connection is shut down; 0 = never", check_seconds(10, 30 * 86400, zero_ok=True)),
     Setting("apache_proxy_timeout", 300, "Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)", check_seconds(5, 3600)),
+    Setting("max_request_size", "100M", "Largest request body Apache and Jupyter accept (a notebook saved at once; uploads come in 1 MiB chunks)", check_request_size),
     Setting("basic_auth_user", None, f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; None means off", check_basic_auth_user),
 )
 
@@ -366,6 +410,10 @@ def _warn_unknown(keys) -> None:
             logger.warning(f"host data {key!r} is not a setting of this deploy and is ignored (see the README's settings table)")
 
 
+def _overlap(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
 def check_values(values: dict[str, Any], environ=None) -> list[str]:
     """Every problem with one host's data, as one line each (empty when all is well)."""
     environ = os.environ if environ is None else environ
@@ -375,6 +423,15 @@ def check_values(values: dict[str, Any], environ=None) -> list[str]:
         errors.append(
             f"setting basic_auth_user = {user!r} needs a password: "
             f"export {BASIC_AUTH_PASSWORD_ENV} on the control machine (or set basic_auth_user to None)",
+        )
+    notebook_dir = values.get("notebook_dir", DEFAULTS["notebook_dir"])
+    prefix = values.get("conda_prefix", DEFAULTS["conda_prefix"])
+    if not check_abs_path(notebook_dir) and not check_abs_path(prefix) and _overlap(notebook_dir, prefix):
+        # The notebook directory is writable by notebook code; the prefix holds what the
+        # server imports.
+        errors.append(
+            f"setting notebook_dir = {notebook_dir!r} is not allowed: must not be conda_prefix ({prefix!r}), "
+            "inside it, or contain it",
         )
     if values.get("jupyter_password_hash") is None and not environ.get(PASSWORD_ENV):
         errors.append(
@@ -394,7 +451,7 @@ def validate(host) -> None:
     if values.get("server_name") is None and not is_hostname_or_ip(host.name):
         errors.append(
             f"setting server_name is not set and the inventory name {host.name!r} is not a "
-            "hostname or IP: set server_name to the host's public name",
+            "hostname or IPv4 address: set server_name to the host's public DNS name",
         )
     if values.get("tls_mode") == "letsencrypt" and not _is_dns_name(server_name(host)):
         errors.append(

@@ -10,9 +10,13 @@ would change something fails the job, naming host and operation. Both write a sh
 Markdown summary to stdout and, when set, to ``$GITHUB_STEP_SUMMARY``.
 
 SSH host keys are always checked strictly (``ssh_strict_host_key_checking=yes``): CI must
-pin known_hosts, never accept a new key. Self-signed hosts are smoke-checked against the
-certificate read from the host over that SSH connection; others against the system CAs
-(plus ``$SMOKE_CA_FILE`` if set, e.g. a private ACME server's root).
+pin known_hosts, never accept a new key. A self-signed host is smoke-checked over that
+verified SSH connection's word only: its certificate and the address it was reached at
+(``$SSH_CONNECTION``) are read over it, and the login is sent to that address, trusting
+that one certificate and nothing else (``server_name`` goes in SNI and Host), so a stale
+DNS record for ``server_name`` cannot receive the password. Let's Encrypt hosts are checked
+by name through DNS against the system CAs (plus ``$SMOKE_CA_FILE`` if set, e.g. a private
+ACME server's root).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from operations import settings, tls  # noqa: E402
-from smoke import check  # noqa: E402
+from smoke import Verdict, check  # noqa: E402
 
 STRICT = ["--data", "ssh_strict_host_key_checking=yes"]
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
@@ -88,30 +92,56 @@ def smoke_targets(inventory: str) -> list[dict]:
     return targets
 
 
-def trust_bundle(inventory: str, targets: list[dict], directory: Path) -> Path:
-    """System CAs + $SMOKE_CA_FILE + the self-signed certificate of each self-signed host."""
-    parts = []
+# Read over each self-signed host's SSH connection: where it was reached, then its certificate.
+SELF_SIGNED_PROBE = f'echo "$SSH_CONNECTION"; cat {tls.CERT}'
+
+
+def probe_self_signed(inventory: str, targets: list[dict]) -> dict[str, str]:
+    """host name -> what SELF_SIGNED_PROBE printed there, for the self-signed hosts."""
+    names = [t["host"] for t in targets if t["tls_mode"] == "self-signed"]
+    if not names:
+        return {}
+    limits = [arg for name in names for arg in ("--limit", name)]
+    _, facts = run_pyinfra(*limits, inventory, "fact", "server.Command", f"command={SELF_SIGNED_PROBE}")
+    # {"server.Command (command=...)": {host name: output}}
+    by_host = next(iter(facts.values()), {}) if isinstance(facts, dict) else {}
+    return {name: by_host.get(name) or "" for name in names}
+
+
+def smoke_plan(targets: list[dict], probes: dict[str, str], directory: Path) -> list[dict]:
+    """Per host: ``check()``'s arguments. Self-signed: its own certificate, its SSH address."""
+    public = []
     for extra in (SYSTEM_CAS, os.environ.get("SMOKE_CA_FILE")):
         if extra and Path(extra).is_file():
-            parts.append(Path(extra).read_text())
-    self_signed = [t["host"] for t in targets if t["tls_mode"] == "self-signed"]
-    if self_signed:
-        limits = [arg for name in self_signed for arg in ("--limit", name)]
-        code, facts = run_pyinfra(*limits, inventory, "fact", "files.FileContents", f"path={tls.CERT}")
-        # {"files.FileContents (path=...)": {host name: [lines]}}
-        by_host = next(iter(facts.values()), {}) if isinstance(facts, dict) else {}
-        for name in self_signed:
-            lines = by_host.get(name) or []
-            parts.append("\n".join(lines) + "\n")
-    bundle = directory / "trust.pem"
-    bundle.write_text("".join(parts))
-    return bundle
+            public.append(Path(extra).read_text())
+    public_bundle = directory / "public-cas.pem"
+    public_bundle.write_text("".join(public))
+    plans = []
+    for number, target in enumerate(targets):
+        plan = {"target": target["server_name"], "path": target["base_url"], "ca_file": str(public_bundle),
+                "connect_to": None, "error": None}
+        if target["tls_mode"] == "self-signed":
+            first, _, certificate = (probes.get(target["host"]) or "").partition("\n")
+            fields = first.split()
+            cert_file = directory / f"host-{number}.pem"
+            cert_file.write_text(certificate.strip() + "\n")
+            plan.update(ca_file=str(cert_file), connect_to=fields[2] if len(fields) == 4 else None)
+            if not plan["connect_to"] or "-----BEGIN CERTIFICATE-----" not in certificate:
+                plan["error"] = "could not read its certificate and address over SSH"
+        plans.append(plan)
+    return plans
 
 
 def smoke(targets: list[dict], inventory: str, password: str, workdir: Path) -> list:
-    bundle = trust_bundle(inventory, targets, workdir)
-    with ThreadPoolExecutor(max_workers=min(16, len(targets) or 1)) as pool:
-        return list(pool.map(lambda t: check(t["server_name"], password, t["base_url"], str(bundle)), targets))
+    plans = smoke_plan(targets, probe_self_signed(inventory, targets), workdir)
+
+    def run(plan):
+        if plan["error"]:
+            return Verdict(plan["target"], ok=False, error=plan["error"])
+        return check(plan["target"], password, plan["path"], plan["ca_file"], connect_to=plan["connect_to"])
+
+    with ThreadPoolExecutor(max_workers=min(16, len(plans) or 1)) as pool:
+        return list(pool.map(run, plans))
 
 
 def main(argv=None) -> int:

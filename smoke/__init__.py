@@ -45,8 +45,12 @@ def base_url(target: str, path: str = "/jupyter/") -> str:
 
 
 def check(target: str, password: str, path: str = "/jupyter/", ca_file: str | bool = True,
-          timeout: float = 30, basic_auth=None) -> Verdict:
-    """Log in, run one cell in a fresh kernel, clean up; never raises."""
+          timeout: float = 30, basic_auth=None, connect_to: str | None = None) -> Verdict:
+    """Log in, run one cell in a fresh kernel, clean up; never raises.
+
+    ``connect_to``: the address to send everything to (the one SSH verified), instead of
+    what DNS says ``target`` is; the name still goes in SNI and Host and must match the
+    certificate."""
     verdict = Verdict(target, ok=False)
     started = time.monotonic()
 
@@ -57,7 +61,8 @@ def check(target: str, password: str, path: str = "/jupyter/", ca_file: str | bo
         return result
 
     try:
-        jupyter = Jupyter(base_url(target, path), ca_file=ca_file, timeout=timeout, basic_auth=basic_auth)
+        jupyter = Jupyter(base_url(target, path), ca_file=ca_file, timeout=timeout, basic_auth=basic_auth,
+                          connect_to=connect_to)
         step("login", lambda: jupyter.login(password))
         kernel = step("kernel", jupyter.start_kernel)
         try:

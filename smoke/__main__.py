@@ -1,10 +1,12 @@
 """
-    python -m smoke [--base-url /jupyter/] [--ca-file FILE] [--timeout S] HOST [HOST ...]
+    python -m smoke [--base-url /jupyter/] [--ca-file FILE] [--timeout S] [--resolve NAME:ADDRESS] HOST [HOST ...]
 
 HOST is a server name or address (``https://HOST/jupyter/`` is checked) or a full
 https:// URL. The password comes from $JUPYTER_PASSWORD; with an Apache Basic-auth
 layer, also set $JUPYTER_BASIC_AUTH_USER and $JUPYTER_BASIC_AUTH_PASSWORD.
 Certificates are verified against the system's CAs, or only against --ca-file.
+--resolve NAME:ADDRESS (repeatable) connects to ADDRESS for HOST NAME instead of what DNS
+says, keeping NAME for SNI, Host and the certificate check (like curl's --resolve).
 Exit code: 0 all hosts passed, 1 any host failed, 2 usage error.
 """
 
@@ -24,7 +26,12 @@ def main(argv=None) -> int:
     parser.add_argument("--base-url", default="/jupyter/", help="URL path of the notebook (default /jupyter/)")
     parser.add_argument("--ca-file", help="PEM file of the CAs (or self-signed certificates) to trust instead of the system's")
     parser.add_argument("--timeout", type=float, default=30, help="seconds per request (default 30)")
+    parser.add_argument("--resolve", action="append", default=[], metavar="NAME:ADDRESS",
+                        help="connect to ADDRESS for host NAME (SNI, Host and certificate stay NAME)")
     args = parser.parse_args(argv)
+    if any(":" not in item for item in args.resolve):
+        parser.error("--resolve takes NAME:ADDRESS")
+    addresses = dict(item.split(":", 1) for item in args.resolve)
     password = os.environ.get("JUPYTER_PASSWORD", "")
     if not password:
         print("smoke: set JUPYTER_PASSWORD to the notebook password", file=sys.stderr)
@@ -35,7 +42,8 @@ def main(argv=None) -> int:
     ca_file = args.ca_file or True
     with ThreadPoolExecutor(max_workers=min(16, len(args.hosts))) as pool:
         verdicts = list(pool.map(
-            lambda host: check(host, password, args.base_url, ca_file, args.timeout, basic_auth), args.hosts))
+            lambda host: check(host, password, args.base_url, ca_file, args.timeout, basic_auth,
+                               connect_to=addresses.get(host)), args.hosts))
     for verdict in verdicts:
         print(verdict.line(), flush=True)
     failed = [v for v in verdicts if not v.ok]

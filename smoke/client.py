@@ -8,25 +8,63 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import ssl
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import requests
 import websocket
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
 
 
 class LoginFailed(Exception):
     pass
 
 
+class _AddressAdapter(HTTPAdapter):
+    """HTTPS to one fixed address, whatever the URL's name resolves to; the name is still
+    what the request says (Host), what TLS asks for (SNI) and what the certificate must match."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        address = self.address
+
+        class Connection(HTTPSConnection):
+            def _new_conn(self):
+                # urllib3 opens the TCP connection to `_dns_host`; everything after it
+                # (SNI, hostname check, Host header) uses the name from the URL.
+                name, self._dns_host = self._dns_host, address
+                try:
+                    return super()._new_conn()
+                finally:
+                    self._dns_host = name
+
+        class Pool(HTTPSConnectionPool):
+            ConnectionCls = Connection
+
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "https": Pool}
+
+
 class Jupyter:
-    def __init__(self, base: str, ca_file: str | bool = True, timeout: float = 20, basic_auth=None):
+    def __init__(self, base: str, ca_file: str | bool = True, timeout: float = 20, basic_auth=None,
+                 connect_to: str | None = None):
         """``base``: e.g. ``https://169.254.77.11/jupyter/``; ``ca_file``: CA/cert to trust;
-        ``basic_auth``: ``(user, password)`` for an Apache Basic-auth layer in front."""
+        ``basic_auth``: ``(user, password)`` for an Apache Basic-auth layer in front;
+        ``connect_to``: the address to connect to instead of what the URL's name resolves to."""
         self.base = base if base.endswith("/") else base + "/"
         self.origin = "/".join(self.base.split("/")[:3])
+        self.connect_to = connect_to
         self.session = requests.Session()
+        if connect_to:
+            self.session.mount("https://", _AddressAdapter(connect_to))
         # Passed on every request: a Session-level `verify` loses to REQUESTS_CA_BUNDLE.
         self.verify = ca_file
         self.timeout = timeout
@@ -69,8 +107,20 @@ class Jupyter:
         url = ("wss://" if scheme == "https" else "ws://") + rest + path
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.verify} if isinstance(self.verify, str) else {}
+        sock = self._pinned_tls_socket(url) if self.connect_to else None
         return websocket.create_connection(url, cookie=cookie, origin=origin or self.origin, header=self.ws_headers,
-                                           sslopt=sslopt, timeout=self.timeout)
+                                           sslopt=sslopt, timeout=self.timeout, socket=sock)
+
+    def _pinned_tls_socket(self, url: str) -> ssl.SSLSocket:
+        """A TLS connection to ``connect_to``, verified for the URL's name (as the HTTP requests are)."""
+        parts = urlsplit(url)
+        context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
+        raw = socket.create_connection((self.connect_to, parts.port or 443), timeout=self.timeout)
+        try:
+            return context.wrap_socket(raw, server_hostname=parts.hostname)
+        except Exception:
+            raw.close()
+            raise
 
     def execute(self, code: str) -> str:
         """Run ``code`` in a fresh kernel over its websocket channel; returns its stdout."""

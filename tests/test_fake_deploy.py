@@ -10,6 +10,8 @@ import json
 import re
 import runpy
 import time
+
+import pytest
 from pathlib import Path
 
 from pyinfra.api import Config, Inventory, State
@@ -17,6 +19,7 @@ from pyinfra.api.connect import connect_all
 from pyinfra.api.deploy import add_deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
+from pyinfra.connectors.fake import FakeConnector
 
 from operations import apache, conda, environment, jupyter, letsencrypt, passwords, settings, tls
 
@@ -65,15 +68,15 @@ def converged_responses(data=None):
         f"-newer {apache.RELOAD_STAMP}": [],
         "NeedDaemonReload": [],
         "uname -s": "Linux",
-        "cat /etc/passwd | cut -d: -f1": f"{user}:x:999:999::/var/lib/{user}:/usr/sbin/nologin|{user}|{user}||!",
+        "cat /etc/passwd | cut -d: -f1": f"{user}:x:999:999:{jupyter.ACCOUNT_COMMENT}:/var/lib/{user}:/usr/sbin/nologin|{user}|{user}||!",
+        f"getent passwd {user}": [f"{user}:x:999:999:{jupyter.ACCOUNT_COMMENT}:/var/lib/{user}:/usr/sbin/nologin",
+                                  f"config-group={user}"],
         "cat /etc/group": f"{user}:x:999:",
         "dpkg -l": [f"ii  {p}  1.0-1  amd64  the {p} package" for p in packages],
         "update-success-stamp": stat("/var/lib/apt/periodic/update-success-stamp", "root", "root", "-rw-r--r--"),
-        f"{jupyter.PASSWORD_FILE} | head -n 1; fi": [
-            "sha256=" + hashlib.sha256(passwords.file_content(stored_hash).encode()).hexdigest(),
-            f"owner=root:{user}:640",
-            "params=" + stored_hash.rsplit("$", 1)[0],
-        ],
+        f"stat -c '%U:%G:%a' {jupyter.PASSWORD_FILE}": f"root:{user}:640",
+        # Not a command: what get_file downloads (see FakeDownloads).
+        FakeDownloads.key(jupyter.PASSWORD_FILE): passwords.file_content(stored_hash),
         "--property SubState": [f"Id={jupyter.UNIT}.service", "SubState=running"],
         "--property UnitFileState": [f"Id={jupyter.UNIT}.service", "UnitFileState=enabled"],
         conda.MARKER: ["present", data["conda_installer_sha256"], "notebook"],
@@ -117,9 +120,26 @@ def converged_responses(data=None):
     return responses
 
 
+class FakeDownloads:
+    """pyinfra's @fake connector downloads nothing: serve files from ``fake_responses``."""
+
+    @staticmethod
+    def key(path: str) -> str:
+        return f"<download {path}>"
+
+    @staticmethod
+    def get_file(connector, remote_filename, filename_or_io, *args, **kwargs):
+        content = connector.data.get("fake_responses", {}).get(FakeDownloads.key(remote_filename))
+        if content is None:
+            return False
+        filename_or_io.write(content.encode())
+        return True
+
+
 def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=()):
     """Run deploy.py for ``[(name, data)]`` on @fake hosts; returns {name: (commands, changed ops)}."""
     monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(FakeConnector, "get_file", FakeDownloads.get_file)
     monkeypatch.setenv(settings.PASSWORD_ENV, password)
     inventory = Inventory(([(name, {"fake_delay": 0, "fake_delay_jitter": 0, **data}) for name, data in hosts], {}))
     state = State(inventory, Config())
@@ -150,7 +170,7 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
         "apt-get update",
         "install curl ca-certificates bzip2 openssl apache2 ufw",
         f"bash \"$d/installer.sh\" -b -p {settings.DEFAULTS['conda_prefix']}",
-        "useradd -d /var/lib/jupyter -s /usr/sbin/nologin -r -m jupyter",
+        "useradd -d /var/lib/jupyter -s /usr/sbin/nologin -r -c 'Jupyter Notebook (jupyter-apache-deploy)' -m jupyter",
         "mv /etc/jupyter/password_hash.pyinfra-tmp /etc/jupyter/password_hash",
         "systemctl daemon-reload",
         "systemctl start jupyter.service",
@@ -317,3 +337,24 @@ def test_letsencrypt_certificate_from_another_server_is_replaced_and_reloaded(mo
         "Apache serves the issued certificate | Reload Apache (after configtest)",
     ]
     assert any("certbot certonly" in c and "--force-renewal" in c for c in commands)
+
+
+def test_an_existing_account_not_made_by_the_deploy_is_refused_before_any_change(monkeypatch):
+    """www-data (which can read the htpasswd) or a person's login must not become the notebook user."""
+    responses = {**FRESH, "getent passwd www-data": ["www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin"]}
+    with pytest.raises(settings.SettingsError) as error:
+        run_deploy(monkeypatch, [("@fake/nb1", {"server_name": NAME, "jupyter_user": "www-data",
+                                                 "fake_responses": responses})])
+    assert str(error.value).startswith("@fake/nb1: setting jupyter_user = 'www-data' is not allowed: "
+                                       "must be an account this deploy creates; 'www-data' already exists")
+
+
+def test_an_account_an_earlier_version_made_is_still_accepted(monkeypatch):
+    """Deployed before the account carried the deploy's comment: home and config group say it is ours."""
+    responses = converged_responses()
+    responses["getent passwd jupyter"] = ["jupyter:x:999:999::/var/lib/jupyter:/usr/sbin/nologin", "config-group=jupyter"]
+    responses["command -v usermod"] = "/usr/sbin/usermod"
+    responses["cat /etc/passwd | cut -d: -f1"] = "jupyter:x:999:999::/var/lib/jupyter:/usr/sbin/nologin|jupyter|jupyter||!"
+    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]).values()
+    assert changed == ["Jupyter Notebook service | System user jupyter (no login shell)"]
+    assert [c for c in commands if c.startswith("usermod")] == ["usermod -c 'Jupyter Notebook (jupyter-apache-deploy)' jupyter"]

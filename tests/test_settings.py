@@ -46,7 +46,64 @@ BAD = [
     ("basic_auth_user", "al ice", "user name of letters"),
     ("apache_extra_directives", "Header set X 1", "a list of Apache directive lines"),
     ("apache_extra_directives", ["A\nB"], "a list of Apache directive lines"),
+    # Security review: values that reach the vhost, the Jupyter config or root's chown.
+    ("server_name", 'fe80::1%"\nCustomLog "|/bin/sh -c id" common', "hostname or an IPv4 address"),
+    ("server_name", "fe80::1%eth0", "hostname or an IPv4 address"),
+    ("server_name", "2001:db8::1", "IPv6 address is not supported"),
+    ("server_name", "2001:DB8:0::1", "IPv6 address is not supported"),
+    ("server_name", "::ffff:192.0.2.1", "IPv6 address is not supported"),
+    ("notebook_dir", "/", "not '/'"),
+    ("notebook_dir", "/srv/../etc", "no '.' or '..' parts"),
+    ("notebook_dir", "/srv/./jupyter", "no '.' or '..' parts"),
+    ("notebook_dir", "/srv//jupyter", "no '//'"),
+    ("notebook_dir", "/srv/jupyter/", "no trailing '/'"),
+    ("notebook_dir", "/etc", "not in a system directory"),
+    ("notebook_dir", "/etc/ssh", "not in a system directory"),
+    ("notebook_dir", "/usr/local/notebooks", "not in a system directory"),
+    ("notebook_dir", "/var/lib/jupyter", "not in a system directory"),
+    ("notebook_dir", "/var/lib/jupyter/notebooks", "not in a system directory"),
+    ("notebook_dir", "/root/notebooks", "not in a system directory"),
+    ("notebook_dir", "/home", "not '/', not one of /home"),
+    ("notebook_dir", "/srv", "not '/', not one of /home"),
+    ("conda_prefix", "/usr", "not in a system directory"),
+    ("conda_prefix", "/opt", "not '/', not one of /home"),
 ]
+
+GOOD = [
+    ("server_name", "203.0.113.7"), ("server_name", "nb1.example.org"), ("server_name", "nb1.example.org."),
+    ("notebook_dir", "/srv/jupyter"), ("notebook_dir", "/home/alice/notebooks"), ("notebook_dir", "/data"),
+    ("conda_prefix", "/opt/miniforge3"),
+]
+
+
+@pytest.mark.parametrize("name,value", GOOD, ids=[f"{n}={v!r}" for n, v in GOOD])
+def test_good_value_is_accepted(name, value):
+    assert settings.check_values({name: value}, environ=ENV) == []
+
+
+@pytest.mark.parametrize("value", ["1.2.3.4\n", "01.2.3.4", "1.2.3.4 ", "fe80::1%x", "::FFFF:1.2.3.4"])
+def test_only_canonical_addresses_count_as_addresses(value):
+    assert not settings.is_ip(value)
+
+
+@pytest.mark.parametrize("notebook_dir,prefix", [("/opt/anaconda3", "/opt/anaconda3"),
+                                                 ("/opt/anaconda3/notebooks", "/opt/anaconda3"),
+                                                 ("/data", "/data/anaconda3")])
+def test_notebook_dir_and_the_prefix_must_not_overlap(notebook_dir, prefix):
+    [error] = settings.check_values({"notebook_dir": notebook_dir, "conda_prefix": prefix}, environ=ENV)
+    assert error.startswith(f"setting notebook_dir = {notebook_dir!r} is not allowed: must not be conda_prefix")
+
+
+class _Host:
+    def __init__(self, name, data):
+        self.name, self.data = name, type("Data", (), {"dict": lambda _: data, "get": lambda _, k, d=None: data.get(k, d)})()
+
+
+def test_an_ipv6_inventory_name_needs_a_server_name():
+    with pytest.raises(settings.SettingsError, match="inventory name '2001:db8::7' is not a hostname or IPv4 address"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(settings.PASSWORD_ENV, "x")
+            settings.validate(_Host("2001:db8::7", {}))
 
 
 @pytest.mark.parametrize("name,value,allowed", BAD, ids=[f"{n}={v!r}" for n, v, _ in BAD])

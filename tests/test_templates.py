@@ -1,6 +1,7 @@
 """Rendered templates: Apache accepts the vhost, Jupyter's config is modern and safe."""
 
 import ast
+import re
 import json
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ def configtest(tmp_path, vhost: str, modules) -> subprocess.CompletedProcess:
 
 
 @needs_apache
-@pytest.mark.parametrize("version", [(2, 4, 71), (2, 4, 41)], ids=["upgrade=websocket", "legacy-wstunnel"])
+@pytest.mark.parametrize("version", [(2, 4, 71), (2, 4, 47)], ids=["2.4.71", "oldest-accepted-2.4.47"])
 def test_vhost_passes_apache_configtest(tmp_path, keypair, version):
     cert, key = keypair
     vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, version)
@@ -92,13 +93,33 @@ def test_vhost_fixes_the_2017_guide():
     assert 'Strict-Transport-Security "max-age=63072000"' in vhost
     assert "proxy_https" not in apache.needed_modules((2, 4, 71))
     assert "proxy_wstunnel" not in apache.needed_modules((2, 4, 71))
-    assert "proxy_wstunnel" in apache.needed_modules((2, 4, 46))
 
 
-def test_legacy_apache_gets_a_websocket_rewrite():
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", (2, 4, 41))
-    assert "upgrade=websocket" not in vhost
-    assert "RewriteRule ^/jupyter/(.*)$ ws://127.0.0.1:8888/jupyter/$1 [P,L]" in vhost
+def test_security_headers_and_request_body_limits():
+    vhost = apache.vhost("nb.example.org", "/lab/", 8890, "/c.pem", "/k.pem", (2, 4, 71), max_request_size="64M")
+    https = vhost.split("<VirtualHost *:443>")[1]
+    assert 'Header always set Referrer-Policy "same-origin"' in https
+    assert f"RewriteCond %{{HTTP:Content-Length}} -gt{apache.LOGIN_REQUEST_BYTES} [OR]\n" in https
+    assert "RewriteRule ^/lab/login$ - [R=413,L]" in https
+    assert f"RewriteCond %{{HTTP:Content-Length}} -gt{64 * 2**20}\n    RewriteRule ^ - [R=413,L]" in https
+    # The size checks come after the Host check and before anything is proxied.
+    assert https.index("RewriteRule ^ - [F]") < https.index("[R=413,L]") < https.index("\n    ProxyPass /lab/")
+    assert apache.LOGIN_REQUEST_BYTES <= 16384
+
+
+@pytest.mark.parametrize("version", [(2, 4, 41), (2, 4, 46)])
+def test_apache_older_than_2_4_47_is_refused(version):
+    """Its websockets needed `RewriteRule ... ws://... [P]`, the CVE-2023-25690 pattern."""
+    with pytest.raises(apache.ApacheTooOld, match=r"nb.test: Apache 2\.4\.4\d is older than 2\.4\.47"):
+        apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", version)
+
+
+@pytest.mark.parametrize("options", [{}, {"basic_auth": True}, {"acme_webroot": letsencrypt.WEBROOT}])
+def test_no_rewrite_rule_feeds_the_proxy(options):
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", (2, 4, 71), **options)
+    rules = [line.strip() for line in vhost.splitlines() if line.strip().startswith("RewriteRule")]
+    assert rules and not [rule for rule in rules if re.search(r"\[[^]]*\bP\b", rule)], rules
+    assert "ws://" not in vhost and "ProxyPassMatch" not in vhost
 
 
 class _Config:
@@ -156,6 +177,8 @@ def test_jupyter_config_is_locked_down(tmp_path):
     assert values["ServerApp.tornado_settings"]["xsrf_cookie_kwargs"] == {"secure": True, "samesite": "Strict"}
     assert values["IdentityProvider.token"] == ""
     assert values["PasswordIdentityProvider.hashed_password"].startswith("argon2:")
+    # Jupyter's defaults are 512 MiB for both: one request would buffer that much.
+    assert values["ServerApp.max_body_size"] == values["ServerApp.max_buffer_size"] == 100 * 2**20
 
 
 def test_ip_server_name_relies_on_apache_host_check(tmp_path):
@@ -176,6 +199,7 @@ def test_unit_runs_jupyter_unprivileged_and_hardened():
     assert "ReadWritePaths=/srv/jupyter /var/lib/jupyter" in unit
     assert "Environment=JUPYTER_CONFIG_DIR=/etc/jupyter" in unit
     assert "/dev/tcp/127.0.0.1/8888" in unit
+    assert "\nIPAddressDeny=169.254.169.254\n" in unit and "IPAddressAllow" not in unit
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is installed by .ci/run")
@@ -244,3 +268,60 @@ def test_proxy_timeout_is_apaches_timeout_for_requests_and_websocket_tunnels():
     assert "\n    Timeout 6\n" in vhost
     assert "upgrade=websocket timeout=6\n" in vhost
     assert jupyter.ws_ping_interval_ms(6) == 2000 and jupyter.ws_ping_interval_ms(300) == 30000
+
+
+class _Backend:
+    """A stand-in for Jupyter on loopback: answers every request 200 and records its body size."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                self.rfile.read(length)
+                seen.append((self.command, self.path, length))
+                self.send_response(200)
+                self.send_header("Content-Length", "7")
+                self.end_headers()
+                self.wfile.write(b"backend")
+
+            do_PUT = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@needs_apache
+def test_apache_refuses_big_bodies_before_they_reach_jupyter(tmp_path, keypair):
+    """Served for real on loopback: LimitRequestBody would not do, Apache skips it for proxied requests."""
+    import requests
+    import urllib3
+
+    urllib3.disable_warnings()
+    backend = _Backend()
+    cert, key = keypair
+    vhost = apache.vhost("127.0.0.1", "/jupyter/", backend.port, cert, key, (2, 4, 71), max_request_size="2M")
+    vhost = vhost[vhost.index("<VirtualHost *:443>"):].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18444>")
+    vhost = vhost.replace("(:443)?", "(:18444)?")
+    config = apache_local.server_config(tmp_path, vhost, apache.needed_modules((2, 4, 71)), listen=["127.0.0.1:18444"])
+    base = "https://127.0.0.1:18444/jupyter/"
+    with apache_local.LoopbackApache(config):
+        def status(method, path, body):
+            return requests.request(method, base + path, data=body, verify=False, timeout=20).status_code
+
+        assert status("POST", "login", b"password=" + b"x" * 200) == 200
+        assert status("POST", "login", b"password=" + b"x" * apache.LOGIN_REQUEST_BYTES) == 413
+        assert status("POST", "login", iter([b"password=x"])) == 413  # chunked: no length to check
+        assert status("PUT", "api/contents/a", b"x" * (2 * 2**20 - 100)) == 200
+        assert status("PUT", "api/contents/a", b"x" * (2 * 2**20 + 1)) == 413
+    assert [length for _, _, length in backend.seen] == [209, 2 * 2**20 - 100]

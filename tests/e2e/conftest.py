@@ -38,6 +38,8 @@ ENV_DATA = {
     "cpu_limit": 1.5,
     "cull_idle_kernels_after": 20,
     "apache_proxy_timeout": 6,
+    # Small enough to test a body over it cheaply (test_request_limits.py).
+    "max_request_size": "8M",
 }
 # Deployed in their own run with tls_mode letsencrypt, against pebble (test_letsencrypt.py).
 ACME_MACHINES = [("nb4", "bookworm"), ("nb5", "trixie")]

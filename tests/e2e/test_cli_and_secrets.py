@@ -1,15 +1,20 @@
 """
 The other ways users run the deploy, against the converged session hosts: ad hoc
 (`pyinfra HOST deploy.py`, which loads no group_data) gets the same defaults, and a
-password change shows neither the password nor its hash, even with --diff and -vvv.
+password change ends every old session and shows neither the password nor anything of its
+hash (digest, salt, the file's checksum), even with --diff and -vvv.
 """
 
+import hashlib
 import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import MACHINES, PASSWORD, ROOT
 from smoke import check
+from smoke.client import Jupyter, LoginFailed
 
 
 def run_with_data(deployment, target: str, env: dict | None = None, extra=()):
@@ -57,8 +62,17 @@ def test_the_repository_inventory_with_hosts_from_the_environment(deployment):
     assert totals["no_change"] >= 3 * 10
 
 
-def test_password_change_shows_no_secret_even_with_diff_and_debug_output(deployment):
+def hash_secrets(stored: str) -> list[str]:
+    """What of a stored hash line lets one test guesses offline: the line, its digest, salt, file checksum."""
+    return [stored, stored.rsplit("$", 1)[1], stored.split("$")[4], hashlib.sha256((stored + "\n").encode()).hexdigest()]
+
+
+def test_password_change_ends_old_sessions_and_shows_no_secret_even_with_diff_and_debug_output(deployment, ca_files):
     new_password = "a brand new password 1234"
+    old_session = Jupyter(f"https://{deployment.address('nb1')}/jupyter/", ca_file=str(ca_files["nb1"]))
+    old_session.login(PASSWORD)
+    assert old_session.api("GET", "contents").status_code == 200
+    before = deployment.ssh("nb1", "cat /etc/jupyter/password_hash").stdout.strip()
     changed = deployment.pyinfra("--diff", "-vvv", password=new_password)
     try:
         assert changed.returncode == 0, changed.output[-3000:]
@@ -69,11 +83,23 @@ def test_password_change_shows_no_secret_even_with_diff_and_debug_output(deploym
         }
         stored = deployment.ssh("nb1", "cat /etc/jupyter/password_hash").stdout.strip()
         assert stored.startswith("argon2:$argon2id$")
-        digest = stored.rsplit("$", 1)[1]
-        for secret in (new_password, PASSWORD, stored, digest):
+        assert "/etc/jupyter/password_hash" in changed.output  # -vvv printed the fact commands
+        for secret in (new_password, PASSWORD, *hash_secrets(before), *hash_secrets(stored)):
             assert secret not in changed.output
         mode = deployment.ssh("nb1", "stat -c '%U:%G:%a' /etc/jupyter/password_hash").stdout.strip()
         assert mode == "root:jupyter:640"
+        # Jupyter mixes the stored hash into its cookie secret: the old login is worth nothing now.
+        response = old_session.session.get(old_session.base + "api/contents", verify=old_session.verify,
+                                           timeout=20, allow_redirects=False)
+        assert response.status_code == 403, response.status_code
+        new_session = Jupyter(old_session.base, ca_file=str(ca_files["nb1"]))
+        new_session.login(new_password)
+        assert new_session.api("GET", "contents").status_code == 200
+        with pytest.raises(LoginFailed):
+            Jupyter(old_session.base, ca_file=str(ca_files["nb1"])).login(PASSWORD)
     finally:
-        restored = deployment.pyinfra()
+        restored = deployment.pyinfra("--diff", "-vvv")
         assert restored.returncode == 0, restored.output[-3000:]
+    # The restoring run read the new file (its salt) before it wrote the old password's hash.
+    for secret in (new_password, PASSWORD, *hash_secrets(stored)):
+        assert secret not in restored.output

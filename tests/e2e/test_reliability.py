@@ -37,6 +37,11 @@ BAD_INPUT = [
     ({"jupyter_prot": 8888}, "unknown setting 'jupyter_prot': did you mean 'jupyter_port'?"),
     ({"pip_packages": ["numpy; rm -rf /"]}, "setting pip_packages = ['numpy; rm -rf /'] is not allowed"),
     ({"conda_packages": ["https://example.org/evil.tar.bz2"]}, "setting conda_packages = ['https://example.org/evil.tar.bz2'] is not allowed"),
+    # Security review: an existing account (read from the host, still before any change),
+    # a system directory to chown, an address that would add lines to the vhost.
+    ({"jupyter_user": "www-data"}, "setting jupyter_user = 'www-data' is not allowed: must be an account this deploy creates; 'www-data' already exists"),
+    ({"notebook_dir": "/etc"}, "setting notebook_dir = '/etc' is not allowed"),
+    ({"server_name": "fe80::1%\"\nCustomLog"}, "setting server_name = 'fe80::1%\"\\nCustomLog' is not allowed"),
 ]
 
 

@@ -15,6 +15,8 @@ import websocket
 import apache_local
 from smoke.client import Jupyter, _run_cell
 from conftest import MACHINES, PASSWORD
+from lab.config import BRIDGE_IP, METADATA_IP, PROXY_PORT
+from lab.network import MetadataService
 from operations import apache, tls
 
 NAMES = [name for name, _ in MACHINES]
@@ -83,10 +85,12 @@ def test_certificate_lives_at_most_366_days_and_its_key_is_root_only(deployment,
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_hsts_on_https_only(deployment, ca_files, name):
+def test_hsts_and_referrer_policy_on_https_only(deployment, ca_files, name):
     address = deployment.address(name)
     https = requests.get(f"https://{address}/jupyter/login", verify=str(ca_files[name]), timeout=10)
     assert https.headers["Strict-Transport-Security"] == "max-age=63072000"
+    # Links out of a notebook do not tell other sites its path.
+    assert https.headers["Referrer-Policy"] == "same-origin"
     http = requests.get(f"http://{address}/jupyter/login", allow_redirects=False, timeout=10)
     assert http.status_code in (301, 308)
     assert "Strict-Transport-Security" not in http.headers
@@ -193,6 +197,28 @@ def test_service_is_hardened_and_unprivileged(deployment, ca_files, name):
     jupyter = client(deployment, ca_files, name)
     jupyter.login(PASSWORD)
     assert jupyter.execute("import os; print(os.getuid() != 0)") == "True\n"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_cannot_reach_the_cloud_metadata_service_but_keep_the_network(deployment, ca_files, name):
+    # Root on the host reaches the lab's stand-in metadata service (as cloud-init does)...
+    user_data = deployment.ssh(name, f"curl -s -m 5 http://{METADATA_IP}/user-data").stdout
+    assert user_data == MetadataService.USER_DATA
+    jupyter = client(deployment, ca_files, name)
+    jupyter.login(PASSWORD)
+    code = (
+        "import socket\n"
+        "def probe(address, port):\n"
+        "    try:\n"
+        "        socket.create_connection((address, port), timeout=3).close()\n"
+        "        return 'connected'\n"
+        "    except OSError as error:\n"
+        "        return type(error).__name__\n"
+        f"print(probe('{METADATA_IP}', 80), probe('{BRIDGE_IP}', {PROXY_PORT}))"
+    )
+    # ...a notebook does not: the unit's IPAddressDeny drops its packets. The lab's apt proxy
+    # on the gateway stands for the rest of the network, which notebooks keep.
+    assert jupyter.execute(code) == "TimeoutError connected\n"
 
 
 # -- Firewall -----------------------------------------------------------------------------

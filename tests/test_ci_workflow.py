@@ -1,0 +1,72 @@
+"""The example CI workflow holds a root SSH key: what runs next to it is pinned and checked."""
+
+import re
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+CI_DEPLOY = (ROOT / "scripts" / "ci-deploy").read_text()
+
+
+def steps(workflow: str) -> list[str]:
+    """The text of each step of the (single) job."""
+    return re.split(r"\n      - ", workflow.split("\n    steps:\n", 1)[1])[1:]
+
+
+def requirements(path: Path) -> dict[str, list[str]]:
+    """name -> sha256 hashes, from a pip requirements file with line continuations."""
+    text = path.read_text().replace("\\\n", " ")
+    found = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("--hash") else line
+        if not line:
+            continue
+        spec, *options = line.split()
+        assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.]+", spec), spec
+        found[canonicalize_name(spec.split("==")[0])] = [o for o in options if o.startswith("--hash=sha256:")]
+        assert len(found[canonicalize_name(spec.split("==")[0])]) == len(options), line
+    return found
+
+
+def test_every_action_is_pinned_by_commit():
+    uses = re.findall(r"uses:\s*(\S+)", WORKFLOW)
+    assert uses
+    assert [u for u in uses if not re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", u)] == []
+
+
+def test_the_job_takes_its_secrets_from_an_environment():
+    assert re.search(r"\n  deploy:\n(    .*\n)*    environment: production\n", WORKFLOW)
+
+
+def test_the_install_step_has_no_secret_and_runs_before_any_secret_is_used():
+    texts = steps(WORKFLOW)
+    install = [i for i, step in enumerate(texts) if "scripts/ci-deploy --install" in step]
+    with_secrets = [i for i, step in enumerate(texts) if "secrets." in step]
+    assert len(install) == 1 and with_secrets
+    assert "secrets." not in texts[install[0]] and "env:" not in texts[install[0]]
+    assert install[0] < min(with_secrets)
+    assert "secrets." not in WORKFLOW.split("\n    steps:\n", 1)[0].split("on:", 1)[1]
+
+
+def test_every_installed_file_is_hash_checked_and_wheels_only_but_for_polling():
+    assert re.search(r"\n *pip=\(.* --require-hashes --no-deps\)\n", CI_DEPLOY)
+    installs = [line for line in CI_DEPLOY.splitlines() if line.strip().startswith('"${pip[@]}"')]
+    assert len(installs) == 2 and all("--only-binary :all:" in line for line in installs)
+    assert [re.findall(r"--no-binary (\S+)", line) for line in installs] == [[], ["polling"]]
+    assert "-c " not in CI_DEPLOY and " install ." not in CI_DEPLOY
+    for name in ("ci-requirements.txt", "ci-build-requirements.txt"):
+        pins = requirements(ROOT / "scripts" / name)
+        assert pins and all(hashes for hashes in pins.values()), name
+
+
+def test_the_pinned_set_holds_every_dependency_of_the_project():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = requirements(ROOT / "scripts" / "ci-requirements.txt")
+    wanted = {canonicalize_name(Requirement(spec).name) for spec in project["dependencies"]}
+    assert wanted - set(pins) == set()
+    # passlib is imported from libpass; the deploy runs from the checkout, not installed.
+    assert "jupyter-apache-deploy" not in pins

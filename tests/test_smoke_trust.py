@@ -1,0 +1,112 @@
+"""The smoke check sends the password only where SSH says the host is, trusting only its certificate.
+
+Two local HTTPS servers stand in for the deployed host and for whatever a stale DNS record
+points at: both present a certificate for the same name. The name itself never resolves
+(``.test``): the client must not need DNS at all.
+"""
+
+from __future__ import annotations
+
+import http.server
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from smoke.client import Jupyter
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import ci_deploy  # noqa: E402
+
+NAME = "nb1.stale-dns.test"
+
+
+def certificate(directory: Path, stem: str) -> tuple[Path, Path]:
+    cert, key = directory / f"{stem}.pem", directory / f"{stem}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "1", "-subj", f"/CN={NAME}", "-addext", f"subjectAltName=DNS:{NAME}",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+class Server:
+    """HTTPS on 127.0.0.1:<free port>; records the SNI name and Host header of each request."""
+
+    def __init__(self, cert: Path, key: Path):
+        self.seen: list[tuple[str | None, str | None]] = []
+        seen, sni = self.seen, {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((sni.get("name"), self.headers.get("Host")))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        context.sni_callback = lambda sock, name, ctx: sni.__setitem__("name", name)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def servers(tmp_path):
+    real, impostor = Server(*certificate(tmp_path, "real")), Server(*certificate(tmp_path, "impostor"))
+    yield real, impostor, tmp_path / "real.pem"
+    real.close()
+    impostor.close()
+
+
+def test_requests_go_to_the_given_address_with_the_name_in_sni_and_host(servers):
+    real, _, real_cert = servers
+    client = Jupyter(f"https://{NAME}:{real.port}/jupyter/", ca_file=str(real_cert), connect_to="127.0.0.1")
+    assert client.get("login").text == "ok"
+    assert real.seen == [(NAME, f"{NAME}:{real.port}")]
+
+
+def test_only_the_host_s_own_certificate_is_trusted(servers):
+    _, impostor, real_cert = servers
+    client = Jupyter(f"https://{NAME}:{impostor.port}/jupyter/", ca_file=str(real_cert), connect_to="127.0.0.1")
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        client.get("login")
+    assert impostor.seen == []
+
+
+def test_the_websocket_connection_is_pinned_and_verified_the_same_way(servers):
+    real, impostor, real_cert = servers
+    client = Jupyter(f"https://{NAME}:{real.port}/jupyter/", ca_file=str(real_cert), connect_to="127.0.0.1")
+    sock = client._pinned_tls_socket(f"wss://{NAME}:{real.port}/jupyter/api/kernels/x/channels")
+    assert sock.getpeername()[0] == "127.0.0.1" and sock.server_hostname == NAME
+    sock.close()
+    with pytest.raises(ssl.SSLCertVerificationError):
+        client._pinned_tls_socket(f"wss://{NAME}:{impostor.port}/jupyter/")
+
+
+def test_the_ci_smoke_plan_trusts_each_self_signed_host_alone_at_its_ssh_address(tmp_path, monkeypatch):
+    monkeypatch.delenv("SMOKE_CA_FILE", raising=False)
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----"
+    targets = [
+        {"host": "203.0.113.7", "server_name": NAME, "base_url": "/jupyter/", "tls_mode": "self-signed"},
+        {"host": "nb2", "server_name": "nb2.example.org", "base_url": "/jupyter/", "tls_mode": "letsencrypt"},
+        {"host": "nb3", "server_name": "nb3.example.org", "base_url": "/jupyter/", "tls_mode": "self-signed"},
+    ]
+    probes = {"203.0.113.7": f"198.51.100.9 50022 203.0.113.7 22\n{pem}\n", "nb3": ""}
+    first, second, third = ci_deploy.smoke_plan(targets, probes, tmp_path)
+    assert first["connect_to"] == "203.0.113.7" and first["target"] == NAME and first["error"] is None
+    assert Path(first["ca_file"]).read_text() == pem + "\n"  # that certificate, no system CA
+    assert second["connect_to"] is None and second["ca_file"] != first["ca_file"]
+    assert third["error"] == "could not read its certificate and address over SSH"
