@@ -85,16 +85,15 @@ class PasswordFileOwner(FactBase):
         return lines[0] if lines else None
 
 
-def stored_line(path: str) -> str:
-    """The file's first line, downloaded into memory ('' when it cannot be read)."""
+def stored_content(path: str) -> str:
+    """The whole file, downloaded into memory ('' when it cannot be read)."""
     buffer = BytesIO()
     try:
         if not host.get_file(path, buffer):
             return ""
     except OSError:
         return ""
-    text = buffer.getvalue().decode("utf-8", "replace")
-    return text.splitlines()[0].strip() if text.strip() else ""
+    return buffer.getvalue().decode("utf-8", "replace")
 
 
 def desired_line(password_hash: str | None, password: str | None, current: str | None,
@@ -104,14 +103,18 @@ def desired_line(password_hash: str | None, password: str | None, current: str |
 
     + password_hash: a ready hash (host data ``jupyter_password_hash``); wins over ``password``
     + password: the plaintext from the control machine's environment
-    + current: the stored line (``None`` when there is no file)
+    + current: the stored file's content (``None`` when there is no file)
     + htpasswd_user: make an htpasswd line for this user instead of a Jupyter hash
+
+    The whole file must be the one line: anything else in it (a second htpasswd user
+    added by hand) is replaced.
     """
     if password_hash:
-        return None if current == password_hash else password_hash
-    same_salt = rehash_with(current, password) if current else None
-    same_user = not htpasswd_user or (current or "").startswith(f"{htpasswd_user}:")
-    if same_salt and same_salt == current and same_user:
+        return None if current == file_content(password_hash) else password_hash
+    first_line = current.split("\n", 1)[0] if current else ""
+    same_salt = rehash_with(first_line, password) if first_line else None
+    same_user = not htpasswd_user or first_line.startswith(f"{htpasswd_user}:")
+    if same_salt and file_content(same_salt) == current and same_user:
         return None
     # A new password (or user, or a file in another format) gets a fresh random salt.
     if htpasswd_user:
@@ -148,7 +151,7 @@ def password_file(path: str, password_hash: str | None = None, password: str | N
         )
     """
     owner = host.get_fact(PasswordFileOwner, path=path)
-    current = stored_line(path) if owner else None
+    current = stored_content(path) if owner else None
     wanted = desired_line(password_hash, password, current, htpasswd_user)
     q_path, q_temp, q_owner = shlex.quote(path), shlex.quote(f"{path}.pyinfra-tmp"), shlex.quote(f"root:{group}")
     if wanted is not None:

@@ -74,6 +74,15 @@ def test_htpasswd_same_password_is_a_noop_and_another_user_is_not():
     assert [c for c in commands if c.startswith("upload bob:$2y$10$")]
 
 
+def test_a_second_line_added_to_the_file_is_replaced():
+    """The old code compared the whole file's checksum: so does this (an extra htpasswd user is a login)."""
+    stored = passwords.file_content(passwords.htpasswd_line("alice", "pw")) + "mallory:$2y$10$" + "x" * 53 + "\n"
+    commands, _ = password_file_commands("root:www-data:640", stored, path="/etc/apache2/jupyter.htpasswd",
+                                         password="pw", group="www-data", htpasswd_user="alice")
+    [upload] = [c for c in commands if c.startswith("upload ")]
+    assert "mallory" not in upload and upload.startswith("upload alice:$2y$10$")
+
+
 def test_given_hash_is_compared_with_the_stored_line():
     given = passwords.hash_password("pw")
     common = dict(path="/etc/jupyter/password_hash", password_hash=given, group="jupyter")
