@@ -144,6 +144,8 @@ def check_abs_path(value):
     if value == "/" or value in SHARED_TOP_DIRS or any(value == d or value.startswith(d + "/") for d in SYSTEM_DIRS):
         return (f"a directory of its own, not '/', not one of {', '.join(SHARED_TOP_DIRS)} and not in a system "
                 f"directory ({', '.join(SYSTEM_DIRS)}), e.g. '/srv/jupyter'")
+    if len(parts) == 2 and parts[0] == "home":
+        return "a directory of its own, not a person's home directory itself (e.g. '/home/alice/notebooks')"
     return None
 
 

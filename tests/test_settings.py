@@ -67,6 +67,10 @@ BAD = [
     ("notebook_dir", "/srv", "not '/', not one of /home"),
     ("conda_prefix", "/usr", "not in a system directory"),
     ("conda_prefix", "/opt", "not '/', not one of /home"),
+    ("notebook_dir", "/home/alice", "not a person's home directory itself"),
+    ("max_request_size", "1M", "a size from 2M to 1G"),
+    ("max_request_size", "2G", "a size from 2M to 1G"),
+    ("max_request_size", 100, "a size from 2M to 1G"),
 ]
 
 GOOD = [
