@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import remove_tree
-from .config import BRIDGE, BRIDGE_IP, FIRST_HOST, METADATA_IP, PREFIX_LEN, PROXY_PORT, STATE
+from .config import BRIDGE_IP, FIRST_HOST, METADATA_IP, PREFIX_LEN, PROXY_PORT, STATE
+from .network import netns_on_bridge
 
 HOSTS_DIR = STATE / "hosts"
 CGROUP_TREES = ("systemd", "unified")
@@ -67,16 +68,8 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     # reaches PyPI through the lab proxy, as it would reach it directly on a Linode.
     (host.root / "etc/pip.conf").write_text(f"[global]\nproxy = http://{BRIDGE_IP}:{PROXY_PORT}\n")
 
-    veth_host, veth_guest = _veth_names(name)
-    _run("ip", "link", "del", veth_host, check=False)  # left by an earlier run whose host died late
-    _run("ip", "netns", "add", name)
-    _run("ip", "link", "add", veth_host, "type", "veth", "peer", "name", veth_guest)
-    _run("ip", "link", "set", veth_host, "master", BRIDGE, "up")
-    _run("ip", "link", "set", veth_guest, "netns", name)
-    _run("ip", "-n", name, "link", "set", veth_guest, "name", "eth0")
-    _run("ip", "-n", name, "addr", "add", f"{ip}/{PREFIX_LEN}", "dev", "eth0")
-    _run("ip", "-n", name, "link", "set", "lo", "up")
-    _run("ip", "-n", name, "link", "set", "eth0", "up")
+    _run("ip", "link", "del", _veth_names(name)[0], check=False)  # left by an earlier run whose host died late
+    netns_on_bridge(name, _veth_names(name), f"{ip}/{PREFIX_LEN}")
     # As a cloud routes its metadata service (lab/network.py's stand-in answers there).
     _run("ip", "-n", name, "route", "add", f"{METADATA_IP}/32", "dev", "eth0")
 

@@ -37,6 +37,28 @@ def bridge_down() -> None:
     _ip("link", "del", BRIDGE, check=False)
 
 
+def netns_on_bridge(netns: str, veths: tuple[str, str], address: str) -> None:
+    """A network namespace whose one link (``eth0`` inside, the first veth name outside)
+    is plugged into the bridge, holding ``address`` (with its prefix length)."""
+    outside, inside = veths
+    _ip("netns", "add", netns)
+    _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+    _ip("link", "set", outside, "master", BRIDGE, "up")
+    _ip("link", "set", inside, "netns", netns)
+    _ip("-n", netns, "link", "set", inside, "name", "eth0")
+    _ip("-n", netns, "addr", "add", address, "dev", "eth0")
+    _ip("-n", netns, "link", "set", "lo", "up")
+    _ip("-n", netns, "link", "set", "eth0", "up")
+
+
+def _spawn(argv: list[str], pid_file: Path) -> subprocess.Popen:
+    """Start a lab daemon in a session of its own and record its PID (it is ended by that PID only)."""
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    pid_file.write_text(str(process.pid))
+    return process
+
+
 def wait_for_port(host: str, port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -103,11 +125,8 @@ class FileServer:
     def start(self) -> "FileServer":
         self.stop()
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(self.port), "--bind", BRIDGE_IP, "--directory", str(self.directory)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        self.pid_file.write_text(str(process.pid))
+        process = _spawn([sys.executable, "-m", "http.server", str(self.port), "--bind", BRIDGE_IP,
+                          "--directory", str(self.directory)], self.pid_file)
         wait_for_port(BRIDGE_IP, self.port, 15)
         time.sleep(0.2)
         if process.poll() is not None:
@@ -139,23 +158,12 @@ class MetadataService:
         www = self.dir / "www"
         www.mkdir(parents=True, exist_ok=True)
         (www / "user-data").write_text(self.USER_DATA)
-        outside, inside = self.VETH
+        netns_on_bridge(self.NETNS, self.VETH, f"{METADATA_IP}/32")
         lab_network = ipaddress.ip_network(f"{BRIDGE_IP}/{PREFIX_LEN}", strict=False)
-        _ip("netns", "add", self.NETNS)
-        _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
-        _ip("link", "set", outside, "master", BRIDGE, "up")
-        _ip("link", "set", inside, "netns", self.NETNS)
-        _ip("-n", self.NETNS, "addr", "add", f"{METADATA_IP}/32", "dev", inside)
-        _ip("-n", self.NETNS, "link", "set", "lo", "up")
-        _ip("-n", self.NETNS, "link", "set", inside, "up")
-        _ip("-n", self.NETNS, "route", "add", str(lab_network), "dev", inside)
+        _ip("-n", self.NETNS, "route", "add", str(lab_network), "dev", "eth0")
         # `ip netns exec` execs the server: the PID recorded is the server's own.
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", self.NETNS, sys.executable, "-m", "http.server", "80", "--bind", METADATA_IP,
-             "--directory", str(www)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        self.pid_file.write_text(str(process.pid))
+        process = _spawn(["ip", "netns", "exec", self.NETNS, sys.executable, "-m", "http.server", "80",
+                          "--bind", METADATA_IP, "--directory", str(www)], self.pid_file)
         time.sleep(0.3)
         if process.poll() is not None:
             raise RuntimeError(f"the metadata stand-in could not listen on {METADATA_IP}:80")
