@@ -28,7 +28,7 @@ if tls_mode == "letsencrypt":
 else:
     cert, key, certificate = tls.install_certificate()
     letsencrypt.forget_private_ca()
-apache_version = apache.configure_apache(cert=cert, key=key, reload_after=[certificate])
+apache.configure_apache(cert=cert, key=key, reload_after=[certificate])
 firewall.configure_firewall()
 # After the site is up: a package that does not exist fails the host here, with pip's or
 # conda's reason, and leaves a working server behind.
@@ -38,4 +38,4 @@ if tls_mode == "letsencrypt":
     # failed with the ACME server's reason, everything above is done, the site is up
     # on the fallback certificate, and the next run tries again.
     cert, key, issued = letsencrypt.obtain_certificate(reload_stamp=apache.RELOAD_STAMP)
-    apache.use_certificate(cert=cert, key=key, issued=issued, version=apache_version)
+    apache.use_certificate(cert=cert, key=key, issued=issued)

@@ -208,7 +208,7 @@ def check_version(host_name: str, version) -> None:
         )
 
 
-def needed_modules(version=None, basic_auth: bool = False) -> list[str]:
+def needed_modules(basic_auth: bool = False) -> list[str]:
     """The modules the vhost uses."""
     modules = ["proxy", "proxy_http", "ssl", "headers", "rewrite"]
     if basic_auth:
@@ -216,9 +216,9 @@ def needed_modules(version=None, basic_auth: bool = False) -> list[str]:
     return modules
 
 
-def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = False, extra=(), acme_webroot=None,
+def vhost(server_name, base_url, port, cert, key, basic_auth: bool = False, extra=(), acme_webroot=None,
           proxy_timeout: int = 300, max_request_size: str = settings.DEFAULTS["max_request_size"]) -> str:
-    check_version(server_name, version)
+    """The vhost; needs Apache >= 2.4.47 (``check_version``)."""
     return render(
         "apache-vhost.conf.j2",
         server_name=server_name,
@@ -237,10 +237,10 @@ def vhost(server_name, base_url, port, cert, key, version, basic_auth: bool = Fa
     )
 
 
-def _site(cert: str, key: str, version) -> str:
+def _site(cert: str, key: str) -> str:
     """This host's vhost, from its settings, serving ``cert``/``key``."""
     return vhost(
-        settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key, version,
+        settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key,
         basic_auth=bool(host.data.basic_auth_user), extra=host.data.apache_extra_directives,
         acme_webroot=letsencrypt.WEBROOT if host.data.tls_mode == "letsencrypt" else None,
         proxy_timeout=host.data.apache_proxy_timeout, max_request_size=host.data.max_request_size,
@@ -269,16 +269,14 @@ def _reload_if_changed(changes, pending=False):
 def configure_apache(cert: str, key: str, reload_after=()):
     """
     Enable what the vhost needs, write it and reload on change (needs ``PACKAGES``).
-    Returns Apache's version, for ``use_certificate``.
 
     + cert, key: TLS certificate and key paths for the vhost
     + reload_after: operation results (e.g. a new certificate) that also need a reload
     """
-    version = host.get_fact(ApacheVersion)
-    check_version(host.name, version)
+    check_version(host.name, host.get_fact(ApacheVersion))
     basic_auth_user = host.data.basic_auth_user
     modules = enabled(name="Enable the Apache modules the proxy needs", kind="mods",
-                      names=needed_modules(version, basic_auth=bool(basic_auth_user)))
+                      names=needed_modules(basic_auth=bool(basic_auth_user)))
     if basic_auth_user:
         # Before the vhost that names it: configtest needs the file to exist.
         users = passwords.password_file(
@@ -298,7 +296,7 @@ def configure_apache(cert: str, key: str, reload_after=()):
         name="Jupyter vhost (:80 redirect, :443 proxy)",
         kind="sites",
         config_name=SITE,
-        content=_site(cert, key, version),
+        content=_site(cert, key),
     )
     if not basic_auth_user:
         # Only after the vhost that no longer names it: a rejected vhost stops the host
@@ -311,7 +309,6 @@ def configure_apache(cert: str, key: str, reload_after=()):
         cert, key, HTPASSWD,
     ]
     _reload_if_changed(changes, pending=host.get_fact(ApacheReloadPending, paths=managed))
-    return version
 
 
 @deploy(
@@ -321,19 +318,18 @@ def configure_apache(cert: str, key: str, reload_after=()):
         "apache_proxy_timeout", "max_request_size",
     ),
 )
-def use_certificate(cert: str, key: str, issued, version):
+def use_certificate(cert: str, key: str, issued):
     """
     Point the vhost at a certificate obtained later in the run (e.g. by certbot), and
     reload when it or the certificate changed. Runs after ``configure_apache``.
 
     + cert, key: the new certificate and key paths
     + issued: the operation that produced them
-    + version: Apache's version, as ``configure_apache`` returned it (read once per host)
     """
     site = config_file(
         name="Jupyter vhost on the issued certificate",
         kind="sites",
         config_name=SITE,
-        content=_site(cert, key, version),
+        content=_site(cert, key),
     )
     _reload_if_changed([issued, site])

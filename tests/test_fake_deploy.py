@@ -59,8 +59,7 @@ def converged_responses(data=None):
                                    proxy_timeout=data["apache_proxy_timeout"])
     unit = jupyter.unit_file(user, data["conda_prefix"], data["notebook_dir"], data["jupyter_base_url"],
                              data["jupyter_port"])
-    version = (2, 4, 71)
-    vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], tls.CERT, tls.KEY, version)
+    vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], tls.CERT, tls.KEY)
     packages = ["curl", "ca-certificates", "bzip2", "openssl", "apache2", "ufw"]
     responses = {
         # Nothing is waiting for a reload or restart (checked first: the command names paths
@@ -82,7 +81,7 @@ def converged_responses(data=None):
         conda.MARKER: ["present", data["conda_installer_sha256"], "notebook"],
         "openssl x509": ["valid", f"    DNS:{NAME}"],
         "dpkg-query -W": "2.4.71-1~deb12u1",
-        "mods-enabled": [f"{m}.load" for m in apache.needed_modules(version)] + ["mpm_event.load"],
+        "mods-enabled": [f"{m}.load" for m in apache.needed_modules()] + ["mpm_event.load"],
         "sites-enabled": ["jupyter.conf"],
         "conf-enabled": ["security.conf", f"{apache.HARDENING_CONF}.conf"],
         "ufw status": ["Status: active", "Default: deny (incoming), allow (outgoing), disabled (routed)", "--added--",
@@ -277,7 +276,7 @@ def test_letsencrypt_fresh_host_serves_port_80_before_certbot_then_switches(monk
         "Apache serves the issued certificate | Reload Apache (after configtest)",
     ]
     assert "certbot.timer" in joined and letsencrypt.DEPLOY_HOOK in joined
-    # Apache's version is read once while planning, also for the switch to the new certificate.
+    # Apache's version is read once while planning (the vhost for the new certificate needs none).
     assert joined.count("dpkg-query -W -f='${Version}") == 1
     assert "--apache" not in joined and "--installer" not in joined
     # No acme_ca_bundle: nothing is added to the host's trust store.
@@ -296,7 +295,7 @@ def test_letsencrypt_failed_issuance_fails_the_host_after_the_site_is_up(monkeyp
 def letsencrypt_converged_responses():
     cert, key = letsencrypt.live_paths(NAME)
     data = {**settings.DEFAULTS, **LE_DATA}
-    vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], cert, key, (2, 4, 71),
+    vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], cert, key,
                          acme_webroot=letsencrypt.WEBROOT)
     hook = apache.render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP)
     responses = {

@@ -25,11 +25,10 @@ def configtest(tmp_path, vhost: str, modules) -> subprocess.CompletedProcess:
 
 
 @needs_apache
-@pytest.mark.parametrize("version", [(2, 4, 71), (2, 4, 47)], ids=["2.4.71", "oldest-accepted-2.4.47"])
-def test_vhost_passes_apache_configtest(tmp_path, keypair, version):
+def test_vhost_passes_apache_configtest(tmp_path, keypair):
     cert, key = keypair
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, version)
-    result = configtest(tmp_path, vhost, apache.needed_modules(version))
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key)
+    result = configtest(tmp_path, vhost, apache.needed_modules())
     assert result.returncode == 0, result.stderr
     assert "Syntax OK" in result.stderr
 
@@ -37,23 +36,23 @@ def test_vhost_passes_apache_configtest(tmp_path, keypair, version):
 @needs_apache
 def test_vhost_with_basic_auth_passes_apache_configtest(tmp_path, keypair):
     cert, key = keypair
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71), basic_auth=True)
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, basic_auth=True)
     assert "AuthUserFile /etc/apache2/jupyter.htpasswd" in vhost and "Require valid-user" in vhost
     result = configtest(tmp_path, vhost.replace(apache.HTPASSWD, str(tmp_path / "users")),
-                        apache.needed_modules((2, 4, 71), basic_auth=True))
+                        apache.needed_modules(basic_auth=True))
     assert result.returncode == 0, result.stderr
 
 
 @needs_apache
 def test_vhost_for_letsencrypt_serves_the_challenge_over_plain_http(tmp_path, keypair):
     cert, key = keypair
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71), acme_webroot=letsencrypt.WEBROOT)
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, acme_webroot=letsencrypt.WEBROOT)
     port80 = vhost.split("<VirtualHost *:443>")[0]
     assert f"\n    Alias /.well-known/acme-challenge/ {letsencrypt.WEBROOT}/.well-known/acme-challenge/\n" in port80
     assert "RewriteCond %{REQUEST_URI} !^/\\.well-known/acme-challenge/" in port80
-    result = configtest(tmp_path, vhost, apache.needed_modules((2, 4, 71)))
+    result = configtest(tmp_path, vhost, apache.needed_modules())
     assert result.returncode == 0, result.stderr
-    plain = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71))
+    plain = apache.vhost("nb.test", "/jupyter/", 8888, cert, key)
     assert "Alias" not in plain
 
 
@@ -71,15 +70,15 @@ def test_renewal_hook_reloads_only_after_configtest(tmp_path):
 def test_configtest_catches_a_broken_vhost(tmp_path, keypair):
     """The check above can fail: an unknown directive is rejected with Apache's own message."""
     cert, key = keypair
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, (2, 4, 71), extra=["NotADirective on"])
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, extra=["NotADirective on"])
     assert "    NotADirective on\n" in vhost
-    result = configtest(tmp_path, vhost, apache.needed_modules((2, 4, 71)))
+    result = configtest(tmp_path, vhost, apache.needed_modules())
     assert result.returncode != 0
     assert "Invalid command 'NotADirective'" in result.stderr
 
 
 def test_vhost_fixes_the_2017_guide():
-    vhost = apache.vhost("nb.example.org", "/lab/", 8890, "/c.pem", "/k.pem", (2, 4, 71))
+    vhost = apache.vhost("nb.example.org", "/lab/", 8890, "/c.pem", "/k.pem")
     assert "ProxyPass /lab/ http://127.0.0.1:8890/lab/ upgrade=websocket" in vhost
     assert "ProxyPassReverse /lab/ http://127.0.0.1:8890/lab/" in vhost
     assert "ProxyPreserveHost On" in vhost
@@ -91,12 +90,12 @@ def test_vhost_fixes_the_2017_guide():
     assert "RewriteCond %{REQUEST_URI} !^/\\.well-known/acme-challenge/" in vhost
     assert "RewriteRule ^ https://nb.example.org%{REQUEST_URI} [R=301,L]" in vhost
     assert 'Strict-Transport-Security "max-age=63072000"' in vhost
-    assert "proxy_https" not in apache.needed_modules((2, 4, 71))
-    assert "proxy_wstunnel" not in apache.needed_modules((2, 4, 71))
+    assert "proxy_https" not in apache.needed_modules()
+    assert "proxy_wstunnel" not in apache.needed_modules()
 
 
 def test_security_headers_and_request_body_limits():
-    vhost = apache.vhost("nb.example.org", "/lab/", 8890, "/c.pem", "/k.pem", (2, 4, 71), max_request_size="64M")
+    vhost = apache.vhost("nb.example.org", "/lab/", 8890, "/c.pem", "/k.pem", max_request_size="64M")
     https = vhost.split("<VirtualHost *:443>")[1]
     assert 'Header always set Referrer-Policy "same-origin"' in https
     assert f"RewriteCond %{{HTTP:Content-Length}} -gt{apache.LOGIN_REQUEST_BYTES} [OR]\n" in https
@@ -111,12 +110,17 @@ def test_security_headers_and_request_body_limits():
 def test_apache_older_than_2_4_47_is_refused(version):
     """Its websockets needed `RewriteRule ... ws://... [P]`, the CVE-2023-25690 pattern."""
     with pytest.raises(apache.ApacheTooOld, match=r"nb.test: Apache 2\.4\.4\d is older than 2\.4\.47"):
-        apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", version)
+        apache.check_version("nb.test", version)
+
+
+@pytest.mark.parametrize("version", [(2, 4, 47), (2, 4, 71), None])
+def test_apache_from_2_4_47_on_is_accepted(version):
+    apache.check_version("nb.test", version)
 
 
 @pytest.mark.parametrize("options", [{}, {"basic_auth": True}, {"acme_webroot": letsencrypt.WEBROOT}])
 def test_no_rewrite_rule_feeds_the_proxy(options):
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", (2, 4, 71), **options)
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", **options)
     rules = [line.strip() for line in vhost.splitlines() if line.strip().startswith("RewriteRule")]
     assert rules and not [rule for rule in rules if re.search(r"\[[^]]*\bP\b", rule)], rules
     assert "ws://" not in vhost and "ProxyPassMatch" not in vhost
@@ -185,7 +189,7 @@ def test_ip_server_name_relies_on_apache_host_check(tmp_path):
     """Jupyter accepts no IP but loopback as a local host, so Apache must refuse foreign Hosts."""
     _, values = load_server_config(tmp_path, server_name="203.0.113.7")
     assert values["ServerApp.allow_remote_access"] is True
-    vhost = apache.vhost("203.0.113.7", "/jupyter/", 8888, "/c.pem", "/k.pem", (2, 4, 71))
+    vhost = apache.vhost("203.0.113.7", "/jupyter/", 8888, "/c.pem", "/k.pem")
     assert "RewriteCond %{HTTP_HOST} !^203\\.0\\.113\\.7(:443)?$ [NC]\n    RewriteRule ^ - [F]" in vhost
 
 
@@ -264,7 +268,7 @@ def test_server_lists_the_users_kernels_and_terminals_get_the_users_data_dir(tmp
 
 
 def test_proxy_timeout_is_apaches_timeout_for_requests_and_websocket_tunnels():
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", (2, 4, 71), proxy_timeout=6)
+    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", proxy_timeout=6)
     assert "\n    Timeout 6\n" in vhost
     assert "upgrade=websocket timeout=6\n" in vhost
     assert jupyter.ws_ping_interval_ms(6) == 2000 and jupyter.ws_ping_interval_ms(300) == 30000
@@ -310,10 +314,10 @@ def test_apache_refuses_big_bodies_before_they_reach_jupyter(tmp_path, keypair):
     urllib3.disable_warnings()
     backend = _Backend()
     cert, key = keypair
-    vhost = apache.vhost("127.0.0.1", "/jupyter/", backend.port, cert, key, (2, 4, 71), max_request_size="2M")
+    vhost = apache.vhost("127.0.0.1", "/jupyter/", backend.port, cert, key, max_request_size="2M")
     vhost = vhost[vhost.index("<VirtualHost *:443>"):].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18444>")
     vhost = vhost.replace("(:443)?", "(:18444)?")
-    config = apache_local.server_config(tmp_path, vhost, apache.needed_modules((2, 4, 71)), listen=["127.0.0.1:18444"])
+    config = apache_local.server_config(tmp_path, vhost, apache.needed_modules(), listen=["127.0.0.1:18444"])
     base = "https://127.0.0.1:18444/jupyter/"
     with apache_local.LoopbackApache(config):
         def status(method, path, body):

@@ -63,12 +63,12 @@ def test_tls_meets_mozilla_intermediate(deployment, name):
 def test_tls_grader_fails_a_deliberately_weak_vhost(tmp_path):
     """Negative control: the same grader, our vhost with its TLS lines weakened, on loopback."""
     cert, key = apache_local.keypair(tmp_path)
-    vhost = apache.vhost("127.0.0.1", "/jupyter/", 8888, cert, key, (2, 4, 71))
+    vhost = apache.vhost("127.0.0.1", "/jupyter/", 8888, cert, key)
     vhost = vhost[vhost.index("<VirtualHost *:443>"):].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18443>")
     vhost = re.sub(r"SSLProtocol .*", "SSLProtocol all", vhost)
     vhost = re.sub(r"SSLCipherSuite .*", "SSLCipherSuite ALL:@SECLEVEL=0", vhost)
     vhost = re.sub(r"SSLOpenSSLConfCmd Curves .*", "", vhost)
-    config = apache_local.server_config(tmp_path, vhost, apache.needed_modules((2, 4, 71)), listen=["127.0.0.1:18443"])
+    config = apache_local.server_config(tmp_path, vhost, apache.needed_modules(), listen=["127.0.0.1:18443"])
     with apache_local.LoopbackApache(config):
         issues = mozilla_intermediate_issues("127.0.0.1", 18443)
     assert {"tls_versions", "ciphers"} <= set(issues), issues
