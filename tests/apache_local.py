@@ -22,14 +22,16 @@ def available() -> bool:
     return bool(shutil.which("openssl")) and Path(APACHE).exists()
 
 
-def keypair(directory: Path) -> tuple[str, str]:
+def keypair(directory: Path, name: str = "127.0.0.1", prefix: str = "") -> tuple[str, str]:
+    """A one-day self-signed certificate for ``name`` (an IP or DNS name): ``(cert, key)`` paths."""
+    san = ("IP:" if name.replace(".", "").isdigit() else "DNS:") + name
+    cert, key = directory / f"{prefix}cert.pem", directory / f"{prefix}key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", directory / "key.pem", "-out", directory / "cert.pem"],
+         "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName={san}", "-keyout", key, "-out", cert],
         check=True, capture_output=True,
     )
-    return str(directory / "cert.pem"), str(directory / "key.pem")
+    return str(cert), str(key)
 
 
 def server_config(directory: Path, vhost: str, modules, listen=("80", "443")) -> Path:

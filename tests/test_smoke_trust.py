@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import http.server
 import ssl
-import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 import requests
+
+import apache_local
 
 from smoke.client import Jupyter
 
@@ -26,18 +27,10 @@ import ci_deploy  # noqa: E402
 NAME = "nb1.stale-dns.test"
 
 
-def certificate(directory: Path, stem: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{stem}.pem", directory / f"{stem}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-days", "1", "-subj", f"/CN={NAME}", "-addext", f"subjectAltName=DNS:{NAME}",
-                    "-keyout", key, "-out", cert], check=True, capture_output=True)
-    return cert, key
-
-
 class Server:
     """HTTPS on 127.0.0.1:<free port>; records the SNI name and Host header of each request."""
 
-    def __init__(self, cert: Path, key: Path):
+    def __init__(self, cert: str, key: str):
         self.seen: list[tuple[str | None, str | None]] = []
         seen, sni = self.seen, {}
 
@@ -65,8 +58,9 @@ class Server:
 
 @pytest.fixture
 def servers(tmp_path):
-    real, impostor = Server(*certificate(tmp_path, "real")), Server(*certificate(tmp_path, "impostor"))
-    yield real, impostor, tmp_path / "real.pem"
+    real_cert, real_key = apache_local.keypair(tmp_path, NAME, "real-")
+    real, impostor = Server(real_cert, real_key), Server(*apache_local.keypair(tmp_path, NAME, "impostor-"))
+    yield real, impostor, real_cert
     real.close()
     impostor.close()
 
