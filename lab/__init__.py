@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import hosts as lab_hosts
 from .acme import AcmeServer
-from .base import base_image, remove_tree, ssh_key
+from .base import base_image, index_urls, remove_tree, ssh_key
 from .config import STATE
 from .network import AptProxy, FileServer, MetadataService, bridge_down, bridge_up
 
@@ -67,6 +67,7 @@ class Lab:
         self.known_hosts.write_text("")
         bridge_up()
         self.proxy.start()
+        self.proxy.prewarm([url for release in images for url in index_urls(release)])
         MetadataService().start()
         if self.files is not None:
             self.file_server = FileServer(self.files).start()

@@ -36,12 +36,19 @@ def ssh_key() -> Path:
     return key
 
 
+def _suites(release: str) -> list[tuple[str, str]]:
+    """(archive URL, suite) of each line of a host's sources.list."""
+    return [(MIRROR, release), (MIRROR, f"{release}-updates"),
+            ("http://deb.debian.org/debian-security", f"{release}-security")]
+
+
 def _sources(release: str) -> str:
-    return (
-        f"deb {MIRROR} {release} main\n"
-        f"deb {MIRROR} {release}-updates main\n"
-        f"deb http://deb.debian.org/debian-security {release}-security main\n"
-    )
+    return "".join(f"deb {archive} {suite} main\n" for archive, suite in _suites(release))
+
+
+def index_urls(release: str) -> list[str]:
+    """The signed index (InRelease) of each suite a host of ``release`` reads."""
+    return [f"{archive}/dists/{suite}/InRelease" for archive, suite in _suites(release)]
 
 
 def _configure(root: Path, release: str, public_key: str) -> None:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from .config import BRIDGE, BRIDGE_IP, CACHE, FILES_PORT, METADATA_IP, PREFIX_LEN, PROXY_PORT, STATE
@@ -74,6 +75,9 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
 class AptProxy:
     """Our own apt-cacher-ng instance, bound to the bridge (Debian's daemon stays untouched)."""
 
+    # Longer than a full test session: within one, the mirror's indexes are fetched once.
+    INDEX_FRESH_SECONDS = 3 * 3600
+
     def __init__(self, state: Path = STATE / "proxy", cache: Path = CACHE / "apt-proxy"):
         self.dir = state
         # The package cache outlives the run: later runs on this machine fetch nothing twice.
@@ -91,11 +95,32 @@ class AptProxy:
             f"SocketPath: {self.dir}/socket\nSupportDir: /usr/lib/apt-cacher-ng\n"
             f"BindAddress: {BRIDGE_IP}\nPort: {PROXY_PORT}\nForeground: 0\n"
             "PassThroughPattern: ^(pypi\\.org|files\\.pythonhosted\\.org):443$\n"
-            "ExThreshold: 4\n",
+            "ExThreshold: 4\n"
+            # Indexes fetched once stay fresh for the whole test session: see prewarm().
+            f"FreshIndexMaxAge: {self.INDEX_FRESH_SECONDS}\n",
         )
         subprocess.run(["/usr/sbin/apt-cacher-ng", "-c", str(self.dir / "conf")], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(BRIDGE_IP, PROXY_PORT, 15)
+
+    def prewarm(self, urls: list[str]) -> None:
+        """
+        Fetch each index through the proxy, one at a time, before any host asks for it.
+
+        Seen in CI: hosts running their first ``apt-get update`` at the same moment made
+        apt-cacher-ng fetch the same InRelease for all of them at once, and one host's
+        apt-get then waited forever (a 304 answered while the download was under way).
+        Fetched here first and kept fresh for the session, every host's request is a plain
+        cache hit, as the same request to a real mirror would be.
+        """
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({"http": f"http://{BRIDGE_IP}:{PROXY_PORT}"}))
+        for url in urls:
+            try:
+                with opener.open(url, timeout=120) as response:
+                    response.read()
+            except OSError as error:
+                raise RuntimeError(f"the lab's apt proxy could not fetch {url}: {error}") from None
 
     def pid(self) -> int | None:
         try:

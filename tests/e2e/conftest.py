@@ -122,7 +122,7 @@ class Deployment:
             } for name in self.names
         })
 
-    def pyinfra(self, *args: str, overrides=None, password: str = PASSWORD, timeout: float = 900, yes: bool = True) -> Run:
+    def pyinfra(self, *args: str, overrides=None, password: str = PASSWORD, timeout: float = 600, yes: bool = True) -> Run:
         """The real CLI, as a user runs it: `pyinfra -y --json INVENTORY deploy.py ...`.
 
         ``yes=False`` leaves out ``-y``: only then does pyinfra detect changes before running,
@@ -131,10 +131,15 @@ class Deployment:
         inventory = self.write_inventory(overrides)
         env = dict(os.environ, JUPYTER_PASSWORD=password)
         started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), "--json", str(inventory), "deploy.py", *args],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-        )
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), "--json", str(inventory), "deploy.py", *args],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as expired:
+            # What the run had printed says where it hung (the host and its operation).
+            printed = "".join(_text(part) for part in (expired.output, expired.stderr))
+            return Run(-9, time.monotonic() - started, f"{printed}\n[killed: no end after {timeout:.0f} s]", None)
         seconds = time.monotonic() - started
         try:
             report = json.loads(result.stdout) if result.stdout.strip() else None
@@ -168,6 +173,12 @@ class Deployment:
 
     def ssh(self, name: str, command: str, check: bool = True, timeout: float = 120):
         return self.lab.ssh(self.lab.hosts[name], command, check=check, timeout=timeout)
+
+
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode("utf-8", "replace")
+    return output or ""
 
 
 @pytest.fixture(scope="session")
