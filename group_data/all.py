@@ -83,5 +83,20 @@ apache_proxy_timeout = 300
 # Largest request body Apache and Jupyter accept (a notebook saved at once; uploads come in 1 MiB chunks)
 max_request_size = '100M'
 
+# Ban an address from 80 and 443 (fail2ban + nftables) after repeated failed logins
+login_ban = True
+
+# Failed logins from one address within login_ban_window that get it banned
+login_ban_max_failures = 5
+
+# Seconds within which login_ban_max_failures failed logins lead to a ban
+login_ban_window = 600
+
+# How long a banned address stays banned (restarts of fail2ban or the host keep it)
+login_ban_seconds = 3600
+
+# Addresses or CIDR networks never banned, e.g. your office or CI runner
+login_ban_ignore = []
+
 # Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
 basic_auth_user = None

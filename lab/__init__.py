@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import clients as lab_clients
 from . import hosts as lab_hosts
 from .acme import AcmeServer
 from .base import base_image, index_urls, remove_tree, ssh_key
@@ -86,6 +87,7 @@ class Lab:
             lab_hosts.stop(host)
             del self.hosts[host.name]
         lab_hosts.clean_stale()
+        lab_clients.remove_all()
         # By its pid file, so `python -m lab down` also ends one that `up` started.
         FileServer(Path(".")).stop()
         self.file_server = None

@@ -67,6 +67,11 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     # pip anywhere on the host (kernels and terminals too, which do not read /etc/environment)
     # reaches PyPI through the lab proxy, as it would reach it directly on a Linode.
     (host.root / "etc/pip.conf").write_text(f"[global]\nproxy = http://{BRIDGE_IP}:{PROXY_PORT}\n")
+    # apt pipelines requests on one connection to the proxy by default. Seen in CI: while
+    # apt-cacher-ng was still fetching an index for other hosts, one host's apt-get update
+    # got a truncated answer on such a connection and then waited forever. One request at a
+    # time, as apt does for servers it does not trust to pipeline.
+    (host.root / "etc/apt/apt.conf.d/02lab-no-pipelining").write_text('Acquire::http::Pipeline-Depth "0";\n')
 
     _run("ip", "link", "del", _veth_names(name)[0], check=False)  # left by an earlier run whose host died late
     netns_on_bridge(name, _veth_names(name), f"{ip}/{PREFIX_LEN}")

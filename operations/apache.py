@@ -35,6 +35,9 @@ HARDENING_CONF = "zz-jupyter-hardening"
 PACKAGES = ["apache2"]
 # The optional Basic-auth layer's users (setting basic_auth_user).
 HTPASSWD = "/etc/apache2/jupyter.htpasswd"
+# Where the HTTPS vhost logs errors, Basic-auth failures among them (read by login_ban):
+# the vhost's ErrorLog, in Debian's APACHE_LOG_DIR.
+HTTPS_ERROR_LOG = "/var/log/apache2/jupyter-ssl-error.log"
 # Touched after every successful reload: config newer than this is not live yet.
 RELOAD_STAMP = "/var/lib/jupyter-apache-deploy/apache-reloaded"
 

@@ -306,6 +306,36 @@ def _one_of(*allowed):
     return check
 
 
+def check_count(minimum, maximum):
+    def check(value):
+        if _is_int(value) and minimum <= value <= maximum:
+            return None
+        return f"a whole number from {minimum} to {maximum}"
+
+    return check
+
+
+def is_network(value) -> bool:
+    """An address or a CIDR network written the canonical way (``203.0.113.0/24``, ``2001:db8::/32``),
+    with no host bits set: what fail2ban's ``ignoreip`` takes, and nothing else."""
+    if not isinstance(value, str) or "%" in value:
+        return False
+    if is_ip(value):
+        return True
+    try:
+        return str(ipaddress.ip_network(value, strict=True)) == value
+    except ValueError:
+        return False
+
+
+def check_networks(value):
+    if isinstance(value, (list, tuple)) and all(is_network(v) for v in value):
+        return None
+    bad = [v for v in value if not is_network(v)] if isinstance(value, (list, tuple)) else []
+    what = f" ({bad[0]!r} is not one)" if bad else ""
+    return f"a list of IP addresses or CIDR networks in canonical form, e.g. ['203.0.113.7', '198.51.100.0/24']{what}"
+
+
 def check_bool(value):
     if isinstance(value, bool):
         return None
@@ -339,6 +369,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cull_idle_kernels_after", 86400, "Seconds after which an idle kernel with no open connection is shut down; 0 = never", check_seconds(10, 30 * 86400, zero_ok=True)),
     Setting("apache_proxy_timeout", 300, "Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)", check_seconds(5, 3600)),
     Setting("max_request_size", "100M", "Largest request body Apache and Jupyter accept (a notebook saved at once; uploads come in 1 MiB chunks)", check_request_size),
+    Setting("login_ban", True, "Ban an address from 80 and 443 (fail2ban + nftables) after repeated failed logins", check_bool),
+    Setting("login_ban_max_failures", 5, "Failed logins from one address within login_ban_window that get it banned", check_count(1, 100)),
+    Setting("login_ban_window", 600, "Seconds within which login_ban_max_failures failed logins lead to a ban", check_seconds(10, 86400)),
+    Setting("login_ban_seconds", 3600, "How long a banned address stays banned (restarts of fail2ban or the host keep it)", check_seconds(10, 30 * 86400)),
+    Setting("login_ban_ignore", [], "Addresses or CIDR networks never banned, e.g. your office or CI runner", check_networks),
     Setting("basic_auth_user", None, f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; None means off", check_basic_auth_user),
 )
 

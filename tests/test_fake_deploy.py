@@ -21,7 +21,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
-from operations import apache, conda, environment, jupyter, letsencrypt, passwords, settings, tls
+from operations import apache, conda, environment, jupyter, letsencrypt, login_ban, passwords, settings, tls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +60,7 @@ def converged_responses(data=None):
     unit = jupyter.unit_file(user, data["conda_prefix"], data["notebook_dir"], data["jupyter_base_url"],
                              data["jupyter_port"])
     vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], tls.CERT, tls.KEY)
-    packages = ["curl", "ca-certificates", "bzip2", "openssl", "apache2", "ufw"]
+    packages = ["curl", "ca-certificates", "bzip2", "openssl", "apache2", "ufw", *login_ban.PACKAGES]
     responses = {
         # Nothing is waiting for a reload or restart (checked first: the command names paths
         # that other canned answers match on).
@@ -76,8 +76,10 @@ def converged_responses(data=None):
         f"stat -c '%U:%G:%a' {jupyter.PASSWORD_FILE}": f"root:{user}:640",
         # Not a command: what get_file downloads (see FakeDownloads).
         FakeDownloads.key(jupyter.PASSWORD_FILE): passwords.file_content(stored_hash),
-        "--property SubState": [f"Id={jupyter.UNIT}.service", "SubState=running"],
-        "--property UnitFileState": [f"Id={jupyter.UNIT}.service", "UnitFileState=enabled"],
+        "--property SubState": [f"Id={jupyter.UNIT}.service", "SubState=running",
+                                f"Id={login_ban.SERVICE}.service", "SubState=running"],
+        "--property UnitFileState": [f"Id={jupyter.UNIT}.service", "UnitFileState=enabled",
+                                     f"Id={login_ban.SERVICE}.service", "UnitFileState=enabled"],
         conda.MARKER: ["present", data["conda_installer_sha256"], "notebook"],
         "openssl x509": ["valid", f"    DNS:{NAME}"],
         "dpkg-query -W": "2.4.71-1~deb12u1",
@@ -116,6 +118,13 @@ def converged_responses(data=None):
     responses.update(file_facts(f"/etc/apache2/sites-available/{apache.SITE}.conf", vhost, "root", "root", "-rw-r--r--"))
     responses.update(file_facts(f"/etc/apache2/conf-available/{apache.HARDENING_CONF}.conf",
                                 apache.render("apache-hardening.conf.j2"), "root", "root", "-rw-r--r--"))
+    for directory in ("/etc/fail2ban/filter.d", "/etc/fail2ban/jail.d"):
+        responses[re.compile(rf"test -e {re.escape(directory)} \|\|")] = stat(directory, "root", "root", "drwxr-xr-x")
+    responses.update(file_facts(login_ban.FILTER_FILE, (ROOT / "files" / "fail2ban-jupyter-login.conf").read_text(),
+                                "root", "root", "-rw-r--r--"))
+    responses.update(file_facts(login_ban.JAIL_FILE, login_ban.jail_config(
+        data["login_ban_max_failures"], data["login_ban_window"], data["login_ban_seconds"], data["login_ban_ignore"],
+        basic_auth=bool(data["basic_auth_user"])), "root", "root", "-rw-r--r--"))
     return responses
 
 
@@ -167,7 +176,7 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
     joined = "\n".join(commands)
     steps = [
         "apt-get update",
-        "install curl ca-certificates bzip2 openssl apache2 ufw",
+        "install curl ca-certificates bzip2 openssl apache2 ufw fail2ban python3-systemd nftables",
         f"bash \"$d/installer.sh\" -b -p {settings.DEFAULTS['conda_prefix']}",
         "useradd -d /var/lib/jupyter -s /usr/sbin/nologin -r -c 'Jupyter Notebook (jupyter-apache-deploy)' -m jupyter",
         "mv /etc/jupyter/password_hash.pyinfra-tmp /etc/jupyter/password_hash",
@@ -181,6 +190,9 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
         "a2dissite -q 000-default",
         "apache2ctl configtest && systemctl reload-or-restart apache2",
         "ufw --force enable",
+        "fail2ban-client --test",
+        "systemctl reload-or-restart fail2ban",
+        "systemctl enable fail2ban.service",
     ]
     positions = [joined.find(step) for step in steps]
     assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions) if p < 0]
@@ -304,11 +316,14 @@ def letsencrypt_converged_responses():
         f"{letsencrypt.LIVE}/{NAME}/fullchain.pem": ["valid", f"    DNS:{NAME}"],
         f"{letsencrypt.RENEWAL}/{NAME}.conf": [f"server={ACME}", "authenticator=webroot"],
         **converged_responses(),
-        "--property SubState": [f"Id={jupyter.UNIT}.service", "SubState=running", "Id=certbot.timer", "SubState=waiting"],
+        "--property SubState": [f"Id={jupyter.UNIT}.service", "SubState=running", "Id=certbot.timer", "SubState=waiting",
+                                f"Id={login_ban.SERVICE}.service", "SubState=running"],
         "--property UnitFileState": [f"Id={jupyter.UNIT}.service", "UnitFileState=enabled",
-                                     "Id=certbot.timer", "UnitFileState=enabled"],
+                                     "Id=certbot.timer", "UnitFileState=enabled",
+                                     f"Id={login_ban.SERVICE}.service", "UnitFileState=enabled"],
         "dpkg -l": [f"ii  {p}  1.0-1  amd64  the {p} package"
-                    for p in ["curl", "ca-certificates", "bzip2", "openssl", "certbot", "apache2", "ufw"]],
+                    for p in ["curl", "ca-certificates", "bzip2", "openssl", "certbot", "apache2", "ufw",
+                              *login_ban.PACKAGES]],
         re.compile(rf"test -e {letsencrypt.WEBROOT} \|\|"): stat(letsencrypt.WEBROOT, "root", "root", "drwxr-xr-x"),
         re.compile(r"test -e /etc/letsencrypt/renewal-hooks/deploy \|\|"): stat(
             "/etc/letsencrypt/renewal-hooks/deploy", "root", "root", "drwxr-xr-x"),

@@ -71,12 +71,26 @@ BAD = [
     ("max_request_size", "1M", "a size from 2M to 1G"),
     ("max_request_size", "2G", "a size from 2M to 1G"),
     ("max_request_size", 100, "a size from 2M to 1G"),
+    # Login ban: the ignore list lands in fail2ban's jail file, one word per network.
+    ("login_ban", "yes", "true or false"),
+    ("login_ban_max_failures", 0, "a whole number from 1 to 100"),
+    ("login_ban_max_failures", "5", "a whole number from 1 to 100"),
+    ("login_ban_window", 5, "seconds from 10 to 86400"),
+    ("login_ban_seconds", -1, "seconds from 10 to 2592000"),
+    ("login_ban_ignore", "203.0.113.7", "a list of IP addresses or CIDR networks"),
+    ("login_ban_ignore", ["203.0.113.7\nbanaction = dummy"], "is not one"),
+    ("login_ban_ignore", ["203.0.113.7 198.51.100.1"], "is not one"),
+    ("login_ban_ignore", ["203.0.113.7/24"], "is not one"),
+    ("login_ban_ignore", ["office.example.org"], "is not one"),
+    ("login_ban_ignore", ["fe80::1%eth0"], "is not one"),
 ]
 
 GOOD = [
     ("server_name", "203.0.113.7"), ("server_name", "nb1.example.org"), ("server_name", "nb1.example.org."),
     ("notebook_dir", "/srv/jupyter"), ("notebook_dir", "/home/alice/notebooks"), ("notebook_dir", "/data"),
     ("conda_prefix", "/opt/miniforge3"),
+    ("login_ban_ignore", ["203.0.113.7", "198.51.100.0/24", "2001:db8::/32", "2001:db8::7"]),
+    ("login_ban_max_failures", 1), ("login_ban_seconds", 86400),
 ]
 
 

@@ -1,15 +1,19 @@
 """Rendered templates: Apache accepts the vhost, Jupyter's config is modern and safe."""
 
 import ast
+import configparser
 import re
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 import apache_local
-from operations import apache, jupyter, letsencrypt
+from operations import apache, jupyter, letsencrypt, login_ban
+
+ROOT = Path(__file__).resolve().parent.parent
 
 needs_apache = pytest.mark.skipif(not apache_local.available(), reason="apache2-bin is installed by .ci/run")
 
@@ -329,3 +333,36 @@ def test_apache_refuses_big_bodies_before_they_reach_jupyter(tmp_path, keypair):
         assert status("PUT", "api/contents/a", b"x" * (2 * 2**20 - 100)) == 200
         assert status("PUT", "api/contents/a", b"x" * (2 * 2**20 + 1)) == 413
     assert [length for _, _, length in backend.seen] == [209, 2 * 2**20 - 100]
+
+
+def _jails(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def test_login_ban_jail_bans_at_the_web_ports_only_and_never_ssh():
+    jails = _jails(login_ban.jail_config())
+    assert jails.sections() == ["sshd", "jupyter-login"]
+    assert jails["sshd"]["enabled"] == "false"
+    jail = jails["jupyter-login"]
+    assert (jail["enabled"], jail["filter"], jail["maxretry"], jail["findtime"], jail["bantime"]) == (
+        "true", "jupyter-login", "5", "600", "3600")
+    assert (jail["backend"], jail["journalmatch"]) == ("systemd", "_SYSTEMD_UNIT=jupyter.service")
+    assert (jail["banaction"], jail["port"], jail["protocol"]) == ("nftables-multiport", "http,https", "tcp")
+    assert jail["ignoreip"].split() == ["127.0.0.1/8", "::1"]
+
+
+def test_login_ban_jail_takes_the_settings_and_adds_basic_auth_when_it_is_on():
+    jails = _jails(login_ban.jail_config(3, 60, 120, ["203.0.113.7", "2001:db8::/32"], basic_auth=True))
+    assert jails.sections() == ["sshd", "jupyter-login", "jupyter-basic-auth"]
+    for name in ("jupyter-login", "jupyter-basic-auth"):
+        jail = jails[name]
+        assert (jail["maxretry"], jail["findtime"], jail["bantime"]) == ("3", "60", "120")
+        assert jail["ignoreip"].split() == ["127.0.0.1/8", "::1", "203.0.113.7", "2001:db8::/32"]
+        assert jail["port"] == "http,https"
+    basic = jails["jupyter-basic-auth"]
+    assert (basic["filter"], basic["logpath"]) == ("apache-auth", apache.HTTPS_ERROR_LOG)
+    # The path the vhost really logs to.
+    assert "ErrorLog ${APACHE_LOG_DIR}/" + apache.HTTPS_ERROR_LOG.rsplit("/", 1)[1] in (
+        ROOT / "templates" / "apache-vhost.conf.j2").read_text()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lab import Lab
-from lab.config import CACHE
+from lab.config import BRIDGE_IP, CACHE
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "standin"))
@@ -41,6 +41,12 @@ ENV_DATA = {
     # Small enough to test a body over it cheaply (test_request_limits.py).
     "max_request_size": "8M",
 }
+# The login-ban tests (test_login_ban.py) on nb3 (ufw) and nb6 (firewall off: nftables alone).
+BAN_SECONDS = 30
+BAN_DATA = {"nb3": {"login_ban_seconds": BAN_SECONDS}, "nb6": {"login_ban_seconds": BAN_SECONDS, "firewall": False}}
+# Every lab deployment: tests log in wrongly from this machine on purpose, and must not
+# get it banned from the hosts (test_login_ban.py checks that it never is).
+LAB_DATA = {"login_ban_ignore": [BRIDGE_IP]}
 # Deployed in their own run with tls_mode letsencrypt, against pebble (test_letsencrypt.py).
 ACME_MACHINES = [("nb4", "bookworm"), ("nb5", "trixie")]
 
@@ -117,6 +123,7 @@ class Deployment:
             self.lab.hosts[name].ip: {
                 "conda_installer_url": self.installer_url,
                 "conda_installer_sha256": self.installer_sha256,
+                **LAB_DATA,
                 **self.data.get(name, {}),
                 **(overrides or {}).get(name, {}),
             } for name in self.names
@@ -209,7 +216,8 @@ def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
     requirements.write_text(FLEET_REQUIREMENTS)
     deployment = Deployment(lab, workdir, lab.url(path.name), digest,
                             names=[name for name, _ in MACHINES + ENV_MACHINES],
-                            data={"nb6": {**ENV_DATA, "pip_requirements": str(requirements)}})
+                            data={"nb3": BAN_DATA["nb3"],
+                                  "nb6": {**ENV_DATA, **BAN_DATA["nb6"], "pip_requirements": str(requirements)}})
     first = deployment.runs["first"] = deployment.pyinfra()
     assert first.returncode == 0, first.output[-6000:]
     deployment.runs["second"] = deployment.pyinfra()

@@ -1,0 +1,62 @@
+"""
+Extra client addresses on the lab bridge: a network namespace each, so a test can send
+traffic to the lab hosts as several distinct clients (an attacker, a user).
+
+    with ClientAddress("attacker", "169.254.77.101") as attacker:
+        attacker.run([sys.executable, "-c", "..."])
+
+Each namespace is plugged into the bridge like a lab host; closing it (or ``remove_all``,
+which the lab's teardown calls) deletes the namespace and its veth pair.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from .config import PREFIX_LEN
+from .network import netns_on_bridge
+
+PREFIX = "jdlab-client-"
+
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+class ClientAddress:
+    def __init__(self, name: str, ip: str):
+        self.name = name
+        self.ip = ip
+        self.netns = PREFIX + name
+        # Interface names have at most 15 characters.
+        self.veths = (f"jdc-{name}"[:15], f"jdc-{name}"[:13] + "-i")
+
+    def __enter__(self) -> "ClientAddress":
+        self.close()
+        netns_on_bridge(self.netns, self.veths, f"{self.ip}/{PREFIX_LEN}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def command(self, argv: list[str]) -> list[str]:
+        """``argv`` run inside this address's namespace."""
+        return ["ip", "netns", "exec", self.netns, *argv]
+
+    def run(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(argv), **kwargs)
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.command(argv), **kwargs)
+
+    def close(self) -> None:
+        _ip("netns", "del", self.netns, check=False)
+        _ip("link", "del", self.veths[0], check=False)
+
+
+def remove_all() -> None:
+    """Delete every client namespace a test left behind (lab teardown)."""
+    for line in _ip("netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if name.startswith(PREFIX):
+            ClientAddress(name[len(PREFIX):], "").close()

@@ -1,0 +1,121 @@
+"""
+Login ban: an address that keeps failing to log in is blocked at 80 and 443 (fail2ban).
+
+Jupyter Server has no throttling of its own, and every wrong password costs the server an
+argon2 hash on its event loop. fail2ban reads Jupyter's failed logins from the journal
+(and Apache's Basic-auth failures when ``basic_auth_user`` is set) and puts the address
+in an nftables set of its own for ``login_ban_seconds``; its database keeps active bans
+over a restart of fail2ban or of the host. Bans never touch SSH.
+
+Switching ``login_ban`` off removes the jails and, with them, their bans; the fail2ban
+package stays installed.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import StringCommand, deploy
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from . import apache, jupyter, settings
+from .render import render
+
+FILES = Path(__file__).resolve().parent.parent / "files"
+# python3-systemd: fail2ban's journal backend; nftables: the `nft` its ban action runs.
+PACKAGES = ["fail2ban", "python3-systemd", "nftables"]
+SERVICE = "fail2ban"
+FILTER_NAME = "jupyter-login"
+FILTER_FILE = f"/etc/fail2ban/filter.d/{FILTER_NAME}.conf"
+JAIL_FILE = "/etc/fail2ban/jail.d/jupyter-apache-deploy.local"
+# The jails this deploy runs: failed Jupyter logins, failed Basic-auth logins.
+LOGIN_JAIL = "jupyter-login"
+BASIC_AUTH_JAIL = "jupyter-basic-auth"
+JAILS = (LOGIN_JAIL, BASIC_AUTH_JAIL)
+
+
+def packages(enabled: bool) -> list[str]:
+    return PACKAGES if enabled else []
+
+
+def jail_config(max_failures: int = 5, window: int = 600, ban_seconds: int = 3600, ignore=(),
+                basic_auth: bool = False) -> str:
+    """The jail file: the Jupyter login jail, and the Basic-auth jail when that login is on."""
+    jails = [dict(name=LOGIN_JAIL, filter=FILTER_NAME, backend="systemd",
+                  journalmatch=f"_SYSTEMD_UNIT={jupyter.UNIT}.service", logpath=None)]
+    if basic_auth:
+        # fail2ban's own filter for Apache's auth_basic errors (AH01617 password mismatch,
+        # AH01618 user not found), read from the HTTPS vhost's error log.
+        jails.append(dict(name=BASIC_AUTH_JAIL, filter="apache-auth", backend="polling", journalmatch=None,
+                          logpath=apache.HTTPS_ERROR_LOG))
+    return render("fail2ban-jail.local.j2", jails=jails, max_failures=max_failures, window=window,
+                  ban_seconds=ban_seconds, ignore=list(ignore))
+
+
+# Stops this deploy's jails in a running fail2ban (their nftables sets, and so their bans,
+# go with them) without printing anything: a jail's status would list banned addresses.
+STOP_JAILS = " ".join(
+    ["if fail2ban-client ping >/dev/null 2>&1; then",
+     *[f"fail2ban-client stop {jail} >/dev/null 2>&1 || true;" for jail in JAILS],
+     "fi"],
+)
+
+
+# fail2ban starts (or reloads) in the background: wait until it runs the login jail.
+WAIT_FOR_JAIL = (
+    f"for i in $(seq 100); do fail2ban-client status {LOGIN_JAIL} >/dev/null 2>&1 && exit 0; sleep 0.1; done; "
+    f"echo 'fail2ban is not running the {LOGIN_JAIL} jail: see journalctl -u {SERVICE}' >&2; exit 1"
+)
+
+
+@deploy(
+    "Login ban",
+    data_defaults=settings.defaults(
+        "login_ban", "login_ban_max_failures", "login_ban_window", "login_ban_seconds", "login_ban_ignore",
+        "basic_auth_user",
+    ),
+)
+def configure_login_ban():
+    """Ban addresses with repeated failed logins at 80/443, or remove the jails (needs ``packages``)."""
+    if not host.data.login_ban:
+        jail = files.file(name="No login-ban jails", path=JAIL_FILE, present=False)
+        login_filter = files.file(name="No login-ban filter", path=FILTER_FILE, present=False)
+        server.shell(name="Stop the login-ban jails and lift their bans", commands=[StringCommand(STOP_JAILS)],
+                     _if=any_changed(jail, login_filter))
+        return
+    login_filter = files.put(
+        name="fail2ban filter for failed Jupyter logins",
+        src=str(FILES / "fail2ban-jupyter-login.conf"),
+        dest=FILTER_FILE,
+        user="root",
+        group="root",
+        mode="644",
+    )
+    jail = files.put(
+        name="fail2ban jails for failed logins",
+        src=StringIO(jail_config(
+            host.data.login_ban_max_failures, host.data.login_ban_window, host.data.login_ban_seconds,
+            host.data.login_ban_ignore, basic_auth=bool(host.data.basic_auth_user),
+        )),
+        dest=JAIL_FILE,
+        user="root",
+        group="root",
+        mode="644",
+    )
+    # Like Apache's configtest: a config fail2ban refuses never reaches the running server,
+    # and the run fails with fail2ban's own words. A running fail2ban reloads (jails gone
+    # from the file stop, their bans lifted); a stopped one (it could not start with only
+    # Debian's sshd jail) starts. Nothing printed lists banned addresses.
+    server.shell(
+        name="Check fail2ban's config and load the jails",
+        commands=[
+            "fail2ban-client --test >/dev/null",
+            f"systemctl reload-or-restart {SERVICE}",
+            StringCommand(WAIT_FOR_JAIL),
+        ],
+        _if=any_changed(login_filter, jail),
+    )
+    systemd.service(name="fail2ban running and enabled", service=SERVICE, running=True, enabled=True)

@@ -1,0 +1,241 @@
+"""
+Login ban (fail2ban) on deployed hosts, seen from distinct client addresses on the lab
+bridge: an attacker, a user, a flooder (network namespaces this module makes), and this
+machine itself, which every lab deployment lists in login_ban_ignore.
+
+nb3 (Debian 13, ufw on) and nb6 (Debian 12, firewall off: nftables alone) are deployed
+with a short login_ban_seconds and otherwise the defaults: 5 failures in 600 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from lab.clients import ClientAddress
+
+from conftest import BAN_SECONDS, FIGURES, PASSWORD, ROOT
+
+BAN_HOSTS = ["nb3", "nb6"]
+MAX_FAILURES = 5
+ATTACKER, USER, FLOODER = "169.254.77.101", "169.254.77.102", "169.254.77.103"
+TRAFFIC = Path(__file__).with_name("login_traffic.py")
+# The user's cells and logins run for the whole scenario (ban, restart, unban).
+SCENARIO_SECONDS = BAN_SECONDS + 45
+
+
+def traffic(client: ClientAddress | None, *args: str, timeout: float = 120) -> dict:
+    argv = [sys.executable, str(TRAFFIC), *args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_PASSWORD=PASSWORD)
+    runner = client.run if client else subprocess.run
+    result = runner(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def reachable(client: ClientAddress | None, url: str, ca: str) -> bool:
+    return traffic(client, "probe", url, ca, "--timeout", "2")["reached"]
+
+
+def wait_until(predicate, limit: float, step: float = 0.25) -> float | None:
+    """Seconds until ``predicate()`` held, or None when it did not within ``limit``."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(step)
+    return None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+@pytest.fixture(scope="module")
+def clients():
+    with ClientAddress("attacker", ATTACKER) as attacker, ClientAddress("user", USER) as user, \
+            ClientAddress("flood", FLOODER) as flooder:
+        yield {"attacker": attacker, "user": user, "flooder": flooder}
+
+
+def ban_scenario(deployment, ca: str, name: str, attacker: ClientAddress, user: ClientAddress) -> dict:
+    url = f"https://{deployment.address(name)}/jupyter/"
+    seen: dict = {"name": name}
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_PASSWORD=PASSWORD)
+    user_run = user.popen([sys.executable, str(TRAFFIC), "user", url, ca, "--seconds", str(SCENARIO_SECONDS),
+                           "--interval", "0.3", "--relogin-every", "4"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(2)
+        # This machine is in login_ban_ignore: twice the limit and it still gets in.
+        ignored = traffic(None, "guess", url, ca, "--count", str(2 * MAX_FAILURES), "--interval", "0.1")
+        seen["ignored_statuses"] = [a["status"] for a in ignored["attempts"]]
+        # One failure short of the limit: not banned.
+        first = traffic(attacker, "guess", url, ca, "--count", str(MAX_FAILURES - 1), "--interval", "0.1")
+        time.sleep(3)
+        seen["reachable_below_limit"] = reachable(attacker, url, ca)
+        last = traffic(attacker, "guess", url, ca, "--count", "1")
+        seen["attacker_statuses"] = [a["status"] for a in first["attempts"] + last["attempts"]]
+        last_failure = last["attempts"][-1]["t"]
+        banned_after = wait_until(lambda: not reachable(attacker, url, ca), 20)
+        seen["ban_seconds_after_last_failure"] = None if banned_after is None else time.time() - last_failure
+        banned_at = time.time()
+        seen["ignored_still_reachable"] = reachable(None, url, ca)
+        # fail2ban's database brings the ban back after a restart.
+        deployment.ssh(name, "systemctl restart fail2ban && for i in $(seq 50); do "
+                             "fail2ban-client status jupyter-login >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1")
+        # fail2ban lifts its bans when it stops and puts the ones still due back when its
+        # jail starts again, with their original end.
+        seen["banned_after_restart"] = wait_until(lambda: not reachable(attacker, url, ca), 10) is not None
+        lifted = wait_until(lambda: reachable(attacker, url, ca), BAN_SECONDS + 30, step=0.5)
+        seen["unban_seconds"] = None if lifted is None else time.time() - banned_at + (banned_after or 0)
+    finally:
+        out, err = user_run.communicate(timeout=SCENARIO_SECONDS + 60)
+    assert user_run.returncode == 0, err[-2000:]
+    seen["user"] = json.loads(out)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def scenarios(deployment, ca_files, clients):
+    """The scenario on both hosts at once (its waits are the ban's own)."""
+    with ThreadPoolExecutor(len(BAN_HOSTS)) as pool:
+        futures = {name: pool.submit(ban_scenario, deployment, str(ca_files[name]), name,
+                                     clients["attacker"], clients["user"]) for name in BAN_HOSTS}
+        results = {name: future.result() for name, future in futures.items()}
+    for name, seen in results.items():
+        ban = seen["ban_seconds_after_last_failure"]
+        FIGURES[f"login ban {name}: ban after the 5th failure"] = "never" if ban is None else f"{ban:.1f} s"
+        unban = seen["unban_seconds"]
+        FIGURES[f"login ban {name}: lifted after"] = "never" if unban is None else f"{unban:.1f} s (setting {BAN_SECONDS} s)"
+    return results
+
+
+@pytest.mark.parametrize("name", BAN_HOSTS)
+def test_wrong_passwords_up_to_the_limit_are_answered_and_the_next_connection_is_refused(scenarios, name):
+    seen = scenarios[name]
+    assert seen["attacker_statuses"] == [401] * MAX_FAILURES
+    assert seen["reachable_below_limit"], f"banned after {MAX_FAILURES - 1} failures"
+    assert seen["ban_seconds_after_last_failure"] is not None, "the attacker was never banned"
+    assert seen["ban_seconds_after_last_failure"] < 10
+
+
+@pytest.mark.parametrize("name", BAN_HOSTS)
+def test_a_ban_survives_a_restart_of_fail2ban_and_lifts_after_login_ban_seconds(scenarios, name):
+    seen = scenarios[name]
+    assert seen["banned_after_restart"], "restarting fail2ban lifted the ban early"
+    assert seen["unban_seconds"] is not None, "the ban never lifted"
+    assert BAN_SECONDS - 2 <= seen["unban_seconds"] <= BAN_SECONDS + 20
+
+
+@pytest.mark.parametrize("name", BAN_HOSTS)
+def test_an_ignored_address_is_never_banned(scenarios, name):
+    seen = scenarios[name]
+    assert seen["ignored_statuses"] == [401] * (2 * MAX_FAILURES)
+    assert seen["ignored_still_reachable"]
+
+
+@pytest.mark.parametrize("name", BAN_HOSTS)
+def test_the_user_logs_in_again_and_again_and_runs_cells_throughout(scenarios, name):
+    user = scenarios[name]["user"]
+    assert user["errors"] == []
+    assert [login["status"] for login in user["logins"]] == [302] * len(user["logins"])
+    assert len(user["logins"]) > MAX_FAILURES, "too few correct logins to show they never count"
+    assert len(user["cells"]) >= 40 and all(cell["ok"] for cell in user["cells"])
+
+
+def test_the_ban_is_on_the_web_ports_only(scenarios, deployment):
+    """The nftables rule fail2ban made names 80 and 443 and nothing else (SSH stays open)."""
+    rules = deployment.ssh("nb6", "nft list chain inet f2b-table f2b-chain").stdout
+    assert "tcp dport { 80, 443 }" in rules or "tcp dport { http, https }" in rules, rules
+    assert "22" not in rules and "ssh" not in rules
+
+
+def test_switching_login_ban_off_removes_the_jails_and_their_bans_and_prints_no_address(
+        deployment, ca_files, clients, scenarios):
+    name, attacker = "nb6", clients["attacker"]
+    address, ca = deployment.address(name), str(ca_files[name])
+    url = f"https://{address}/jupyter/"
+    traffic(attacker, "guess", url, ca, "--count", str(MAX_FAILURES), "--interval", "0.1")
+    assert wait_until(lambda: not reachable(attacker, url, ca), 20) is not None, "the attacker was not banned"
+    banned_at = time.monotonic()
+    try:
+        off = deployment.pyinfra(overrides={name: {"login_ban": False}})
+        assert off.returncode == 0, off.output[-3000:]
+        assert sorted(off.changed()[address]) == ["Login ban | No login-ban filter", "Login ban | No login-ban jails",
+                                                  "Login ban | Stop the login-ban jails and lift their bans"]
+        assert reachable(attacker, url, ca), "the ban outlived its jail"
+        assert "f2b-table" not in deployment.ssh(name, "nft list tables").stdout
+        # No jail: failures count for nothing.
+        traffic(attacker, "guess", url, ca, "--count", str(2 * MAX_FAILURES), "--interval", "0.1")
+        time.sleep(3)
+        assert reachable(attacker, url, ca)
+        again = deployment.pyinfra(overrides={name: {"login_ban": False}})
+        assert again.returncode == 0 and again.totals["success"] == 0, again.changed()
+    finally:
+        on = deployment.pyinfra()
+    assert on.returncode == 0, on.output[-3000:]
+    for run in (off, again, on):
+        assert ATTACKER not in run.output and "not the password" not in run.output
+    # Switched on again, the jail reads back login_ban_window of Jupyter's log: the failures
+    # made while it was off count, and ban the attacker again.
+    assert wait_until(lambda: not reachable(attacker, url, ca), 20) is not None
+    assert deployment.pyinfra().totals["success"] == 0
+
+
+def cpu_seconds(deployment, name: str) -> float:
+    """CPU time the Jupyter server process has used (where every password check runs)."""
+    ticks = deployment.ssh(name, "pid=$(systemctl show -p MainPID --value jupyter); "
+                                 "awk '{print $14 + $15}' /proc/$pid/stat; getconf CLK_TCK").stdout.split()
+    return int(ticks[0]) / int(ticks[1])
+
+
+def test_a_login_flood_is_banned_before_it_hurts_the_user(deployment, ca_files, clients, scenarios):
+    """200 wrong passwords in 10 s from one address while the user runs cells."""
+    name = "nb3"
+    url, ca = f"https://{deployment.address(name)}/jupyter/", str(ca_files[name])
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_PASSWORD=PASSWORD)
+    user_run = clients["user"].popen([sys.executable, str(TRAFFIC), "user", url, ca, "--seconds", "35",
+                                      "--interval", "0.1"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(10)
+        cpu_before = cpu_seconds(deployment, name)
+        flood = traffic(clients["flooder"], "flood", url, ca, "--count", "200", "--seconds", "10", "--workers", "4")
+        cpu_after = cpu_seconds(deployment, name)
+    finally:
+        out, err = user_run.communicate(timeout=120)
+    assert user_run.returncode == 0, err[-2000:]
+    user = json.loads(out)
+    posts = flood["posts"]
+    started, ended = posts[0]["t"], posts[-1]["t"] + 1
+    answered = [p for p in posts if isinstance(p["status"], int)]
+
+    def latencies(cells):
+        return [c["seconds"] * 1000 for c in cells]
+
+    # The first cells of a fresh kernel are slow whatever else happens: left out.
+    before = latencies([c for c in user["cells"][5:] if c["t"] < started])
+    during = latencies([c for c in user["cells"] if started <= c["t"] <= ended])
+    after = latencies([c for c in user["cells"] if c["t"] > ended])
+    assert user["errors"] == [] and all(c["ok"] for c in user["cells"]), user["errors"]
+    assert before and during and after, (len(user["cells"]), started, ended, user["cells"][:1], user["cells"][-1:])
+    figures = {k: (statistics.median(v), percentile(v, 99), len(v)) for k, v in
+               (("before", before), ("during", during), ("after", after))}
+    cpu = f"{cpu_after - cpu_before:.2f} s"
+    FIGURES["login flood: posts answered before the ban"] = f"{len(answered)} of {len(posts)} (statuses {sorted({p['status'] for p in answered})})"
+    FIGURES["login flood: Jupyter server CPU during the flood"] = cpu
+    for key, (p50, p99, count) in figures.items():
+        FIGURES[f"login flood: user cell {key}"] = f"p50 {p50:.0f} ms, p99 {p99:.0f} ms ({count} cells)"
+    assert user["errors"] == [] and all(c["ok"] for c in user["cells"])
+    assert len(answered) < 60, "the flood was not cut off by the ban"
+    assert figures["during"][1] <= 3 * figures["before"][1], figures
