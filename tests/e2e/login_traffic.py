@@ -3,6 +3,7 @@ Client traffic for the login-ban tests, run inside a lab client address's networ
 namespace (``ip netns exec``), one process per client. Prints one JSON document.
 
     login_traffic.py guess URL CA --count 5          wrong passwords, real form posts with _xsrf
+    login_traffic.py basic URL CA --count 5          wrong Basic-auth passwords (user alice)
     login_traffic.py probe URL CA                    can this address reach the login page?
     login_traffic.py user URL CA --seconds 60        log in, run cells, log in again now and then
     login_traffic.py flood URL CA --count 200 --seconds 10
@@ -52,6 +53,19 @@ def guess(url: str, ca: str, count: int, interval: float) -> dict:
             attempts.append({"t": time.time(), "status": response.status_code, "seconds": time.time() - started})
         except requests.RequestException as error:
             attempts.append({"t": time.time(), "status": _outcome(error), "seconds": time.time() - started})
+        time.sleep(interval)
+    return {"attempts": attempts}
+
+
+def basic(url: str, ca: str, count: int, interval: float) -> dict:
+    """``count`` requests with a wrong Basic-auth password in front of Jupyter."""
+    attempts = []
+    for _ in range(count):
+        try:
+            response = requests.get(url + "login", auth=("alice", WRONG), verify=ca, timeout=10)
+            attempts.append({"t": time.time(), "status": response.status_code})
+        except requests.RequestException as error:
+            attempts.append({"t": time.time(), "status": _outcome(error)})
         time.sleep(interval)
     return {"attempts": attempts}
 
@@ -141,7 +155,7 @@ def flood(url: str, ca: str, count: int, seconds: float, workers: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["guess", "probe", "user", "flood"])
+    parser.add_argument("mode", choices=["guess", "basic", "probe", "user", "flood"])
     parser.add_argument("url")
     parser.add_argument("ca")
     parser.add_argument("--count", type=int, default=5)
@@ -153,6 +167,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.mode == "guess":
         result = guess(args.url, args.ca, min(args.count, 100), args.interval)
+    elif args.mode == "basic":
+        result = basic(args.url, args.ca, min(args.count, 100), args.interval)
     elif args.mode == "probe":
         result = probe(args.url, args.ca, args.timeout)
     elif args.mode == "user":

@@ -5,13 +5,19 @@ change nothing, and switching it off removes it again.
 """
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import requests
 
+from lab.clients import ClientAddress
 from smoke.client import Jupyter
-from conftest import PASSWORD
+from conftest import PASSWORD, ROOT
 
 USER, BASIC_PASSWORD = "alice", "second factor, lab only"
 
@@ -91,3 +97,27 @@ def test_htpasswd_is_bcrypt_private_and_stable(deployment, basic_auth):
 def test_other_hosts_have_no_second_login(deployment, ca_files, basic_auth):
     response = requests.get(f"https://{deployment.address('nb2')}/jupyter/login", verify=str(ca_files["nb2"]), timeout=10)
     assert response.status_code == 200
+
+
+def test_wrong_basic_auth_passwords_get_an_address_banned(deployment, ca_files, basic_auth):
+    """The login-ban jail for Basic auth (fail2ban's apache-auth filter on the vhost's error log)."""
+    url, ca = f"https://{deployment.address('nb1')}/jupyter/", str(ca_files["nb1"])
+    traffic = [sys.executable, str(Path(ROOT, "tests", "e2e", "login_traffic.py"))]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def run(client, *args):
+        result = client.run([*traffic, *args], capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout)
+
+    with ClientAddress("basic", "169.254.77.104") as guesser:
+        attempts = run(guesser, "basic", url, ca, "--count", "5", "--interval", "0.2")["attempts"]
+        assert [a["status"] for a in attempts] == [401] * 5
+        deadline = time.monotonic() + 15
+        while run(guesser, "probe", url, ca, "--timeout", "2")["reached"]:
+            assert time.monotonic() < deadline, "5 wrong Basic-auth passwords did not get the address banned"
+            time.sleep(0.5)
+        # This machine, in login_ban_ignore, still gets in (and a wrong password is still a 401).
+        assert requests.get(url + "login", auth=(USER, "wrong"), verify=ca, timeout=10).status_code == 401
+        status = deployment.ssh("nb1", "fail2ban-client status jupyter-basic-auth >/dev/null && echo running").stdout
+        assert status.strip() == "running"
