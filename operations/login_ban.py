@@ -4,8 +4,9 @@ Login ban: an address that keeps failing to log in is blocked at 80 and 443 (fai
 Jupyter Server has no throttling of its own, and every wrong password costs the server an
 argon2 hash on its event loop. fail2ban reads Jupyter's failed logins from the journal
 (and Apache's Basic-auth failures when ``basic_auth_user`` is set) and puts the address
-in an nftables set of its own for ``login_ban_seconds``; its database keeps active bans
-over a restart of fail2ban or of the host. Bans never touch SSH.
+in an nftables set of its own for ``login_ban_seconds``; its database (``/var/lib/fail2ban``)
+puts active bans back, with their original end, when fail2ban starts again. Bans never
+touch SSH.
 
 Switching ``login_ban`` off removes the jails and, with them, their bans; the fail2ban
 package stays installed.
