@@ -14,13 +14,9 @@ from __future__ import annotations
 import subprocess
 
 from .config import PREFIX_LEN
-from .network import netns_on_bridge
+from .network import netns_off_bridge, netns_on_bridge
 
 PREFIX = "jdlab-client-"
-
-
-def _ip(*args, check=True):
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
 class ClientAddress:
@@ -50,13 +46,13 @@ class ClientAddress:
         return subprocess.Popen(self.command(argv), **kwargs)
 
     def close(self) -> None:
-        _ip("netns", "del", self.netns, check=False)
-        _ip("link", "del", self.veths[0], check=False)
+        netns_off_bridge(self.netns, self.veths[0])
 
 
 def remove_all() -> None:
     """Delete every client namespace a test left behind (lab teardown)."""
-    for line in _ip("netns", "list", check=False).stdout.splitlines():
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in listed.splitlines():
         name = line.split()[0] if line.strip() else ""
         if name.startswith(PREFIX):
             ClientAddress(name[len(PREFIX):], "").close()

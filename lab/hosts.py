@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .base import remove_tree
 from .config import BRIDGE_IP, FIRST_HOST, METADATA_IP, PREFIX_LEN, PROXY_PORT, STATE
-from .network import netns_on_bridge
+from .network import netns_off_bridge, netns_on_bridge
 
 HOSTS_DIR = STATE / "hosts"
 CGROUP_TREES = ("systemd", "unified")
@@ -156,8 +156,7 @@ def stop(host: LabHost) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.1)
-    _run("ip", "netns", "del", host.name, check=False)
-    _run("ip", "link", "del", _veth_names(host.name)[0], check=False)
+    netns_off_bridge(host.name, _veth_names(host.name)[0])
     for tree in CGROUP_TREES:
         _remove_cgroup(Path(f"/sys/fs/cgroup/{tree}/{host.name}"))
     remove_tree(host.dir)

@@ -52,6 +52,12 @@ def netns_on_bridge(netns: str, veths: tuple[str, str], address: str) -> None:
     _ip("-n", netns, "link", "set", "eth0", "up")
 
 
+def netns_off_bridge(netns: str, outside_veth: str) -> None:
+    """Undo ``netns_on_bridge`` (nothing happens for what is already gone)."""
+    _ip("netns", "del", netns, check=False)
+    _ip("link", "del", outside_veth, check=False)
+
+
 def _spawn(argv: list[str], pid_file: Path) -> subprocess.Popen:
     """Start a lab daemon in a session of its own and record its PID (it is ended by that PID only)."""
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -109,7 +115,7 @@ class AptProxy:
 
         Seen in CI: hosts running their first ``apt-get update`` at the same moment made
         apt-cacher-ng fetch the same InRelease for all of them at once, and one host's
-        apt-get then waited forever (a 304 answered while the download was under way).
+        apt-get then waited forever (its answer was 218 bytes while the download was under way).
         Fetched here first and kept fresh for the session, every host's request is a plain
         cache hit, as the same request to a real mirror would be.
         """
@@ -196,8 +202,7 @@ class MetadataService:
 
     def stop(self) -> None:
         _stop_pid_file(self.pid_file)
-        _ip("netns", "del", self.NETNS, check=False)
-        _ip("link", "del", self.VETH[0], check=False)
+        netns_off_bridge(self.NETNS, self.VETH[0])
 
 
 def _stop_pid_file(pid_file: Path) -> None:

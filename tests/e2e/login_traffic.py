@@ -10,6 +10,7 @@ namespace (``ip netns exec``), one process per client. Prints one JSON document.
 
 Every loop is bounded in count and time and stops by itself. The password the user logs
 in with comes from $JUPYTER_PASSWORD; the checkout must be on PYTHONPATH (smoke.client).
+Tests start it with ``command``/``environment`` or ``run`` below.
 """
 
 from __future__ import annotations
@@ -18,14 +19,39 @@ import argparse
 import json
 import os
 import sys
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import requests
 
 from smoke.client import Jupyter, LoginFailed
 
 WRONG = "not the password"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def command(*args: str) -> list[str]:
+    """This script with ``args``, as a client address runs it (``ClientAddress.run``/``popen``)."""
+    return [sys.executable, str(Path(__file__).resolve()), *args]
+
+
+def environment(password: str = "") -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_PASSWORD=password)
+
+
+def run(client, *args: str, password: str = "", timeout: float = 120) -> dict:
+    """Run one mode from ``client`` (a ``ClientAddress``; None: this machine) and return its JSON."""
+    runner = client.run if client else subprocess.run
+    result = runner(command(*args), capture_output=True, text=True, timeout=timeout, env=environment(password))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def reachable(client, url: str, ca: str) -> bool:
+    """Can ``client`` open the login page (False once its address is banned)?"""
+    return run(client, "probe", url, ca, "--timeout", "2")["reached"]
 
 
 def _outcome(error: Exception) -> str:
@@ -89,7 +115,7 @@ def user(url: str, ca: str, seconds: float, interval: float, relogin_every: int)
     deadline = time.monotonic() + seconds
     try:
         while time.monotonic() < deadline:
-            if relogin_every and cells and len(cells) % relogin_every == 0 and len(logins) <= len(cells) // relogin_every:
+            if relogin_every and len(logins) <= len(cells) // relogin_every:
                 fresh = Jupyter(url, ca_file=ca, timeout=15)
                 try:
                     fresh.login(password)

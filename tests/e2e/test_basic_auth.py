@@ -5,19 +5,16 @@ change nothing, and switching it off removes it again.
 """
 
 import hashlib
-import json
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
+import login_traffic
 from lab.clients import ClientAddress
 from smoke.client import Jupyter
-from conftest import PASSWORD, ROOT
+from conftest import PASSWORD
 
 USER, BASIC_PASSWORD = "alice", "second factor, lab only"
 
@@ -102,19 +99,11 @@ def test_other_hosts_have_no_second_login(deployment, ca_files, basic_auth):
 def test_wrong_basic_auth_passwords_get_an_address_banned(deployment, ca_files, basic_auth):
     """The login-ban jail for Basic auth (fail2ban's apache-auth filter on the vhost's error log)."""
     url, ca = f"https://{deployment.address('nb1')}/jupyter/", str(ca_files["nb1"])
-    traffic = [sys.executable, str(Path(ROOT, "tests", "e2e", "login_traffic.py"))]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-
-    def run(client, *args):
-        result = client.run([*traffic, *args], capture_output=True, text=True, timeout=120, env=env)
-        assert result.returncode == 0, result.stderr[-2000:]
-        return json.loads(result.stdout)
-
     with ClientAddress("basic", "169.254.77.104") as guesser:
-        attempts = run(guesser, "basic", url, ca, "--count", "5", "--interval", "0.2")["attempts"]
+        attempts = login_traffic.run(guesser, "basic", url, ca, "--count", "5", "--interval", "0.2")["attempts"]
         assert [a["status"] for a in attempts] == [401] * 5
         deadline = time.monotonic() + 15
-        while run(guesser, "probe", url, ca, "--timeout", "2")["reached"]:
+        while login_traffic.reachable(guesser, url, ca):
             assert time.monotonic() < deadline, "5 wrong Basic-auth passwords did not get the address banned"
             time.sleep(0.5)
         # This machine, in login_ban_ignore, still gets in (and a wrong password is still a 401).
