@@ -24,6 +24,9 @@ from .render import render
 CONFIG_DIR = "/etc/jupyter"
 CONFIG_FILE = f"{CONFIG_DIR}/jupyter_server_config.py"
 PASSWORD_FILE = f"{CONFIG_DIR}/password_hash"
+# files/jupyter_login_handler.py, imported by the server from CONFIG_DIR.
+LOGIN_HANDLER_MODULE = "jupyter_login_handler"
+LOGIN_HANDLER_FILE = f"{CONFIG_DIR}/{LOGIN_HANDLER_MODULE}.py"
 MIGRATED_MARKER = f"{CONFIG_DIR}/migrated"
 # The server's data dir (JUPYTER_DATA_DIR): root-owned, holds the deploy's python3 kernel spec.
 DATA_DIR = f"{CONFIG_DIR}/data"
@@ -157,6 +160,8 @@ def server_config(server_name, base_url, port, notebook_dir, terminals, home="/v
         notebook_dir=notebook_dir,
         terminals=terminals,
         password_file=PASSWORD_FILE,
+        config_dir=CONFIG_DIR,
+        login_handler=f"{LOGIN_HANDLER_MODULE}.LoginHandler",
         home=home,
         prefix=prefix,
         data_dir=DATA_DIR,
@@ -259,6 +264,14 @@ def install_jupyter():
         group=user,
         mode="640",
     )
+    login_handler = files.put(
+        name="Login handler (password checks off the event loop)",
+        src=str(FILES / f"{LOGIN_HANDLER_MODULE}.py"),
+        dest=LOGIN_HANDLER_FILE,
+        user="root",
+        group=user,
+        mode="640",
+    )
     password = passwords.password_file(
         name="Jupyter password hash (never shown)",
         path=PASSWORD_FILE,
@@ -308,7 +321,7 @@ def install_jupyter():
         create_remote_dir=True,
     )
     # Files an interrupted earlier run wrote but never restarted for.
-    pending = host.get_fact(RestartPending, unit=UNIT, paths=[CONFIG_FILE, PASSWORD_FILE, UNIT_FILE])
+    pending = host.get_fact(RestartPending, unit=UNIT, paths=[CONFIG_FILE, LOGIN_HANDLER_FILE, PASSWORD_FILE, UNIT_FILE])
     # Gated when the run executes (`_if`), unless an interrupted run left them owed: asking
     # the operations now whether they will change would run their facts twice.
     systemd.daemon_reload(name="Reload systemd units",
@@ -323,5 +336,5 @@ def install_jupyter():
     )
     # Restarts only a running server; a stopped one starts with the new files below.
     systemd.service(name="Restart Jupyter for its new config", service=UNIT, restarted=True,
-                    **({} if pending else {"_if": any_changed(config, password, unit)}))
+                    **({} if pending else {"_if": any_changed(config, login_handler, password, unit)}))
     systemd.service(name="Jupyter running and enabled", service=UNIT, running=True, enabled=True)

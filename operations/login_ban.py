@@ -2,7 +2,8 @@
 Login ban: an address that keeps failing to log in is blocked at 80 and 443 (fail2ban).
 
 Jupyter Server has no throttling of its own, and every wrong password costs the server an
-argon2 hash on its event loop. fail2ban reads Jupyter's failed logins from the journal
+argon2 hash (the deploy's login handler runs it off the event loop, one at a time, so a
+flood queues guesses, not the user's cells). fail2ban reads Jupyter's failed logins from the journal
 (and Apache's Basic-auth failures when ``basic_auth_user`` is set) and puts the address
 in an nftables set of its own for ``login_ban_seconds``; its database (``/var/lib/fail2ban``)
 puts active bans back, with their original end, when fail2ban starts again. Bans never

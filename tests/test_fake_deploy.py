@@ -95,6 +95,8 @@ def converged_responses(data=None):
     responses[re.compile(rf"test -e {jupyter.MIGRATED_MARKER} \|\|")] = stat(jupyter.MIGRATED_MARKER, "root", user, "-rw-r-----")
     responses[re.compile(r"test -e /etc/systemd/system \|\|")] = stat("/etc/systemd/system", "root", "root", "drwxr-xr-x")
     responses.update(file_facts(jupyter.CONFIG_FILE, config, "root", user, "-rw-r-----"))
+    responses.update(file_facts(jupyter.LOGIN_HANDLER_FILE, (ROOT / "files" / "jupyter_login_handler.py").read_text(),
+                                "root", user, "-rw-r-----"))
     responses.update(file_facts(jupyter.UNIT_FILE, unit, "root", "root", "-rw-r--r--"))
     responses.update(file_facts(jupyter.LIMITS_DROPIN, jupyter.limits_dropin(data["memory_limit"], data["cpu_limit"]),
                                 "root", "root", "-rw-r--r--"))

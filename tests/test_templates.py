@@ -6,6 +6,7 @@ import re
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,12 @@ def load_server_config(tmp_path, **overrides):
     source = jupyter.server_config(**args).replace(jupyter.PASSWORD_FILE, str(password_file))
     ast.parse(source)
     config = _Config()
-    exec(compile(source, "jupyter_server_config.py", "exec"), {"get_config": lambda: config})
+    path = list(sys.path)
+    try:
+        exec(compile(source, "jupyter_server_config.py", "exec"), {"get_config": lambda: config})
+        config.values["sys.path added"] = sys.path[len(path):]
+    finally:
+        sys.path[:] = path
     return source, config.values
 
 
@@ -163,7 +169,7 @@ def test_jupyter_config_is_valid_python_with_modern_names_only(tmp_path):
     code = [line for line in source.splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in code if "NotebookApp" in line]
     assert "notebook_dir" not in "".join(values) and "ServerApp.password" not in values
-    assert all(key.split(".")[0] in {"ServerApp", "IdentityProvider", "PasswordIdentityProvider",
+    assert all(key.split(".")[0] in {"sys", "ServerApp", "IdentityProvider", "PasswordIdentityProvider",
                                      "NotebookNotary", "MappingKernelManager"} for key in values)
 
 
@@ -187,6 +193,22 @@ def test_jupyter_config_is_locked_down(tmp_path):
     assert values["PasswordIdentityProvider.hashed_password"].startswith("argon2:")
     # Jupyter's defaults are 512 MiB for both: one request would buffer that much.
     assert values["ServerApp.max_body_size"] == values["ServerApp.max_buffer_size"] == 100 * 2**20
+
+
+def test_login_form_checks_passwords_off_the_event_loop(tmp_path):
+    """The config loads files/jupyter_login_handler.py from where the deploy puts it."""
+    _, values = load_server_config(tmp_path)
+    module, _, name = values["PasswordIdentityProvider.login_handler_class"].rpartition(".")
+    assert values["sys.path added"] == [jupyter.CONFIG_DIR]
+    assert jupyter.LOGIN_HANDLER_FILE == f"{jupyter.CONFIG_DIR}/{module}.py"
+    tree = ast.parse((jupyter.FILES / f"{module}.py").read_text())
+    handler = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name)
+    assert [base.id for base in handler.bases] == ["LoginFormHandler"]
+    post = next(node for node in handler.body if getattr(node, "name", "") == "post")
+    # An async post that awaits the check on an executor, never the check itself inline.
+    assert isinstance(post, ast.AsyncFunctionDef)
+    calls = [node.func.attr for node in ast.walk(post) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)]
+    assert "run_in_executor" in calls and "process_login_form" not in calls
 
 
 def test_ip_server_name_relies_on_apache_host_check(tmp_path):
