@@ -10,7 +10,7 @@ every host before any operation runs.
 
 from pyinfra import host
 
-from operations import apache, conda, environment, firewall, jupyter, letsencrypt, login_ban, settings, system, tls
+from operations import apache, backups, conda, environment, firewall, jupyter, letsencrypt, login_ban, settings, system, tls
 
 settings.validate(host)
 tls_mode = host.data.get("tls_mode", settings.DEFAULTS["tls_mode"])
@@ -18,7 +18,8 @@ tls_mode = host.data.get("tls_mode", settings.DEFAULTS["tls_mode"])
 system.install_packages(
     conda.PACKAGES + tls.PACKAGES + (letsencrypt.PACKAGES if tls_mode == "letsencrypt" else []) + apache.PACKAGES
     + firewall.packages(host.data.get("firewall", settings.DEFAULTS["firewall"]))
-    + login_ban.packages(host.data.get("login_ban", settings.DEFAULTS["login_ban"])),
+    + login_ban.packages(host.data.get("login_ban", settings.DEFAULTS["login_ban"]))
+    + backups.packages(host.data.get("backup_repository", settings.DEFAULTS["backup_repository"])),
 )
 conda.install_conda()
 jupyter.install_jupyter()
@@ -32,6 +33,7 @@ else:
 apache.configure_apache(cert=cert, key=key, reload_after=[certificate])
 firewall.configure_firewall()
 login_ban.configure_login_ban()
+backups.configure_backups()
 # After the site is up: a package that does not exist fails the host here, with pip's or
 # conda's reason, and leaves a working server behind.
 environment.install_packages()

@@ -98,5 +98,26 @@ login_ban_seconds = 3600
 # Addresses or CIDR networks never banned, e.g. your office or CI runner
 login_ban_ignore = []
 
+# restic repository the notebooks are backed up to (local path, sftp:, rest:, s3:); None means no backups
+backup_repository = None
+
+# When backups run (systemd OnCalendar); None means daily at a night time derived from the host name
+backup_schedule = None
+
+# Snapshots kept by age after each backup (restic forget --keep-*); older ones are pruned
+backup_keep = {'daily': 7, 'weekly': 4, 'monthly': 12}
+
+# Local private key file the host uses for an sftp: repository ('' means root's own SSH setup on the host)
+backup_ssh_key = ''
+
+# restore.py only: the snapshot to restore, 'latest' or an id
+restore_snapshot = 'latest'
+
+# restore.py only: a side directory to restore into; None restores in place (replaced files are moved aside)
+restore_to = None
+
+# uninstall.py only: also delete notebook_dir, the Jupyter user and home, the conda prefix and certbot's certificates
+uninstall_purge = False
+
 # Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
 basic_auth_user = None

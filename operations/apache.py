@@ -15,9 +15,9 @@ import shlex
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, StringCommand, deploy, operation
+from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.files import Sha256File
-from pyinfra.operations import files
+from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
 from . import letsencrypt, passwords, settings
@@ -40,6 +40,8 @@ HTPASSWD = "/etc/apache2/jupyter.htpasswd"
 HTTPS_ERROR_LOG = "/var/log/apache2/jupyter-ssl-error.log"
 # Touched after every successful reload: config newer than this is not live yet.
 RELOAD_STAMP = "/var/lib/jupyter-apache-deploy/apache-reloaded"
+# Written when the deploy disables Apache's default site: uninstall.py enables it again.
+DEFAULT_SITE_MARKER = "/var/lib/jupyter-apache-deploy/default-site-disabled"
 
 
 class ApacheEnabled(FactBase):
@@ -306,6 +308,10 @@ def configure_apache(cert: str, key: str, reload_after=()):
         # first, and the live one, which still names the file, keeps working.
         users = files.file(name="No Basic-auth password file", path=HTPASSWD, present=False)
     default_site = enabled(name="Disable Apache's default site", kind="sites", names=["000-default"], present=False)
+    server.shell(name="Remember that the deploy disabled the default site",
+                 commands=[StringCommand("mkdir", "-p", QuoteString(DEFAULT_SITE_MARKER.rsplit("/", 1)[0])),
+                           StringCommand("touch", QuoteString(DEFAULT_SITE_MARKER))],
+                 _if=default_site.did_change)
     changes = (modules, users, hardening, site, default_site, *reload_after)
     managed = [f"/etc/apache2/{kind}-enabled" for kind in KINDS] + [
         f"/etc/apache2/sites-available/{SITE}.conf", f"/etc/apache2/conf-available/{HARDENING_CONF}.conf",

@@ -24,6 +24,9 @@ from pyinfra.api.exceptions import PyinfraError
 
 PASSWORD_ENV = "JUPYTER_PASSWORD"
 BASIC_AUTH_PASSWORD_ENV = "JUPYTER_BASIC_AUTH_PASSWORD"
+BACKUP_PASSWORD_ENV = "JUPYTER_BACKUP_PASSWORD"
+# An s3: repository's credentials, taken from the control machine's environment.
+S3_CREDENTIAL_ENVS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 # The current Anaconda Distribution for Linux x86_64 and its published sha256.
 ANACONDA_URL = "https://repo.anaconda.com/archive/Anaconda3-2026.07-1-Linux-x86_64.sh"
@@ -336,6 +339,70 @@ def check_networks(value):
     return f"a list of IP addresses or CIDR networks in canonical form, e.g. ['203.0.113.7', '198.51.100.0/24']{what}"
 
 
+# restic repositories this deploy sets up: a local path, sftp:user@host:/path,
+# rest:http(s)://..., s3:... (restic's own spellings). No whitespace, quotes or backslashes:
+# the value lands in a root-only shell file and on restic's command line through it.
+_SFTP_REPOSITORY = re.compile(r"^sftp:([a-z_][a-z0-9_.-]{0,31})@([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(/[^\s'\"\\]*)$")
+_OTHER_REPOSITORY = re.compile(r"^(rest:https?://|s3:)[^\s'\"\\]+$")
+
+
+def check_backup_repository(value):
+    if value is None or _OTHER_REPOSITORY.match(value or "") or _SFTP_REPOSITORY.match(value or ""):
+        return None
+    if isinstance(value, str) and value.startswith("/"):
+        return check_abs_path(value) and f"for a local repository, {check_abs_path(value)}"
+    return ("None (no backups) or a restic repository: a local path ('/srv/backups/jupyter'), "
+            "'sftp:user@host:/path', 'rest:https://host/path' or 's3:host/bucket/path'")
+
+
+def sftp_parts(repository: str) -> tuple[str, str, str] | None:
+    """``sftp:user@host:/path`` -> (user, host, path); None for other repositories."""
+    match = _SFTP_REPOSITORY.match(repository or "")
+    return match.groups() if match else None
+
+
+# systemd OnCalendar expressions: 'daily', 'Mon..Fri 02:00', '*-*-* 03:30:00', ...
+# (the host's systemd-analyze checks the expression itself before the timer is written).
+_CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ +-]{1,100}$")
+
+
+def check_calendar(value):
+    if value is None or (isinstance(value, str) and _CALENDAR.match(value) and value.strip() == value):
+        return None
+    return ("None (daily, at a time of night derived from the host name) or a systemd OnCalendar "
+            "expression, e.g. 'daily', '*-*-* 02:30:00', 'Mon..Fri 22:00'")
+
+
+KEEP_KINDS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def check_keep(value):
+    if (isinstance(value, dict) and value and all(k in KEEP_KINDS for k in value)
+            and all(_is_int(n) and 0 <= n <= 10000 for n in value.values()) and any(value.values())):
+        return None
+    return (f"a dict of snapshot counts to keep by {', '.join(KEEP_KINDS)} (at least one above 0), "
+            "e.g. {'daily': 7, 'weekly': 4, 'monthly': 12}")
+
+
+def check_local_file_or_empty(value):
+    if value == "" or (isinstance(value, str) and os.path.isfile(value) and os.access(value, os.R_OK)):
+        return None
+    return "'' or the path of a readable file on the control machine"
+
+
+def check_snapshot(value):
+    if value == "latest" or (isinstance(value, str) and re.fullmatch(r"[0-9a-f]{8,64}", value)):
+        return None
+    return "'latest' or a restic snapshot id (8 to 64 hex digits, as 'restic snapshots' shows it)"
+
+
+def check_restore_to(value):
+    if value is None:
+        return None
+    problem = check_abs_path(value)
+    return problem and f"None (restore in place) or an empty or new directory: {problem}"
+
+
 def check_bool(value):
     if isinstance(value, bool):
         return None
@@ -374,6 +441,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("login_ban_window", 600, "Seconds within which login_ban_max_failures failed logins lead to a ban", check_seconds(10, 86400)),
     Setting("login_ban_seconds", 3600, "How long a banned address stays banned (restarts of fail2ban or the host keep it)", check_seconds(10, 30 * 86400)),
     Setting("login_ban_ignore", [], "Addresses or CIDR networks never banned, e.g. your office or CI runner", check_networks),
+    Setting("backup_repository", None, "restic repository the notebooks are backed up to (local path, sftp:, rest:, s3:); None means no backups", check_backup_repository),
+    Setting("backup_schedule", None, "When backups run (systemd OnCalendar); None means daily at a night time derived from the host name", check_calendar),
+    Setting("backup_keep", {"daily": 7, "weekly": 4, "monthly": 12}, "Snapshots kept by age after each backup (restic forget --keep-*); older ones are pruned", check_keep),
+    Setting("backup_ssh_key", "", "Local private key file the host uses for an sftp: repository ('' means root's own SSH setup on the host)", check_local_file_or_empty),
+    Setting("restore_snapshot", "latest", "restore.py only: the snapshot to restore, 'latest' or an id", check_snapshot),
+    Setting("restore_to", None, "restore.py only: a side directory to restore into; None restores in place (replaced files are moved aside)", check_restore_to),
+    Setting("uninstall_purge", False, "uninstall.py only: also delete notebook_dir, the Jupyter user and home, the conda prefix and certbot's certificates", check_bool),
     Setting("basic_auth_user", None, f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; None means off", check_basic_auth_user),
 )
 
@@ -451,12 +525,15 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
-def check_values(values: dict[str, Any], environ=None) -> list[str]:
-    """Every problem with one host's data, as one line each (empty when all is well)."""
+def check_values(values: dict[str, Any], environ=None, secrets: bool = True) -> list[str]:
+    """Every problem with one host's data, as one line each (empty when all is well).
+
+    ``secrets=False``: leave out the passwords and keys the control machine's environment
+    must give for a deploy (restore.py and uninstall.py use what the host already has)."""
     environ = os.environ if environ is None else environ
     errors = _typo_errors(values.keys()) + _errors_for(values)
     user = values.get("basic_auth_user")
-    if user and not check_basic_auth_user(user) and not environ.get(BASIC_AUTH_PASSWORD_ENV):
+    if secrets and user and not check_basic_auth_user(user) and not environ.get(BASIC_AUTH_PASSWORD_ENV):
         errors.append(
             f"setting basic_auth_user = {user!r} needs a password: "
             f"export {BASIC_AUTH_PASSWORD_ENV} on the control machine (or set basic_auth_user to None)",
@@ -470,7 +547,21 @@ def check_values(values: dict[str, Any], environ=None) -> list[str]:
             f"setting notebook_dir = {notebook_dir!r} is not allowed: must not be conda_prefix ({prefix!r}), "
             "inside it, or contain it",
         )
-    if values.get("jupyter_password_hash") is None and not environ.get(PASSWORD_ENV):
+    repository = values.get("backup_repository")
+    if repository and not check_backup_repository(repository):
+        if secrets and not environ.get(BACKUP_PASSWORD_ENV):
+            errors.append(f"setting backup_repository = {repository!r} needs a password: export {BACKUP_PASSWORD_ENV} "
+                          "on the control machine (the repository's key; keep it somewhere safe, the backups are "
+                          "unreadable without it)")
+        if secrets and repository.startswith("s3:") and not all(environ.get(name) for name in S3_CREDENTIAL_ENVS):
+            errors.append(f"setting backup_repository = {repository!r} needs {' and '.join(S3_CREDENTIAL_ENVS)} "
+                          "exported on the control machine")
+        home = f"/var/lib/{values.get('jupyter_user', DEFAULTS['jupyter_user'])}"
+        if repository.startswith("/") and not check_abs_path(notebook_dir) and (
+                _overlap(repository, notebook_dir) or _overlap(repository, home)):
+            errors.append(f"setting backup_repository = {repository!r} is not allowed: must not be inside or contain "
+                          f"what it backs up (notebook_dir {notebook_dir!r}, the Jupyter home {home!r})")
+    if secrets and values.get("jupyter_password_hash") is None and not environ.get(PASSWORD_ENV):
         errors.append(
             f"setting jupyter_password_hash is not set and {PASSWORD_ENV} is empty: "
             f"give an argon2 hash or export {PASSWORD_ENV} on the control machine",
@@ -478,12 +569,12 @@ def check_values(values: dict[str, Any], environ=None) -> list[str]:
     return errors
 
 
-def validate(host) -> None:
-    """Raise ``SettingsError`` naming the host and every bad setting."""
+def validate(host, secrets: bool = True) -> None:
+    """Raise ``SettingsError`` naming the host and every bad setting (``secrets``: as in ``check_values``)."""
     values = host.data.dict()
     inventory = getattr(host, "inventory", None)
     command_line = set(inventory.get_override_data()) if inventory is not None else set()
-    errors = _unknown_errors(command_line) + check_values(values)
+    errors = _unknown_errors(command_line) + check_values(values, secrets=secrets)
     _warn_unknown(set(values) - command_line)
     if values.get("server_name") is None and not is_hostname_or_ip(host.name):
         errors.append(

@@ -4,21 +4,35 @@ Smoke check for deployed notebook servers: what a user does first, from outside.
     JUPYTER_PASSWORD=... python -m smoke nb1.example.org 203.0.113.7
 
 For each host: log in through Apache with the password, start a fresh kernel, run one
-cell over its websocket, delete the kernel. One line per host with timings; the exit
+cell over its websocket, delete the kernel. The cell also reads the backup status the
+host's backup timer writes: with backups on, a host whose last successful backup is older
+than twice its schedule fails. The served certificate fails with fewer than
+CERTIFICATE_MIN_DAYS days left. One line per host with timings and those ages; the exit
 code is non-zero when any host fails. ``scripts/ci-deploy`` runs it after every deploy,
 and the real-host tests use the same client (``smoke/client.py``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 
 from .client import Jupyter
 
-# The cell run on every host: its output proves a kernel really executed it.
-CELL = "print(6 * 7)"
+# The cell run on every host: its first line proves a kernel really executed it; the
+# second is the backup status (operations/backups.py's STATUS_FILE), or {} without backups.
+BACKUP_STATUS = "/var/lib/jupyter-backup/status"
+CELL = ("import pathlib\n"
+        "print(6 * 7)\n"
+        f"status = pathlib.Path({BACKUP_STATUS!r})\n"
+        "print(status.read_text().strip() if status.exists() else '{}')\n")
 EXPECTED = "42"
+# Let's Encrypt renews 30 days ahead and the deploy renews a self-signed one 30 days ahead:
+# a certificate this close to its end means renewal has stopped working.
+CERTIFICATE_MIN_DAYS = 14
+# A backup older than this many schedule intervals means the timer or the repository is broken.
+BACKUP_STALE_INTERVALS = 2
 
 
 @dataclass
@@ -27,12 +41,46 @@ class Verdict:
     ok: bool
     timings: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    # Ages worth seeing even when all is well ("certificate 89 days left", "backup 5.2 h ago").
+    notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         spent = "  ".join(f"{what} {seconds:.2f} s" for what, seconds in self.timings.items())
+        notes = "  " + "  ".join(self.notes) if self.notes else ""
         if self.ok:
-            return f"ok    {self.target}  {spent}"
-        return f"FAIL  {self.target}  {self.error}" + (f"  (after: {spent})" if spent else "")
+            return f"ok    {self.target}  {spent}{notes}"
+        return f"FAIL  {self.target}  {self.error}{notes}" + (f"  (after: {spent})" if spent else "")
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds < 2 * 86400 else f"{seconds / 86400:.1f} days"
+
+
+def backup_problem(status: dict, now: float) -> tuple[str, str | None]:
+    """(a note on the last backup, or what is wrong with it); ('', None) without backups."""
+    if not status:
+        return "", None
+    interval = status.get("interval_seconds") or 86400
+    limit = BACKUP_STALE_INTERVALS * interval
+    if status.get("last_success"):
+        age = now - status["last_success"]
+        note = f"backup {_age(age)} ago"
+        if age > limit:
+            return note, f"the last successful backup is {_age(age)} old (over {_age(limit)}: see journalctl -u jupyter-backup)"
+        return note, None
+    waited = now - (status.get("configured") or now)
+    if waited > limit:
+        return "no backup yet", (f"no successful backup in the {_age(waited)} since backups were set up "
+                                 "(see journalctl -u jupyter-backup)")
+    return "no backup yet", None
+
+
+def certificate_problem(expires: float, now: float) -> tuple[str, str | None]:
+    days = (expires - now) / 86400
+    note = f"certificate {days:.0f} days left"
+    if days < CERTIFICATE_MIN_DAYS:
+        return note, f"the certificate expires in {days:.1f} days (under {CERTIFICATE_MIN_DAYS}: is renewal working?)"
+    return note, None
 
 
 def base_url(target: str, path: str = "/jupyter/") -> str:
@@ -69,10 +117,20 @@ def check(target: str, password: str, path: str = "/jupyter/", ca_file: str | bo
             output = step("cell", lambda: jupyter.execute_in(kernel, CELL))
         finally:
             jupyter.api("DELETE", f"kernels/{kernel}")
-        if output.strip() != EXPECTED:
-            verdict.error = f"the cell printed {output.strip()!r}, not {EXPECTED!r}"
+        lines = output.strip().splitlines()
+        if not lines or lines[0] != EXPECTED:
+            verdict.error = f"the cell printed {output.strip()!r}, not {EXPECTED!r} first"
             return verdict
-        verdict.ok = True
+        now = time.time()
+        problems = []
+        for note, problem in (certificate_problem(jupyter.certificate_expires(), now),
+                              backup_problem(json.loads(lines[1]) if len(lines) > 1 else {}, now)):
+            if note:
+                verdict.notes.append(note)
+            if problem:
+                problems.append(problem)
+        verdict.error = "; ".join(problems)
+        verdict.ok = not problems
     except Exception as error:  # one line per host, whatever went wrong
         verdict.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
     finally:

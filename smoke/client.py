@@ -122,6 +122,14 @@ class Jupyter:
             raw.close()
             raise
 
+    def certificate_expires(self) -> float:
+        """When the served certificate expires (a Unix time), read from a verified TLS handshake."""
+        parts = urlsplit(self.base)
+        context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
+        with socket.create_connection((self.connect_to or parts.hostname, parts.port or 443), timeout=self.timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+                return ssl.cert_time_to_seconds(tls.getpeercert()["notAfter"])
+
     def execute(self, code: str) -> str:
         """Run ``code`` in a fresh kernel over its websocket channel; returns its stdout."""
         kernel = self.start_kernel()

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -129,18 +129,24 @@ class Deployment:
             } for name in self.names
         })
 
-    def pyinfra(self, *args: str, overrides=None, password: str = PASSWORD, timeout: float = 600, yes: bool = True) -> Run:
+    def only(self, *names: str) -> "Deployment":
+        """The same deployment, limited to ``names`` (its runs touch no other host)."""
+        return replace(self, names=list(names), runs={})
+
+    def pyinfra(self, *args: str, overrides=None, password: str = PASSWORD, timeout: float = 600, yes: bool = True,
+                script: str = "deploy.py", env: dict | None = None) -> Run:
         """The real CLI, as a user runs it: `pyinfra -y --json INVENTORY deploy.py ...`.
 
         ``yes=False`` leaves out ``-y``: only then does pyinfra detect changes before running,
         which a ``--dry`` run needs to predict anything (with ``-y`` it predicts nothing).
+        ``script``: restore.py or uninstall.py instead; ``env``: more environment variables.
         """
         inventory = self.write_inventory(overrides)
-        env = dict(os.environ, JUPYTER_PASSWORD=password)
+        env = dict(os.environ, JUPYTER_PASSWORD=password, **(env or {}))
         started = time.monotonic()
         try:
             result = subprocess.run(
-                [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), "--json", str(inventory), "deploy.py", *args],
+                [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), "--json", str(inventory), script, *args],
                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
             )
         except subprocess.TimeoutExpired as expired:

@@ -1,0 +1,276 @@
+"""
+Backups: the notebooks and the Jupyter user's home, encrypted and deduplicated by restic,
+on a systemd timer. Off until ``backup_repository`` is set.
+
+The repository password comes from ``$JUPYTER_BACKUP_PASSWORD`` on the control machine and
+lives on the host only in a root-only file restic reads (``RESTIC_PASSWORD_FILE``): it is
+uploaded, never put on a command line, never diffed. The deploy creates the repository
+when there is none and never initialises one that exists (``files/jupyter-backup``).
+``restore.py`` restores from it; the smoke check reports the age of the last backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, OperationError, QuoteString, StringCommand, deploy, operation
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from . import jupyter, passwords, settings
+from .render import render
+
+FILES = Path(__file__).resolve().parent.parent / "files"
+PACKAGES = ["restic"]
+CONFIG_DIR = "/etc/jupyter-backup"
+CONFIG_FILE = f"{CONFIG_DIR}/backup.conf"
+SECRETS_FILE = f"{CONFIG_DIR}/restic.env"
+PASSWORD_FILE = f"{CONFIG_DIR}/password"
+SSH_KEY_FILE = f"{CONFIG_DIR}/ssh_key"
+SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-backup"
+STATE_NAME = "jupyter-backup"
+STATE_DIR = f"/var/lib/{STATE_NAME}"
+# What the smoke check reads (through a notebook kernel): times and a snapshot id.
+STATUS_FILE = f"{STATE_DIR}/status"
+CACHE_DIR = f"/var/cache/{STATE_NAME}"
+# sftp: the server's host key, learnt on first contact (accept-new) and pinned from then on.
+KNOWN_HOSTS = f"{STATE_DIR}/known_hosts"
+UNIT = "jupyter-backup"
+SERVICE_FILE = f"/etc/systemd/system/{UNIT}.service"
+TIMER_FILE = f"/etc/systemd/system/{UNIT}.timer"
+# Left out of the home (all three come back by themselves or are worthless after a restart):
+# caches; packages the user pip-installed (large, binary, reinstallable from PyPI: keep a
+# `pip freeze --user` in the notebooks to have the list backed up); kernel connection files
+# (each kernel's secret key, stale once the kernel is gone).
+HOME_EXCLUDES = (".cache", ".local/lib", ".local/share/jupyter/runtime")
+# The night window a default schedule falls in (minutes after midnight, host time).
+NIGHT_START, NIGHT_MINUTES = 60, 240
+
+
+def packages(repository: str | None) -> list[str]:
+    return PACKAGES if repository else []
+
+
+def default_schedule(host_name: str) -> str:
+    """Daily at a night time of its own for each host (so a fleet does not back up at once),
+    the same on every run."""
+    minute = NIGHT_START + int.from_bytes(hashlib.sha256(host_name.encode()).digest()[:4], "big") % NIGHT_MINUTES
+    return f"*-*-* {minute // 60:02d}:{minute % 60:02d}:00"
+
+
+def keep_arguments(keep: dict[str, int]) -> list[str]:
+    arguments = []
+    for kind in settings.KEEP_KINDS:
+        if keep.get(kind):
+            arguments += [f"--keep-{kind}", str(keep[kind])]
+    return arguments
+
+
+def backup_paths(notebook_dir: str, user: str) -> list[str]:
+    return [notebook_dir, jupyter.home_of(user)]
+
+
+def _bash_array(values) -> str:
+    return "(" + " ".join(shlex.quote(v) for v in values) + ")"
+
+
+def config_file(repository: str, notebook_dir: str, user: str, schedule: str, keep: dict[str, int],
+                ssh_key: bool = False) -> str:
+    """``backup.conf``: what to back up and how (no secret), sourced by the script."""
+    home = jupyter.home_of(user)
+    lines = [
+        "# Managed by pyinfra (jupyter-apache-deploy): local edits are overwritten on the next run.",
+        f"PATHS={_bash_array(backup_paths(notebook_dir, user))}",
+        f"EXCLUDE_PATTERNS={_bash_array(f'{home}/{name}' for name in HOME_EXCLUDES)}",
+        f"KEEP={_bash_array(keep_arguments(keep))}",
+        f"SCHEDULE={shlex.quote(schedule)}",
+        f"STATE_DIR={STATE_DIR}",
+        f"STATUS_FILE={STATUS_FILE}",
+        f"CACHE_DIR={CACHE_DIR}",
+    ]
+    sftp = settings.sftp_parts(repository)
+    if sftp:
+        sftp_user, sftp_host, _ = sftp
+        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+               "-o", f"UserKnownHostsFile={KNOWN_HOSTS}"]
+        if ssh_key:
+            ssh += ["-i", SSH_KEY_FILE, "-o", "IdentitiesOnly=yes"]
+        ssh += [f"{sftp_user}@{sftp_host.strip('[]')}", "-s", "sftp"]
+        lines.append(f"SFTP_COMMAND={shlex.quote(' '.join(ssh))}")
+    return "\n".join(lines) + "\n"
+
+
+def secrets_file(repository: str, environ=None) -> str:
+    """``restic.env``: the repository (it may carry credentials) and the S3 keys, root-only."""
+    environ = os.environ if environ is None else environ
+    lines = [f"RESTIC_REPOSITORY={shlex.quote(repository)}", f"RESTIC_PASSWORD_FILE={PASSWORD_FILE}"]
+    if repository.startswith("s3:"):
+        lines += [f"{name}={shlex.quote(environ[name])}" for name in settings.S3_CREDENTIAL_ENVS]
+    return "\n".join(lines) + "\n"
+
+
+def service_unit(repository: str) -> str:
+    local = repository if repository.startswith("/") else None
+    return render(f"{UNIT}.service.j2", script=SCRIPT, state_name=STATE_NAME, local_repository=local)
+
+
+def timer_unit(schedule: str) -> str:
+    return render(f"{UNIT}.timer.j2", schedule=schedule)
+
+
+@operation()
+def secret_file(path: str, content: str):
+    """
+    A file only root can read, holding a secret (a password, a key, credentials).
+
+    + path: remote file to write (its directory must exist)
+    + content: what the file holds
+
+    The content is compared with the stored file in memory (downloaded, never printed),
+    uploaded to a root-only temporary file and moved into place: never on a command line,
+    never diffed. Always give this operation a ``name=`` so pyinfra does not log its arguments.
+
+    **Example:**
+
+    .. code:: python
+
+        secret_file(name="Backup password (never shown)", path="/etc/jupyter-backup/password",
+                    content=os.environ["JUPYTER_BACKUP_PASSWORD"])
+    """
+    owner = host.get_fact(passwords.PasswordFileOwner, path=path)
+    current = passwords.stored_content(path) if owner else None
+    q_path, q_temp = shlex.quote(path), shlex.quote(f"{path}.pyinfra-tmp")
+    if current != content:
+        yield StringCommand(f"install -m 600 -o root -g root /dev/null {q_temp}")
+        yield FileUploadCommand(StringIO(content), f"{path}.pyinfra-tmp")
+        yield StringCommand(f"chown root:root {q_temp} && chmod 600 {q_temp} && mv {q_temp} {q_path}")
+    elif owner != "root:root:600":
+        yield StringCommand(f"chown root:root {q_path} && chmod 600 {q_path}")
+    else:
+        host.noop(f"{path} is up to date")
+
+
+class BackupRepositoryState(FactBase):
+    """
+    Returns ``{"exit": N, "status_file": bool, "schedule_ok": bool, "reason": str}``:
+    ``jupyter-backup check-repository``'s exit code (0 opens, 3 none yet, else failed:
+    ``reason`` is restic's), whether the status file the smoke check reads exists, and
+    whether systemd accepts ``schedule``.
+    """
+
+    MARKERS = ("status-file", "bad-schedule")
+
+    def command(self, script, status_file, schedule):
+        return (f"{shlex.quote(script)} check-repository 2>&1; echo \"exit=$?\"; "
+                f"test -e {shlex.quote(status_file)} && echo status-file; "
+                f"systemd-analyze calendar {shlex.quote(schedule)} >/dev/null 2>&1 || echo bad-schedule; true")
+
+    def process(self, output):
+        lines = list(output)
+        exit_code = next((int(line[5:]) for line in lines if line.startswith("exit=")), 1)
+        reason = " ".join(line.strip() for line in lines if not line.startswith("exit=") and line not in self.MARKERS)
+        return {"exit": exit_code, "status_file": "status-file" in lines, "schedule_ok": "bad-schedule" not in lines,
+                "reason": reason}
+
+
+@operation()
+def repository_ready(schedule: str):
+    """
+    Create the backup repository when there is none; fail with restic's reason when it
+    exists but does not open (a wrong password, an unreachable server). Never initialises
+    a repository that exists.
+
+    + schedule: the timer's OnCalendar: the host's systemd must accept it (checked here,
+      before the timer is written)
+    """
+    state = host.get_fact(BackupRepositoryState, script=SCRIPT, status_file=STATUS_FILE, schedule=schedule)
+    if not state["schedule_ok"]:
+        raise OperationError(f"setting backup_schedule = {schedule!r} is not allowed: this host's systemd does not "
+                             f"accept it as OnCalendar (try: systemd-analyze calendar {shlex.quote(schedule)})")
+    if state["exit"] == 3 or (state["exit"] == 0 and not state["status_file"]):
+        yield StringCommand(shlex.quote(SCRIPT), "init")
+    elif state["exit"] != 0:
+        raise OperationError(f"the backup repository does not open: {state['reason'][:500]}")
+    else:
+        host.noop("the backup repository exists and opens")
+
+
+class BackupFiles(FactBase):
+    """Returns which of ``paths`` exist (one command for all of them)."""
+
+    def command(self, paths):
+        return "for p in " + " ".join(shlex.quote(p) for p in paths) + '; do [ -e "$p" ] && echo "$p"; done; true'
+
+    def process(self, output):
+        return [line for line in output if line]
+
+
+INSTALLED = [TIMER_FILE, SERVICE_FILE, CONFIG_DIR, SCRIPT, STATE_DIR, CACHE_DIR]
+
+
+@operation()
+def backups_removed():
+    """No backup timer, unit, script, settings or secrets (the repository itself is kept)."""
+    present = host.get_fact(BackupFiles, paths=INSTALLED)
+    if not present:
+        host.noop("no backups are set up")
+        return
+    yield f"systemctl disable --now {UNIT}.timer 2>/dev/null || true"
+    yield StringCommand("rm", "-rf", *(shlex.quote(p) for p in present))
+    yield "systemctl daemon-reload"
+
+
+@deploy(
+    "Backups",
+    data_defaults=settings.defaults("backup_repository", "backup_schedule", "backup_keep", "backup_ssh_key",
+                                    "notebook_dir", "jupyter_user"),
+)
+def configure_backups():
+    """restic backups on a timer, or none (needs ``packages``)."""
+    repository = host.data.backup_repository
+    if not repository:
+        backups_removed(name="No backups")
+        return
+    schedule = host.data.backup_schedule or default_schedule(host.name)
+    ssh_key = host.data.backup_ssh_key
+    files.directory(name="Backup settings directory (root only)", path=CONFIG_DIR, user="root", group="root", mode="700")
+    files.put(name="Backup script", src=str(FILES / "jupyter-backup"), dest=SCRIPT,
+              user="root", group="root", mode="755", create_remote_dir=True)
+    files.put(name="Backup settings", src=StringIO(config_file(repository, host.data.notebook_dir, host.data.jupyter_user,
+                                                               schedule, host.data.backup_keep, bool(ssh_key))),
+              dest=CONFIG_FILE, user="root", group="root", mode="600")
+    secret_file(name="Backup repository and its credentials (never shown)", path=SECRETS_FILE,
+                content=secrets_file(repository))
+    secret_file(name="Backup repository password (never shown)", path=PASSWORD_FILE,
+                content=os.environ.get(settings.BACKUP_PASSWORD_ENV, "") + "\n")
+    if ssh_key:
+        secret_file(name="SSH key for the backup server (never shown)", path=SSH_KEY_FILE,
+                    content=Path(ssh_key).read_text())
+    files.directory(name="Backup state directory", path=STATE_DIR, user="root", group="root", mode="755")
+    repository_ready(name="Backup repository (created when there is none)", schedule=schedule)
+    service = files.put(name="Backup service", src=StringIO(service_unit(repository)), dest=SERVICE_FILE,
+                        user="root", group="root", mode="644")
+    timer = files.put(name="Backup timer", src=StringIO(timer_unit(schedule)), dest=TIMER_FILE,
+                      user="root", group="root", mode="644")
+    systemd.daemon_reload(name="Reload systemd units", _if=any_changed(service, timer))
+    systemd.service(name="Backup timer running and enabled", service=f"{UNIT}.timer", running=True, enabled=True)
+    systemd.service(name="Restart the timer for its new schedule", service=f"{UNIT}.timer", restarted=True,
+                    _if=timer.did_change)
+
+
+@deploy("Restore from backup", data_defaults=settings.defaults("backup_repository", "restore_snapshot", "restore_to"))
+def restore_backup():
+    """Restore the notebooks and the Jupyter home from a snapshot, in place or into ``restore_to``."""
+    if not host.data.backup_repository:
+        raise settings.SettingsError(f"{host.name}: setting backup_repository is None: this host has no backups "
+                                     "to restore from (set it as for the deploy that made them)")
+    target = [QuoteString(host.data.restore_to)] if host.data.restore_to else []
+    server.shell(
+        name=f"Restore snapshot {host.data.restore_snapshot}" + (f" into {host.data.restore_to}" if target else " in place"),
+        commands=[StringCommand(QuoteString(SCRIPT), "restore", QuoteString(host.data.restore_snapshot), *target)],
+    )

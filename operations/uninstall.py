@@ -1,0 +1,78 @@
+"""
+Uninstall: remove what the deploy installed and configured, keeping the data.
+
+Everything is done by ``files/jupyter-uninstall`` on the host, in one go; this module
+decides whether there is anything left to remove (one command) and runs it only then, so
+a second uninstall changes nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
+
+from . import apache, backups, jupyter, letsencrypt, login_ban, settings, tls
+
+FILES = Path(__file__).resolve().parent.parent / "files"
+SCRIPT = "/root/.jupyter-uninstall"
+
+# What the deploy leaves on a host (files/jupyter-uninstall removes each of them).
+INSTALLED = [
+    jupyter.UNIT_FILE, jupyter.CONFIG_DIR, jupyter.GUARD_DIR.rsplit("/", 1)[0],
+    f"/etc/apache2/sites-available/{apache.SITE}.conf", f"/etc/apache2/conf-available/{apache.HARDENING_CONF}.conf",
+    apache.RELOAD_STAMP.rsplit("/", 1)[0], tls.CERT, tls.KEY, letsencrypt.DEPLOY_HOOK, letsencrypt.TRUSTED_CA,
+    login_ban.JAIL_FILE, login_ban.FILTER_FILE, *backups.INSTALLED,
+]
+
+
+class Remains(FactBase):
+    """Returns which of ``paths`` exist and, with ``user``, whether that account does."""
+
+    def command(self, paths, user=None):
+        check_user = f"id -u {shlex.quote(user)} >/dev/null 2>&1 && echo user; " if user else ""
+        return ("for p in " + " ".join(shlex.quote(p) for p in paths)
+                + '; do { [ -e "$p" ] || [ -L "$p" ]; } && echo "$p"; done; ' + check_user + "true")
+
+    def process(self, output):
+        return [line for line in output if line]
+
+
+@operation()
+def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, repository: str | None, purge: bool):
+    """
+    Nothing of the deploy left on the host; with ``purge``, none of its data either.
+
+    + user, notebook_dir, prefix, server_name: as the deploy had them
+    + repository: the backup repository (a local one is deleted when purging)
+    + purge: also delete the notebooks, the user and its home, the conda prefix, a local
+      backup repository and certbot's certificate
+    """
+    paths = list(INSTALLED)
+    if purge:
+        paths += [notebook_dir, prefix, f"/etc/letsencrypt/renewal/{server_name}.conf"]
+        if repository and repository.startswith("/"):
+            paths.append(repository)
+    remains = host.get_fact(Remains, paths=paths, user=user if purge else None)
+    if not remains:
+        host.noop("nothing of the deploy is left" + (", and none of its data" if purge else ""))
+        return
+    yield FileUploadCommand(str(FILES / "jupyter-uninstall"), SCRIPT)
+    arguments = [user, notebook_dir, prefix, server_name, repository or "", "purge" if purge else "keep"]
+    yield StringCommand("bash", QuoteString(SCRIPT), *(QuoteString(a) for a in arguments), "; status=$?;",
+                        "rm", "-f", QuoteString(SCRIPT), "; exit $status")
+
+
+@deploy("Uninstall", data_defaults=settings.defaults("jupyter_user", "notebook_dir", "conda_prefix",
+                                                       "backup_repository", "uninstall_purge"))
+def uninstall():
+    """Remove the deploy from the host (``uninstall_purge``: its data too)."""
+    uninstalled(
+        name="Remove the deploy" + (" and its data (uninstall_purge)" if host.data.uninstall_purge else
+                                    " (notebooks, user, conda and backups kept)"),
+        user=host.data.jupyter_user, notebook_dir=host.data.notebook_dir, prefix=host.data.conda_prefix,
+        server_name=settings.server_name(host), repository=host.data.backup_repository,
+        purge=host.data.uninstall_purge,
+    )

@@ -1,0 +1,19 @@
+"""
+Restore each host's notebooks from its backups (see "Backups" in the README).
+
+    pyinfra inventory.py restore.py                                   latest snapshot, in place
+    pyinfra inventory.py restore.py --data restore_snapshot=1a2b3c4d  that snapshot
+    pyinfra inventory.py restore.py --data restore_to=/srv/restored   beside the live files
+
+In place, every file the snapshot would overwrite with other content is first moved to
+/var/lib/jupyter-backup/moved-aside/TIME/ (nothing is lost); files created since the
+snapshot stay. The host uses the repository and password the deploy gave it: no password
+is needed on this machine.
+"""
+
+from pyinfra import host
+
+from operations import backups, settings
+
+settings.validate(host, secrets=False)
+backups.restore_backup()
