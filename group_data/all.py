@@ -1,123 +1,126 @@
 """
-Every setting of the deploy, with its default. Host data overrides these per host
-(inventory.py, or `--data name=value` on the command line). The same defaults apply
-to ad hoc runs (`pyinfra HOST deploy.py`), which load no group_data: they live in
-operations/settings.py, and a test keeps this file and the README table in step.
+Your settings for every host of the inventory. Each setting is here as a commented-out
+line with its default and meaning: uncomment a line and change the value to set it.
+Host data in inventory.py (per host) and `--data name=value` (per run) override these.
+
+The defaults live in operations/settings.py (ad hoc runs, `pyinfra HOST deploy.py`, load
+no group_data and get them too); scripts/settings_docs.py writes this file's comments
+from there, so only change values, not the comment lines.
 """
 
 # Public DNS name or IP of the host; None means the inventory name
-server_name = None
+# server_name = None
 
 # URL path Jupyter is served under, with leading and trailing '/'
-jupyter_base_url = '/jupyter/'
+# jupyter_base_url = '/jupyter/'
 
 # Loopback port Jupyter listens on behind Apache
-jupyter_port = 8888
+# jupyter_port = 8888
 
 # System user (no login shell) that runs Jupyter and its kernels
-jupyter_user = 'jupyter'
+# jupyter_user = 'jupyter'
 
 # Directory the notebook server shows and saves into
-notebook_dir = '/srv/jupyter'
+# notebook_dir = '/srv/jupyter'
 
 # argon2 hash of the login password; None means hash $JUPYTER_PASSWORD locally
-jupyter_password_hash = None
+# jupyter_password_hash = None
 
 # Whether the web terminal (a shell as jupyter_user) is enabled
-jupyter_terminals = True
+# jupyter_terminals = True
 
 # Installer of the conda distribution (Anaconda, Miniforge or Miniconda)
-conda_installer_url = 'https://repo.anaconda.com/archive/Anaconda3-2026.07-1-Linux-x86_64.sh'
+# conda_installer_url = 'https://repo.anaconda.com/archive/Anaconda3-2026.07-1-Linux-x86_64.sh'
 
 # Published sha256 of that installer; checked before it runs
-conda_installer_sha256 = '9f49042048e9a8220c1cddf9192054290724052d3b2a86f938f9f5edd911db8f'
+# conda_installer_sha256 = '9f49042048e9a8220c1cddf9192054290724052d3b2a86f938f9f5edd911db8f'
 
 # Where the distribution is installed
-conda_prefix = '/opt/anaconda3'
+# conda_prefix = '/opt/anaconda3'
 
 # How Jupyter gets into the prefix: 'bundled' (Anaconda), 'conda' or 'pip'
-conda_jupyter_install = 'bundled'
+# conda_jupyter_install = 'bundled'
 
 # Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)
-conda_accept_tos = False
+# conda_accept_tos = False
 
 # Where the certificate comes from: 'self-signed' or 'letsencrypt' (certbot, HTTP-01 webroot)
-tls_mode = 'self-signed'
+# tls_mode = 'self-signed'
 
 # Contact address of the ACME account ('' registers without one); tls_mode 'letsencrypt' only
-letsencrypt_email = ''
+# letsencrypt_email = ''
 
 # ACME directory certbot asks for certificates (Let's Encrypt production)
-acme_directory_url = 'https://acme-v02.api.letsencrypt.org/directory'
+# acme_directory_url = 'https://acme-v02.api.letsencrypt.org/directory'
 
 # Local PEM file with a private ACME server's CA, trusted by the host system-wide; '' for none
-acme_ca_bundle = ''
+# acme_ca_bundle = ''
 
 # Enable ufw: allow SSH, 80 and 443 only
-firewall = True
+# firewall = True
 
 # Extra lines for the HTTPS vhost (checked by apache2ctl configtest before they go live)
-apache_extra_directives = []
+# apache_extra_directives = []
 
 # conda specs installed into conda_prefix with 'conda install' on every host (conda_accept_tos applies)
-conda_packages = []
+# conda_packages = []
 
 # PEP 508 specs installed into conda_prefix with its own pip on every host
-pip_packages = []
+# pip_packages = []
 
 # Local requirements file uploaded to every host and installed with the prefix's pip; '' for none
-pip_requirements = ''
+# pip_requirements = ''
 
 # Most memory Jupyter, its kernels and terminals may use together (systemd MemoryMax; '2G', '80%' or None)
-memory_limit = '80%'
+# memory_limit = '80%'
 
 # Most CPU cores Jupyter and its kernels may use together (systemd CPUQuota), e.g. 1.5; None for no limit
-cpu_limit = None
+# cpu_limit = None
 
 # Seconds after which an idle kernel with no open connection is shut down; 0 = never
-cull_idle_kernels_after = 86400
+# cull_idle_kernels_after = 86400
 
 # Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)
-apache_proxy_timeout = 300
+# apache_proxy_timeout = 300
 
 # Largest request body Apache and Jupyter accept (a notebook saved at once; uploads come in 1 MiB chunks)
-max_request_size = '100M'
+# max_request_size = '100M'
 
 # Ban an address from 80 and 443 (fail2ban + nftables) after repeated failed logins
-login_ban = True
+# login_ban = True
 
 # Failed logins from one address within login_ban_window that get it banned
-login_ban_max_failures = 5
+# login_ban_max_failures = 5
 
 # Seconds within which login_ban_max_failures failed logins lead to a ban
-login_ban_window = 600
+# login_ban_window = 600
 
 # How long a banned address stays banned (restarts of fail2ban or the host keep it)
-login_ban_seconds = 3600
+# login_ban_seconds = 3600
 
 # Addresses or CIDR networks never banned, e.g. your office or CI runner
-login_ban_ignore = []
+# login_ban_ignore = []
 
 # restic repository the notebooks are backed up to (local path, sftp:, rest:, s3:); None means no backups
-backup_repository = None
+# backup_repository = None
 
 # When backups run (systemd OnCalendar); None means daily at a night time derived from the host name
-backup_schedule = None
+# backup_schedule = None
 
 # Snapshots kept by age after each backup (restic forget --keep-*); older ones are pruned
-backup_keep = {'daily': 7, 'weekly': 4, 'monthly': 12}
+# backup_keep = {'daily': 7, 'weekly': 4, 'monthly': 12}
 
 # Local private key file the host uses for an sftp: repository ('' means root's own SSH setup on the host)
-backup_ssh_key = ''
+# backup_ssh_key = ''
 
 # restore.py only: the snapshot to restore, 'latest' or an id
-restore_snapshot = 'latest'
+# restore_snapshot = 'latest'
 
 # restore.py only: a side directory to restore into; None restores in place (replaced files are moved aside)
-restore_to = None
+# restore_to = None
 
 # uninstall.py only: also delete notebook_dir, the Jupyter user and home, the conda prefix and certbot's certificates
-uninstall_purge = False
+# uninstall_purge = False
 
 # Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
-basic_auth_user = None
+# basic_auth_user = None

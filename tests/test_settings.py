@@ -219,23 +219,38 @@ def test_inventory_name_that_is_no_hostname_needs_server_name(monkeypatch):
         settings.validate(Host())
 
 
-def group_data_defaults():
-    tree = ast.parse((ROOT / "group_data" / "all.py").read_text())
-    values, comments = {}, {}
-    lines = (ROOT / "group_data" / "all.py").read_text().splitlines()
-    for node in tree.body:
-        if isinstance(node, ast.Assign):
-            name = node.targets[0].id
-            values[name] = ast.literal_eval(node.value)
-            comments[name] = lines[node.lineno - 2]
-    return values, comments
+def test_readme_table_and_group_data_are_what_settings_py_makes_of_them():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "settings_docs.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
-def test_group_data_documents_every_setting_with_its_default():
-    values, comments = group_data_defaults()
-    assert values == settings.DEFAULTS
+def test_group_data_offers_every_setting_commented_out_with_its_default_and_meaning():
+    text = (ROOT / "group_data" / "all.py").read_text()
+    namespace = {}
+    exec(compile(text, "all.py", "exec"), namespace)
+    assert not [name for name in namespace if name in settings.BY_NAME], "group_data sets values itself"
+    lines = text.splitlines()
     for setting in settings.SETTINGS:
-        assert comments[setting.name] == f"# {setting.meaning}", setting.name
+        example = f"# {setting.name} = {setting.default!r}"
+        at = lines.index(example)
+        assert lines[at - 1] == f"# {setting.meaning}", setting.name
+        # Uncommenting the line gives the default.
+        assert ast.literal_eval(example.split(" = ", 1)[1]) == setting.default
+
+
+def test_a_user_who_uncomments_a_line_keeps_it_and_the_docs_check_still_passes(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import settings_docs
+    finally:
+        sys.path.pop(0)
+    edited = (ROOT / "group_data" / "all.py").read_text().replace("# jupyter_port = 8888", "jupyter_port = 9999")
+    assert settings_docs.group_data(edited) == edited
+    # A stale README table is caught.
+    readme = (ROOT / "README.md").read_text()
+    assert settings_docs.readme(readme) == readme
+    assert settings_docs.readme(readme.replace("| `jupyter_port` | `8888` |", "| `jupyter_port` | `8000` |")) == readme
 
 
 def test_readme_table_lists_every_setting_with_its_default():

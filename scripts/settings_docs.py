@@ -1,0 +1,80 @@
+"""
+Writes the two documents made from operations/settings.py, the one definition of every
+setting: the README's settings table and group_data/all.py (every setting as a
+commented-out example: uncomment a line to change it).
+
+    python scripts/settings_docs.py            rewrite both
+    python scripts/settings_docs.py --check    exit 1 when either is stale (the tests run this)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from operations import settings  # noqa: E402
+
+README = ROOT / "README.md"
+GROUP_DATA = ROOT / "group_data" / "all.py"
+TABLE_START = "<!-- settings table: generated from operations/settings.py by scripts/settings_docs.py -->"
+TABLE_END = "<!-- end of the settings table -->"
+
+GROUP_DATA_HEADER = '''"""
+Your settings for every host of the inventory. Each setting is here as a commented-out
+line with its default and meaning: uncomment a line and change the value to set it.
+Host data in inventory.py (per host) and `--data name=value` (per run) override these.
+
+The defaults live in operations/settings.py (ad hoc runs, `pyinfra HOST deploy.py`, load
+no group_data and get them too); scripts/settings_docs.py writes this file's comments
+from there, so only change values, not the comment lines.
+"""
+'''
+
+
+def table() -> str:
+    rows = ["| Setting | Default | Meaning |", "|---|---|---|"]
+    rows += [f"| `{s.name}` | `{s.default!r}` | {s.meaning} |" for s in settings.SETTINGS]
+    return "\n".join(rows)
+
+
+def readme(text: str) -> str:
+    """``text`` (the README) with the generated table between its markers."""
+    before, start, rest = text.partition(TABLE_START)
+    _, end, after = rest.partition(TABLE_END)
+    if not (start and end):
+        raise SystemExit(f"README.md lacks the markers {TABLE_START!r} ... {TABLE_END!r}")
+    return f"{before}{TABLE_START}\n{table()}\n{TABLE_END}{after}"
+
+
+def group_data(current: str = "") -> str:
+    """group_data/all.py: the header, then each setting commented out, keeping a value a user
+    uncommented (a line ``name = value`` in ``current``)."""
+    chosen = {}
+    for line in current.splitlines():
+        name = line.split("=", 1)[0].strip()
+        if name in settings.BY_NAME and not line.startswith("#"):
+            chosen[name] = line
+    blocks = [GROUP_DATA_HEADER]
+    for s in settings.SETTINGS:
+        blocks.append(f"# {s.meaning}\n{chosen.get(s.name, f'# {s.name} = {s.default!r}')}\n")
+    return "\n".join(blocks)
+
+
+def main(argv: list[str]) -> int:
+    wanted = {README: readme(README.read_text()), GROUP_DATA: group_data(GROUP_DATA.read_text())}
+    stale = [path for path, text in wanted.items() if path.read_text() != text]
+    if "--check" in argv:
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run python scripts/settings_docs.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(wanted[path])
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
