@@ -10,13 +10,28 @@ every host before any operation runs.
 
 from pyinfra import host
 
-from operations import apache, backups, conda, environment, firewall, jupyter, letsencrypt, login_ban, settings, system, tls
+from operations import (
+    apache,
+    backups,
+    conda,
+    environment,
+    firewall,
+    jupyter,
+    letsencrypt,
+    login_ban,
+    settings,
+    system,
+    tls,
+)
 
 settings.validate(host)
 tls_mode = host.data.get("tls_mode", settings.DEFAULTS["tls_mode"])
 
 system.install_packages(
-    conda.PACKAGES + tls.PACKAGES + (letsencrypt.PACKAGES if tls_mode == "letsencrypt" else []) + apache.PACKAGES
+    conda.PACKAGES
+    + tls.PACKAGES
+    + (letsencrypt.PACKAGES if tls_mode == "letsencrypt" else [])
+    + apache.PACKAGES
     + firewall.packages(host.data.get("firewall", settings.DEFAULTS["firewall"]))
     + login_ban.packages(host.data.get("login_ban", settings.DEFAULTS["login_ban"]))
     + backups.packages(host.data.get("backup_repository", settings.DEFAULTS["backup_repository"])),

@@ -35,11 +35,14 @@ if _os.environ.get("LINODE_TOKEN"):
     _tag = _os.environ.get("LINODE_TAG") or _DEFAULT_TAG
     try:
         notebooks, _skipped = _tagged_linodes(
-            _os.environ["LINODE_TOKEN"], _tag, _os.environ.get("LINODE_API_URL") or _API_URL)
+            _os.environ["LINODE_TOKEN"], _tag, _os.environ.get("LINODE_API_URL") or _API_URL
+        )
     except _InventoryError as _error:
         raise SystemExit(f"inventory: {_error}") from None
-    _say(f"{len(notebooks)} running Linodes tagged {_tag!r} from the Linode API"
-         + (f"; left out: {', '.join(_skipped)}" if _skipped else ""))
+    _say(
+        f"{len(notebooks)} running Linodes tagged {_tag!r} from the Linode API"
+        + (f"; left out: {', '.join(_skipped)}" if _skipped else "")
+    )
     if not notebooks:
         raise SystemExit(f"inventory: no running Linode is tagged {_tag!r}: tag yours (or set LINODE_TAG)")
 else:

@@ -24,8 +24,10 @@ class InventoryError(Exception):
 
 # Addresses a Linode may have that the internet cannot reach: RFC 1918 (Linode's own
 # private network is 192.168.128.0/17), loopback, link-local, shared (CGNAT).
-NOT_PUBLIC = [ipaddress.ip_network(n) for n in
-              ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10")]
+NOT_PUBLIC = [
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10")
+]
 
 
 def public_ipv4(addresses) -> str | None:
@@ -73,7 +75,14 @@ def tagged_linodes(token: str, tag: str = DEFAULT_TAG, base_url: str = API_URL) 
         if ipv4 is None:
             skipped.append(f"{instance.label} (no public IPv4)")
             continue
-        hosts.append((instance.label, {
-            "ssh_hostname": ipv4, "server_name": server_name_for(instance.label, ipv4), "linode_id": instance.id,
-        }))
+        hosts.append(
+            (
+                instance.label,
+                {
+                    "ssh_hostname": ipv4,
+                    "server_name": server_name_for(instance.label, ipv4),
+                    "linode_id": instance.id,
+                },
+            )
+        )
     return sorted(hosts), skipped

@@ -65,8 +65,16 @@ def measure(lab, host, password: str) -> dict:
     cert = lab.ssh(host, "cat /etc/ssl/certs/jupyter-apache.crt").stdout
     ca = lab.key.parent / "bench-ca.pem"
     ca.write_text(cert)
-    tunnel = subprocess.Popen(["ssh", *ssh_args(lab.key, lab.known_hosts), "-N", "-L",
-                               f"127.0.0.1:{TUNNEL_PORT}:127.0.0.1:8888", f"root@{host.ip}"])
+    tunnel = subprocess.Popen(
+        [
+            "ssh",
+            *ssh_args(lab.key, lab.known_hosts),
+            "-N",
+            "-L",
+            f"127.0.0.1:{TUNNEL_PORT}:127.0.0.1:8888",
+            f"root@{host.ip}",
+        ]
+    )
     try:
         wait_for_port("127.0.0.1", TUNNEL_PORT, 15)
         apache = Jupyter(f"https://{host.ip}/jupyter/", ca_file=str(ca))
@@ -89,8 +97,11 @@ def measure(lab, host, password: str) -> dict:
         for client, kernel, ws in sockets.values():
             ws.close()
             client.api("DELETE", f"kernels/{kernel}")
-        static = next(path for path in ("static/favicons/favicon.ico", "static/favicon.ico", "static/style/bootstrap.min.css")
-                      if apache.get(path).status_code == 200)
+        static = next(
+            path
+            for path in ("static/favicons/favicon.ico", "static/favicon.ico", "static/style/bootstrap.min.css")
+            if apache.get(path).status_code == 200
+        )
         rates = {}
         for what, path in (("static asset", static), ("/api/status", "api/status")):
             for name in ("direct", "apache", "direct", "apache"):  # interleaved, best of two each
@@ -99,8 +110,9 @@ def measure(lab, host, password: str) -> dict:
         tunnel.terminate()
         tunnel.wait()
     raw = {
-        "kernel_ms": {name: {"p50": statistics.median(t), "p99": _percentile(t, 0.99), "n": len(t)}
-                      for name, t in times.items()},
+        "kernel_ms": {
+            name: {"p50": statistics.median(t), "p99": _percentile(t, 0.99), "n": len(t)} for name, t in times.items()
+        },
         "http_rps": {f"{what} via {name}": max(r) for (what, name), r in rates.items()},
         "static_path": static,
     }

@@ -35,9 +35,15 @@ from lab.config import CACHE  # noqa: E402
 
 PASSWORD = "bench password, not secret"
 # Which deploy an operation belongs to, by the deploy's name (pyinfra's "Deploy | Operation").
-PHASES = {"System packages": "apt", "Conda distribution": "installer", "Jupyter Notebook service": "jupyter",
-          "TLS certificate": "apache", "No private ACME CA": "apache", "Apache reverse proxy": "apache",
-          "Firewall": "firewall"}
+PHASES = {
+    "System packages": "apt",
+    "Conda distribution": "installer",
+    "Jupyter Notebook service": "jupyter",
+    "TLS certificate": "apache",
+    "No private ACME CA": "apache",
+    "Apache reverse proxy": "apache",
+    "Firewall": "firewall",
+}
 OP_START = re.compile(r"^--> Starting operation: (.+?) \| ")
 COMMAND = re.compile(r"^\s*\[([^\]]+)\] >>> ")
 
@@ -49,11 +55,25 @@ def write_inventory(lab, names, installer_url, digest, path: Path) -> Path:
 
 def run_pyinfra(inventory: Path, count_commands: bool = False) -> dict:
     """The real CLI; returns wall time, time per phase, changes and (-vv) remote commands per host."""
-    argv = [sys.executable, "-m", "pyinfra", "-y", "--json", *(["-vv"] if count_commands else []),
-            str(inventory), "deploy.py"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pyinfra",
+        "-y",
+        "--json",
+        *(["-vv"] if count_commands else []),
+        str(inventory),
+        "deploy.py",
+    ]
     started = time.monotonic()
-    process = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, JUPYTER_PASSWORD=PASSWORD),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=dict(os.environ, JUPYTER_PASSWORD=PASSWORD),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     marks, commands = [("connect+plan", started)], {}
     stdout = []
     reader = threading.Thread(target=lambda: stdout.append(process.stdout.read()))
@@ -70,16 +90,19 @@ def run_pyinfra(inventory: Path, count_commands: bool = False) -> dict:
     reader.join()
     ended = time.monotonic()
     phases: dict[str, float] = {}
-    for (phase, at), (_, until) in zip(marks, marks[1:] + [("end", ended)]):
+    for (phase, at), (_, until) in zip(marks, marks[1:] + [("end", ended)], strict=True):
         phases[phase] = phases.get(phase, 0) + until - at
     report = json.loads(stdout[0]) if stdout and stdout[0].strip() else {}
     results = report.get("results") or {}
     operations = results.get("operations", [])
     return {
-        "seconds": ended - started, "returncode": process.returncode, "phases": phases,
+        "seconds": ended - started,
+        "returncode": process.returncode,
+        "phases": phases,
         "changed": results.get("totals", {}).get("success"),
-        "operations_per_host": len(operations) and sum(op["hosts"] for op in operations) / max(1, len({
-            h for op in operations for h in op["success"] + op["no_change"] + op["error"]})),
+        "operations_per_host": len(operations)
+        and sum(op["hosts"] for op in operations)
+        / max(1, len({h for op in operations for h in op["success"] + op["no_change"] + op["error"]})),
         "commands_per_host": commands,
     }
 
@@ -131,8 +154,13 @@ def bench_fleet(repeat: int, parts: set[str]) -> tuple[dict, dict]:
 def bench_fake(sizes: list[int]) -> dict:
     out = {}
     for size in sizes:
-        result = subprocess.run([sys.executable, str(ROOT / "bench" / "fake_fleet.py"), str(size)], cwd=ROOT,
-                                capture_output=True, text=True, timeout=1800)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "fake_fleet.py"), str(size)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         out[str(size)] = json.loads(result.stdout)
         print(f"  fake fleet {size}: {out[str(size)]['seconds']:.1f} s", file=sys.stderr)
@@ -164,8 +192,10 @@ def table(results: dict) -> str:
     for name, figures in results.get("proxy", {}).get("figures", {}).items():
         rows.append(f"| {name} | {figures} | | |")
     for size, figures in results.get("fake", {}).items():
-        rows.append(f"| @fake fleet, {size} hosts, 50 ms/command, no-op | {figures['seconds']:.1f} s, "
-                    f"peak {figures['peak_rss_mib']:.0f} MiB, {figures['changed']} changed | | |")
+        rows.append(
+            f"| @fake fleet, {size} hosts, 50 ms/command, no-op | {figures['seconds']:.1f} s, "
+            f"peak {figures['peak_rss_mib']:.0f} MiB, {figures['changed']} changed | | |"
+        )
     return "\n".join(rows)
 
 
@@ -179,10 +209,17 @@ def main(argv=None) -> int:
         print("bench: needs root (it boots lab hosts)", file=sys.stderr)
         return 2
     parts = set(args.only.split(","))
-    results: dict = {"date": datetime.date.today().isoformat(), "machine": {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
-        "host": socket.gethostname()}, "repeat": args.repeat}
+    results: dict = {
+        "date": datetime.date.today().isoformat(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+            "host": socket.gethostname(),
+        },
+        "repeat": args.repeat,
+    }
     if parts & {"fleet", "proxy"}:
         results["fleet"], results["proxy"] = bench_fleet(args.repeat, parts)
     if "fake" in parts:

@@ -35,9 +35,7 @@ class LoginHandler(LoginFormHandler):
     @allow_unauthenticated
     async def post(self):
         # process_login_form only reads the request and the stored hash: safe off the loop.
-        user = await IOLoop.current().run_in_executor(
-            PASSWORD_CHECKS, self.identity_provider.process_login_form, self
-        )
+        user = await IOLoop.current().run_in_executor(PASSWORD_CHECKS, self.identity_provider.process_login_form, self)
         # From here on as LoginFormHandler.post, back on the event loop.
         self.current_user = user
         if user is None:

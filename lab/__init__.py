@@ -42,7 +42,7 @@ class Lab:
         self.timings: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         atexit.register(self.close)
         # SIGTERM (CI timeouts, `kill`) unwinds like Ctrl-C, so teardown runs.
         self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -78,8 +78,10 @@ class Lab:
         for host in self.hosts.values():
             lab_hosts.wait_for_ssh(host, self.key, self.known_hosts)
         self.timings["boot"] = time.monotonic() - started
-        self.log(f"lab: {len(self.hosts)} hosts up in {self.timings['boot']:.1f} s: "
-                 + ", ".join(f"{h.name}={h.ip} ({h.release})" for h in self.hosts.values()))
+        self.log(
+            f"lab: {len(self.hosts)} hosts up in {self.timings['boot']:.1f} s: "
+            + ", ".join(f"{h.name}={h.ip} ({h.release})" for h in self.hosts.values())
+        )
 
     def close(self) -> None:
         """Tear down all hosts, the file server, the proxy and the bridge."""
@@ -105,7 +107,10 @@ class Lab:
         """Run a shell command on a host as root; returns the CompletedProcess (text)."""
         return subprocess.run(
             ["ssh", *lab_hosts.ssh_args(self.key, self.known_hosts), f"root@{host.ip}", command],
-            capture_output=True, text=True, check=check, timeout=timeout,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
         )
 
     def console(self, host: lab_hosts.LabHost, command: str, timeout: float = 60):
@@ -113,8 +118,12 @@ class Lab:
         the way back in when a test has cut SSH off."""
         nspawn = host.nspawn_pid()
         init = Path(f"/proc/{nspawn}/task/{nspawn}/children").read_text().split()[0]
-        return subprocess.run(["nsenter", "-t", init, "-m", "-u", "-i", "-n", "-p", "--", "/bin/sh", "-c", command],
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["nsenter", "-t", init, "-m", "-u", "-i", "-n", "-p", "--", "/bin/sh", "-c", command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def url(self, name: str) -> str:
         assert self.file_server is not None, "the lab was started without files to serve"

@@ -1,6 +1,6 @@
 """
-    python -m lab up [NAME:RELEASE ...] [--files DIR]   boot hosts and leave them running
-    python -m lab down                                   remove every lab host, proxy, bridge
+python -m lab up [NAME:RELEASE ...] [--files DIR]   boot hosts and leave them running
+python -m lab down                                   remove every lab host, proxy, bridge
 """
 
 import argparse

@@ -46,7 +46,7 @@ class AcmeServer:
         self._pid_files = {"pebble": state / "pebble.pid", "dnsmasq": state / "dnsmasq.pid"}
         self._names: dict[str, str] = {}
 
-    def __enter__(self) -> "AcmeServer":
+    def __enter__(self) -> AcmeServer:
         try:
             self.start()
         except BaseException:
@@ -65,37 +65,59 @@ class AcmeServer:
         self.hosts_file.write_text("")
         self.hosts_file.chmod(0o644)
         self._make_api_certificate()
-        self._start("dnsmasq", [
-            "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-            "--bind-interfaces", f"--listen-address={BRIDGE_IP}", f"--port={DNS_PORT}",
-            f"--local=/{TEST_DOMAIN}/", f"--addn-hosts={self.hosts_file}", "--pid-file=",
-        ])
-        config = {"pebble": {
-            "listenAddress": f"{BRIDGE_IP}:{ACME_PORT}",
-            "managementListenAddress": f"{BRIDGE_IP}:{MANAGEMENT_PORT}",
-            "certificate": str(self.dir / "api.pem"),
-            "privateKey": str(self.dir / "api.key"),
-            "httpPort": 80,
-            "tlsPort": 443,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
-            "certificateValidityPeriod": VALIDITY_SECONDS,
-        }}
+        self._start(
+            "dnsmasq",
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                f"--listen-address={BRIDGE_IP}",
+                f"--port={DNS_PORT}",
+                f"--local=/{TEST_DOMAIN}/",
+                f"--addn-hosts={self.hosts_file}",
+                "--pid-file=",
+            ],
+        )
+        config = {
+            "pebble": {
+                "listenAddress": f"{BRIDGE_IP}:{ACME_PORT}",
+                "managementListenAddress": f"{BRIDGE_IP}:{MANAGEMENT_PORT}",
+                "certificate": str(self.dir / "api.pem"),
+                "privateKey": str(self.dir / "api.key"),
+                "httpPort": 80,
+                "tlsPort": 443,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": False,
+                "certificateValidityPeriod": VALIDITY_SECONDS,
+            }
+        }
         (self.dir / "pebble.json").write_text(json.dumps(config, indent=2))
         # NOSLEEP: no random 0-15 s wait before each validation; NONCEREJECT=0: no
         # deliberately rejected nonces (certbot retries them, but slowly).
         env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
-        self._start("pebble", [
-            "pebble", "-config", str(self.dir / "pebble.json"),
-            "-dnsserver", f"{BRIDGE_IP}:{DNS_PORT}", "-strict=false",
-        ], env=env)
+        self._start(
+            "pebble",
+            [
+                "pebble",
+                "-config",
+                str(self.dir / "pebble.json"),
+                "-dnsserver",
+                f"{BRIDGE_IP}:{DNS_PORT}",
+                "-strict=false",
+            ],
+            env=env,
+        )
         wait_for_port(BRIDGE_IP, ACME_PORT, 20)
         wait_for_port(BRIDGE_IP, MANAGEMENT_PORT, 20)
 
     def _start(self, what: str, argv: list[str], env=None) -> None:
         log = open(self.dir / f"{what}.log", "w")
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env=env, start_new_session=True)
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         self._pid_files[what].write_text(str(process.pid))
         time.sleep(0.3)
         if process.poll() is not None:
@@ -107,15 +129,59 @@ class AcmeServer:
         def openssl(*args):
             subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
 
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-days", "2", "-subj", "/CN=jupyter-deploy lab ACME API CA", "-keyout", "api-ca.key",
-                "-out", "api-ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-subj", f"/CN={BRIDGE_IP}", "-keyout", "api.key", "-out", "api.csr")
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=jupyter-deploy lab ACME API CA",
+            "-keyout",
+            "api-ca.key",
+            "-out",
+            "api-ca.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        )
+        openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            f"/CN={BRIDGE_IP}",
+            "-keyout",
+            "api.key",
+            "-out",
+            "api.csr",
+        )
         (d / "api.ext").write_text(f"subjectAltName=IP:{BRIDGE_IP}\nextendedKeyUsage=serverAuth\n")
-        openssl("x509", "-req", "-in", "api.csr", "-CA", "api-ca.pem", "-CAkey", "api-ca.key",
-                "-CAcreateserial", "-days", "2", "-extfile", "api.ext", "-out", "api.pem")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            "api.csr",
+            "-CA",
+            "api-ca.pem",
+            "-CAkey",
+            "api-ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "api.ext",
+            "-out",
+            "api.pem",
+        )
 
     def point(self, name: str, address: str) -> None:
         """Make ``name`` resolve to ``address`` for pebble's validation (takes effect at once)."""

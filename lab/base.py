@@ -19,8 +19,18 @@ from .config import BRIDGE_IP, CACHE, MIRROR, PROXY_PORT
 # What a fresh Linode image has that debootstrap's minbase lacks, plus python3-venv,
 # which only the stand-in installer needs (the real Anaconda installer brings its own Python).
 INCLUDE = [
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "iproute2", "ca-certificates",
-    "python3", "python3-venv", "procps", "curl", "openssl",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "ca-certificates",
+    "python3",
+    "python3-venv",
+    "procps",
+    "curl",
+    "openssl",
 ]
 # Units that fight the container's environment (no clock, no real network config, no console).
 MASKED = ["systemd-timesyncd", "systemd-networkd", "console-getty", "apt-daily", "apt-daily-upgrade"]
@@ -31,15 +41,19 @@ def ssh_key() -> Path:
     key = CACHE / "id_ed25519"
     if not key.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "jupyter-deploy-lab", "-f", str(key)],
-                       check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "jupyter-deploy-lab", "-f", str(key)], check=True
+        )
     return key
 
 
 def _suites(release: str) -> list[tuple[str, str]]:
     """(archive URL, suite) of each line of a host's sources.list."""
-    return [(MIRROR, release), (MIRROR, f"{release}-updates"),
-            ("http://deb.debian.org/debian-security", f"{release}-security")]
+    return [
+        (MIRROR, release),
+        (MIRROR, f"{release}-updates"),
+        ("http://deb.debian.org/debian-security", f"{release}-security"),
+    ]
 
 
 def _sources(release: str) -> str:
@@ -106,7 +120,8 @@ def base_image(release: str = "bookworm", log=print) -> Path:
     log(f"lab: debootstrap {release} into {image} (once; cached for later runs)")
     subprocess.run(
         ["debootstrap", "--variant=minbase", "--include=" + ",".join(INCLUDE), release, str(building), MIRROR],
-        check=True, stdout=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     _configure(building, release, key.with_suffix(".pub").read_text())
     (building / ".lab-complete").write_text(f"{time.time()}\n")

@@ -27,7 +27,7 @@ class ClientAddress:
         # Interface names have at most 15 characters.
         self.veths = (f"jdc-{name}"[:15], f"jdc-{name}"[:13] + "-i")
 
-    def __enter__(self) -> "ClientAddress":
+    def __enter__(self) -> ClientAddress:
         self.close()
         netns_on_bridge(self.netns, self.veths, f"{self.ip}/{PREFIX_LEN}")
         return self
@@ -55,4 +55,4 @@ def remove_all() -> None:
     for line in listed.splitlines():
         name = line.split()[0] if line.strip() else ""
         if name.startswith(PREFIX):
-            ClientAddress(name[len(PREFIX):], "").close()
+            ClientAddress(name[len(PREFIX) :], "").close()

@@ -74,12 +74,16 @@ def up() -> int:
     password = password_file.read_text().strip()
     # The file server `lab.start()` started keeps serving the installer after this exits.
     url = FileServer(installer.parent).url(installer.name)
-    inventory = lab.write_inventory(DEMO / "inventory.py", {
-        host.ip: {"conda_installer_url": url, "conda_installer_sha256": digest}})
+    inventory = lab.write_inventory(
+        DEMO / "inventory.py", {host.ip: {"conda_installer_url": url, "conda_installer_sha256": digest}}
+    )
 
     step(f"pyinfra -y {inventory} deploy.py")
-    deploy = subprocess.run([sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"], cwd=ROOT,
-                            env=dict(os.environ, JUPYTER_PASSWORD=password))
+    deploy = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"],
+        cwd=ROOT,
+        env=dict(os.environ, JUPYTER_PASSWORD=password),
+    )
     if deploy.returncode != 0:
         step(f"the deploy failed (exit {deploy.returncode}): see above")
         return 1
@@ -87,8 +91,11 @@ def up() -> int:
     step("smoke check: log in through Apache, run one cell in a fresh kernel")
     certificate = DEMO / "jupyter-demo.crt"
     certificate.write_text(lab.ssh(host, "cat /etc/ssl/certs/jupyter-apache.crt").stdout)
-    smoke = subprocess.run([sys.executable, "-m", "smoke", "--ca-file", str(certificate), host.ip], cwd=ROOT,
-                           env=dict(os.environ, JUPYTER_PASSWORD=password))
+    smoke = subprocess.run(
+        [sys.executable, "-m", "smoke", "--ca-file", str(certificate), host.ip],
+        cwd=ROOT,
+        env=dict(os.environ, JUPYTER_PASSWORD=password),
+    )
     if smoke.returncode != 0:
         step("the smoke check failed: see above")
         return 1

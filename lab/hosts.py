@@ -60,8 +60,15 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     for sub in ("upper", "work", "root"):
         (host.dir / sub).mkdir(parents=True)
     (host.dir / "ip").write_text(ip)
-    _run("mount", "-t", "overlay", "overlay", "-o",
-         f"lowerdir={base},upperdir={host.dir / 'upper'},workdir={host.dir / 'work'}", str(host.root))
+    _run(
+        "mount",
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        f"lowerdir={base},upperdir={host.dir / 'upper'},workdir={host.dir / 'work'}",
+        str(host.root),
+    )
     (host.root / "etc/hostname").write_text(f"{name}\n")
     (host.root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n{ip} {name}\n")
     # pip anywhere on the host (kernels and terminals too, which do not read /etc/environment)
@@ -85,16 +92,33 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     # bpf(2), which nspawn filters by default, lets the host's systemd enforce IPAddressDeny=
     # (its cgroup BPF firewall) as on a real host; without it the setting is silently ignored.
     command = [
-        "systemd-nspawn", "-q", "--capability=CAP_NET_ADMIN,CAP_NET_RAW", "-D", str(host.root), "-M", name,
-        "--boot", f"--network-namespace-path=/run/netns/{name}", "--register=no", "--keep-unit",
-        "--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only",
+        "systemd-nspawn",
+        "-q",
+        "--capability=CAP_NET_ADMIN,CAP_NET_RAW",
+        "-D",
+        str(host.root),
+        "-M",
+        name,
+        "--boot",
+        f"--network-namespace-path=/run/netns/{name}",
+        "--register=no",
+        "--keep-unit",
+        "--resolv-conf=off",
+        "--timezone=off",
+        "--link-journal=no",
+        "--console=read-only",
         "--system-call-filter=bpf",
     ]
     # The shell moves itself into the host's private cgroups, then becomes nspawn.
     enter_cgroups = 'for t in systemd unified; do echo $$ > /sys/fs/cgroup/$t/"$0"/cgroup.procs; done; exec "$@"'
     with open(host.dir / "console.log", "wb") as console:
-        process = subprocess.Popen(["sh", "-c", enter_cgroups, name, *command], stdin=subprocess.DEVNULL,
-                                   stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["sh", "-c", enter_cgroups, name, *command],
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     (host.dir / "nspawn.pid").write_text(str(process.pid))
     return host
 
@@ -115,15 +139,36 @@ def _cgroup_pids(name: str) -> set[int]:
 
 
 def ssh_args(key: Path, known_hosts: Path) -> list[str]:
-    return ["-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR"]
+    return [
+        "-i",
+        str(key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "ConnectTimeout=3",
+        "-o",
+        "LogLevel=ERROR",
+    ]
 
 
 def wait_for_ssh(host: LabHost, key: Path, known_hosts: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        result = subprocess.run(["ssh", *ssh_args(key, known_hosts), f"root@{host.ip}", "systemctl is-system-running --wait >/dev/null 2>&1; true"],
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [
+                "ssh",
+                *ssh_args(key, known_hosts),
+                f"root@{host.ip}",
+                "systemctl is-system-running --wait >/dev/null 2>&1; true",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if result.returncode == 0:
             return
         if not _alive(host.nspawn_pid()):

@@ -28,7 +28,7 @@ class MemoryCap:
         self.limit_bytes = limit_bytes
         self.path = MEMORY_ROOT / f"jupyter-deploy-lab-{host.name}"
 
-    def __enter__(self) -> "MemoryCap":
+    def __enter__(self) -> MemoryCap:
         if not (MEMORY_ROOT / "cgroup.procs").exists():
             raise RuntimeError(f"no cgroup v1 memory hierarchy at {MEMORY_ROOT}: cannot cap {self.host.name}")
         self.path.mkdir(exist_ok=True)
@@ -76,8 +76,9 @@ class MemoryCap:
             lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
         except OSError:
             return False
-        return any(line.split(":", 2)[1] == "memory" and line.split(":", 2)[2] == f"/{self.path.name}"
-                   for line in lines)
+        return any(
+            line.split(":", 2)[1] == "memory" and line.split(":", 2)[2] == f"/{self.path.name}" for line in lines
+        )
 
     # -- moving processes ------------------------------------------------------------
     def pids(self) -> set[int]:

@@ -60,8 +60,9 @@ def netns_off_bridge(netns: str, outside_veth: str) -> None:
 
 def _spawn(argv: list[str], pid_file: Path) -> subprocess.Popen:
     """Start a lab daemon in a session of its own and record its PID (it is ended by that PID only)."""
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     pid_file.write_text(str(process.pid))
     return process
 
@@ -105,8 +106,12 @@ class AptProxy:
             # Indexes fetched once stay fresh for the whole test session: see prewarm().
             f"FreshIndexMaxAge: {self.INDEX_FRESH_SECONDS}\n",
         )
-        subprocess.run(["/usr/sbin/apt-cacher-ng", "-c", str(self.dir / "conf")], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["/usr/sbin/apt-cacher-ng", "-c", str(self.dir / "conf")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port(BRIDGE_IP, PROXY_PORT, 15)
 
     def prewarm(self, urls: list[str]) -> None:
@@ -119,8 +124,7 @@ class AptProxy:
         Fetched here first and kept fresh for the session, every host's request is a plain
         cache hit, as the same request to a real mirror would be.
         """
-        opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({"http": f"http://{BRIDGE_IP}:{PROXY_PORT}"}))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://{BRIDGE_IP}:{PROXY_PORT}"}))
         for url in urls:
             try:
                 with opener.open(url, timeout=120) as response:
@@ -153,11 +157,22 @@ class FileServer:
     def url(self, name: str) -> str:
         return f"http://{BRIDGE_IP}:{self.port}/{name}"
 
-    def start(self) -> "FileServer":
+    def start(self) -> FileServer:
         self.stop()
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        process = _spawn([sys.executable, "-m", "http.server", str(self.port), "--bind", BRIDGE_IP,
-                          "--directory", str(self.directory)], self.pid_file)
+        process = _spawn(
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(self.port),
+                "--bind",
+                BRIDGE_IP,
+                "--directory",
+                str(self.directory),
+            ],
+            self.pid_file,
+        )
         wait_for_port(BRIDGE_IP, self.port, 15)
         time.sleep(0.2)
         if process.poll() is not None:
@@ -184,7 +199,7 @@ class MetadataService:
         self.dir = state
         self.pid_file = state / "pid"
 
-    def start(self) -> "MetadataService":
+    def start(self) -> MetadataService:
         self.stop()
         www = self.dir / "www"
         www.mkdir(parents=True, exist_ok=True)
@@ -193,8 +208,23 @@ class MetadataService:
         lab_network = ipaddress.ip_network(f"{BRIDGE_IP}/{PREFIX_LEN}", strict=False)
         _ip("-n", self.NETNS, "route", "add", str(lab_network), "dev", "eth0")
         # `ip netns exec` execs the server: the PID recorded is the server's own.
-        process = _spawn(["ip", "netns", "exec", self.NETNS, sys.executable, "-m", "http.server", "80",
-                          "--bind", METADATA_IP, "--directory", str(www)], self.pid_file)
+        process = _spawn(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.NETNS,
+                sys.executable,
+                "-m",
+                "http.server",
+                "80",
+                "--bind",
+                METADATA_IP,
+                "--directory",
+                str(www),
+            ],
+            self.pid_file,
+        )
         time.sleep(0.3)
         if process.poll() is not None:
             raise RuntimeError(f"the metadata stand-in could not listen on {METADATA_IP}:80")

@@ -23,7 +23,12 @@ from pyinfra.operations.util import any_changed
 from . import letsencrypt, passwords, settings
 from .render import render
 
-KINDS = {"mods": ("a2enmod", "a2dismod", ".load"), "sites": ("a2ensite", "a2dissite", ".conf"), "conf": ("a2enconf", "a2disconf", ".conf")}
+# What Apache enables and how: the commands that enable and disable each kind.
+KINDS = {
+    "mods": ("a2enmod", "a2dismod"),
+    "sites": ("a2ensite", "a2dissite"),
+    "conf": ("a2enconf", "a2disconf"),
+}
 
 # mod_proxy_http tunnels websockets itself (ProxyPass ... upgrade=websocket) from 2.4.47.
 # Older Apache needed a RewriteRule ... [P] for them, the CVE-2023-25690 pattern: refused.
@@ -57,7 +62,13 @@ class ApacheEnabled(FactBase):
         return f"ls -1 /etc/apache2/{kind}-enabled/ 2>/dev/null || true"
 
     def process(self, output):
-        return sorted({re.sub(r"\.(load|conf)$", "", line.strip()) for line in output if re.search(r"\.(load|conf)$", line.strip())})
+        return sorted(
+            {
+                re.sub(r"\.(load|conf)$", "", line.strip())
+                for line in output
+                if re.search(r"\.(load|conf)$", line.strip())
+            }
+        )
 
 
 class ApacheVersion(FactBase):
@@ -108,17 +119,28 @@ def _configtest_or(undo: str, what: str) -> str:
     )
 
 
+def _switched(kind: str, names: list[str], on: bool):
+    enable_cmd, disable_cmd = KINDS[kind]
+    current = set(host.get_fact(ApacheEnabled, kind=kind))
+    todo = [n for n in names if (n not in current) == on]
+    if not todo:
+        host.noop(f"{kind} already {'enabled' if on else 'disabled'}: {', '.join(names)}")
+        return
+    args = " ".join(shlex.quote(n) for n in todo)
+    do, undo = (enable_cmd, disable_cmd) if on else (disable_cmd, enable_cmd)
+    yield f"{do} -q {args} && {{ {_configtest_or(f'{undo} -q {args}', f'{do} {args}')}; }}"
+
+
 @operation()
-def enabled(kind: str, names: list[str], present: bool = True):
+def enabled(kind: str, names: list[str]):
     """
-    Enable (or disable) Apache modules, sites or conf snippets, with a configtest.
+    Enable Apache modules, sites or conf snippets, with a configtest.
 
     + kind: ``mods``, ``sites`` or ``conf``
     + names: names without suffix, e.g. ``["proxy", "proxy_http"]``
-    + present: ``True`` to enable, ``False`` to disable
 
-    Only the missing (or still enabled) names are touched; when the result does not
-    pass ``apache2ctl configtest`` the change is undone and the operation fails.
+    Only the names not yet enabled are touched; when the result does not pass
+    ``apache2ctl configtest`` the change is undone and the operation fails.
 
     **Example:**
 
@@ -126,15 +148,27 @@ def enabled(kind: str, names: list[str], present: bool = True):
 
         apache.enabled(name="Enable proxy modules", kind="mods", names=["proxy", "proxy_http"])
     """
-    enable_cmd, disable_cmd, _ = KINDS[kind]
-    current = set(host.get_fact(ApacheEnabled, kind=kind))
-    todo = [n for n in names if (n not in current) == present]
-    if not todo:
-        host.noop(f"{kind} already {'enabled' if present else 'disabled'}: {', '.join(names)}")
-        return
-    args = " ".join(shlex.quote(n) for n in todo)
-    do, undo = (enable_cmd, disable_cmd) if present else (disable_cmd, enable_cmd)
-    yield f"{do} -q {args} && {{ {_configtest_or(f'{undo} -q {args}', f'{do} {args}')}; }}"
+    yield from _switched(kind, names, on=True)
+
+
+@operation()
+def disabled(kind: str, names: list[str]):
+    """
+    Disable Apache modules, sites or conf snippets, with a configtest.
+
+    + kind: ``mods``, ``sites`` or ``conf``
+    + names: names without suffix, e.g. ``["000-default"]``
+
+    Only the names still enabled are touched; when the result does not pass
+    ``apache2ctl configtest`` the change is undone and the operation fails.
+
+    **Example:**
+
+    .. code:: python
+
+        apache.disabled(name="Disable the default site", kind="sites", names=["000-default"])
+    """
+    yield from _switched(kind, names, on=False)
 
 
 @operation()
@@ -156,7 +190,7 @@ def config_file(kind: str, config_name: str, content: str):
 
         apache.config_file(name="Jupyter vhost", kind="sites", config_name="jupyter", content=vhost)
     """
-    enable_cmd, disable_cmd, _ = KINDS[kind]
+    enable_cmd, disable_cmd = KINDS[kind]
     path = f"/etc/apache2/{kind}-available/{config_name}.conf"
     link = f"/etc/apache2/{kind}-enabled/{config_name}.conf"
     was_enabled = config_name in host.get_fact(ApacheEnabled, kind=kind)
@@ -170,7 +204,7 @@ def config_file(kind: str, config_name: str, content: str):
     # same run may have enabled it, and a rejected rewrite must not disable it again.
     undo = (
         f"if [ -f {backup} ]; then mv -f {backup} {path}; else rm -f {path}; fi; "
-        f"[ \"$was_enabled\" = yes ] || {disable_cmd} -q {config_name}"
+        f'[ "$was_enabled" = yes ] || {disable_cmd} -q {config_name}'
     )
     yield StringCommand(
         f"was_enabled=no; [ ! -e {link} ] || was_enabled=yes; "
@@ -221,8 +255,18 @@ def needed_modules(basic_auth: bool = False) -> list[str]:
     return modules
 
 
-def vhost(server_name, base_url, port, cert, key, basic_auth: bool = False, extra=(), acme_webroot=None,
-          proxy_timeout: int = 300, max_request_size: str = settings.DEFAULTS["max_request_size"]) -> str:
+def vhost(
+    server_name,
+    base_url,
+    port,
+    cert,
+    key,
+    basic_auth: bool = False,
+    extra=(),
+    acme_webroot=None,
+    proxy_timeout: int = 300,
+    max_request_size: str = settings.DEFAULTS["max_request_size"],
+) -> str:
     """The vhost; needs Apache >= 2.4.47 (``check_version``)."""
     return render(
         "apache-vhost.conf.j2",
@@ -245,10 +289,16 @@ def vhost(server_name, base_url, port, cert, key, basic_auth: bool = False, extr
 def _site(cert: str, key: str) -> str:
     """This host's vhost, from its settings, serving ``cert``/``key``."""
     return vhost(
-        settings.server_name(host), host.data.jupyter_base_url, host.data.jupyter_port, cert, key,
-        basic_auth=bool(host.data.basic_auth_user), extra=host.data.apache_extra_directives,
+        settings.server_name(host),
+        host.data.jupyter_base_url,
+        host.data.jupyter_port,
+        cert,
+        key,
+        basic_auth=bool(host.data.basic_auth_user),
+        extra=host.data.apache_extra_directives,
         acme_webroot=letsencrypt.WEBROOT if host.data.tls_mode == "letsencrypt" else None,
-        proxy_timeout=host.data.apache_proxy_timeout, max_request_size=host.data.max_request_size,
+        proxy_timeout=host.data.apache_proxy_timeout,
+        max_request_size=host.data.max_request_size,
     )
 
 
@@ -267,8 +317,14 @@ def _reload_if_changed(changes, pending=False):
 @deploy(
     "Apache reverse proxy",
     data_defaults=settings.defaults(
-        "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives", "tls_mode",
-        "apache_proxy_timeout", "max_request_size",
+        "jupyter_base_url",
+        "jupyter_port",
+        "server_name",
+        "basic_auth_user",
+        "apache_extra_directives",
+        "tls_mode",
+        "apache_proxy_timeout",
+        "max_request_size",
     ),
 )
 def configure_apache(cert: str, key: str, reload_after=()):
@@ -280,8 +336,11 @@ def configure_apache(cert: str, key: str, reload_after=()):
     """
     check_version(host.name, host.get_fact(ApacheVersion))
     basic_auth_user = host.data.basic_auth_user
-    modules = enabled(name="Enable the Apache modules the proxy needs", kind="mods",
-                      names=needed_modules(basic_auth=bool(basic_auth_user)))
+    modules = enabled(
+        name="Enable the Apache modules the proxy needs",
+        kind="mods",
+        names=needed_modules(basic_auth=bool(basic_auth_user)),
+    )
     if basic_auth_user:
         # Before the vhost that names it: configtest needs the file to exist.
         users = passwords.password_file(
@@ -307,15 +366,22 @@ def configure_apache(cert: str, key: str, reload_after=()):
         # Only after the vhost that no longer names it: a rejected vhost stops the host
         # first, and the live one, which still names the file, keeps working.
         users = files.file(name="No Basic-auth password file", path=HTPASSWD, present=False)
-    default_site = enabled(name="Disable Apache's default site", kind="sites", names=["000-default"], present=False)
-    server.shell(name="Remember that the deploy disabled the default site",
-                 commands=[StringCommand("mkdir", "-p", QuoteString(DEFAULT_SITE_MARKER.rsplit("/", 1)[0])),
-                           StringCommand("touch", QuoteString(DEFAULT_SITE_MARKER))],
-                 _if=default_site.did_change)
+    default_site = disabled(name="Disable Apache's default site", kind="sites", names=["000-default"])
+    server.shell(
+        name="Remember that the deploy disabled the default site",
+        commands=[
+            StringCommand("mkdir", "-p", QuoteString(DEFAULT_SITE_MARKER.rsplit("/", 1)[0])),
+            StringCommand("touch", QuoteString(DEFAULT_SITE_MARKER)),
+        ],
+        _if=default_site.did_change,
+    )
     changes = (modules, users, hardening, site, default_site, *reload_after)
     managed = [f"/etc/apache2/{kind}-enabled" for kind in KINDS] + [
-        f"/etc/apache2/sites-available/{SITE}.conf", f"/etc/apache2/conf-available/{HARDENING_CONF}.conf",
-        cert, key, HTPASSWD,
+        f"/etc/apache2/sites-available/{SITE}.conf",
+        f"/etc/apache2/conf-available/{HARDENING_CONF}.conf",
+        cert,
+        key,
+        HTPASSWD,
     ]
     _reload_if_changed(changes, pending=host.get_fact(ApacheReloadPending, paths=managed))
 
@@ -323,8 +389,14 @@ def configure_apache(cert: str, key: str, reload_after=()):
 @deploy(
     "Apache serves the issued certificate",
     data_defaults=settings.defaults(
-        "jupyter_base_url", "jupyter_port", "server_name", "basic_auth_user", "apache_extra_directives", "tls_mode",
-        "apache_proxy_timeout", "max_request_size",
+        "jupyter_base_url",
+        "jupyter_port",
+        "server_name",
+        "basic_auth_user",
+        "apache_extra_directives",
+        "tls_mode",
+        "apache_proxy_timeout",
+        "max_request_size",
     ),
 )
 def use_certificate(cert: str, key: str, issued):

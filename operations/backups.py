@@ -79,8 +79,9 @@ def _bash_array(values) -> str:
     return "(" + " ".join(shlex.quote(v) for v in values) + ")"
 
 
-def config_file(repository: str, notebook_dir: str, user: str, schedule: str, keep: dict[str, int],
-                ssh_key: bool = False) -> str:
+def config_file(
+    repository: str, notebook_dir: str, user: str, schedule: str, keep: dict[str, int], ssh_key: bool = False
+) -> str:
     """``backup.conf``: what to back up and how (no secret), sourced by the script."""
     home = jupyter.home_of(user)
     lines = [
@@ -96,8 +97,15 @@ def config_file(repository: str, notebook_dir: str, user: str, schedule: str, ke
     sftp = settings.sftp_parts(repository)
     if sftp:
         sftp_user, sftp_host, _ = sftp
-        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-               "-o", f"UserKnownHostsFile={KNOWN_HOSTS}"]
+        ssh = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            f"UserKnownHostsFile={KNOWN_HOSTS}",
+        ]
         if ssh_key:
             ssh += ["-i", SSH_KEY_FILE, "-o", "IdentitiesOnly=yes"]
         ssh += [f"{sftp_user}@{sftp_host.strip('[]')}", "-s", "sftp"]
@@ -166,16 +174,22 @@ class BackupRepositoryState(FactBase):
     MARKERS = ("status-file", "bad-schedule")
 
     def command(self, script, status_file, schedule):
-        return (f"{shlex.quote(script)} check-repository 2>&1; echo \"exit=$?\"; "
-                f"test -e {shlex.quote(status_file)} && echo status-file; "
-                f"systemd-analyze calendar {shlex.quote(schedule)} >/dev/null 2>&1 || echo bad-schedule; true")
+        return (
+            f'{shlex.quote(script)} check-repository 2>&1; echo "exit=$?"; '
+            f"test -e {shlex.quote(status_file)} && echo status-file; "
+            f"systemd-analyze calendar {shlex.quote(schedule)} >/dev/null 2>&1 || echo bad-schedule; true"
+        )
 
     def process(self, output):
         lines = list(output)
         exit_code = next((int(line[5:]) for line in lines if line.startswith("exit=")), 1)
         reason = " ".join(line.strip() for line in lines if not line.startswith("exit=") and line not in self.MARKERS)
-        return {"exit": exit_code, "status_file": "status-file" in lines, "schedule_ok": "bad-schedule" not in lines,
-                "reason": reason}
+        return {
+            "exit": exit_code,
+            "status_file": "status-file" in lines,
+            "schedule_ok": "bad-schedule" not in lines,
+            "reason": reason,
+        }
 
 
 @operation()
@@ -190,8 +204,10 @@ def repository_ready(schedule: str):
     """
     state = host.get_fact(BackupRepositoryState, script=SCRIPT, status_file=STATUS_FILE, schedule=schedule)
     if not state["schedule_ok"]:
-        raise OperationError(f"setting backup_schedule = {schedule!r} is not allowed: this host's systemd does not "
-                             f"accept it as OnCalendar (try: systemd-analyze calendar {shlex.quote(schedule)})")
+        raise OperationError(
+            f"setting backup_schedule = {schedule!r} is not allowed: this host's systemd does not "
+            f"accept it as OnCalendar (try: systemd-analyze calendar {shlex.quote(schedule)})"
+        )
     if state["exit"] == 3 or (state["exit"] == 0 and not state["status_file"]):
         yield StringCommand(shlex.quote(SCRIPT), "init")
     elif state["exit"] != 0:
@@ -227,8 +243,9 @@ def backups_removed():
 
 @deploy(
     "Backups",
-    data_defaults=settings.defaults("backup_repository", "backup_schedule", "backup_keep", "backup_ssh_key",
-                                    "notebook_dir", "jupyter_user"),
+    data_defaults=settings.defaults(
+        "backup_repository", "backup_schedule", "backup_keep", "backup_ssh_key", "notebook_dir", "jupyter_user"
+    ),
 )
 def configure_backups():
     """restic backups on a timer, or none (needs ``packages``)."""
@@ -238,39 +255,78 @@ def configure_backups():
         return
     schedule = host.data.backup_schedule or default_schedule(host.name)
     ssh_key = host.data.backup_ssh_key
-    files.directory(name="Backup settings directory (root only)", path=CONFIG_DIR, user="root", group="root", mode="700")
-    files.put(name="Backup script", src=str(FILES / "jupyter-backup"), dest=SCRIPT,
-              user="root", group="root", mode="755", create_remote_dir=True)
-    files.put(name="Backup settings", src=StringIO(config_file(repository, host.data.notebook_dir, host.data.jupyter_user,
-                                                               schedule, host.data.backup_keep, bool(ssh_key))),
-              dest=CONFIG_FILE, user="root", group="root", mode="600")
-    secret_file(name="Backup repository and its credentials (never shown)", path=SECRETS_FILE,
-                content=secrets_file(repository))
-    secret_file(name="Backup repository password (never shown)", path=PASSWORD_FILE,
-                content=os.environ.get(settings.BACKUP_PASSWORD_ENV, "") + "\n")
+    files.directory(
+        name="Backup settings directory (root only)", path=CONFIG_DIR, user="root", group="root", mode="700"
+    )
+    files.put(
+        name="Backup script",
+        src=str(FILES / "jupyter-backup"),
+        dest=SCRIPT,
+        user="root",
+        group="root",
+        mode="755",
+        create_remote_dir=True,
+    )
+    files.put(
+        name="Backup settings",
+        src=StringIO(
+            config_file(
+                repository,
+                host.data.notebook_dir,
+                host.data.jupyter_user,
+                schedule,
+                host.data.backup_keep,
+                bool(ssh_key),
+            )
+        ),
+        dest=CONFIG_FILE,
+        user="root",
+        group="root",
+        mode="600",
+    )
+    secret_file(
+        name="Backup repository and its credentials (never shown)", path=SECRETS_FILE, content=secrets_file(repository)
+    )
+    secret_file(
+        name="Backup repository password (never shown)",
+        path=PASSWORD_FILE,
+        content=os.environ.get(settings.BACKUP_PASSWORD_ENV, "") + "\n",
+    )
     if ssh_key:
-        secret_file(name="SSH key for the backup server (never shown)", path=SSH_KEY_FILE,
-                    content=Path(ssh_key).read_text())
+        secret_file(
+            name="SSH key for the backup server (never shown)", path=SSH_KEY_FILE, content=Path(ssh_key).read_text()
+        )
     files.directory(name="Backup state directory", path=STATE_DIR, user="root", group="root", mode="755")
     repository_ready(name="Backup repository (created when there is none)", schedule=schedule)
-    service = files.put(name="Backup service", src=StringIO(service_unit(repository)), dest=SERVICE_FILE,
-                        user="root", group="root", mode="644")
-    timer = files.put(name="Backup timer", src=StringIO(timer_unit(schedule)), dest=TIMER_FILE,
-                      user="root", group="root", mode="644")
+    service = files.put(
+        name="Backup service",
+        src=StringIO(service_unit(repository)),
+        dest=SERVICE_FILE,
+        user="root",
+        group="root",
+        mode="644",
+    )
+    timer = files.put(
+        name="Backup timer", src=StringIO(timer_unit(schedule)), dest=TIMER_FILE, user="root", group="root", mode="644"
+    )
     systemd.daemon_reload(name="Reload systemd units", _if=any_changed(service, timer))
     systemd.service(name="Backup timer running and enabled", service=f"{UNIT}.timer", running=True, enabled=True)
-    systemd.service(name="Restart the timer for its new schedule", service=f"{UNIT}.timer", restarted=True,
-                    _if=timer.did_change)
+    systemd.service(
+        name="Restart the timer for its new schedule", service=f"{UNIT}.timer", restarted=True, _if=timer.did_change
+    )
 
 
 @deploy("Restore from backup", data_defaults=settings.defaults("backup_repository", "restore_snapshot", "restore_to"))
 def restore_backup():
     """Restore the notebooks and the Jupyter home from a snapshot, in place or into ``restore_to``."""
     if not host.data.backup_repository:
-        raise settings.SettingsError(f"{host.name}: setting backup_repository is None: this host has no backups "
-                                     "to restore from (set it as for the deploy that made them)")
+        raise settings.SettingsError(
+            f"{host.name}: setting backup_repository is None: this host has no backups "
+            "to restore from (set it as for the deploy that made them)"
+        )
     target = [QuoteString(host.data.restore_to)] if host.data.restore_to else []
     server.shell(
-        name=f"Restore snapshot {host.data.restore_snapshot}" + (f" into {host.data.restore_to}" if target else " in place"),
+        name=f"Restore snapshot {host.data.restore_snapshot}"
+        + (f" into {host.data.restore_to}" if target else " in place"),
         commands=[StringCommand(QuoteString(SCRIPT), "restore", QuoteString(host.data.restore_snapshot), *target)],
     )

@@ -87,18 +87,18 @@ def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False
         # /var/tmp, not /tmp: Anaconda is ~1 GB and /tmp may be a small tmpfs.
         "d=$(mktemp -d /var/tmp/conda-installer.XXXXXX)",
         "trap 'rm -rf \"$d\"' EXIT",
-        "curl -fsSL --retry 3 -o \"$d/installer.part\" \"$url\"",
+        'curl -fsSL --retry 3 -o "$d/installer.part" "$url"',
         f"if ! echo '{sha256}  '\"$d/installer.part\" | sha256sum -c --status; then "
-        f"echo \"sha256 mismatch for $url: expected {sha256}, got $(sha256sum \"$d/installer.part\" | cut -c1-64)\" >&2; "
+        f'echo "sha256 mismatch for $url: expected {sha256}, got $(sha256sum "$d/installer.part" | cut -c1-64)" >&2; '
         "exit 1; fi",
         # Only a verified, complete download ever gets the name that is executed.
-        "mv \"$d/installer.part\" \"$d/installer.sh\"",
-        f"bash \"$d/installer.sh\" -b{update} -p {q_prefix}",
+        'mv "$d/installer.part" "$d/installer.sh"',
+        f'bash "$d/installer.sh" -b{update} -p {q_prefix}',
         f"echo {sha256} > {q_prefix}/{MARKER}",
     ]
     if require_notebook:
         script.append(
-            f"if [ ! -x {q_prefix}/bin/jupyter-notebook ]; then echo \"{prefix} has no Jupyter Notebook: "
+            f'if [ ! -x {q_prefix}/bin/jupyter-notebook ]; then echo "{prefix} has no Jupyter Notebook: '
             "this distribution does not bundle it, set conda_jupyter_install to 'conda' or 'pip'\" >&2; exit 1; fi",
         )
     yield StringCommand("bash", "-c", shlex.quote("\n".join(script)))
@@ -137,8 +137,11 @@ def notebook_installed(prefix: str, method: str, accept_tos: bool = False):
 @deploy(
     "Conda distribution",
     data_defaults=settings.defaults(
-        "conda_installer_url", "conda_installer_sha256", "conda_prefix",
-        "conda_jupyter_install", "conda_accept_tos",
+        "conda_installer_url",
+        "conda_installer_sha256",
+        "conda_prefix",
+        "conda_jupyter_install",
+        "conda_accept_tos",
     ),
 )
 def install_conda():

@@ -55,8 +55,7 @@ def file_sha256(path: str) -> str:
 
 
 @operation()
-def packages_installed(prefix: str, conda: list[str], pip: list[str], requirements: str = "",
-                       accept_tos: bool = False):
+def packages_installed(prefix: str, conda: list[str], pip: list[str], requirements: str = "", accept_tos: bool = False):
     """
     Install conda and pip packages into a conda prefix, only what is not installed yet.
 
@@ -98,10 +97,13 @@ def packages_installed(prefix: str, conda: list[str], pip: list[str], requiremen
         # The prefix's conda, never a `conda` found on PATH; accepting the channels' terms
         # is the user's decision (conda_accept_tos), read by conda's ToS plugin.
         env = "CONDA_PLUGINS_AUTO_ACCEPT_TOS=yes " if accept_tos else ""
-        yield (f"{env}{q_prefix}/bin/conda install --yes --quiet --prefix {q_prefix} "
-               + " ".join(shlex.quote(spec) for spec in new_conda))
-    pip_install = (f"{q_prefix}/bin/python -m pip install --quiet --no-input --disable-pip-version-check "
-                   "--root-user-action=ignore")
+        yield (
+            f"{env}{q_prefix}/bin/conda install --yes --quiet --prefix {q_prefix} "
+            + " ".join(shlex.quote(spec) for spec in new_conda)
+        )
+    pip_install = (
+        f"{q_prefix}/bin/python -m pip install --quiet --no-input --disable-pip-version-check --root-user-action=ignore"
+    )
     if new_pip:
         yield f"{pip_install} " + " ".join(shlex.quote(spec) for spec in new_pip)
     if new_requirements:
@@ -110,8 +112,10 @@ def packages_installed(prefix: str, conda: list[str], pip: list[str], requiremen
         yield f"chmod 644 {shlex.quote(target)}"
         yield f"{pip_install} --requirement {shlex.quote(target)}"
     if left:
-        logger.warning(f"{host.name}: no longer listed, left installed in {prefix}: {', '.join(left)} "
-                       "(uninstall by hand if it must go)")
+        logger.warning(
+            f"{host.name}: no longer listed, left installed in {prefix}: {', '.join(left)} "
+            "(uninstall by hand if it must go)"
+        )
     # Written only after every install above succeeded: a failed install is retried.
     record = json.dumps({"conda": list(conda), "pip": list(pip), "requirements": requirements_sha}, sort_keys=True)
     q_record = shlex.quote(f"{prefix}/{RECORD}")
@@ -120,8 +124,9 @@ def packages_installed(prefix: str, conda: list[str], pip: list[str], requiremen
 
 @deploy(
     "Fleet packages",
-    data_defaults=settings.defaults("conda_prefix", "conda_packages", "pip_packages", "pip_requirements",
-                                    "conda_accept_tos"),
+    data_defaults=settings.defaults(
+        "conda_prefix", "conda_packages", "pip_packages", "pip_requirements", "conda_accept_tos"
+    ),
 )
 def install_packages():
     """The packages every host of the fleet carries in its conda prefix."""

@@ -37,7 +37,8 @@ class UfwState(FactBase):
     def command(self):
         return (
             'echo "ssh-connection=${SSH_CONNECTION:-}"; '
-            "if command -v ufw >/dev/null; then echo installed; ufw status verbose; echo '--added--'; ufw show added; fi"
+            "if command -v ufw >/dev/null; then "
+            "echo installed; ufw status verbose; echo '--added--'; ufw show added; fi"
         )
 
     def process(self, output):
@@ -96,8 +97,10 @@ def ufw_allows(tcp_ports: list[int]):
     state = host.get_fact(UfwState)
     if state["ssh_port"] and state["ssh_port"] not in tcp_ports:
         tcp_ports = [state["ssh_port"], *tcp_ports]
-    if state["active"] and state["default_incoming"] == "deny" and all(
-        f"ufw allow {port}/tcp" in state["added"] for port in tcp_ports
+    if (
+        state["active"]
+        and state["default_incoming"] == "deny"
+        and all(f"ufw allow {port}/tcp" in state["added"] for port in tcp_ports)
     ):
         host.noop(f"ufw is active, denies incoming by default and allows tcp {tcp_ports}")
         return

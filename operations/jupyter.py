@@ -13,10 +13,9 @@ from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
-
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
 
 from . import passwords, settings
 from .render import render
@@ -69,10 +68,12 @@ class RestartPending(FactBase):
         return (
             f"pid=$(systemctl show -p MainPID --value {q_unit} 2>/dev/null); "
             'if [ -n "$pid" ] && [ "$pid" -gt 0 ]; then '
-            f'start=$(date -d "$(systemctl show --timestamp=us+utc -p ExecMainStartTimestamp --value {q_unit})" +%s.%N); '
+            f'start=$(date -d "$(systemctl show --timestamp=us+utc -p ExecMainStartTimestamp --value {q_unit})" '
+            "+%s.%N); "
             f'for f in {checks}; do [ -e "$f" ] && '
             """awk -v m="$(stat -c %.9Y "$f")" -v s="$start" 'BEGIN { exit !(m > s) }' && echo "$f"; done; fi; """
-            f'[ "$(systemctl show -p NeedDaemonReload --value {q_unit} 2>/dev/null)" = yes ] && echo daemon-reload; true'
+            f'[ "$(systemctl show -p NeedDaemonReload --value {q_unit} 2>/dev/null)" = yes ] '
+            "&& echo daemon-reload; true"
         )
 
     def process(self, output):
@@ -91,10 +92,7 @@ class AccountOrigin(FactBase):
     """
 
     def command(self, user):
-        return (
-            f"getent passwd {shlex.quote(user)} || true; "
-            f"stat -c 'config-group=%G' {CONFIG_DIR} 2>/dev/null || true"
-        )
+        return f"getent passwd {shlex.quote(user)} || true; stat -c 'config-group=%G' {CONFIG_DIR} 2>/dev/null || true"
 
     def process(self, output):
         account, config_group = None, None
@@ -148,9 +146,18 @@ def ws_ping_interval_ms(proxy_timeout: int) -> int:
     return min(30000, proxy_timeout * 1000 // PINGS_PER_PROXY_TIMEOUT)
 
 
-def server_config(server_name, base_url, port, notebook_dir, terminals, home="/var/lib/jupyter",
-                  prefix="/opt/anaconda3", cull_idle_timeout=0, proxy_timeout=300,
-                  max_request_size=settings.DEFAULTS["max_request_size"]) -> str:
+def server_config(
+    server_name,
+    base_url,
+    port,
+    notebook_dir,
+    terminals,
+    home="/var/lib/jupyter",
+    prefix="/opt/anaconda3",
+    cull_idle_timeout=0,
+    proxy_timeout=300,
+    max_request_size=settings.DEFAULTS["max_request_size"],
+) -> str:
     return render(
         "jupyter_server_config.py.j2",
         server_name=server_name,
@@ -216,9 +223,19 @@ def kernel_spec(prefix, user) -> str:
 @deploy(
     "Jupyter Notebook service",
     data_defaults=settings.defaults(
-        "server_name", "jupyter_base_url", "jupyter_port", "jupyter_user", "notebook_dir",
-        "jupyter_password_hash", "jupyter_terminals", "conda_prefix",
-        "memory_limit", "cpu_limit", "cull_idle_kernels_after", "apache_proxy_timeout", "max_request_size",
+        "server_name",
+        "jupyter_base_url",
+        "jupyter_port",
+        "jupyter_user",
+        "notebook_dir",
+        "jupyter_password_hash",
+        "jupyter_terminals",
+        "conda_prefix",
+        "memory_limit",
+        "cpu_limit",
+        "cull_idle_kernels_after",
+        "apache_proxy_timeout",
+        "max_request_size",
     ),
 )
 def install_jupyter():
@@ -279,12 +296,17 @@ def install_jupyter():
         password=passwords.password_from_environment(),
         group=user,
     )
-    files.directory(name="Server data directory", path=f"{DATA_DIR}/kernels/python3",
-                    user="root", group=user, mode="750")
+    files.directory(
+        name="Server data directory", path=f"{DATA_DIR}/kernels/python3", user="root", group=user, mode="750"
+    )
     files.directory(name="User kernel specs link directory", path=USER_KERNELS, user="root", group=user, mode="750")
-    files.link(name="The user's kernel specs, and nothing else of their data dir",
-               path=f"{USER_KERNELS}/kernels", target=f"{home_of(user)}/.local/share/jupyter/kernels",
-               user="root", group=user)
+    files.link(
+        name="The user's kernel specs, and nothing else of their data dir",
+        path=f"{USER_KERNELS}/kernels",
+        target=f"{home_of(user)}/.local/share/jupyter/kernels",
+        user="root",
+        group=user,
+    )
     files.put(
         name="Python 3 kernel spec",
         src=StringIO(kernel_spec(host.data.conda_prefix, user)),
@@ -304,8 +326,9 @@ def install_jupyter():
     )
     unit = files.put(
         name="systemd unit",
-        src=StringIO(unit_file(user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url,
-                               host.data.jupyter_port)),
+        src=StringIO(
+            unit_file(user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url, host.data.jupyter_port)
+        ),
         dest=UNIT_FILE,
         user="root",
         group="root",
@@ -321,20 +344,37 @@ def install_jupyter():
         create_remote_dir=True,
     )
     # Files an interrupted earlier run wrote but never restarted for.
-    pending = host.get_fact(RestartPending, unit=UNIT, paths=[CONFIG_FILE, LOGIN_HANDLER_FILE, PASSWORD_FILE, UNIT_FILE])
+    pending = host.get_fact(
+        RestartPending, unit=UNIT, paths=[CONFIG_FILE, LOGIN_HANDLER_FILE, PASSWORD_FILE, UNIT_FILE]
+    )
     # Gated when the run executes (`_if`), unless an interrupted run left them owed: asking
     # the operations now whether they will change would run their facts twice.
-    systemd.daemon_reload(name="Reload systemd units",
-                          **({} if "daemon-reload" in pending else {"_if": any_changed(unit, limits)}))
+    systemd.daemon_reload(
+        name="Reload systemd units", **({} if "daemon-reload" in pending else {"_if": any_changed(unit, limits)})
+    )
     # New limits reach the running unit's cgroup at once; no restart, kernels keep running.
     # (A stopped unit gets them from the drop-in when it starts.)
     server.shell(
         name="Apply the new limits to the running server",
-        commands=[StringCommand("systemctl", "set-property", "--runtime", UNIT,
-                                *(QuoteString(f"{k}={v}") for k, v in limits_values(host.data.memory_limit, host.data.cpu_limit).items()))],
+        commands=[
+            StringCommand(
+                "systemctl",
+                "set-property",
+                "--runtime",
+                UNIT,
+                *(
+                    QuoteString(f"{k}={v}")
+                    for k, v in limits_values(host.data.memory_limit, host.data.cpu_limit).items()
+                ),
+            )
+        ],
         _if=limits.did_change,
     )
     # Restarts only a running server; a stopped one starts with the new files below.
-    systemd.service(name="Restart Jupyter for its new config", service=UNIT, restarted=True,
-                    **({} if pending else {"_if": any_changed(config, login_handler, password, unit)}))
+    systemd.service(
+        name="Restart Jupyter for its new config",
+        service=UNIT,
+        restarted=True,
+        **({} if pending else {"_if": any_changed(config, login_handler, password, unit)}),
+    )
     systemd.service(name="Jupyter running and enabled", service=UNIT, running=True, enabled=True)

@@ -87,7 +87,9 @@ def certificate(server_name: str, webroot: str, server: str, email: str = ""):
     current = host.get_fact(tls.Certificate, cert=cert, key=key, renew_before_days=0)
     renewal = host.get_fact(RenewalConfig, cert_name=server_name)
     if (
-        current and not current["expiring"] and current["names"] == [f"DNS:{server_name}"]
+        current
+        and not current["expiring"]
+        and current["names"] == [f"DNS:{server_name}"]
         and renewal == {"server": server, "authenticator": "webroot"}
     ):
         host.noop(f"certbot has a certificate for {server_name} from {server}; certbot.timer renews it")

@@ -43,26 +43,49 @@ def packages(enabled: bool) -> list[str]:
     return PACKAGES if enabled else []
 
 
-def jail_config(max_failures: int = 5, window: int = 600, ban_seconds: int = 3600, ignore=(),
-                basic_auth: bool = False) -> str:
+def jail_config(
+    max_failures: int = 5, window: int = 600, ban_seconds: int = 3600, ignore=(), basic_auth: bool = False
+) -> str:
     """The jail file: the Jupyter login jail, and the Basic-auth jail when that login is on."""
-    jails = [dict(name=LOGIN_JAIL, filter=FILTER_NAME, backend="systemd",
-                  journalmatch=f"_SYSTEMD_UNIT={jupyter.UNIT}.service", logpath=None)]
+    jails = [
+        dict(
+            name=LOGIN_JAIL,
+            filter=FILTER_NAME,
+            backend="systemd",
+            journalmatch=f"_SYSTEMD_UNIT={jupyter.UNIT}.service",
+            logpath=None,
+        )
+    ]
     if basic_auth:
         # fail2ban's own filter for Apache's auth_basic errors (AH01617 password mismatch,
         # AH01618 user not found), read from the HTTPS vhost's error log.
-        jails.append(dict(name=BASIC_AUTH_JAIL, filter="apache-auth", backend="polling", journalmatch=None,
-                          logpath=apache.HTTPS_ERROR_LOG))
-    return render("fail2ban-jail.local.j2", jails=jails, max_failures=max_failures, window=window,
-                  ban_seconds=ban_seconds, ignore=list(ignore))
+        jails.append(
+            dict(
+                name=BASIC_AUTH_JAIL,
+                filter="apache-auth",
+                backend="polling",
+                journalmatch=None,
+                logpath=apache.HTTPS_ERROR_LOG,
+            )
+        )
+    return render(
+        "fail2ban-jail.local.j2",
+        jails=jails,
+        max_failures=max_failures,
+        window=window,
+        ban_seconds=ban_seconds,
+        ignore=list(ignore),
+    )
 
 
 # Stops this deploy's jails in a running fail2ban (their nftables sets, and so their bans,
 # go with them) without printing anything: a jail's status would list banned addresses.
 STOP_JAILS = " ".join(
-    ["if fail2ban-client ping >/dev/null 2>&1; then",
-     *[f"fail2ban-client stop {jail} >/dev/null 2>&1 || true;" for jail in JAILS],
-     "fi"],
+    [
+        "if fail2ban-client ping >/dev/null 2>&1; then",
+        *[f"fail2ban-client stop {jail} >/dev/null 2>&1 || true;" for jail in JAILS],
+        "fi",
+    ],
 )
 
 
@@ -76,7 +99,11 @@ WAIT_FOR_JAIL = (
 @deploy(
     "Login ban",
     data_defaults=settings.defaults(
-        "login_ban", "login_ban_max_failures", "login_ban_window", "login_ban_seconds", "login_ban_ignore",
+        "login_ban",
+        "login_ban_max_failures",
+        "login_ban_window",
+        "login_ban_seconds",
+        "login_ban_ignore",
         "basic_auth_user",
     ),
 )
@@ -85,8 +112,11 @@ def configure_login_ban():
     if not host.data.login_ban:
         jail = files.file(name="No login-ban jails", path=JAIL_FILE, present=False)
         login_filter = files.file(name="No login-ban filter", path=FILTER_FILE, present=False)
-        server.shell(name="Stop the login-ban jails and lift their bans", commands=[StringCommand(STOP_JAILS)],
-                     _if=any_changed(jail, login_filter))
+        server.shell(
+            name="Stop the login-ban jails and lift their bans",
+            commands=[StringCommand(STOP_JAILS)],
+            _if=any_changed(jail, login_filter),
+        )
         return
     login_filter = files.put(
         name="fail2ban filter for failed Jupyter logins",
@@ -98,10 +128,15 @@ def configure_login_ban():
     )
     jail = files.put(
         name="fail2ban jails for failed logins",
-        src=StringIO(jail_config(
-            host.data.login_ban_max_failures, host.data.login_ban_window, host.data.login_ban_seconds,
-            host.data.login_ban_ignore, basic_auth=bool(host.data.basic_auth_user),
-        )),
+        src=StringIO(
+            jail_config(
+                host.data.login_ban_max_failures,
+                host.data.login_ban_window,
+                host.data.login_ban_seconds,
+                host.data.login_ban_ignore,
+                basic_auth=bool(host.data.basic_auth_user),
+            )
+        ),
         dest=JAIL_FILE,
         user="root",
         group="root",

@@ -27,7 +27,9 @@ from . import settings
 
 # The parameters of Jupyter's own `jupyter_server.auth.passwd()`.
 ARGON2_PARAMS = dict(type="ID", memory_cost=10240, time_cost=10, parallelism=8)
-_ARGON2_PARAMS_SALT = re.compile(r"^argon2:\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$[A-Za-z0-9+/]+$")
+_ARGON2_PARAMS_SALT = re.compile(
+    r"^argon2:\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$[A-Za-z0-9+/]+$"
+)
 # bcrypt for Apache's htpasswd ("$2y$"); Apache caches checked logins (mod_authn_socache),
 # so the cost is paid once per login, not on every request.
 BCRYPT_ROUNDS = 10
@@ -96,8 +98,9 @@ def stored_content(path: str) -> str:
     return buffer.getvalue().decode("utf-8", "replace")
 
 
-def desired_line(password_hash: str | None, password: str | None, current: str | None,
-                 htpasswd_user: str | None = None) -> str | None:
+def desired_line(
+    password_hash: str | None, password: str | None, current: str | None, htpasswd_user: str | None = None
+) -> str | None:
     """
     The line to store, or ``None`` when the stored one already verifies the password.
 
@@ -123,8 +126,13 @@ def desired_line(password_hash: str | None, password: str | None, current: str |
 
 
 @operation()
-def password_file(path: str, password_hash: str | None = None, password: str | None = None, group: str = "root",
-                  htpasswd_user: str | None = None):
+def password_file(
+    path: str,
+    password_hash: str | None = None,
+    password: str | None = None,
+    group: str = "root",
+    htpasswd_user: str | None = None,
+):
     """
     Store a password hash in its own file, readable by root and ``group``.
 

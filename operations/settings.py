@@ -17,8 +17,9 @@ import functools
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
@@ -131,8 +132,24 @@ def check_user(value):
 # The deploy chowns notebook_dir to the Jupyter user and makes it writable in the unit
 # (ReadWritePaths); the installer writes conda_prefix as root. Neither may be, or be
 # inside, a directory the system itself owns. /var holds the Jupyter user's home.
-SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
-               "/run", "/sbin", "/sys", "/tmp", "/usr", "/var")
+SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+)
 # Top-level directories that hold other things: fine to be under, not to be.
 SHARED_TOP_DIRS = ("/home", "/media", "/mnt", "/opt", "/srv")
 
@@ -145,8 +162,10 @@ def check_abs_path(value):
     if value != "/" and (value.endswith("/") or any(part in ("", ".", "..") for part in parts)):
         return "a normalised absolute path: no '.' or '..' parts, no '//', no trailing '/'"
     if value == "/" or value in SHARED_TOP_DIRS or any(value == d or value.startswith(d + "/") for d in SYSTEM_DIRS):
-        return (f"a directory of its own, not '/', not one of {', '.join(SHARED_TOP_DIRS)} and not in a system "
-                f"directory ({', '.join(SYSTEM_DIRS)}), e.g. '/srv/jupyter'")
+        return (
+            f"a directory of its own, not '/', not one of {', '.join(SHARED_TOP_DIRS)} and not in a system "
+            f"directory ({', '.join(SYSTEM_DIRS)}), e.g. '/srv/jupyter'"
+        )
     if len(parts) == 2 and parts[0] == "home":
         return "a directory of its own, not a person's home directory itself (e.g. '/home/alice/notebooks')"
     return None
@@ -217,7 +236,9 @@ def check_ca_bundle(value):
 _CONDA_SPEC = re.compile(r"^([A-Za-z0-9_.-]+::)?[A-Za-z0-9_][A-Za-z0-9_.-]*([=<>!~][A-Za-z0-9_.*=<>!~,+-]*)?$")
 # A PEP 508 requirement written without spaces: name, extras, version specifiers, no URL
 # (``name @ url``), no environment markers (``;``), nothing the shell or pip reads specially.
-_PIP_SPEC = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,-]+\])?((===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+(,(===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+)*)?$")
+_PIP_SPEC = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,-]+\])?((===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+(,(===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+)*)?$"
+)
 _SIZE = re.compile(r"^[1-9][0-9]*[KMGT]$")
 _PERCENT = re.compile(r"^([1-9][0-9]?)%$")
 
@@ -228,7 +249,11 @@ def _spec_list(pattern, example):
             if len(set(value)) == len(value):
                 return None
             return "a list without repeated entries"
-        bad = [v for v in value if not (isinstance(v, str) and pattern.match(v))] if isinstance(value, (list, tuple)) else []
+        bad = (
+            [v for v in value if not (isinstance(v, str) and pattern.match(v))]
+            if isinstance(value, (list, tuple))
+            else []
+        )
         what = f" ({bad[0]!r} is not one)" if bad else ""
         return f"a list of {example}{what}"
 
@@ -236,10 +261,12 @@ def _spec_list(pattern, example):
 
 
 check_conda_packages = _spec_list(
-    _CONDA_SPEC, "conda package specs without spaces, e.g. ['numpy', 'scipy>=1.11', 'conda-forge::xarray']",
+    _CONDA_SPEC,
+    "conda package specs without spaces, e.g. ['numpy', 'scipy>=1.11', 'conda-forge::xarray']",
 )
 check_pip_packages = _spec_list(
-    _PIP_SPEC, "PEP 508 names with optional [extras] and versions, no spaces, URLs or markers, e.g. ['requests>=2.31']",
+    _PIP_SPEC,
+    "PEP 508 names with optional [extras] and versions, no spaces, URLs or markers, e.g. ['requests>=2.31']",
 )
 
 
@@ -271,7 +298,10 @@ def check_memory_limit(value):
             return None
         if _SIZE.match(value) and size_bytes(value) >= 256 * 2**20:
             return None
-    return "None (no limit), a size of at least 256M (e.g. '2G', '1536M') or a percentage of the host's RAM from 10% to 95% (e.g. '80%')"
+    return (
+        "None (no limit), a size of at least 256M (e.g. '2G', '1536M') "
+        "or a percentage of the host's RAM from 10% to 95% (e.g. '80%')"
+    )
 
 
 def check_request_size(value):
@@ -351,8 +381,10 @@ def check_backup_repository(value):
         return None
     if isinstance(value, str) and value.startswith("/"):
         return check_abs_path(value) and f"for a local repository, {check_abs_path(value)}"
-    return ("None (no backups) or a restic repository: a local path ('/srv/backups/jupyter'), "
-            "'sftp:user@host:/path', 'rest:https://host/path' or 's3:host/bucket/path'")
+    return (
+        "None (no backups) or a restic repository: a local path ('/srv/backups/jupyter'), "
+        "'sftp:user@host:/path', 'rest:https://host/path' or 's3:host/bucket/path'"
+    )
 
 
 def sftp_parts(repository: str) -> tuple[str, str, str] | None:
@@ -369,19 +401,28 @@ _CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ +-]{1,100}$")
 def check_calendar(value):
     if value is None or (isinstance(value, str) and _CALENDAR.match(value) and value.strip() == value):
         return None
-    return ("None (daily, at a time of night derived from the host name) or a systemd OnCalendar "
-            "expression, e.g. 'daily', '*-*-* 02:30:00', 'Mon..Fri 22:00'")
+    return (
+        "None (daily, at a time of night derived from the host name) or a systemd OnCalendar "
+        "expression, e.g. 'daily', '*-*-* 02:30:00', 'Mon..Fri 22:00'"
+    )
 
 
 KEEP_KINDS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 
 
 def check_keep(value):
-    if (isinstance(value, dict) and value and all(k in KEEP_KINDS for k in value)
-            and all(_is_int(n) and 0 <= n <= 10000 for n in value.values()) and any(value.values())):
+    if (
+        isinstance(value, dict)
+        and value
+        and all(k in KEEP_KINDS for k in value)
+        and all(_is_int(n) and 0 <= n <= 10000 for n in value.values())
+        and any(value.values())
+    ):
         return None
-    return (f"a dict of snapshot counts to keep by {', '.join(KEEP_KINDS)} (at least one above 0), "
-            "e.g. {'daily': 7, 'weekly': 4, 'monthly': 12}")
+    return (
+        f"a dict of snapshot counts to keep by {', '.join(KEEP_KINDS)} (at least one above 0), "
+        "e.g. {'daily': 7, 'weekly': 4, 'monthly': 12}"
+    )
 
 
 def check_local_file_or_empty(value):
@@ -411,44 +452,201 @@ def check_bool(value):
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("server_name", None, "Public DNS name or IP of the host; None means the inventory name", check_server_name),
-    Setting("jupyter_base_url", "/jupyter/", "URL path Jupyter is served under, with leading and trailing '/'", check_base_url),
+    Setting(
+        "jupyter_base_url",
+        "/jupyter/",
+        "URL path Jupyter is served under, with leading and trailing '/'",
+        check_base_url,
+    ),
     Setting("jupyter_port", 8888, "Loopback port Jupyter listens on behind Apache", check_port),
     Setting("jupyter_user", "jupyter", "System user (no login shell) that runs Jupyter and its kernels", check_user),
     Setting("notebook_dir", "/srv/jupyter", "Directory the notebook server shows and saves into", check_abs_path),
-    Setting("jupyter_password_hash", None, f"argon2 hash of the login password; None means hash ${PASSWORD_ENV} locally", check_password_hash, secret=True),
+    Setting(
+        "jupyter_password_hash",
+        None,
+        f"argon2 hash of the login password; None means hash ${PASSWORD_ENV} locally",
+        check_password_hash,
+        secret=True,
+    ),
     Setting("jupyter_terminals", True, "Whether the web terminal (a shell as jupyter_user) is enabled", check_bool),
-    Setting("conda_installer_url", ANACONDA_URL, "Installer of the conda distribution (Anaconda, Miniforge or Miniconda)", check_url),
-    Setting("conda_installer_sha256", ANACONDA_SHA256, "Published sha256 of that installer; checked before it runs", check_sha256),
+    Setting(
+        "conda_installer_url",
+        ANACONDA_URL,
+        "Installer of the conda distribution (Anaconda, Miniforge or Miniconda)",
+        check_url,
+    ),
+    Setting(
+        "conda_installer_sha256",
+        ANACONDA_SHA256,
+        "Published sha256 of that installer; checked before it runs",
+        check_sha256,
+    ),
     Setting("conda_prefix", "/opt/anaconda3", "Where the distribution is installed", check_abs_path),
-    Setting("conda_jupyter_install", "bundled", "How Jupyter gets into the prefix: 'bundled' (Anaconda), 'conda' or 'pip'", _one_of("bundled", "conda", "pip")),
-    Setting("conda_accept_tos", False, "Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)", check_bool),
-    Setting("tls_mode", "self-signed", "Where the certificate comes from: 'self-signed' or 'letsencrypt' (certbot, HTTP-01 webroot)", _one_of("self-signed", "letsencrypt")),
-    Setting("letsencrypt_email", "", "Contact address of the ACME account ('' registers without one); tls_mode 'letsencrypt' only", check_email),
-    Setting("acme_directory_url", LETSENCRYPT_DIRECTORY, "ACME directory certbot asks for certificates (Let's Encrypt production)", check_https_url),
-    Setting("acme_ca_bundle", "", "Local PEM file with a private ACME server's CA, trusted by the host system-wide; '' for none", check_ca_bundle),
+    Setting(
+        "conda_jupyter_install",
+        "bundled",
+        "How Jupyter gets into the prefix: 'bundled' (Anaconda), 'conda' or 'pip'",
+        _one_of("bundled", "conda", "pip"),
+    ),
+    Setting(
+        "conda_accept_tos",
+        False,
+        "Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)",
+        check_bool,
+    ),
+    Setting(
+        "tls_mode",
+        "self-signed",
+        "Where the certificate comes from: 'self-signed' or 'letsencrypt' (certbot, HTTP-01 webroot)",
+        _one_of("self-signed", "letsencrypt"),
+    ),
+    Setting(
+        "letsencrypt_email",
+        "",
+        "Contact address of the ACME account ('' registers without one); tls_mode 'letsencrypt' only",
+        check_email,
+    ),
+    Setting(
+        "acme_directory_url",
+        LETSENCRYPT_DIRECTORY,
+        "ACME directory certbot asks for certificates (Let's Encrypt production)",
+        check_https_url,
+    ),
+    Setting(
+        "acme_ca_bundle",
+        "",
+        "Local PEM file with a private ACME server's CA, trusted by the host system-wide; '' for none",
+        check_ca_bundle,
+    ),
     Setting("firewall", True, "Enable ufw: allow SSH, 80 and 443 only", check_bool),
-    Setting("apache_extra_directives", [], "Extra lines for the HTTPS vhost (checked by apache2ctl configtest before they go live)", check_directives),
-    Setting("conda_packages", [], "conda specs installed into conda_prefix with 'conda install' on every host (conda_accept_tos applies)", check_conda_packages),
-    Setting("pip_packages", [], "PEP 508 specs installed into conda_prefix with its own pip on every host", check_pip_packages),
-    Setting("pip_requirements", "", "Local requirements file uploaded to every host and installed with the prefix's pip; '' for none", check_requirements_file),
-    Setting("memory_limit", "80%", "Most memory Jupyter, its kernels and terminals may use together (systemd MemoryMax; '2G', '80%' or None)", check_memory_limit),
-    Setting("cpu_limit", None, "Most CPU cores Jupyter and its kernels may use together (systemd CPUQuota), e.g. 1.5; None for no limit", check_cpu_limit),
-    Setting("cull_idle_kernels_after", 86400, "Seconds after which an idle kernel with no open connection is shut down; 0 = never", check_seconds(10, 30 * 86400, zero_ok=True)),
-    Setting("apache_proxy_timeout", 300, "Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)", check_seconds(5, 3600)),
-    Setting("max_request_size", "100M", "Largest request body Apache and Jupyter accept (a notebook saved at once; uploads come in 1 MiB chunks)", check_request_size),
-    Setting("login_ban", True, "Ban an address from 80 and 443 (fail2ban + nftables) after repeated failed logins", check_bool),
-    Setting("login_ban_max_failures", 5, "Failed logins from one address within login_ban_window that get it banned", check_count(1, 100)),
-    Setting("login_ban_window", 600, "Seconds within which login_ban_max_failures failed logins lead to a ban", check_seconds(10, 86400)),
-    Setting("login_ban_seconds", 3600, "How long a banned address stays banned (restarts of fail2ban or the host keep it)", check_seconds(10, 30 * 86400)),
-    Setting("login_ban_ignore", [], "Addresses or CIDR networks never banned, e.g. your office or CI runner", check_networks),
-    Setting("backup_repository", None, "restic repository the notebooks are backed up to (local path, sftp:, rest:, s3:); None means no backups", check_backup_repository),
-    Setting("backup_schedule", None, "When backups run (systemd OnCalendar); None means daily at a night time derived from the host name", check_calendar),
-    Setting("backup_keep", {"daily": 7, "weekly": 4, "monthly": 12}, "Snapshots kept by age after each backup (restic forget --keep-*); older ones are pruned", check_keep),
-    Setting("backup_ssh_key", "", "Local private key file the host uses for an sftp: repository ('' means root's own SSH setup on the host)", check_local_file_or_empty),
-    Setting("restore_snapshot", "latest", "restore.py only: the snapshot to restore, 'latest' or an id", check_snapshot),
-    Setting("restore_to", None, "restore.py only: a side directory to restore into; None restores in place (replaced files are moved aside)", check_restore_to),
-    Setting("uninstall_purge", False, "uninstall.py only: also delete notebook_dir, the Jupyter user and home, the conda prefix and certbot's certificates", check_bool),
-    Setting("basic_auth_user", None, f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; None means off", check_basic_auth_user),
+    Setting(
+        "apache_extra_directives",
+        [],
+        "Extra lines for the HTTPS vhost (checked by apache2ctl configtest before they go live)",
+        check_directives,
+    ),
+    Setting(
+        "conda_packages",
+        [],
+        "conda specs installed into conda_prefix with 'conda install' on every host (conda_accept_tos applies)",
+        check_conda_packages,
+    ),
+    Setting(
+        "pip_packages",
+        [],
+        "PEP 508 specs installed into conda_prefix with its own pip on every host",
+        check_pip_packages,
+    ),
+    Setting(
+        "pip_requirements",
+        "",
+        "Local requirements file uploaded to every host and installed with the prefix's pip; '' for none",
+        check_requirements_file,
+    ),
+    Setting(
+        "memory_limit",
+        "80%",
+        "Most memory Jupyter, its kernels and terminals may use together (systemd MemoryMax; '2G', '80%' or None)",
+        check_memory_limit,
+    ),
+    Setting(
+        "cpu_limit",
+        None,
+        "Most CPU cores Jupyter and its kernels may use together (systemd CPUQuota), e.g. 1.5; None for no limit",
+        check_cpu_limit,
+    ),
+    Setting(
+        "cull_idle_kernels_after",
+        86400,
+        "Seconds after which an idle kernel with no open connection is shut down; 0 = never",
+        check_seconds(10, 30 * 86400, zero_ok=True),
+    ),
+    Setting(
+        "apache_proxy_timeout",
+        300,
+        "Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)",
+        check_seconds(5, 3600),
+    ),
+    Setting(
+        "max_request_size",
+        "100M",
+        "Largest request body Apache and Jupyter accept (a notebook saved at once; uploads come in 1 MiB chunks)",
+        check_request_size,
+    ),
+    Setting(
+        "login_ban",
+        True,
+        "Ban an address from 80 and 443 (fail2ban + nftables) after repeated failed logins",
+        check_bool,
+    ),
+    Setting(
+        "login_ban_max_failures",
+        5,
+        "Failed logins from one address within login_ban_window that get it banned",
+        check_count(1, 100),
+    ),
+    Setting(
+        "login_ban_window",
+        600,
+        "Seconds within which login_ban_max_failures failed logins lead to a ban",
+        check_seconds(10, 86400),
+    ),
+    Setting(
+        "login_ban_seconds",
+        3600,
+        "How long a banned address stays banned (restarts of fail2ban or the host keep it)",
+        check_seconds(10, 30 * 86400),
+    ),
+    Setting(
+        "login_ban_ignore", [], "Addresses or CIDR networks never banned, e.g. your office or CI runner", check_networks
+    ),
+    Setting(
+        "backup_repository",
+        None,
+        "restic repository the notebooks are backed up to (local path, sftp:, rest:, s3:); None means no backups",
+        check_backup_repository,
+    ),
+    Setting(
+        "backup_schedule",
+        None,
+        "When backups run (systemd OnCalendar); None means daily at a night time derived from the host name",
+        check_calendar,
+    ),
+    Setting(
+        "backup_keep",
+        {"daily": 7, "weekly": 4, "monthly": 12},
+        "Snapshots kept by age after each backup (restic forget --keep-*); older ones are pruned",
+        check_keep,
+    ),
+    Setting(
+        "backup_ssh_key",
+        "",
+        "Local private key file the host uses for an sftp: repository ('' means root's own SSH setup on the host)",
+        check_local_file_or_empty,
+    ),
+    Setting(
+        "restore_snapshot", "latest", "restore.py only: the snapshot to restore, 'latest' or an id", check_snapshot
+    ),
+    Setting(
+        "restore_to",
+        None,
+        "restore.py only: a side directory to restore into; None restores in place (replaced files are moved aside)",
+        check_restore_to,
+    ),
+    Setting(
+        "uninstall_purge",
+        False,
+        "uninstall.py only: also delete notebook_dir, the Jupyter user and home, the conda prefix "
+        "and certbot's certificates",
+        check_bool,
+    ),
+    Setting(
+        "basic_auth_user",
+        None,
+        f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; "
+        "None means off",
+        check_basic_auth_user,
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -476,8 +674,9 @@ def pyinfra_data_names() -> frozenset[str]:
     """Host data pyinfra itself reads: every connector's settings (``ssh_user``, ...)."""
     from pyinfra.api.connectors import get_all_connectors
 
-    return frozenset(name for connector in get_all_connectors().values()
-                     for name in getattr(connector, "data_meta", {}))
+    return frozenset(
+        name for connector in get_all_connectors().values() for name in getattr(connector, "data_meta", {})
+    )
 
 
 def unknown_names(keys) -> list[str]:
@@ -493,8 +692,11 @@ def _close_match(key: str) -> str | None:
 
 
 def _typo_errors(keys) -> list[str]:
-    return [f"unknown setting {key!r}: did you mean {_close_match(key)!r}?"
-            for key in unknown_names(keys) if _close_match(key)]
+    return [
+        f"unknown setting {key!r}: did you mean {_close_match(key)!r}?"
+        for key in unknown_names(keys)
+        if _close_match(key)
+    ]
 
 
 def _unknown_errors(command_line_keys) -> list[str]:
@@ -518,7 +720,9 @@ def _warn_unknown(keys) -> None:
     for key in unknown_names(keys):
         if key not in _warned and not _close_match(key):
             _warned.add(key)
-            logger.warning(f"host data {key!r} is not a setting of this deploy and is ignored (see the README's settings table)")
+            logger.warning(
+                f"host data {key!r} is not a setting of this deploy and is ignored (see the README's settings table)"
+            )
 
 
 def _overlap(a: str, b: str) -> bool:
@@ -550,17 +754,26 @@ def check_values(values: dict[str, Any], environ=None, secrets: bool = True) -> 
     repository = values.get("backup_repository")
     if repository and not check_backup_repository(repository):
         if secrets and not environ.get(BACKUP_PASSWORD_ENV):
-            errors.append(f"setting backup_repository = {repository!r} needs a password: export {BACKUP_PASSWORD_ENV} "
-                          "on the control machine (the repository's key; keep it somewhere safe, the backups are "
-                          "unreadable without it)")
+            errors.append(
+                f"setting backup_repository = {repository!r} needs a password: export {BACKUP_PASSWORD_ENV} "
+                "on the control machine (the repository's key; keep it somewhere safe, the backups are "
+                "unreadable without it)"
+            )
         if secrets and repository.startswith("s3:") and not all(environ.get(name) for name in S3_CREDENTIAL_ENVS):
-            errors.append(f"setting backup_repository = {repository!r} needs {' and '.join(S3_CREDENTIAL_ENVS)} "
-                          "exported on the control machine")
+            errors.append(
+                f"setting backup_repository = {repository!r} needs {' and '.join(S3_CREDENTIAL_ENVS)} "
+                "exported on the control machine"
+            )
         home = f"/var/lib/{values.get('jupyter_user', DEFAULTS['jupyter_user'])}"
-        if repository.startswith("/") and not check_abs_path(notebook_dir) and (
-                _overlap(repository, notebook_dir) or _overlap(repository, home)):
-            errors.append(f"setting backup_repository = {repository!r} is not allowed: must not be inside or contain "
-                          f"what it backs up (notebook_dir {notebook_dir!r}, the Jupyter home {home!r})")
+        if (
+            repository.startswith("/")
+            and not check_abs_path(notebook_dir)
+            and (_overlap(repository, notebook_dir) or _overlap(repository, home))
+        ):
+            errors.append(
+                f"setting backup_repository = {repository!r} is not allowed: must not be inside or contain "
+                f"what it backs up (notebook_dir {notebook_dir!r}, the Jupyter home {home!r})"
+            )
     if secrets and values.get("jupyter_password_hash") is None and not environ.get(PASSWORD_ENV):
         errors.append(
             f"setting jupyter_password_hash is not set and {PASSWORD_ENV} is empty: "

@@ -21,10 +21,19 @@ SCRIPT = "/root/.jupyter-uninstall"
 
 # What the deploy leaves on a host (files/jupyter-uninstall removes each of them).
 INSTALLED = [
-    jupyter.UNIT_FILE, jupyter.CONFIG_DIR, jupyter.GUARD_DIR.rsplit("/", 1)[0],
-    f"/etc/apache2/sites-available/{apache.SITE}.conf", f"/etc/apache2/conf-available/{apache.HARDENING_CONF}.conf",
-    apache.RELOAD_STAMP.rsplit("/", 1)[0], tls.CERT, tls.KEY, letsencrypt.DEPLOY_HOOK, letsencrypt.TRUSTED_CA,
-    login_ban.JAIL_FILE, login_ban.FILTER_FILE, *backups.INSTALLED,
+    jupyter.UNIT_FILE,
+    jupyter.CONFIG_DIR,
+    jupyter.GUARD_DIR.rsplit("/", 1)[0],
+    f"/etc/apache2/sites-available/{apache.SITE}.conf",
+    f"/etc/apache2/conf-available/{apache.HARDENING_CONF}.conf",
+    apache.RELOAD_STAMP.rsplit("/", 1)[0],
+    tls.CERT,
+    tls.KEY,
+    letsencrypt.DEPLOY_HOOK,
+    letsencrypt.TRUSTED_CA,
+    login_ban.JAIL_FILE,
+    login_ban.FILTER_FILE,
+    *backups.INSTALLED,
 ]
 
 
@@ -33,8 +42,13 @@ class Remains(FactBase):
 
     def command(self, paths, user=None):
         check_user = f"id -u {shlex.quote(user)} >/dev/null 2>&1 && echo user; " if user else ""
-        return ("for p in " + " ".join(shlex.quote(p) for p in paths)
-                + '; do { [ -e "$p" ] || [ -L "$p" ]; } && echo "$p"; done; ' + check_user + "true")
+        return (
+            "for p in "
+            + " ".join(shlex.quote(p) for p in paths)
+            + '; do { [ -e "$p" ] || [ -L "$p" ]; } && echo "$p"; done; '
+            + check_user
+            + "true"
+        )
 
     def process(self, output):
         return [line for line in output if line]
@@ -61,18 +75,37 @@ def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, rep
         return
     yield FileUploadCommand(str(FILES / "jupyter-uninstall"), SCRIPT)
     arguments = [user, notebook_dir, prefix, server_name, repository or "", "purge" if purge else "keep"]
-    yield StringCommand("bash", QuoteString(SCRIPT), *(QuoteString(a) for a in arguments), "; status=$?;",
-                        "rm", "-f", QuoteString(SCRIPT), "; exit $status")
+    yield StringCommand(
+        "bash",
+        QuoteString(SCRIPT),
+        *(QuoteString(a) for a in arguments),
+        "; status=$?;",
+        "rm",
+        "-f",
+        QuoteString(SCRIPT),
+        "; exit $status",
+    )
 
 
-@deploy("Uninstall", data_defaults=settings.defaults("jupyter_user", "notebook_dir", "conda_prefix",
-                                                       "backup_repository", "uninstall_purge"))
+@deploy(
+    "Uninstall",
+    data_defaults=settings.defaults(
+        "jupyter_user", "notebook_dir", "conda_prefix", "backup_repository", "uninstall_purge"
+    ),
+)
 def uninstall():
     """Remove the deploy from the host (``uninstall_purge``: its data too)."""
     uninstalled(
-        name="Remove the deploy" + (" and its data (uninstall_purge)" if host.data.uninstall_purge else
-                                    " (notebooks, user, conda and backups kept)"),
-        user=host.data.jupyter_user, notebook_dir=host.data.notebook_dir, prefix=host.data.conda_prefix,
-        server_name=settings.server_name(host), repository=host.data.backup_repository,
+        name="Remove the deploy"
+        + (
+            " and its data (uninstall_purge)"
+            if host.data.uninstall_purge
+            else " (notebooks, user, conda and backups kept)"
+        ),
+        user=host.data.jupyter_user,
+        notebook_dir=host.data.notebook_dir,
+        prefix=host.data.conda_prefix,
+        server_name=settings.server_name(host),
+        repository=host.data.backup_repository,
         purge=host.data.uninstall_purge,
     )

@@ -43,8 +43,9 @@ SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
 
 def run_pyinfra(*args: str) -> tuple[int, dict | None]:
     """pyinfra with --json: its log goes to our stderr (the CI log), the report is parsed."""
-    result = subprocess.run([sys.executable, "-m", "pyinfra", "--json", *STRICT, *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "--json", *STRICT, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         return result.returncode, json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -87,8 +88,14 @@ def smoke_targets(inventory: str) -> list[dict]:
     targets = []
     for host in hosts:
         data = {**settings.DEFAULTS, **{k: v for k, v in host["data"].items() if k in settings.DEFAULTS}}
-        targets.append({"host": host["name"], "server_name": data["server_name"] or host["name"],
-                        "base_url": data["jupyter_base_url"], "tls_mode": data["tls_mode"]})
+        targets.append(
+            {
+                "host": host["name"],
+                "server_name": data["server_name"] or host["name"],
+                "base_url": data["jupyter_base_url"],
+                "tls_mode": data["tls_mode"],
+            }
+        )
     return targets
 
 
@@ -118,8 +125,13 @@ def smoke_plan(targets: list[dict], probes: dict[str, str], directory: Path) -> 
     public_bundle.write_text("".join(public))
     plans = []
     for number, target in enumerate(targets):
-        plan = {"target": target["server_name"], "path": target["base_url"], "ca_file": str(public_bundle),
-                "connect_to": None, "error": None}
+        plan = {
+            "target": target["server_name"],
+            "path": target["base_url"],
+            "ca_file": str(public_bundle),
+            "connect_to": None,
+            "error": None,
+        }
         if target["tls_mode"] == "self-signed":
             first, _, certificate = (probes.get(target["host"]) or "").partition("\n")
             fields = first.split()
@@ -156,8 +168,9 @@ def main(argv=None) -> int:
 
     targets = smoke_targets(args.inventory)
     started = time.monotonic()
-    code, report = run_pyinfra(*([] if args.dry else ["-y"]), *(["--dry"] if args.dry else []),
-                               args.inventory, "deploy.py")
+    code, report = run_pyinfra(
+        *([] if args.dry else ["-y"]), *(["--dry"] if args.dry else []), args.inventory, "deploy.py"
+    )
     seconds = time.monotonic() - started
     lines = [f"## {'Jupyter drift check' if args.dry else 'Jupyter deploy'}", ""]
     if report is None:

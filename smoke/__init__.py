@@ -23,10 +23,12 @@ from .client import Jupyter
 # The cell run on every host: its first line proves a kernel really executed it; the
 # second is the backup status (operations/backups.py's STATUS_FILE), or {} without backups.
 BACKUP_STATUS = "/var/lib/jupyter-backup/status"
-CELL = ("import pathlib\n"
-        "print(6 * 7)\n"
-        f"status = pathlib.Path({BACKUP_STATUS!r})\n"
-        "print(status.read_text().strip() if status.exists() else '{}')\n")
+CELL = (
+    "import pathlib\n"
+    "print(6 * 7)\n"
+    f"status = pathlib.Path({BACKUP_STATUS!r})\n"
+    "print(status.read_text().strip() if status.exists() else '{}')\n"
+)
 EXPECTED = "42"
 # Let's Encrypt renews 30 days ahead and the deploy renews a self-signed one 30 days ahead:
 # a certificate this close to its end means renewal has stopped working.
@@ -66,12 +68,16 @@ def backup_problem(status: dict, now: float) -> tuple[str, str | None]:
         age = now - status["last_success"]
         note = f"backup {_age(age)} ago"
         if age > limit:
-            return note, f"the last successful backup is {_age(age)} old (over {_age(limit)}: see journalctl -u jupyter-backup)"
+            return (
+                note,
+                f"the last successful backup is {_age(age)} old (over {_age(limit)}: see journalctl -u jupyter-backup)",
+            )
         return note, None
     waited = now - (status.get("configured") or now)
     if waited > limit:
-        return "no backup yet", (f"no successful backup in the {_age(waited)} since backups were set up "
-                                 "(see journalctl -u jupyter-backup)")
+        return "no backup yet", (
+            f"no successful backup in the {_age(waited)} since backups were set up (see journalctl -u jupyter-backup)"
+        )
     return "no backup yet", None
 
 
@@ -92,8 +98,15 @@ def base_url(target: str, path: str = "/jupyter/") -> str:
     return f"https://{target}{path}"
 
 
-def check(target: str, password: str, path: str = "/jupyter/", ca_file: str | bool = True,
-          timeout: float = 30, basic_auth=None, connect_to: str | None = None) -> Verdict:
+def check(
+    target: str,
+    password: str,
+    path: str = "/jupyter/",
+    ca_file: str | bool = True,
+    timeout: float = 30,
+    basic_auth=None,
+    connect_to: str | None = None,
+) -> Verdict:
     """Log in, run one cell in a fresh kernel, clean up; never raises.
 
     ``connect_to``: the address to send everything to (the one SSH verified), instead of
@@ -109,8 +122,9 @@ def check(target: str, password: str, path: str = "/jupyter/", ca_file: str | bo
         return result
 
     try:
-        jupyter = Jupyter(base_url(target, path), ca_file=ca_file, timeout=timeout, basic_auth=basic_auth,
-                          connect_to=connect_to)
+        jupyter = Jupyter(
+            base_url(target, path), ca_file=ca_file, timeout=timeout, basic_auth=basic_auth, connect_to=connect_to
+        )
         step("login", lambda: jupyter.login(password))
         kernel = step("kernel", jupyter.start_kernel)
         try:
@@ -123,8 +137,10 @@ def check(target: str, password: str, path: str = "/jupyter/", ca_file: str | bo
             return verdict
         now = time.time()
         problems = []
-        for note, problem in (certificate_problem(jupyter.certificate_expires(), now),
-                              backup_problem(json.loads(lines[1]) if len(lines) > 1 else {}, now)):
+        for note, problem in (
+            certificate_problem(jupyter.certificate_expires(), now),
+            backup_problem(json.loads(lines[1]) if len(lines) > 1 else {}, now),
+        ):
             if note:
                 verdict.notes.append(note)
             if problem:

@@ -24,10 +24,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m smoke", description="Log in and run one cell on each host.")
     parser.add_argument("hosts", nargs="+", metavar="HOST")
     parser.add_argument("--base-url", default="/jupyter/", help="URL path of the notebook (default /jupyter/)")
-    parser.add_argument("--ca-file", help="PEM file of the CAs (or self-signed certificates) to trust instead of the system's")
+    parser.add_argument(
+        "--ca-file", help="PEM file of the CAs (or self-signed certificates) to trust instead of the system's"
+    )
     parser.add_argument("--timeout", type=float, default=30, help="seconds per request (default 30)")
-    parser.add_argument("--resolve", action="append", default=[], metavar="NAME:ADDRESS",
-                        help="connect to ADDRESS for host NAME (SNI, Host and certificate stay NAME)")
+    parser.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="NAME:ADDRESS",
+        help="connect to ADDRESS for host NAME (SNI, Host and certificate stay NAME)",
+    )
     args = parser.parse_args(argv)
     if any(":" not in item for item in args.resolve):
         parser.error("--resolve takes NAME:ADDRESS")
@@ -41,9 +48,14 @@ def main(argv=None) -> int:
         basic_auth = (os.environ["JUPYTER_BASIC_AUTH_USER"], os.environ.get("JUPYTER_BASIC_AUTH_PASSWORD", ""))
     ca_file = args.ca_file or True
     with ThreadPoolExecutor(max_workers=min(16, len(args.hosts))) as pool:
-        verdicts = list(pool.map(
-            lambda host: check(host, password, args.base_url, ca_file, args.timeout, basic_auth,
-                               connect_to=addresses.get(host)), args.hosts))
+        verdicts = list(
+            pool.map(
+                lambda host: check(
+                    host, password, args.base_url, ca_file, args.timeout, basic_auth, connect_to=addresses.get(host)
+                ),
+                args.hosts,
+            )
+        )
     for verdict in verdicts:
         print(verdict.line(), flush=True)
     failed = [v for v in verdicts if not v.ok]

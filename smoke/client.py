@@ -54,8 +54,9 @@ class _AddressAdapter(HTTPAdapter):
 
 
 class Jupyter:
-    def __init__(self, base: str, ca_file: str | bool = True, timeout: float = 20, basic_auth=None,
-                 connect_to: str | None = None):
+    def __init__(
+        self, base: str, ca_file: str | bool = True, timeout: float = 20, basic_auth=None, connect_to: str | None = None
+    ):
         """``base``: e.g. ``https://169.254.77.11/jupyter/``; ``ca_file``: CA/cert to trust;
         ``basic_auth``: ``(user, password)`` for an Apache Basic-auth layer in front;
         ``connect_to``: the address to connect to instead of what the URL's name resolves to."""
@@ -86,8 +87,11 @@ class Jupyter:
         page = self.get("login")
         page.raise_for_status()
         response = self.session.post(
-            self.base + "login", data={"password": password, "_xsrf": self.xsrf()},
-            allow_redirects=False, timeout=self.timeout, verify=self.verify,
+            self.base + "login",
+            data={"password": password, "_xsrf": self.xsrf()},
+            allow_redirects=False,
+            timeout=self.timeout,
+            verify=self.verify,
         )
         self.login_response = response
         if response.status_code != 302:
@@ -96,8 +100,9 @@ class Jupyter:
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         headers = {"X-XSRFToken": self.xsrf(), **kwargs.pop("headers", {})}
-        response = self.session.request(method, self.base + "api/" + path, headers=headers,
-                                        timeout=self.timeout, verify=self.verify, **kwargs)
+        response = self.session.request(
+            method, self.base + "api/" + path, headers=headers, timeout=self.timeout, verify=self.verify, **kwargs
+        )
         response.raise_for_status()
         return response
 
@@ -108,8 +113,15 @@ class Jupyter:
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.verify} if isinstance(self.verify, str) else {}
         sock = self._pinned_tls_socket(url) if self.connect_to else None
-        return websocket.create_connection(url, cookie=cookie, origin=origin or self.origin, header=self.ws_headers,
-                                           sslopt=sslopt, timeout=self.timeout, socket=sock)
+        return websocket.create_connection(
+            url,
+            cookie=cookie,
+            origin=origin or self.origin,
+            header=self.ws_headers,
+            sslopt=sslopt,
+            timeout=self.timeout,
+            socket=sock,
+        )
 
     def _pinned_tls_socket(self, url: str) -> ssl.SSLSocket:
         """A TLS connection to ``connect_to``, verified for the URL's name (as the HTTP requests are)."""
@@ -126,7 +138,9 @@ class Jupyter:
         """When the served certificate expires (a Unix time), read from a verified TLS handshake."""
         parts = urlsplit(self.base)
         context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
-        with socket.create_connection((self.connect_to or parts.hostname, parts.port or 443), timeout=self.timeout) as raw:
+        with socket.create_connection(
+            (self.connect_to or parts.hostname, parts.port or 443), timeout=self.timeout
+        ) as raw:
             with context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
                 return ssl.cert_time_to_seconds(tls.getpeercert()["notAfter"])
 
@@ -170,13 +184,30 @@ class Jupyter:
 def execute_request(code: str) -> tuple[str, str]:
     """(msg_id, the JSON text of a kernel ``execute_request`` for ``code``)."""
     msg_id = uuid.uuid4().hex
-    return msg_id, json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                   "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True},
-    })
+    return msg_id, json.dumps(
+        {
+            "header": {
+                "msg_id": msg_id,
+                "username": "test",
+                "session": uuid.uuid4().hex,
+                "msg_type": "execute_request",
+                "version": "5.3",
+                "date": "",
+            },
+            "parent_header": {},
+            "metadata": {},
+            "channel": "shell",
+            "buffers": [],
+            "content": {
+                "code": code,
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        }
+    )
 
 
 def _run_cell(ws, code: str, timeout: float) -> str:

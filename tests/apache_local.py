@@ -27,9 +27,28 @@ def keypair(directory: Path, name: str = "127.0.0.1", prefix: str = "") -> tuple
     san = ("IP:" if name.replace(".", "").isdigit() else "DNS:") + name
     cert, key = directory / f"{prefix}cert.pem", directory / f"{prefix}key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName={san}", "-keyout", key, "-out", cert],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName={san}",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ],
+        check=True,
+        capture_output=True,
     )
     return str(cert), str(key)
 
@@ -38,8 +57,10 @@ def server_config(directory: Path, vhost: str, modules, listen=("80", "443")) ->
     """A self-contained httpd.conf holding the hardening conf and ``vhost``."""
     (directory / "vhost.conf").write_text(vhost)
     (directory / "hardening.conf").write_text(apache.render("apache-hardening.conf.j2"))
-    loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so"
-                      for m in dict.fromkeys(["mpm_event", "authz_core", "alias", "socache_shmcb", *modules]))
+    loads = "\n".join(
+        f"LoadModule {m}_module {MODULES}/mod_{m}.so"
+        for m in dict.fromkeys(["mpm_event", "authz_core", "alias", "socache_shmcb", *modules])
+    )
     listens = "\n".join(f"Listen {port}" for port in listen)
     config = directory / "httpd.conf"
     config.write_text(

@@ -5,8 +5,8 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import sys
-from pathlib import Path
+import sys  # noqa: E402 -- after the gevent patch, on purpose
+from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # The deploy directory is what pyinfra puts on sys.path; tests import it the same way.

@@ -16,10 +16,22 @@ PAGE_SIZE = 2
 
 def instance(id_, label, status="running", tags=("jupyter",), ipv4=("203.0.113.10",)):
     """An instance as the API returns it (the fields the SDK reads, and a few more)."""
-    return {"id": id_, "label": label, "status": status, "tags": list(tags), "ipv4": list(ipv4),
-            "ipv6": "2600:3c00::f03c:91ff:fe00:1/128", "region": "us-east", "type": "g6-standard-1",
-            "image": "linode/debian12", "group": "", "created": "2026-01-01T00:00:00",
-            "updated": "2026-01-01T00:00:00", "hypervisor": "kvm", "watchdog_enabled": True}
+    return {
+        "id": id_,
+        "label": label,
+        "status": status,
+        "tags": list(tags),
+        "ipv4": list(ipv4),
+        "ipv6": "2600:3c00::f03c:91ff:fe00:1/128",
+        "region": "us-east",
+        "type": "g6-standard-1",
+        "image": "linode/debian12",
+        "group": "",
+        "created": "2026-01-01T00:00:00",
+        "updated": "2026-01-01T00:00:00",
+        "hypervisor": "kvm",
+        "watchdog_enabled": True,
+    }
 
 
 class LinodeApi:
@@ -34,8 +46,14 @@ class LinodeApi:
 
             def do_GET(self):
                 url = urlparse(self.path)
-                api.requests.append({"path": url.path, "query": parse_qs(url.query),
-                                     "filter": self.headers.get("X-Filter"), "auth": self.headers.get("Authorization")})
+                api.requests.append(
+                    {
+                        "path": url.path,
+                        "query": parse_qs(url.query),
+                        "filter": self.headers.get("X-Filter"),
+                        "auth": self.headers.get("Authorization"),
+                    }
+                )
                 if self.headers.get("Authorization") != f"Bearer {api.token}":
                     return self.answer(401, {"errors": [{"reason": "Invalid Token"}]})
                 if url.path != "/v4/linode/instances":
@@ -46,7 +64,7 @@ class LinodeApi:
                     found = [i for i in found if wanted in i["tags"]]
                 page = int(parse_qs(url.query).get("page", ["1"])[0])
                 pages = max(1, -(-len(found) // PAGE_SIZE))
-                data = found[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+                data = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
                 self.answer(200, {"data": data, "page": page, "pages": pages, "results": len(found)})
 
             def answer(self, status, body):

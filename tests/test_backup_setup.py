@@ -21,23 +21,38 @@ from smoke import backup_problem, certificate_problem
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "files" / "jupyter-backup"
 ENV = {settings.PASSWORD_ENV: "x", settings.BACKUP_PASSWORD_ENV: "y"}
-needs = pytest.mark.skipif(not (shutil.which("restic") and shutil.which("systemd-analyze")),
-                           reason="restic and systemd are installed by .ci/run")
+needs = pytest.mark.skipif(
+    not (shutil.which("restic") and shutil.which("systemd-analyze")),
+    reason="restic and systemd are installed by .ci/run",
+)
 
 
-@pytest.mark.parametrize("repository", ["/srv/backups/jupyter", "sftp:backup@backup.example.org:/srv/restic/nb1",
-                                        "sftp:b@[2001:db8::1]:/r", "rest:https://user:pw@backup.example.org/nb1",
-                                        "s3:s3.amazonaws.com/bucket/nb1"])
+@pytest.mark.parametrize(
+    "repository",
+    [
+        "/srv/backups/jupyter",
+        "sftp:backup@backup.example.org:/srv/restic/nb1",
+        "sftp:b@[2001:db8::1]:/r",
+        "rest:https://user:pw@backup.example.org/nb1",
+        "s3:s3.amazonaws.com/bucket/nb1",
+    ],
+)
 def test_restic_repositories_are_accepted(repository):
     environ = {**ENV, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
     assert settings.check_values({"backup_repository": repository}, environ=environ) == []
 
 
-@pytest.mark.parametrize("repository,allowed", [
-    ("backups", "a restic repository"), ("/srv/back ups", "no spaces"), ("/etc/backups", "not in a system directory"),
-    ("sftp:host:/path", "'sftp:user@host:/path'"), ("rest:https://h/x y", "a restic repository"),
-    ("/srv/jupyter/backups", "must not be inside or contain what it backs up"),
-])
+@pytest.mark.parametrize(
+    "repository,allowed",
+    [
+        ("backups", "a restic repository"),
+        ("/srv/back ups", "no spaces"),
+        ("/etc/backups", "not in a system directory"),
+        ("sftp:host:/path", "'sftp:user@host:/path'"),
+        ("rest:https://h/x y", "a restic repository"),
+        ("/srv/jupyter/backups", "must not be inside or contain what it backs up"),
+    ],
+)
 def test_bad_repositories_get_one_line_naming_the_setting(repository, allowed):
     [error] = settings.check_values({"backup_repository": repository}, environ=ENV)
     assert error.startswith(f"setting backup_repository = {repository!r}") and allowed in error, error
@@ -52,10 +67,20 @@ def test_a_repository_needs_the_password_and_s3_its_keys_from_the_control_machin
     assert settings.check_values({"backup_repository": "/srv/backups"}, environ={}, secrets=False) == []
 
 
-@pytest.mark.parametrize("name,value", [("backup_keep", {}), ("backup_keep", {"daily": 0}), ("backup_keep", {"days": 7}),
-                                        ("backup_schedule", "daily; reboot"), ("backup_schedule", " daily"),
-                                        ("restore_snapshot", "../x"), ("restore_to", "/etc/x"),
-                                        ("backup_ssh_key", "/nonexistent/key"), ("uninstall_purge", "yes")])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("backup_keep", {}),
+        ("backup_keep", {"daily": 0}),
+        ("backup_keep", {"days": 7}),
+        ("backup_schedule", "daily; reboot"),
+        ("backup_schedule", " daily"),
+        ("restore_snapshot", "../x"),
+        ("restore_to", "/etc/x"),
+        ("backup_ssh_key", "/nonexistent/key"),
+        ("uninstall_purge", "yes"),
+    ],
+)
 def test_bad_backup_settings_are_refused(name, value):
     [error] = settings.check_values({name: value}, environ=ENV)
     assert error.startswith(f"setting {name} = {value!r} is not allowed"), error
@@ -71,17 +96,31 @@ def test_the_default_schedule_is_a_night_time_of_each_hosts_own_that_never_chang
 
 
 def test_the_settings_file_is_quoted_shell_and_holds_no_secret():
-    text = backups.config_file("sftp:backup@10.0.0.9:/srv/restic", "/srv/jupyter", "jupyter", "*-*-* 03:10:00",
-                               {"daily": 7, "monthly": 12}, ssh_key=True)
+    text = backups.config_file(
+        "sftp:backup@10.0.0.9:/srv/restic",
+        "/srv/jupyter",
+        "jupyter",
+        "*-*-* 03:10:00",
+        {"daily": 7, "monthly": 12},
+        ssh_key=True,
+    )
     assert "KEEP=(--keep-daily 7 --keep-monthly 12)" in text
     assert "SCHEDULE='*-*-* 03:10:00'" in text
     assert "-i /etc/jupyter-backup/ssh_key" in text and "backup@10.0.0.9 -s sftp" in text
     assert "RESTIC" not in text
-    listed = subprocess.run(["bash", "-c", 'set -eu; . /dev/stdin; printf "%s\\n" "${PATHS[@]}" "${EXCLUDE_PATTERNS[@]}"'],
-                            input=text, capture_output=True, text=True, check=True).stdout.split("\n")
+    listed = subprocess.run(
+        ["bash", "-c", 'set -eu; . /dev/stdin; printf "%s\\n" "${PATHS[@]}" "${EXCLUDE_PATTERNS[@]}"'],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
     assert listed[:3] == ["/srv/jupyter", "/var/lib/jupyter", "/var/lib/jupyter/.cache"]
     secrets = backups.secrets_file("s3:host/bucket", {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "se'cret"})
-    assert "AWS_SECRET_ACCESS_KEY='se'\"'\"'cret'" in secrets and "RESTIC_PASSWORD_FILE=/etc/jupyter-backup/password" in secrets
+    assert (
+        "AWS_SECRET_ACCESS_KEY='se'\"'\"'cret'" in secrets
+        and "RESTIC_PASSWORD_FILE=/etc/jupyter-backup/password" in secrets
+    )
 
 
 def test_the_units_verify_and_the_service_writes_only_its_own_directories(tmp_path):
@@ -92,8 +131,17 @@ def test_the_units_verify_and_the_service_writes_only_its_own_directories(tmp_pa
     (tmp_path / "jupyter-backup.service").write_text(service.replace(backups.SCRIPT, "/bin/true"))
     (tmp_path / "jupyter-backup.timer").write_text(backups.timer_unit("*-*-* 03:10:00"))
     if shutil.which("systemd-analyze"):
-        result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(tmp_path / "jupyter-backup.service"),
-                                 str(tmp_path / "jupyter-backup.timer")], capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                "systemd-analyze",
+                "verify",
+                "--man=no",
+                str(tmp_path / "jupyter-backup.service"),
+                str(tmp_path / "jupyter-backup.timer"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert "Unknown key" not in result.stderr and "Unknown section" not in result.stderr, result.stderr
 
 
@@ -120,8 +168,11 @@ def test_the_scripts_pass_shellcheck():
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @needs
@@ -135,12 +186,17 @@ def test_the_script_backs_up_and_restores_every_byte_moving_changed_files_aside(
     (home / "settings.json").write_text("{}")
     (home / ".cache" / "big").write_text("cache")
     config = tmp_path / "backup.conf"
-    config.write_text(backups.config_file(str(tmp_path / "repo"), str(notebooks), "x", "daily", {"last": 3})
-                      .replace("/var/lib/x", str(home))
-                      .replace(backups.STATE_DIR, str(state)).replace(backups.CACHE_DIR, str(tmp_path / "cache")))
+    config.write_text(
+        backups.config_file(str(tmp_path / "repo"), str(notebooks), "x", "daily", {"last": 3})
+        .replace("/var/lib/x", str(home))
+        .replace(backups.STATE_DIR, str(state))
+        .replace(backups.CACHE_DIR, str(tmp_path / "cache"))
+    )
     (tmp_path / "password").write_text("scratch password\n")
     secrets = tmp_path / "restic.env"
-    secrets.write_text(backups.secrets_file(str(tmp_path / "repo")).replace(backups.PASSWORD_FILE, str(tmp_path / "password")))
+    secrets.write_text(
+        backups.secrets_file(str(tmp_path / "repo")).replace(backups.PASSWORD_FILE, str(tmp_path / "password"))
+    )
     env = {**os.environ, "JUPYTER_BACKUP_CONFIG": str(config), "JUPYTER_BACKUP_SECRETS": str(secrets)}
 
     def script(*args, check=True):

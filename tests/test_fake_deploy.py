@@ -10,10 +10,9 @@ import json
 import re
 import runpy
 import time
-
-import pytest
 from pathlib import Path
 
+import pytest
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all
 from pyinfra.api.deploy import add_deploy
@@ -53,12 +52,20 @@ def converged_responses(data=None):
     data = {**settings.DEFAULTS, "server_name": NAME, **(data or {})}
     user = data["jupyter_user"]
     stored_hash = passwords.hash_password(PASSWORD)
-    config = jupyter.server_config(NAME, data["jupyter_base_url"], data["jupyter_port"], data["notebook_dir"],
-                                   data["jupyter_terminals"], home=f"/var/lib/{user}", prefix=data["conda_prefix"],
-                                   cull_idle_timeout=data["cull_idle_kernels_after"],
-                                   proxy_timeout=data["apache_proxy_timeout"])
-    unit = jupyter.unit_file(user, data["conda_prefix"], data["notebook_dir"], data["jupyter_base_url"],
-                             data["jupyter_port"])
+    config = jupyter.server_config(
+        NAME,
+        data["jupyter_base_url"],
+        data["jupyter_port"],
+        data["notebook_dir"],
+        data["jupyter_terminals"],
+        home=f"/var/lib/{user}",
+        prefix=data["conda_prefix"],
+        cull_idle_timeout=data["cull_idle_kernels_after"],
+        proxy_timeout=data["apache_proxy_timeout"],
+    )
+    unit = jupyter.unit_file(
+        user, data["conda_prefix"], data["notebook_dir"], data["jupyter_base_url"], data["jupyter_port"]
+    )
     vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], tls.CERT, tls.KEY)
     packages = ["curl", "ca-certificates", "bzip2", "openssl", "apache2", "ufw", *login_ban.PACKAGES]
     responses = {
@@ -67,66 +74,135 @@ def converged_responses(data=None):
         f"-newer {apache.RELOAD_STAMP}": [],
         "NeedDaemonReload": [],
         "uname -s": "Linux",
-        "cat /etc/passwd | cut -d: -f1": f"{user}:x:999:999:{jupyter.ACCOUNT_COMMENT}:/var/lib/{user}:/usr/sbin/nologin|{user}|{user}||!",
-        f"getent passwd {user}": [f"{user}:x:999:999:{jupyter.ACCOUNT_COMMENT}:/var/lib/{user}:/usr/sbin/nologin",
-                                  f"config-group={user}"],
+        "cat /etc/passwd | cut -d: -f1": (
+            f"{user}:x:999:999:{jupyter.ACCOUNT_COMMENT}:/var/lib/{user}:/usr/sbin/nologin|{user}|{user}||!"
+        ),
+        f"getent passwd {user}": [
+            f"{user}:x:999:999:{jupyter.ACCOUNT_COMMENT}:/var/lib/{user}:/usr/sbin/nologin",
+            f"config-group={user}",
+        ],
         "cat /etc/group": f"{user}:x:999:",
         "dpkg -l": [f"ii  {p}  1.0-1  amd64  the {p} package" for p in packages],
         "update-success-stamp": stat("/var/lib/apt/periodic/update-success-stamp", "root", "root", "-rw-r--r--"),
         f"stat -c '%U:%G:%a' {jupyter.PASSWORD_FILE}": f"root:{user}:640",
         # Not a command: what get_file downloads (see FakeDownloads).
         FakeDownloads.key(jupyter.PASSWORD_FILE): passwords.file_content(stored_hash),
-        "--property SubState": [f"Id={jupyter.UNIT}.service", "SubState=running",
-                                f"Id={login_ban.SERVICE}.service", "SubState=running"],
-        "--property UnitFileState": [f"Id={jupyter.UNIT}.service", "UnitFileState=enabled",
-                                     f"Id={login_ban.SERVICE}.service", "UnitFileState=enabled"],
+        "--property SubState": [
+            f"Id={jupyter.UNIT}.service",
+            "SubState=running",
+            f"Id={login_ban.SERVICE}.service",
+            "SubState=running",
+        ],
+        "--property UnitFileState": [
+            f"Id={jupyter.UNIT}.service",
+            "UnitFileState=enabled",
+            f"Id={login_ban.SERVICE}.service",
+            "UnitFileState=enabled",
+        ],
         conda.MARKER: ["present", data["conda_installer_sha256"], "notebook"],
         "openssl x509": ["valid", f"    DNS:{NAME}"],
         "dpkg-query -W": "2.4.71-1~deb12u1",
         "mods-enabled": [f"{m}.load" for m in apache.needed_modules()] + ["mpm_event.load"],
         "sites-enabled": ["jupyter.conf"],
         "conf-enabled": ["security.conf", f"{apache.HARDENING_CONF}.conf"],
-        "ufw status": ["Status: active", "Default: deny (incoming), allow (outgoing), disabled (routed)", "--added--",
-                       "ufw allow 22/tcp", "ufw allow 80/tcp", "ufw allow 443/tcp"],
+        "ufw status": [
+            "Status: active",
+            "Default: deny (incoming), allow (outgoing), disabled (routed)",
+            "--added--",
+            "ufw allow 22/tcp",
+            "ufw allow 80/tcp",
+            "ufw allow 443/tcp",
+        ],
     }
     for path in (data["notebook_dir"], f"/var/lib/{user}"):
         responses[re.compile(rf"test -e {re.escape(path)} \|\|")] = stat(path, user, user, "drwxr-x---")
     responses[re.compile(r"test -e /etc/jupyter \|\|")] = stat("/etc/jupyter", "root", user, "drwxr-x---")
-    responses[re.compile(rf"test -e {jupyter.MIGRATED_MARKER} \|\|")] = stat(jupyter.MIGRATED_MARKER, "root", user, "-rw-r-----")
-    responses[re.compile(r"test -e /etc/systemd/system \|\|")] = stat("/etc/systemd/system", "root", "root", "drwxr-xr-x")
+    responses[re.compile(rf"test -e {jupyter.MIGRATED_MARKER} \|\|")] = stat(
+        jupyter.MIGRATED_MARKER, "root", user, "-rw-r-----"
+    )
+    responses[re.compile(r"test -e /etc/systemd/system \|\|")] = stat(
+        "/etc/systemd/system", "root", "root", "drwxr-xr-x"
+    )
     responses.update(file_facts(jupyter.CONFIG_FILE, config, "root", user, "-rw-r-----"))
-    responses.update(file_facts(jupyter.LOGIN_HANDLER_FILE, (ROOT / "files" / "jupyter_login_handler.py").read_text(),
-                                "root", user, "-rw-r-----"))
+    responses.update(
+        file_facts(
+            jupyter.LOGIN_HANDLER_FILE,
+            (ROOT / "files" / "jupyter_login_handler.py").read_text(),
+            "root",
+            user,
+            "-rw-r-----",
+        )
+    )
     responses.update(file_facts(jupyter.UNIT_FILE, unit, "root", "root", "-rw-r--r--"))
-    responses.update(file_facts(jupyter.LIMITS_DROPIN, jupyter.limits_dropin(data["memory_limit"], data["cpu_limit"]),
-                                "root", "root", "-rw-r--r--"))
-    responses.update(file_facts(jupyter.KERNEL_SPEC, jupyter.kernel_spec(data["conda_prefix"], user),
-                                "root", user, "-rw-r-----"))
+    responses.update(
+        file_facts(
+            jupyter.LIMITS_DROPIN,
+            jupyter.limits_dropin(data["memory_limit"], data["cpu_limit"]),
+            "root",
+            "root",
+            "-rw-r--r--",
+        )
+    )
+    responses.update(
+        file_facts(jupyter.KERNEL_SPEC, jupyter.kernel_spec(data["conda_prefix"], user), "root", user, "-rw-r-----")
+    )
     guard = (ROOT / "files" / "conda-shared-prefix-guard").read_text()
     responses.update(file_facts(f"{jupyter.GUARD_DIR}/conda", guard, "root", "root", "-rwxr-xr-x"))
     responses[re.compile(rf"test -e {re.escape(jupyter.DATA_DIR)}/kernels/python3 \|\|")] = stat(
-        f"{jupyter.DATA_DIR}/kernels/python3", "root", user, "drwxr-x---")
+        f"{jupyter.DATA_DIR}/kernels/python3", "root", user, "drwxr-x---"
+    )
     responses[re.compile(rf"test -e {re.escape(jupyter.USER_KERNELS)} \|\|")] = stat(
-        jupyter.USER_KERNELS, "root", user, "drwxr-x---")
+        jupyter.USER_KERNELS, "root", user, "drwxr-x---"
+    )
     link = f"{jupyter.USER_KERNELS}/kernels"
     target = f"/var/lib/{user}/.local/share/jupyter/kernels"
     now = int(time.time())
     responses[re.compile(rf"test -e {re.escape(link)} \|\|")] = (
-        f"user=root group={user} mode=lrwxrwxrwx atime={now} mtime={now} ctime={now} size=10 '{link}' -> '{target}'")
+        f"user=root group={user} mode=lrwxrwxrwx atime={now} mtime={now} ctime={now} size=10 '{link}' -> '{target}'"
+    )
     for directory in (jupyter.GUARD_DIR, "/etc/systemd/system/jupyter.service.d"):
         responses[re.compile(rf"test -e {re.escape(directory)} \|\|")] = stat(directory, "root", "root", "drwxr-xr-x")
-    responses[environment.RECORD] = json.dumps({"conda": data["conda_packages"], "pip": data["pip_packages"],
-                                                "requirements": None})
-    responses.update(file_facts(f"/etc/apache2/sites-available/{apache.SITE}.conf", vhost, "root", "root", "-rw-r--r--"))
-    responses.update(file_facts(f"/etc/apache2/conf-available/{apache.HARDENING_CONF}.conf",
-                                apache.render("apache-hardening.conf.j2"), "root", "root", "-rw-r--r--"))
+    responses[environment.RECORD] = json.dumps(
+        {"conda": data["conda_packages"], "pip": data["pip_packages"], "requirements": None}
+    )
+    responses.update(
+        file_facts(f"/etc/apache2/sites-available/{apache.SITE}.conf", vhost, "root", "root", "-rw-r--r--")
+    )
+    responses.update(
+        file_facts(
+            f"/etc/apache2/conf-available/{apache.HARDENING_CONF}.conf",
+            apache.render("apache-hardening.conf.j2"),
+            "root",
+            "root",
+            "-rw-r--r--",
+        )
+    )
     for directory in ("/etc/fail2ban/filter.d", "/etc/fail2ban/jail.d"):
         responses[re.compile(rf"test -e {re.escape(directory)} \|\|")] = stat(directory, "root", "root", "drwxr-xr-x")
-    responses.update(file_facts(login_ban.FILTER_FILE, (ROOT / "files" / "fail2ban-jupyter-login.conf").read_text(),
-                                "root", "root", "-rw-r--r--"))
-    responses.update(file_facts(login_ban.JAIL_FILE, login_ban.jail_config(
-        data["login_ban_max_failures"], data["login_ban_window"], data["login_ban_seconds"], data["login_ban_ignore"],
-        basic_auth=bool(data["basic_auth_user"])), "root", "root", "-rw-r--r--"))
+    responses.update(
+        file_facts(
+            login_ban.FILTER_FILE,
+            (ROOT / "files" / "fail2ban-jupyter-login.conf").read_text(),
+            "root",
+            "root",
+            "-rw-r--r--",
+        )
+    )
+    responses.update(
+        file_facts(
+            login_ban.JAIL_FILE,
+            login_ban.jail_config(
+                data["login_ban_max_failures"],
+                data["login_ban_window"],
+                data["login_ban_seconds"],
+                data["login_ban_ignore"],
+                basic_auth=bool(data["basic_auth_user"]),
+            ),
+            "root",
+            "root",
+            "-rw-r--r--",
+        )
+    )
     return responses
 
 
@@ -165,7 +241,8 @@ def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=()):
         changed = [
             next(iter(state.get_op_meta(op_hash).names))
             for op_hash in state.get_op_order()
-            if (op_data := state.ops[host].get(op_hash)) and op_data.operation_meta.is_complete()
+            if (op_data := state.ops[host].get(op_hash))
+            and op_data.operation_meta.is_complete()
             and op_data.operation_meta.did_change()
         ]
         results[host.name] = (host.connector.executed_commands, changed)
@@ -174,12 +251,14 @@ def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=()):
 
 
 def test_fresh_host_gets_every_step_in_order(monkeypatch):
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": FRESH})]).values()
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": FRESH})]
+    ).values()
     joined = "\n".join(commands)
     steps = [
         "apt-get update",
         "install curl ca-certificates bzip2 openssl apache2 ufw fail2ban python3-systemd nftables",
-        f"bash \"$d/installer.sh\" -b -p {settings.DEFAULTS['conda_prefix']}",
+        f'bash "$d/installer.sh" -b -p {settings.DEFAULTS["conda_prefix"]}',
         "useradd -d /var/lib/jupyter -s /usr/sbin/nologin -r -c 'Jupyter Notebook (jupyter-apache-deploy)' -m jupyter",
         "mv /etc/jupyter/password_hash.pyinfra-tmp /etc/jupyter/password_hash",
         "systemctl daemon-reload",
@@ -197,7 +276,7 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
         "systemctl enable fail2ban.service",
     ]
     positions = [joined.find(step) for step in steps]
-    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions) if p < 0]
+    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
     assert positions == sorted(positions), "steps ran out of order"
     assert joined.count("apt-get update") == 1
     assert "a2enmod -q proxy_https" not in joined and "proxy_wstunnel" not in joined
@@ -206,18 +285,37 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
 
 
 def test_converged_host_runs_only_facts(monkeypatch):
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {
-        "server_name": NAME, "fake_responses": converged_responses()})]).values()
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": converged_responses()})]
+    ).values()
     assert changed == []
-    change_words = ("apt-get install", "apt-get update", "useradd", "installer.sh", "systemctl start",
-                    "systemctl restart", "systemctl reload", "systemctl daemon-reload", "a2en", "a2dis", "openssl req",
-                    "ufw allow", "ufw --force", "mv ", "chmod", "chown", "mkdir")
+    change_words = (
+        "apt-get install",
+        "apt-get update",
+        "useradd",
+        "installer.sh",
+        "systemctl start",
+        "systemctl restart",
+        "systemctl reload",
+        "systemctl daemon-reload",
+        "a2en",
+        "a2dis",
+        "openssl req",
+        "ufw allow",
+        "ufw --force",
+        "mv ",
+        "chmod",
+        "chown",
+        "mkdir",
+    )
     assert [c for c in commands if any(w in c for w in change_words)] == []
 
 
 def test_changed_port_rewrites_config_and_vhost_and_restarts_only_jupyter_and_apache(monkeypatch):
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {
-        "server_name": NAME, "jupyter_port": 8890, "fake_responses": converged_responses()})]).values()
+    [(commands, changed)] = run_deploy(
+        monkeypatch,
+        [("@fake/nb1", {"server_name": NAME, "jupyter_port": 8890, "fake_responses": converged_responses()})],
+    ).values()
     assert "Jupyter Notebook service | Jupyter server config" in changed
     assert "Jupyter Notebook service | Restart Jupyter for its new config" in changed
     assert "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy)" in changed
@@ -229,10 +327,15 @@ def test_changed_port_rewrites_config_and_vhost_and_restarts_only_jupyter_and_ap
 
 def test_new_password_changes_only_the_hash_and_restarts_jupyter(monkeypatch):
     responses = converged_responses()
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})],
-                                       password="a different password").values()
-    assert changed == ["Jupyter Notebook service | Jupyter password hash (never shown)",
-                       "Jupyter Notebook service | Restart Jupyter for its new config"]
+    [(commands, changed)] = run_deploy(
+        monkeypatch,
+        [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})],
+        password="a different password",
+    ).values()
+    assert changed == [
+        "Jupyter Notebook service | Jupyter password hash (never shown)",
+        "Jupyter Notebook service | Restart Jupyter for its new config",
+    ]
     assert not [c for c in commands if "a different password" in c or "$argon2id$" in c]
 
 
@@ -251,9 +354,13 @@ def test_config_an_interrupted_run_left_unapplied_is_applied(monkeypatch):
     # Same keys, so they keep their place ahead of the answers that would also match.
     responses[f"-newer {apache.RELOAD_STAMP}"] = f"/etc/apache2/sites-available/{apache.SITE}.conf"
     responses["NeedDaemonReload"] = [jupyter.CONFIG_FILE]
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]).values()
-    assert changed == ["Jupyter Notebook service | Restart Jupyter for its new config",
-                       "Apache reverse proxy | Reload Apache (after configtest)"]
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
+    ).values()
+    assert changed == [
+        "Jupyter Notebook service | Restart Jupyter for its new config",
+        "Apache reverse proxy | Reload Apache (after configtest)",
+    ]
     assert "systemctl restart jupyter.service" in commands
     assert any(c.startswith("apache2ctl configtest && systemctl reload-or-restart apache2") for c in commands)
 
@@ -266,8 +373,9 @@ CERTBOT = "certbot certonly --non-interactive --agree-tos --email admin@nb.test 
 
 
 def test_letsencrypt_fresh_host_serves_port_80_before_certbot_then_switches(monkeypatch):
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {
-        "server_name": NAME, **LE_DATA, "fake_responses": FRESH})]).values()
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, **LE_DATA, "fake_responses": FRESH})]
+    ).values()
     joined = "\n".join(commands)
     steps = [
         "install curl ca-certificates bzip2 openssl certbot apache2 ufw",
@@ -299,8 +407,11 @@ def test_letsencrypt_fresh_host_serves_port_80_before_certbot_then_switches(monk
 
 def test_letsencrypt_failed_issuance_fails_the_host_after_the_site_is_up(monkeypatch):
     responses = {"certbot certonly": {"stdout": [], "stderr": ["Detail: could not resolve"], "success": False}, **FRESH}
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {
-        "server_name": NAME, **LE_DATA, "fake_responses": responses})], failing=["@fake/nb1"]).values()
+    [(commands, changed)] = run_deploy(
+        monkeypatch,
+        [("@fake/nb1", {"server_name": NAME, **LE_DATA, "fake_responses": responses})],
+        failing=["@fake/nb1"],
+    ).values()
     assert "Apache reverse proxy | Reload Apache (after configtest)" in changed
     assert "Firewall | Allow SSH, HTTP, HTTPS only" in changed
     assert not [op for op in changed if op.startswith("Apache serves the issued certificate")]
@@ -309,8 +420,9 @@ def test_letsencrypt_failed_issuance_fails_the_host_after_the_site_is_up(monkeyp
 def letsencrypt_converged_responses():
     cert, key = letsencrypt.live_paths(NAME)
     data = {**settings.DEFAULTS, **LE_DATA}
-    vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], cert, key,
-                         acme_webroot=letsencrypt.WEBROOT)
+    vhost = apache.vhost(
+        NAME, data["jupyter_base_url"], data["jupyter_port"], cert, key, acme_webroot=letsencrypt.WEBROOT
+    )
     hook = apache.render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP)
     responses = {
         f"-newer {apache.RELOAD_STAMP}": [],
@@ -318,26 +430,43 @@ def letsencrypt_converged_responses():
         f"{letsencrypt.LIVE}/{NAME}/fullchain.pem": ["valid", f"    DNS:{NAME}"],
         f"{letsencrypt.RENEWAL}/{NAME}.conf": [f"server={ACME}", "authenticator=webroot"],
         **converged_responses(),
-        "--property SubState": [f"Id={jupyter.UNIT}.service", "SubState=running", "Id=certbot.timer", "SubState=waiting",
-                                f"Id={login_ban.SERVICE}.service", "SubState=running"],
-        "--property UnitFileState": [f"Id={jupyter.UNIT}.service", "UnitFileState=enabled",
-                                     "Id=certbot.timer", "UnitFileState=enabled",
-                                     f"Id={login_ban.SERVICE}.service", "UnitFileState=enabled"],
-        "dpkg -l": [f"ii  {p}  1.0-1  amd64  the {p} package"
-                    for p in ["curl", "ca-certificates", "bzip2", "openssl", "certbot", "apache2", "ufw",
-                              *login_ban.PACKAGES]],
+        "--property SubState": [
+            f"Id={jupyter.UNIT}.service",
+            "SubState=running",
+            "Id=certbot.timer",
+            "SubState=waiting",
+            f"Id={login_ban.SERVICE}.service",
+            "SubState=running",
+        ],
+        "--property UnitFileState": [
+            f"Id={jupyter.UNIT}.service",
+            "UnitFileState=enabled",
+            "Id=certbot.timer",
+            "UnitFileState=enabled",
+            f"Id={login_ban.SERVICE}.service",
+            "UnitFileState=enabled",
+        ],
+        "dpkg -l": [
+            f"ii  {p}  1.0-1  amd64  the {p} package"
+            for p in ["curl", "ca-certificates", "bzip2", "openssl", "certbot", "apache2", "ufw", *login_ban.PACKAGES]
+        ],
         re.compile(rf"test -e {letsencrypt.WEBROOT} \|\|"): stat(letsencrypt.WEBROOT, "root", "root", "drwxr-xr-x"),
         re.compile(r"test -e /etc/letsencrypt/renewal-hooks/deploy \|\|"): stat(
-            "/etc/letsencrypt/renewal-hooks/deploy", "root", "root", "drwxr-xr-x"),
+            "/etc/letsencrypt/renewal-hooks/deploy", "root", "root", "drwxr-xr-x"
+        ),
     }
-    responses.update(file_facts(f"/etc/apache2/sites-available/{apache.SITE}.conf", vhost, "root", "root", "-rw-r--r--"))
+    responses.update(
+        file_facts(f"/etc/apache2/sites-available/{apache.SITE}.conf", vhost, "root", "root", "-rw-r--r--")
+    )
     responses.update(file_facts(letsencrypt.DEPLOY_HOOK, hook, "root", "root", "-rwxr-xr-x"))
     return responses
 
 
 def test_letsencrypt_converged_host_requests_nothing(monkeypatch):
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {
-        "server_name": NAME, **LE_DATA, "fake_responses": letsencrypt_converged_responses()})]).values()
+    [(commands, changed)] = run_deploy(
+        monkeypatch,
+        [("@fake/nb1", {"server_name": NAME, **LE_DATA, "fake_responses": letsencrypt_converged_responses()})],
+    ).values()
     assert changed == []
     assert not [c for c in commands if "certbot certonly" in c or "openssl req" in c or "systemctl reload" in c]
 
@@ -345,9 +474,12 @@ def test_letsencrypt_converged_host_requests_nothing(monkeypatch):
 def test_letsencrypt_certificate_from_another_server_is_replaced_and_reloaded(monkeypatch):
     responses = letsencrypt_converged_responses()
     responses[f"{letsencrypt.RENEWAL}/{NAME}.conf"] = [
-        "server=https://acme-staging-v02.api.letsencrypt.org/directory", "authenticator=webroot"]
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {
-        "server_name": NAME, **LE_DATA, "fake_responses": responses})]).values()
+        "server=https://acme-staging-v02.api.letsencrypt.org/directory",
+        "authenticator=webroot",
+    ]
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, **LE_DATA, "fake_responses": responses})]
+    ).values()
     assert changed == [
         "Let's Encrypt certificate | Certificate for the server name from the ACME server (certbot, webroot)",
         "Apache serves the issued certificate | Reload Apache (after configtest)",
@@ -359,18 +491,30 @@ def test_an_existing_account_not_made_by_the_deploy_is_refused_before_any_change
     """www-data (which can read the htpasswd) or a person's login must not become the notebook user."""
     responses = {**FRESH, "getent passwd www-data": ["www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin"]}
     with pytest.raises(settings.SettingsError) as error:
-        run_deploy(monkeypatch, [("@fake/nb1", {"server_name": NAME, "jupyter_user": "www-data",
-                                                 "fake_responses": responses})])
-    assert str(error.value).startswith("@fake/nb1: setting jupyter_user = 'www-data' is not allowed: "
-                                       "must be an account this deploy creates; 'www-data' already exists")
+        run_deploy(
+            monkeypatch, [("@fake/nb1", {"server_name": NAME, "jupyter_user": "www-data", "fake_responses": responses})]
+        )
+    assert str(error.value).startswith(
+        "@fake/nb1: setting jupyter_user = 'www-data' is not allowed: "
+        "must be an account this deploy creates; 'www-data' already exists"
+    )
 
 
 def test_an_account_an_earlier_version_made_is_still_accepted(monkeypatch):
     """Deployed before the account carried the deploy's comment: home and config group say it is ours."""
     responses = converged_responses()
-    responses["getent passwd jupyter"] = ["jupyter:x:999:999::/var/lib/jupyter:/usr/sbin/nologin", "config-group=jupyter"]
+    responses["getent passwd jupyter"] = [
+        "jupyter:x:999:999::/var/lib/jupyter:/usr/sbin/nologin",
+        "config-group=jupyter",
+    ]
     responses["command -v usermod"] = "/usr/sbin/usermod"
-    responses["cat /etc/passwd | cut -d: -f1"] = "jupyter:x:999:999::/var/lib/jupyter:/usr/sbin/nologin|jupyter|jupyter||!"
-    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]).values()
+    responses["cat /etc/passwd | cut -d: -f1"] = (
+        "jupyter:x:999:999::/var/lib/jupyter:/usr/sbin/nologin|jupyter|jupyter||!"
+    )
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
+    ).values()
     assert changed == ["Jupyter Notebook service | System user jupyter (no login shell)"]
-    assert [c for c in commands if c.startswith("usermod")] == ["usermod -c 'Jupyter Notebook (jupyter-apache-deploy)' jupyter"]
+    assert [c for c in commands if c.startswith("usermod")] == [
+        "usermod -c 'Jupyter Notebook (jupyter-apache-deploy)' jupyter"
+    ]

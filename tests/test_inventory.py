@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from linode_api import LinodeApi, instance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,14 +17,26 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def load(env):
     code = "import runpy; print(runpy.run_path('inventory.py')['notebooks'])"
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PATH": os.environ["PATH"], **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def pyinfra_inventory(env, *args):
     """`pyinfra inventory.py debug-inventory`: what pyinfra itself makes of the file (no connection)."""
-    return subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", "debug-inventory", *args], cwd=ROOT,
-                          env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventory.py", "debug-inventory", *args],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_hosts_from_the_environment_join_the_group():
@@ -38,7 +49,9 @@ def test_hosts_from_the_environment_join_the_group():
 def test_no_hosts_at_all_is_an_error_that_says_what_to_do():
     result = load({})
     assert result.returncode != 0
-    assert "inventory: no hosts" in result.stderr and "JUPYTER_HOSTS" in result.stderr and "LINODE_TOKEN" in result.stderr
+    assert (
+        "inventory: no hosts" in result.stderr and "JUPYTER_HOSTS" in result.stderr and "LINODE_TOKEN" in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -67,12 +80,16 @@ def test_running_linodes_with_the_tag_across_pages(honour_filter):
         result = load({"LINODE_TOKEN": "good-token", "LINODE_API_URL": api.url, "JUPYTER_HOSTS": "ignored.example.org"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == repr(EXPECTED)
-    assert ("inventory: 4 running Linodes tagged 'jupyter' from the Linode API; "
-            "left out: nb-3 (offline), nb-4 (no public IPv4)") in result.stderr
+    assert (
+        "inventory: 4 running Linodes tagged 'jupyter' from the Linode API; "
+        "left out: nb-3 (offline), nb-4 (no public IPv4)"
+    ) in result.stderr
     pages = [int(r["query"].get("page", ["1"])[0]) for r in api.requests]
     expected_pages = 3 if honour_filter else 4
     assert pages == list(range(1, expected_pages + 1))
-    assert all(r["auth"] == "Bearer good-token" and json.loads(r["filter"]) == {"tags": "jupyter"} for r in api.requests)
+    assert all(
+        r["auth"] == "Bearer good-token" and json.loads(r["filter"]) == {"tags": "jupyter"} for r in api.requests
+    )
 
 
 def test_another_tag_from_the_environment():
@@ -93,18 +110,29 @@ def test_label_works_with_limit_in_pyinfra():
         "    print(host.name, host.data.ssh_hostname, host.data.server_name)\n"
     )
     with LinodeApi(LINODES) as api:
-        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                                env={"PATH": os.environ["PATH"], "LINODE_TOKEN": "good-token", "LINODE_API_URL": api.url})
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": os.environ["PATH"], "LINODE_TOKEN": "good-token", "LINODE_API_URL": api.url},
+        )
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.splitlines()) == [
-        "nb-5 203.0.113.16 203.0.113.16", "nb2.example.org 198.51.100.12 nb2.example.org"]
+        "nb-5 203.0.113.16 203.0.113.16",
+        "nb2.example.org 198.51.100.12 nb2.example.org",
+    ]
 
 
-@pytest.mark.parametrize("case,expected", [
-    ("bad-token", "answered 401: Invalid Token (check LINODE_TOKEN: it needs the Linodes read scope)"),
-    ("unreachable", "cannot reach the Linode API at http://127.0.0.1:9/v4: ConnectionError"),
-    ("no-tagged", "no running Linode is tagged 'nothing-has-this'"),
-])
+@pytest.mark.parametrize(
+    "case,expected",
+    [
+        ("bad-token", "answered 401: Invalid Token (check LINODE_TOKEN: it needs the Linodes read scope)"),
+        ("unreachable", "cannot reach the Linode API at http://127.0.0.1:9/v4: ConnectionError"),
+        ("no-tagged", "no running Linode is tagged 'nothing-has-this'"),
+    ],
+)
 def test_api_problems_end_with_one_clear_line_not_a_traceback(case, expected):
     with LinodeApi(LINODES) as api:
         env = {"LINODE_TOKEN": "good-token", "LINODE_API_URL": api.url}

@@ -45,22 +45,37 @@ def password_file_commands(owner, stored, **kwargs):
 
 def test_same_password_is_a_noop():
     stored = passwords.hash_password("pw")
-    commands, noop = password_file_commands("root:jupyter:640", passwords.file_content(stored),
-                                            path="/etc/jupyter/password_hash", password="pw", group="jupyter")
+    commands, noop = password_file_commands(
+        "root:jupyter:640",
+        passwords.file_content(stored),
+        path="/etc/jupyter/password_hash",
+        password="pw",
+        group="jupyter",
+    )
     assert commands == [] and noop == "/etc/jupyter/password_hash already holds the hash of this password"
 
 
 def test_same_password_wrong_mode_fixes_only_the_mode():
     stored = passwords.hash_password("pw")
-    commands, _ = password_file_commands("root:root:644", passwords.file_content(stored),
-                                         path="/etc/jupyter/password_hash", password="pw", group="jupyter")
+    commands, _ = password_file_commands(
+        "root:root:644",
+        passwords.file_content(stored),
+        path="/etc/jupyter/password_hash",
+        password="pw",
+        group="jupyter",
+    )
     assert commands == ["chown root:jupyter /etc/jupyter/password_hash && chmod 640 /etc/jupyter/password_hash"]
 
 
 def test_new_password_gets_a_fresh_salt():
     stored = passwords.hash_password("old")
-    commands, _ = password_file_commands("root:jupyter:640", passwords.file_content(stored),
-                                         path="/etc/jupyter/password_hash", password="new", group="jupyter")
+    commands, _ = password_file_commands(
+        "root:jupyter:640",
+        passwords.file_content(stored),
+        path="/etc/jupyter/password_hash",
+        password="new",
+        group="jupyter",
+    )
     [upload] = [c for c in commands if c.startswith("upload ")]
     line = upload.removeprefix("upload ").strip()
     assert passwords.rehash_with(line, "new") == line and line.split("$")[4] != stored.split("$")[4]
@@ -77,8 +92,14 @@ def test_htpasswd_same_password_is_a_noop_and_another_user_is_not():
 def test_a_second_line_added_to_the_file_is_replaced():
     """The old code compared the whole file's checksum: so does this (an extra htpasswd user is a login)."""
     stored = passwords.file_content(passwords.htpasswd_line("alice", "pw")) + "mallory:$2y$10$" + "x" * 53 + "\n"
-    commands, _ = password_file_commands("root:www-data:640", stored, path="/etc/apache2/jupyter.htpasswd",
-                                         password="pw", group="www-data", htpasswd_user="alice")
+    commands, _ = password_file_commands(
+        "root:www-data:640",
+        stored,
+        path="/etc/apache2/jupyter.htpasswd",
+        password="pw",
+        group="www-data",
+        htpasswd_user="alice",
+    )
     [upload] = [c for c in commands if c.startswith("upload ")]
     assert "mallory" not in upload and upload.startswith("upload alice:$2y$10$")
 

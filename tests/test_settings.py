@@ -86,11 +86,16 @@ BAD = [
 ]
 
 GOOD = [
-    ("server_name", "203.0.113.7"), ("server_name", "nb1.example.org"), ("server_name", "nb1.example.org."),
-    ("notebook_dir", "/srv/jupyter"), ("notebook_dir", "/home/alice/notebooks"), ("notebook_dir", "/data"),
+    ("server_name", "203.0.113.7"),
+    ("server_name", "nb1.example.org"),
+    ("server_name", "nb1.example.org."),
+    ("notebook_dir", "/srv/jupyter"),
+    ("notebook_dir", "/home/alice/notebooks"),
+    ("notebook_dir", "/data"),
     ("conda_prefix", "/opt/miniforge3"),
     ("login_ban_ignore", ["203.0.113.7", "198.51.100.0/24", "2001:db8::/32", "2001:db8::7"]),
-    ("login_ban_max_failures", 1), ("login_ban_seconds", 86400),
+    ("login_ban_max_failures", 1),
+    ("login_ban_seconds", 86400),
 ]
 
 
@@ -104,9 +109,14 @@ def test_only_canonical_addresses_count_as_addresses(value):
     assert not settings.is_ip(value)
 
 
-@pytest.mark.parametrize("notebook_dir,prefix", [("/opt/anaconda3", "/opt/anaconda3"),
-                                                 ("/opt/anaconda3/notebooks", "/opt/anaconda3"),
-                                                 ("/data", "/data/anaconda3")])
+@pytest.mark.parametrize(
+    "notebook_dir,prefix",
+    [
+        ("/opt/anaconda3", "/opt/anaconda3"),
+        ("/opt/anaconda3/notebooks", "/opt/anaconda3"),
+        ("/data", "/data/anaconda3"),
+    ],
+)
 def test_notebook_dir_and_the_prefix_must_not_overlap(notebook_dir, prefix):
     [error] = settings.check_values({"notebook_dir": notebook_dir, "conda_prefix": prefix}, environ=ENV)
     assert error.startswith(f"setting notebook_dir = {notebook_dir!r} is not allowed: must not be conda_prefix")
@@ -114,7 +124,10 @@ def test_notebook_dir_and_the_prefix_must_not_overlap(notebook_dir, prefix):
 
 class _Host:
     def __init__(self, name, data):
-        self.name, self.data = name, type("Data", (), {"dict": lambda _: data, "get": lambda _, k, d=None: data.get(k, d)})()
+        self.name, self.data = (
+            name,
+            type("Data", (), {"dict": lambda _: data, "get": lambda _, k, d=None: data.get(k, d)})(),
+        )
 
 
 def test_an_ipv6_inventory_name_needs_a_server_name():
@@ -153,8 +166,10 @@ def test_plaintext_in_the_hash_setting_says_where_it_belongs():
 def test_basic_auth_without_its_password_is_refused():
     [error] = settings.check_values({"basic_auth_user": "alice"}, environ=ENV)
     assert "basic_auth_user = 'alice'" in error and settings.BASIC_AUTH_PASSWORD_ENV in error
-    assert settings.check_values({"basic_auth_user": "alice"},
-                                 environ={**ENV, settings.BASIC_AUTH_PASSWORD_ENV: "x"}) == []
+    assert (
+        settings.check_values({"basic_auth_user": "alice"}, environ={**ENV, settings.BASIC_AUTH_PASSWORD_ENV: "x"})
+        == []
+    )
 
 
 def test_no_password_at_all_is_refused():
@@ -162,15 +177,24 @@ def test_no_password_at_all_is_refused():
     assert "jupyter_password_hash" in error and settings.PASSWORD_ENV in error
 
 
-@pytest.mark.parametrize("typo,meant", [("jupyter_prot", "jupyter_port"), ("notebookdir", "notebook_dir"),
-                                        ("conda_installer_sha", "conda_installer_sha256"), ("tls_mod", "tls_mode")])
+@pytest.mark.parametrize(
+    "typo,meant",
+    [
+        ("jupyter_prot", "jupyter_port"),
+        ("notebookdir", "notebook_dir"),
+        ("conda_installer_sha", "conda_installer_sha256"),
+        ("tls_mod", "tls_mode"),
+    ],
+)
 def test_typo_of_a_setting_name_suggests_the_real_one(typo, meant):
     [error] = settings.check_values({typo: 1}, environ=ENV)
     assert error == f"unknown setting {typo!r}: did you mean {meant!r}?"
 
 
 def test_pyinfra_own_data_is_not_taken_for_a_typo():
-    assert settings.check_values({"ssh_user": "root", "ssh_port": 22, "ssh_key": "/k", "_sudo": True}, environ=ENV) == []
+    assert (
+        settings.check_values({"ssh_user": "root", "ssh_port": 22, "ssh_key": "/k", "_sudo": True}, environ=ENV) == []
+    )
 
 
 def run_cli(*data, env_password="correct horse"):
@@ -182,16 +206,19 @@ def run_cli(*data, env_password="correct horse"):
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("data,message", [
-    ("jupyter_port=70000", "setting jupyter_port = 70000 is not allowed: must be an integer from 1 to 65535"),
-    ("jupyter_base_url=jupyter", "setting jupyter_base_url = 'jupyter' is not allowed"),
-    ("jupyter_password_hash=hunter2", "setting jupyter_password_hash = (value hidden) is not allowed"),
-    ("jupyter_prot=8888", "unknown setting 'jupyter_prot': did you mean 'jupyter_port'?"),
-    ("memory_limt=600M", "unknown setting 'memory_limt': did you mean 'memory_limit'?"),
-    ("kernel_memory=600M", "unknown setting 'kernel_memory' given with --data: this version has no such setting"),
-    ("pip_packages=[\"numpy; rm -rf /\"]", "setting pip_packages = ['numpy; rm -rf /'] is not allowed"),
-    ("memory_limit=100M", "setting memory_limit = '100M' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ("jupyter_port=70000", "setting jupyter_port = 70000 is not allowed: must be an integer from 1 to 65535"),
+        ("jupyter_base_url=jupyter", "setting jupyter_base_url = 'jupyter' is not allowed"),
+        ("jupyter_password_hash=hunter2", "setting jupyter_password_hash = (value hidden) is not allowed"),
+        ("jupyter_prot=8888", "unknown setting 'jupyter_prot': did you mean 'jupyter_port'?"),
+        ("memory_limt=600M", "unknown setting 'memory_limt': did you mean 'memory_limit'?"),
+        ("kernel_memory=600M", "unknown setting 'kernel_memory' given with --data: this version has no such setting"),
+        ('pip_packages=["numpy; rm -rf /"]', "setting pip_packages = ['numpy; rm -rf /'] is not allowed"),
+        ("memory_limit=100M", "setting memory_limit = '100M' is not allowed"),
+    ],
+)
 def test_cli_refuses_bad_input_before_any_operation(data, message):
     result = run_cli(data)
     assert result.returncode != 0
@@ -220,8 +247,9 @@ def test_inventory_name_that_is_no_hostname_needs_server_name(monkeypatch):
 
 
 def test_readme_table_and_group_data_are_what_settings_py_makes_of_them():
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "settings_docs.py"), "--check"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "settings_docs.py"), "--check"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -281,39 +309,73 @@ def test_unknown_name_in_inventory_data_is_a_warning_naming_it(tmp_path):
     inventory = tmp_path / "inventory.py"
     inventory.write_text('notebooks = [("@fake", {"server_name": "nb.test", "course_name": "physics 101"})]\n')
     env = dict(os.environ, PYINFRA_FAKE_DELAY="0", PYINFRA_FAKE_DELAY_JITTER="0", **{settings.PASSWORD_ENV: "x"})
-    result = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "--dry", str(inventory), "deploy.py"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "--dry", str(inventory), "deploy.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = result.stdout + result.stderr
     assert "host data 'course_name' is not a setting of this deploy and is ignored" in output
     assert "physics 101" not in output
 
 
-@pytest.mark.parametrize("keys,unknown", [
-    ({"ssh_user", "ssh_file_transfer_protocol", "_sudo", "fake_responses", "memory_limit"}, []),
-    ({"memory_limit", "kernel_memory"}, ["kernel_memory"]),
-])
+@pytest.mark.parametrize(
+    "keys,unknown",
+    [
+        ({"ssh_user", "ssh_file_transfer_protocol", "_sudo", "fake_responses", "memory_limit"}, []),
+        ({"memory_limit", "kernel_memory"}, ["kernel_memory"]),
+    ],
+)
 def test_only_names_that_are_neither_ours_nor_pyinfras_are_unknown(keys, unknown):
     assert settings.unknown_names(keys) == unknown
 
 
-@pytest.mark.parametrize("name,value", [
-    ("pip_packages", ["requests>=2.31,<3", "tabulate==0.9.0", "jupyterlab-git", "black[jupyter]~=24.1"]),
-    ("conda_packages", ["numpy", "scipy>=1.11", "conda-forge::xarray", "python=3.11", "pytorch=2.1=*cpu*"]),
-    ("memory_limit", "2G"), ("memory_limit", "80%"), ("memory_limit", None), ("cpu_limit", 1.5), ("cpu_limit", 2),
-    ("cull_idle_kernels_after", 0), ("cull_idle_kernels_after", 3600), ("apache_proxy_timeout", 60),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("pip_packages", ["requests>=2.31,<3", "tabulate==0.9.0", "jupyterlab-git", "black[jupyter]~=24.1"]),
+        ("conda_packages", ["numpy", "scipy>=1.11", "conda-forge::xarray", "python=3.11", "pytorch=2.1=*cpu*"]),
+        ("memory_limit", "2G"),
+        ("memory_limit", "80%"),
+        ("memory_limit", None),
+        ("cpu_limit", 1.5),
+        ("cpu_limit", 2),
+        ("cull_idle_kernels_after", 0),
+        ("cull_idle_kernels_after", 3600),
+        ("apache_proxy_timeout", 60),
+    ],
+)
 def test_good_environment_values_are_accepted(name, value):
     assert settings.check_values({name: value}, environ=ENV) == []
 
 
-@pytest.mark.parametrize("name,value", [
-    ("pip_packages", ["numpy pandas"]), ("pip_packages", ["numpy;rm -rf /"]), ("pip_packages", ["x @ https://e.org/x.whl"]),
-    ("pip_packages", ["https://e.org/x.whl"]), ("pip_packages", ["-e ."]), ("pip_packages", ["$(id)"]), ("pip_packages", "numpy"),
-    ("pip_packages", ["numpy", "numpy"]), ("conda_packages", ["numpy 1.2"]), ("conda_packages", ["numpy`id`"]),
-    ("memory_limit", "100M"), ("memory_limit", "99%"), ("memory_limit", "2GB"), ("memory_limit", 2),
-    ("cpu_limit", 0), ("cpu_limit", "1.5"), ("cull_idle_kernels_after", 5), ("cull_idle_kernels_after", -1),
-    ("apache_proxy_timeout", 1),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("pip_packages", ["numpy pandas"]),
+        ("pip_packages", ["numpy;rm -rf /"]),
+        ("pip_packages", ["x @ https://e.org/x.whl"]),
+        ("pip_packages", ["https://e.org/x.whl"]),
+        ("pip_packages", ["-e ."]),
+        ("pip_packages", ["$(id)"]),
+        ("pip_packages", "numpy"),
+        ("pip_packages", ["numpy", "numpy"]),
+        ("conda_packages", ["numpy 1.2"]),
+        ("conda_packages", ["numpy`id`"]),
+        ("memory_limit", "100M"),
+        ("memory_limit", "99%"),
+        ("memory_limit", "2GB"),
+        ("memory_limit", 2),
+        ("cpu_limit", 0),
+        ("cpu_limit", "1.5"),
+        ("cull_idle_kernels_after", 5),
+        ("cull_idle_kernels_after", -1),
+        ("apache_proxy_timeout", 1),
+    ],
+)
 def test_bad_environment_values_are_refused(name, value):
     [error] = settings.check_values({name: value}, environ=ENV)
     assert error.startswith(f"setting {name} = {value!r} is not allowed: must be ")
@@ -345,3 +407,10 @@ def test_letsencrypt_needs_a_dns_name(monkeypatch, name, server_name):
     shown = server_name or name
     assert f"setting tls_mode = 'letsencrypt' needs a DNS name, not {shown!r}" in str(error.value)
     settings.validate(FakeHost(name, tls_mode="letsencrypt", server_name="nb1.example.org"))
+
+
+def test_config_py_and_pyproject_pin_the_same_pyinfra_range():
+    namespace = {}
+    exec((ROOT / "config.py").read_text(), namespace)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'"pyinfra{namespace["REQUIRE_PYINFRA_VERSION"]}"' in pyproject

@@ -13,10 +13,9 @@ import sys
 import threading
 from pathlib import Path
 
+import apache_local
 import pytest
 import requests
-
-import apache_local
 
 from smoke.client import Jupyter
 

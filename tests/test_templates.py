@@ -2,16 +2,16 @@
 
 import ast
 import configparser
-import re
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import apache_local
 import pytest
 
-import apache_local
 from operations import apache, jupyter, letsencrypt, login_ban
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +43,9 @@ def test_vhost_with_basic_auth_passes_apache_configtest(tmp_path, keypair):
     cert, key = keypair
     vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, basic_auth=True)
     assert "AuthUserFile /etc/apache2/jupyter.htpasswd" in vhost and "Require valid-user" in vhost
-    result = configtest(tmp_path, vhost.replace(apache.HTPASSWD, str(tmp_path / "users")),
-                        apache.needed_modules(basic_auth=True))
+    result = configtest(
+        tmp_path, vhost.replace(apache.HTPASSWD, str(tmp_path / "users")), apache.needed_modules(basic_auth=True)
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -67,7 +68,11 @@ def test_renewal_hook_reloads_only_after_configtest(tmp_path):
     assert subprocess.run(["sh", "-n", str(hook)]).returncode == 0
     text = hook.read_text()
     assert text.startswith("#!/bin/sh\n")
-    assert text.index("apache2ctl configtest") < text.index("systemctl reload apache2") < text.index(f"touch {apache.RELOAD_STAMP}")
+    assert (
+        text.index("apache2ctl configtest")
+        < text.index("systemctl reload apache2")
+        < text.index(f"touch {apache.RELOAD_STAMP}")
+    )
     assert "exit 1" in text.split("systemctl reload apache2")[0]
 
 
@@ -150,7 +155,9 @@ class _Config:
 def load_server_config(tmp_path, **overrides):
     password_file = tmp_path / "password_hash"
     password_file.write_text("argon2:$argon2id$v=19$m=10240,t=10,p=8$c2FsdA$ZGlnZXN0\n")
-    args = dict(server_name="nb.example.org", base_url="/jupyter/", port=8888, notebook_dir="/srv/jupyter", terminals=True)
+    args = dict(
+        server_name="nb.example.org", base_url="/jupyter/", port=8888, notebook_dir="/srv/jupyter", terminals=True
+    )
     args.update(overrides)
     source = jupyter.server_config(**args).replace(jupyter.PASSWORD_FILE, str(password_file))
     ast.parse(source)
@@ -158,7 +165,7 @@ def load_server_config(tmp_path, **overrides):
     path = list(sys.path)
     try:
         exec(compile(source, "jupyter_server_config.py", "exec"), {"get_config": lambda: config})
-        config.values["sys.path added"] = sys.path[len(path):]
+        config.values["sys.path added"] = sys.path[len(path) :]
     finally:
         sys.path[:] = path
     return source, config.values
@@ -169,8 +176,18 @@ def test_jupyter_config_is_valid_python_with_modern_names_only(tmp_path):
     code = [line for line in source.splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in code if "NotebookApp" in line]
     assert "notebook_dir" not in "".join(values) and "ServerApp.password" not in values
-    assert all(key.split(".")[0] in {"sys", "ServerApp", "IdentityProvider", "PasswordIdentityProvider",
-                                     "NotebookNotary", "MappingKernelManager"} for key in values)
+    assert all(
+        key.split(".")[0]
+        in {
+            "sys",
+            "ServerApp",
+            "IdentityProvider",
+            "PasswordIdentityProvider",
+            "NotebookNotary",
+            "MappingKernelManager",
+        }
+        for key in values
+    )
 
 
 def test_jupyter_config_is_locked_down(tmp_path):
@@ -207,7 +224,9 @@ def test_login_form_checks_passwords_off_the_event_loop(tmp_path):
     post = next(node for node in handler.body if getattr(node, "name", "") == "post")
     # An async post that awaits the check on an executor, never the check itself inline.
     assert isinstance(post, ast.AsyncFunctionDef)
-    calls = [node.func.attr for node in ast.walk(post) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)]
+    calls = [
+        node.func.attr for node in ast.walk(post) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    ]
     assert "run_in_executor" in calls and "process_login_form" not in calls
 
 
@@ -235,7 +254,9 @@ def test_unit_runs_jupyter_unprivileged_and_hardened():
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is installed by .ci/run")
 def test_unit_file_verifies(tmp_path):
     path = tmp_path / "jupyter.service"
-    unit = jupyter.unit_file("jupyter", "/bin", "/srv/jupyter", "/jupyter/", 8888).replace("/bin/python -I -m notebook", "/bin/true")
+    unit = jupyter.unit_file("jupyter", "/bin", "/srv/jupyter", "/jupyter/", 8888).replace(
+        "/bin/python -I -m notebook", "/bin/true"
+    )
     # The limits drop-in's [Service] lines, checked in the same pass.
     limits = jupyter.limits_dropin("2G", 1.5).split("[Service]\n", 1)[1]
     path.write_text(unit.replace("[Install]", limits + "\n[Install]"))
@@ -243,10 +264,15 @@ def test_unit_file_verifies(tmp_path):
     assert "Unknown key" not in result.stderr and "Unknown section" not in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("limit,expected", [
-    ("80%", ("80%", "72%")), ("2G", ("2G", str(2 * 2**30 * 9 // 10))), ("1536M", ("1536M", str(1536 * 2**20 * 9 // 10))),
-    (None, (None, None)),
-])
+@pytest.mark.parametrize(
+    "limit,expected",
+    [
+        ("80%", ("80%", "72%")),
+        ("2G", ("2G", str(2 * 2**30 * 9 // 10))),
+        ("1536M", ("1536M", str(1536 * 2**20 * 9 // 10))),
+        (None, (None, None)),
+    ],
+)
 def test_memory_limit_becomes_memory_max_with_memory_high_below_it(limit, expected):
     assert jupyter.memory_limits(limit) == expected
 
@@ -287,7 +313,12 @@ def test_server_lists_the_users_kernels_and_terminals_get_the_users_data_dir(tmp
     unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
     assert "Environment=JUPYTER_PATH=/etc/jupyter/data:/etc/jupyter/user\n" in unit
     assert values["NotebookNotary.data_dir"] == "/var/lib/jupyter/.local/share/jupyter"
-    assert values["ServerApp.terminado_settings"]["shell_command"] == ["/usr/bin/env", "-u", "JUPYTER_DATA_DIR", "/bin/bash"]
+    assert values["ServerApp.terminado_settings"]["shell_command"] == [
+        "/usr/bin/env",
+        "-u",
+        "JUPYTER_DATA_DIR",
+        "/bin/bash",
+    ]
     spec = json.loads(jupyter.kernel_spec("/opt/anaconda3", "jupyter"))
     assert spec["argv"][0] == "/opt/anaconda3/bin/python" and "{connection_file}" in spec["argv"]
     assert spec["env"] == {"JUPYTER_DATA_DIR": "/var/lib/jupyter/.local/share/jupyter"}
@@ -341,11 +372,12 @@ def test_apache_refuses_big_bodies_before_they_reach_jupyter(tmp_path, keypair):
     backend = _Backend()
     cert, key = keypair
     vhost = apache.vhost("127.0.0.1", "/jupyter/", backend.port, cert, key, max_request_size="2M")
-    vhost = vhost[vhost.index("<VirtualHost *:443>"):].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18444>")
+    vhost = vhost[vhost.index("<VirtualHost *:443>") :].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18444>")
     vhost = vhost.replace("(:443)?", "(:18444)?")
     config = apache_local.server_config(tmp_path, vhost, apache.needed_modules(), listen=["127.0.0.1:18444"])
     base = "https://127.0.0.1:18444/jupyter/"
     with apache_local.LoopbackApache(config):
+
         def status(method, path, body):
             return requests.request(method, base + path, data=body, verify=False, timeout=20).status_code
 
@@ -369,7 +401,12 @@ def test_login_ban_jail_bans_at_the_web_ports_only_and_never_ssh():
     assert jails["sshd"]["enabled"] == "false"
     jail = jails["jupyter-login"]
     assert (jail["enabled"], jail["filter"], jail["maxretry"], jail["findtime"], jail["bantime"]) == (
-        "true", "jupyter-login", "5", "600", "3600")
+        "true",
+        "jupyter-login",
+        "5",
+        "600",
+        "3600",
+    )
     assert (jail["backend"], jail["journalmatch"]) == ("systemd", "_SYSTEMD_UNIT=jupyter.service")
     assert (jail["banaction"], jail["port"], jail["protocol"]) == ("nftables-multiport", "http,https", "tcp")
     assert jail["ignoreip"].split() == ["127.0.0.1/8", "::1"]
@@ -386,5 +423,7 @@ def test_login_ban_jail_takes_the_settings_and_adds_basic_auth_when_it_is_on():
     basic = jails["jupyter-basic-auth"]
     assert (basic["filter"], basic["logpath"]) == ("apache-auth", apache.HTTPS_ERROR_LOG)
     # The path the vhost really logs to.
-    assert "ErrorLog ${APACHE_LOG_DIR}/" + apache.HTTPS_ERROR_LOG.rsplit("/", 1)[1] in (
-        ROOT / "templates" / "apache-vhost.conf.j2").read_text()
+    assert (
+        "ErrorLog ${APACHE_LOG_DIR}/" + apache.HTTPS_ERROR_LOG.rsplit("/", 1)[1]
+        in (ROOT / "templates" / "apache-vhost.conf.j2").read_text()
+    )

@@ -119,22 +119,34 @@ class Deployment:
         return self.lab.hosts[name].ip
 
     def write_inventory(self, overrides: dict[str, dict] | None = None) -> Path:
-        return self.lab.write_inventory(self.workdir / "inventory.py", {
-            self.lab.hosts[name].ip: {
-                "conda_installer_url": self.installer_url,
-                "conda_installer_sha256": self.installer_sha256,
-                **LAB_DATA,
-                **self.data.get(name, {}),
-                **(overrides or {}).get(name, {}),
-            } for name in self.names
-        })
+        return self.lab.write_inventory(
+            self.workdir / "inventory.py",
+            {
+                self.lab.hosts[name].ip: {
+                    "conda_installer_url": self.installer_url,
+                    "conda_installer_sha256": self.installer_sha256,
+                    **LAB_DATA,
+                    **self.data.get(name, {}),
+                    **(overrides or {}).get(name, {}),
+                }
+                for name in self.names
+            },
+        )
 
-    def only(self, *names: str) -> "Deployment":
+    def only(self, *names: str) -> Deployment:
         """The same deployment, limited to ``names`` (its runs touch no other host)."""
         return replace(self, names=list(names), runs={})
 
-    def pyinfra(self, *args: str, overrides=None, password: str = PASSWORD, timeout: float = 600, yes: bool = True,
-                script: str = "deploy.py", env: dict | None = None) -> Run:
+    def pyinfra(
+        self,
+        *args: str,
+        overrides=None,
+        password: str = PASSWORD,
+        timeout: float = 600,
+        yes: bool = True,
+        script: str = "deploy.py",
+        env: dict | None = None,
+    ) -> Run:
         """The real CLI, as a user runs it: `pyinfra -y --json INVENTORY deploy.py ...`.
 
         ``yes=False`` leaves out ``-y``: only then does pyinfra detect changes before running,
@@ -147,7 +159,11 @@ class Deployment:
         try:
             result = subprocess.run(
                 [sys.executable, "-m", "pyinfra", *(["-y"] if yes else []), "--json", str(inventory), script, *args],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
             )
         except subprocess.TimeoutExpired as expired:
             # What the run had printed says where it hung (the host and its operation).
@@ -166,7 +182,11 @@ class Deployment:
         env = dict(os.environ, JUPYTER_PASSWORD=PASSWORD)
         process = subprocess.Popen(
             [sys.executable, "-m", "pyinfra", "-y", str(inventory), "deploy.py"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         seen = []
         deadline = time.monotonic() + timeout
@@ -220,10 +240,14 @@ def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
     workdir = tmp_path_factory.mktemp("deploy")
     requirements = workdir / "course-requirements.txt"
     requirements.write_text(FLEET_REQUIREMENTS)
-    deployment = Deployment(lab, workdir, lab.url(path.name), digest,
-                            names=[name for name, _ in MACHINES + ENV_MACHINES],
-                            data={"nb3": BAN_DATA["nb3"],
-                                  "nb6": {**ENV_DATA, **BAN_DATA["nb6"], "pip_requirements": str(requirements)}})
+    deployment = Deployment(
+        lab,
+        workdir,
+        lab.url(path.name),
+        digest,
+        names=[name for name, _ in MACHINES + ENV_MACHINES],
+        data={"nb3": BAN_DATA["nb3"], "nb6": {**ENV_DATA, **BAN_DATA["nb6"], "pip_requirements": str(requirements)}},
+    )
     first = deployment.runs["first"] = deployment.pyinfra()
     assert first.returncode == 0, first.output[-6000:]
     deployment.runs["second"] = deployment.pyinfra()

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -74,8 +74,13 @@ def guess(url: str, ca: str, count: int, interval: float) -> dict:
     for _ in range(count):
         started = time.time()
         try:
-            response = client.session.post(client.base + "login", data={"password": WRONG, "_xsrf": client.xsrf()},
-                                           allow_redirects=False, timeout=10, verify=ca)
+            response = client.session.post(
+                client.base + "login",
+                data={"password": WRONG, "_xsrf": client.xsrf()},
+                allow_redirects=False,
+                timeout=10,
+                verify=ca,
+            )
             attempts.append({"t": time.time(), "status": response.status_code, "seconds": time.time() - started})
         except requests.RequestException as error:
             attempts.append({"t": time.time(), "status": _outcome(error), "seconds": time.time() - started})
@@ -162,9 +167,13 @@ def flood(url: str, ca: str, count: int, seconds: float, workers: int) -> dict:
             at = time.time()
             try:
                 # A banned client's packets are rejected: a post in flight may only time out.
-                response = session.post(client.base + "login", data={"password": WRONG, "_xsrf": xsrf},
-                                        allow_redirects=False, timeout=min(2.0, deadline + 2 - time.monotonic()),
-                                        verify=ca)
+                response = session.post(
+                    client.base + "login",
+                    data={"password": WRONG, "_xsrf": xsrf},
+                    allow_redirects=False,
+                    timeout=min(2.0, deadline + 2 - time.monotonic()),
+                    verify=ca,
+                )
                 outcome = response.status_code
             except requests.RequestException as error:
                 outcome = _outcome(error)

@@ -17,8 +17,8 @@ import time
 from urllib.parse import quote
 
 import pytest
-
 from conftest import FIGURES, PASSWORD, ROOT, TIMINGS
+
 from smoke.client import Jupyter
 
 BACKUP_PASSWORD = "lab backup password, not secret 0451"
@@ -28,9 +28,16 @@ FOLDER = "backup-test"
 # Text files, a notebook and a name with the characters a shell or a URL gets wrong.
 ODD_NAME = "odd 'name' $HOME [1] & é ü.txt"
 FILES = {
-    "analysis.ipynb": json.dumps({"cells": [{"cell_type": "code", "source": "print(1)", "metadata": {},
-                                             "outputs": [], "execution_count": None}],
-                                  "metadata": {}, "nbformat": 4, "nbformat_minor": 5}),
+    "analysis.ipynb": json.dumps(
+        {
+            "cells": [
+                {"cell_type": "code", "source": "print(1)", "metadata": {}, "outputs": [], "execution_count": None}
+            ],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    ),
     "notes.md": "# notes\n" + "measurement 42\n" * 200,
     f"data dir/{ODD_NAME}": "odd\n",
 }
@@ -61,27 +68,36 @@ def write_files(jupyter: Jupyter) -> None:
 def hashes(deployment, name: str, root: str = "/srv/jupyter") -> dict[str, str]:
     """sha256 of every file under ROOT/FOLDER on the host, by path relative to it (Jupyter's
     own checkpoint copies left out)."""
-    out = deployment.ssh(name, f"cd {root}/{FOLDER} && find . -type f -not -path '*/.ipynb_checkpoints/*' -print0 "
-                               "| xargs -0 -r sha256sum").stdout
+    out = deployment.ssh(
+        name,
+        f"cd {root}/{FOLDER} && find . -type f -not -path '*/.ipynb_checkpoints/*' -print0 | xargs -0 -r sha256sum",
+    ).stdout
     return {line[66:].removeprefix("./"): line[:64] for line in out.splitlines()}
 
 
 def overrides(deployment, key_file) -> dict:
     sftp = f"sftp:{SFTP_USER}@{deployment.address('nb3')}:{SFTP_DIRECTORY}"
-    return {"nb1": {"backup_repository": LOCAL_REPOSITORY},
-            "nb2": {"backup_repository": sftp, "backup_ssh_key": str(key_file)}}
+    return {
+        "nb1": {"backup_repository": LOCAL_REPOSITORY},
+        "nb2": {"backup_repository": sftp, "backup_ssh_key": str(key_file)},
+    }
 
 
 def start_backup(deployment, name: str) -> tuple[float, int]:
     """Start the backup service, sample the process list while it runs; (seconds, exit status)."""
     started = time.monotonic()
-    result = deployment.ssh(name, (
-        "systemctl start --no-block jupyter-backup.service; "
-        "for i in $(seq 600); do ps -eo args >> /run/ps-during-backup; "
-        "systemctl is-active --quiet jupyter-backup.service || "
-        "[ \"$(systemctl show -p ActiveState --value jupyter-backup.service)\" = activating ] || break; "
-        "sleep 0.05; done; "
-        "[ \"$(systemctl show -p Result --value jupyter-backup.service)\" = success ]"), check=False)
+    result = deployment.ssh(
+        name,
+        (
+            "systemctl start --no-block jupyter-backup.service; "
+            "for i in $(seq 600); do ps -eo args >> /run/ps-during-backup; "
+            "systemctl is-active --quiet jupyter-backup.service || "
+            '[ "$(systemctl show -p ActiveState --value jupyter-backup.service)" = activating ] || break; '
+            "sleep 0.05; done; "
+            '[ "$(systemctl show -p Result --value jupyter-backup.service)" = success ]'
+        ),
+        check=False,
+    )
     return time.monotonic() - started, result.returncode
 
 
@@ -90,11 +106,15 @@ def backups(deployment, ca_files, tmp_path_factory):
     key = tmp_path_factory.mktemp("backup-key") / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     public = key.with_suffix(".pub").read_text().strip()
-    deployment.ssh("nb3", (
-        f"id {SFTP_USER} >/dev/null 2>&1 || useradd -m -s /bin/bash {SFTP_USER}; "
-        f"install -d -o {SFTP_USER} -g {SFTP_USER} -m 700 /home/{SFTP_USER}/.ssh {SFTP_DIRECTORY}; "
-        f"echo '{public}' > /home/{SFTP_USER}/.ssh/authorized_keys; "
-        f"chown {SFTP_USER}: /home/{SFTP_USER}/.ssh/authorized_keys"))
+    deployment.ssh(
+        "nb3",
+        (
+            f"id {SFTP_USER} >/dev/null 2>&1 || useradd -m -s /bin/bash {SFTP_USER}; "
+            f"install -d -o {SFTP_USER} -g {SFTP_USER} -m 700 /home/{SFTP_USER}/.ssh {SFTP_DIRECTORY}; "
+            f"echo '{public}' > /home/{SFTP_USER}/.ssh/authorized_keys; "
+            f"chown {SFTP_USER}: /home/{SFTP_USER}/.ssh/authorized_keys"
+        ),
+    )
     data = overrides(deployment, key)
     first = deployment.pyinfra("--diff", "-vvv", overrides=data, env=ENV)
     assert first.returncode == 0, first.output[-4000:]
@@ -126,9 +146,12 @@ def test_backups_are_set_up_quietly_and_a_second_run_changes_nothing(backups, de
 
 def test_the_timer_is_enabled_and_fires_within_a_day(backups, deployment):
     for name in ("nb1", "nb2"):
-        state = deployment.ssh(name, "systemctl show jupyter-backup.timer -p ActiveState -p UnitFileState --value; "
-                                     "next=$(systemctl show jupyter-backup.timer -p NextElapseUSecRealtime --value); "
-                                     'echo $(( $(date -d "$next" +%s) - $(date +%s) ))').stdout.split()
+        state = deployment.ssh(
+            name,
+            "systemctl show jupyter-backup.timer -p ActiveState -p UnitFileState --value; "
+            "next=$(systemctl show jupyter-backup.timer -p NextElapseUSecRealtime --value); "
+            'echo $(( $(date -d "$next" +%s) - $(date +%s) ))',
+        ).stdout.split()
         assert state[:2] == ["active", "enabled"], state
         assert 0 < int(state[2]) <= 86400, state
 
@@ -170,8 +193,9 @@ def test_a_backup_over_sftp_restores_into_a_side_directory(backups, deployment, 
     assert status == 0, deployment.ssh("nb2", "journalctl -u jupyter-backup -n 30 --no-pager").stdout
     size = deployment.ssh("nb3", f"du -sk {SFTP_DIRECTORY} | cut -f1").stdout.strip()
     FIGURES["backup nb2 (sftp to nb3): first backup"] = f"{seconds:.1f} s, repository {size} KiB"
-    restore = deployment.only("nb2").pyinfra(script="restore.py", overrides={
-        "nb2": {**backups["data"]["nb2"], "restore_to": "/srv/restored"}})
+    restore = deployment.only("nb2").pyinfra(
+        script="restore.py", overrides={"nb2": {**backups["data"]["nb2"], "restore_to": "/srv/restored"}}
+    )
     assert restore.returncode == 0, restore.output[-3000:]
     assert hashes(deployment, "nb2", root="/srv/restored/srv/jupyter") == before
     # The live files were not touched.
@@ -182,11 +206,16 @@ def test_the_password_is_in_no_output_process_list_unit_or_journal(backups, depl
     for name in ("nb1", "nb2"):
         mode = deployment.ssh(name, "stat -c '%U:%G:%a' /etc/jupyter-backup/password /etc/jupyter-backup/restic.env")
         assert mode.stdout.split() == ["root:root:600", "root:root:600"]
-        found = deployment.ssh(name, (
-            f"grep -rlF {json.dumps(BACKUP_PASSWORD)} /etc/systemd /var/log /run/ps-during-backup "
-            "/var/lib/jupyter-backup 2>/dev/null; "
-            f"journalctl --no-pager | grep -cF {json.dumps(BACKUP_PASSWORD)}; "
-            "wc -l < /run/ps-during-backup"), check=False).stdout.split()
+        found = deployment.ssh(
+            name,
+            (
+                f"grep -rlF {json.dumps(BACKUP_PASSWORD)} /etc/systemd /var/log /run/ps-during-backup "
+                "/var/lib/jupyter-backup 2>/dev/null; "
+                f"journalctl --no-pager | grep -cF {json.dumps(BACKUP_PASSWORD)}; "
+                "wc -l < /run/ps-during-backup"
+            ),
+            check=False,
+        ).stdout.split()
         # No file names a match, 0 journal lines, and the process list was sampled.
         assert found[0] == "0" and int(found[1]) > 0, found
         assert "restic" in deployment.ssh(name, "cat /run/ps-during-backup").stdout
@@ -216,9 +245,14 @@ def test_a_failing_backup_fails_its_unit_with_restics_reason(backups, deployment
 
 
 def smoke(deployment, ca_file: str, name: str):
-    result = subprocess.run([sys.executable, "-m", "smoke", "--ca-file", ca_file, deployment.address(name)],
-                            cwd=ROOT, env={"JUPYTER_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "smoke", "--ca-file", ca_file, deployment.address(name)],
+        cwd=ROOT,
+        env={"JUPYTER_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return result.returncode, result.stdout.strip()
 
 
@@ -226,9 +260,12 @@ def test_smoke_reports_the_backup_age_and_fails_a_stale_one(backups, deployment,
     code, line = smoke(deployment, str(ca_files["nb1"]), "nb1")
     assert code == 0 and "backup 0.0 h ago" in line and "certificate" in line, line
     status = "/var/lib/jupyter-backup/status"
-    deployment.ssh("nb1", f"cp -p {status} /run/status && printf "
-                          "'{\"configured\": 1, \"last_success\": %s, \"snapshot\": \"x\", \"interval_seconds\": 86400}\\n' "
-                          f"$(( $(date +%s) - 3 * 86400 )) > {status}")
+    deployment.ssh(
+        "nb1",
+        f"cp -p {status} /run/status && printf "
+        '\'{"configured": 1, "last_success": %s, "snapshot": "x", "interval_seconds": 86400}\\n\' '
+        f"$(( $(date +%s) - 3 * 86400 )) > {status}",
+    )
     try:
         code, stale = smoke(deployment, str(ca_files["nb1"]), "nb1")
     finally:
@@ -239,10 +276,14 @@ def test_smoke_reports_the_backup_age_and_fails_a_stale_one(backups, deployment,
 
 def test_smoke_fails_a_certificate_near_its_end_and_the_deploy_renews_it(backups, deployment, ca_files, tmp_path):
     address = deployment.address("nb1")
-    deployment.ssh("nb1", (
-        "openssl req -x509 -newkey rsa:2048 -nodes -days 10 -subj /CN=short-lived "
-        f"-addext subjectAltName=IP:{address} -keyout /etc/ssl/private/jupyter-apache.key "
-        "-out /etc/ssl/certs/jupyter-apache.crt 2>/dev/null && systemctl reload apache2"))
+    deployment.ssh(
+        "nb1",
+        (
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 10 -subj /CN=short-lived "
+            f"-addext subjectAltName=IP:{address} -keyout /etc/ssl/private/jupyter-apache.key "
+            "-out /etc/ssl/certs/jupyter-apache.crt 2>/dev/null && systemctl reload apache2"
+        ),
+    )
     short = tmp_path / "short.pem"
     short.write_text(deployment.ssh("nb1", "cat /etc/ssl/certs/jupyter-apache.crt").stdout)
     code, line = smoke(deployment, str(short), "nb1")
@@ -257,8 +298,9 @@ def test_smoke_fails_a_certificate_near_its_end_and_the_deploy_renews_it(backups
 
 def test_a_wrong_password_on_the_control_machine_fails_the_deploy_and_never_reinitialises(backups, deployment):
     config = deployment.ssh("nb1", f"sha256sum {LOCAL_REPOSITORY}/config").stdout
-    wrong = deployment.only("nb1").pyinfra(overrides={"nb1": backups["data"]["nb1"]},
-                                           env={"JUPYTER_BACKUP_PASSWORD": "not the backup password"})
+    wrong = deployment.only("nb1").pyinfra(
+        overrides={"nb1": backups["data"]["nb1"]}, env={"JUPYTER_BACKUP_PASSWORD": "not the backup password"}
+    )
     try:
         assert wrong.returncode != 0
         assert "the backup repository does not open" in wrong.output and "wrong password" in wrong.output
@@ -274,7 +316,9 @@ def test_switching_backups_off_removes_the_timer_and_keeps_the_repository(backup
     assert off.returncode == 0, off.output[-3000:]
     assert off.changed()[deployment.address("nb1")] == ["Backups | No backups"]
     assert deployment.ssh("nb1", "systemctl cat jupyter-backup.timer", check=False).returncode != 0
-    assert deployment.ssh("nb1", "test -e /etc/jupyter-backup || test -e /var/lib/jupyter-backup",
-                          check=False).returncode != 0
+    assert (
+        deployment.ssh("nb1", "test -e /etc/jupyter-backup || test -e /var/lib/jupyter-backup", check=False).returncode
+        != 0
+    )
     assert deployment.ssh("nb1", f"test -f {LOCAL_REPOSITORY}/config").returncode == 0
     assert deployment.only("nb1").pyinfra().totals["success"] == 0

@@ -8,13 +8,13 @@ import hashlib
 import os
 import time
 
+import login_traffic
 import pytest
 import requests
+from conftest import PASSWORD
 
-import login_traffic
 from lab.clients import ClientAddress
 from smoke.client import Jupyter
-from conftest import PASSWORD
 
 USER, BASIC_PASSWORD = "alice", "second factor, lab only"
 
@@ -52,11 +52,17 @@ def basic_auth(deployment, kernel):
 def test_without_the_second_login_apache_answers_401(deployment, ca_files, basic_auth):
     on, _ = basic_auth
     assert on.returncode == 0, on.output[-3000:]
-    response = requests.get(f"https://{deployment.address('nb1')}/jupyter/login", verify=str(ca_files["nb1"]), timeout=10)
+    response = requests.get(
+        f"https://{deployment.address('nb1')}/jupyter/login", verify=str(ca_files["nb1"]), timeout=10
+    )
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Basic realm="Jupyter"'
-    wrong = requests.get(f"https://{deployment.address('nb1')}/jupyter/login", auth=(USER, "wrong"),
-                         verify=str(ca_files["nb1"]), timeout=10)
+    wrong = requests.get(
+        f"https://{deployment.address('nb1')}/jupyter/login",
+        auth=(USER, "wrong"),
+        verify=str(ca_files["nb1"]),
+        timeout=10,
+    )
     assert wrong.status_code == 401
 
 
@@ -81,7 +87,9 @@ def test_htpasswd_is_bcrypt_private_and_stable(deployment, basic_auth):
     assert again.changed() == {}, again.changed()
     line = deployment.ssh("nb1", "cat /etc/apache2/jupyter.htpasswd").stdout.strip()
     assert line.startswith(f"{USER}:$2y$")
-    assert deployment.ssh("nb1", "stat -c '%U:%G:%a' /etc/apache2/jupyter.htpasswd").stdout.strip() == "root:www-data:640"
+    assert (
+        deployment.ssh("nb1", "stat -c '%U:%G:%a' /etc/apache2/jupyter.htpasswd").stdout.strip() == "root:www-data:640"
+    )
     for run in basic_auth:
         assert BASIC_PASSWORD not in run.output and line not in run.output
     # bcrypt's salt and the file's checksum are enough to test guesses offline.
@@ -92,7 +100,9 @@ def test_htpasswd_is_bcrypt_private_and_stable(deployment, basic_auth):
 
 
 def test_other_hosts_have_no_second_login(deployment, ca_files, basic_auth):
-    response = requests.get(f"https://{deployment.address('nb2')}/jupyter/login", verify=str(ca_files["nb2"]), timeout=10)
+    response = requests.get(
+        f"https://{deployment.address('nb2')}/jupyter/login", verify=str(ca_files["nb2"]), timeout=10
+    )
     assert response.status_code == 200
 
 

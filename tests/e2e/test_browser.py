@@ -15,12 +15,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import FIGURES, PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-dev-shm-usage"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +37,9 @@ def browser_home(deployment, ca_files, tmp_path_factory):
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
     subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
-    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "P,,", "-n", "nb1", "-i", str(ca_files["nb1"])],
-                   check=True)
+    subprocess.run(
+        ["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "P,,", "-n", "nb1", "-i", str(ca_files["nb1"])], check=True
+    )
     return home
 
 
@@ -44,8 +50,9 @@ def page(deployment, browser_home, tmp_path_factory):
     shots = tmp_path_factory.mktemp("screenshots")
     FIGURES["browser screenshots"] = str(shots)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS,
-                                             env={"HOME": str(browser_home), "PATH": "/usr/bin:/bin"})
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=FLAGS, env={"HOME": str(browser_home), "PATH": "/usr/bin:/bin"}
+        )
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(30_000)
         page = context.new_page()

@@ -14,7 +14,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import FIGURES, PASSWORD, ROOT, TIMINGS
 
 VHOST = "/etc/apache2/sites-available/jupyter.conf"
@@ -28,10 +27,21 @@ def ci(deployment, tmp_path_factory):
     def run(*args, inventory=None, password=PASSWORD, timeout=900):
         summary = workdir / "summary.md"
         summary.write_text("")
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "JUPYTER_PASSWORD": password,
-               "GITHUB_STEP_SUMMARY": str(summary), "CI_DEPLOY_VENV": str(venv)}
-        result = subprocess.run([str(ROOT / "scripts" / "ci-deploy"), *args, str(inventory or deployment.write_inventory())],
-                                cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(workdir),
+            "JUPYTER_PASSWORD": password,
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "CI_DEPLOY_VENV": str(venv),
+        }
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "ci-deploy"), *args, str(inventory or deployment.write_inventory())],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         return result, summary.read_text()
 
     started = time.monotonic()
@@ -75,8 +85,10 @@ def test_a_hand_edit_is_reported_as_drift_and_the_next_deploy_repairs_it(ci, dep
     drift, summary = run("--dry")
     assert drift.returncode == 1
     # The edited vhost is newer than Apache's last reload: that reload is owed unconditionally.
-    assert rows(summary)[nb2] == "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy), " \
-                                 "Apache reverse proxy | Reload Apache (after configtest)"
+    assert (
+        rows(summary)[nb2] == "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy), "
+        "Apache reverse proxy | Reload Apache (after configtest)"
+    )
     assert rows(summary)[deployment.address("nb1")] == "nothing"
     assert "Drift: 1 host(s) differ" in summary and summary.rstrip().endswith("**FAILED**")
     assert "# edited by hand" in deployment.ssh("nb2", f"cat {VHOST}").stdout  # --dry changed nothing
@@ -93,8 +105,11 @@ def test_an_unknown_ssh_host_key_stops_the_job_before_any_change(ci, deployment,
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     inventory = deployment.write_inventory(
-        {name: {"ssh_known_hosts_file": str(empty), "ssh_strict_host_key_checking": "accept-new"}
-         for name in deployment.names})
+        {
+            name: {"ssh_known_hosts_file": str(empty), "ssh_strict_host_key_checking": "accept-new"}
+            for name in deployment.names
+        }
+    )
     result, summary = run(inventory=inventory)
     assert result.returncode != 0
     assert empty.read_text() == ""  # nothing was accepted
@@ -102,8 +117,14 @@ def test_an_unknown_ssh_host_key_stops_the_job_before_any_change(ci, deployment,
 
 
 def smoke(*args, password=PASSWORD):
-    return subprocess.run([sys.executable, "-m", "smoke", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "JUPYTER_PASSWORD": password}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "smoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JUPYTER_PASSWORD": password},
+        timeout=120,
+    )
 
 
 def test_smoke_command_one_line_per_host(deployment, ca_files, tmp_path):

@@ -11,22 +11,28 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import LAB_DATA, MACHINES, PASSWORD, ROOT
+
 from smoke import check
 from smoke.client import Jupyter, LoginFailed
 
 
 def run_with_data(deployment, target: str, env: dict | None = None, extra=()):
     """`pyinfra -y --json --data ... TARGET deploy.py`, with only what a lab host needs as data."""
-    data = {**deployment.lab.ssh_data(), "conda_installer_url": deployment.installer_url,
-            "conda_installer_sha256": deployment.installer_sha256,
-            **{key: json.dumps(value) for key, value in LAB_DATA.items()}}
+    data = {
+        **deployment.lab.ssh_data(),
+        "conda_installer_url": deployment.installer_url,
+        "conda_installer_sha256": deployment.installer_sha256,
+        **{key: json.dumps(value) for key, value in LAB_DATA.items()},
+    }
     args = [arg for key, value in data.items() for arg in ("--data", f"{key}={value}")]
     result = subprocess.run(
         [sys.executable, "-m", "pyinfra", "-y", "--json", *args, *extra, target, "deploy.py"],
-        cwd=ROOT, env={"JUPYTER_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin", **(env or {})},
-        capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env={"JUPYTER_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)["results"]["totals"]
@@ -66,7 +72,12 @@ def test_the_repository_inventory_with_hosts_from_the_environment(deployment):
 
 def hash_secrets(stored: str) -> list[str]:
     """What of a stored hash line lets one test guesses offline: the line, its digest, salt, file checksum."""
-    return [stored, stored.rsplit("$", 1)[1], stored.split("$")[4], hashlib.sha256((stored + "\n").encode()).hexdigest()]
+    return [
+        stored,
+        stored.rsplit("$", 1)[1],
+        stored.split("$")[4],
+        hashlib.sha256((stored + "\n").encode()).hexdigest(),
+    ]
 
 
 def test_password_change_ends_old_sessions_and_shows_no_secret_even_with_diff_and_debug_output(deployment, ca_files):
@@ -79,8 +90,10 @@ def test_password_change_ends_old_sessions_and_shows_no_secret_even_with_diff_an
     try:
         assert changed.returncode == 0, changed.output[-3000:]
         assert changed.changed() == {
-            deployment.address(name): ["Jupyter Notebook service | Jupyter password hash (never shown)",
-                                       "Jupyter Notebook service | Restart Jupyter for its new config"]
+            deployment.address(name): [
+                "Jupyter Notebook service | Jupyter password hash (never shown)",
+                "Jupyter Notebook service | Restart Jupyter for its new config",
+            ]
             for name in deployment.names
         }
         stored = deployment.ssh("nb1", "cat /etc/jupyter/password_hash").stdout.strip()
@@ -91,8 +104,9 @@ def test_password_change_ends_old_sessions_and_shows_no_secret_even_with_diff_an
         mode = deployment.ssh("nb1", "stat -c '%U:%G:%a' /etc/jupyter/password_hash").stdout.strip()
         assert mode == "root:jupyter:640"
         # Jupyter mixes the stored hash into its cookie secret: the old login is worth nothing now.
-        response = old_session.session.get(old_session.base + "api/contents", verify=old_session.verify,
-                                           timeout=20, allow_redirects=False)
+        response = old_session.session.get(
+            old_session.base + "api/contents", verify=old_session.verify, timeout=20, allow_redirects=False
+        )
         assert response.status_code == 403, response.status_code
         new_session = Jupyter(old_session.base, ca_file=str(ca_files["nb1"]))
         new_session.login(new_password)

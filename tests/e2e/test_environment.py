@@ -17,10 +17,10 @@ import time
 import pytest
 import requests
 import websocket
+from conftest import ENV_DATA, FIGURES, FLEET_PIP_PACKAGES, PASSWORD, TIMINGS
 
 from lab.memory import MemoryCap
 from smoke.client import Jupyter, _run_cell, execute_request
-from conftest import ENV_DATA, FIGURES, FLEET_PIP_PACKAGES, PASSWORD, TIMINGS
 
 HOST = "nb6"
 PACKAGES_OP = "Fleet packages | Install the listed conda and pip packages into the prefix"
@@ -66,7 +66,7 @@ class KeptKernel:
     def __init__(self, jupyter):
         self.jupyter = jupyter
 
-    def __enter__(self) -> "KeptKernel":
+    def __enter__(self) -> KeptKernel:
         self.kernel = self.jupyter.start_kernel()
         self.ws = self.jupyter.websocket(f"api/kernels/{self.kernel}/channels")
         _run_cell(self.ws, "state = 'kept'", 30)
@@ -109,9 +109,16 @@ def test_a_converged_host_with_packages_and_limits_changes_nothing(deployment):
 
 # -- 3a. limits on the unit, OOM scores --------------------------------------------------
 def test_unit_carries_the_limits_and_jupyter_is_the_oom_killers_first_choice(deployment, ca_files):
-    shown = dict(line.split("=", 1) for line in deployment.ssh(HOST, (
-        "systemctl show jupyter -p MemoryMax -p MemoryHigh -p MemorySwapMax -p CPUQuotaPerSecUSec -p TasksMax "
-        "-p OOMScoreAdjust")).stdout.split())
+    shown = dict(
+        line.split("=", 1)
+        for line in deployment.ssh(
+            HOST,
+            (
+                "systemctl show jupyter -p MemoryMax -p MemoryHigh -p MemorySwapMax -p CPUQuotaPerSecUSec -p TasksMax "
+                "-p OOMScoreAdjust"
+            ),
+        ).stdout.split()
+    )
     assert shown["MemoryMax"] == str(700 * 2**20)
     assert shown["MemoryHigh"] == str(700 * 2**20 * 9 // 10)
     assert shown["MemorySwapMax"] == "0"
@@ -122,10 +129,14 @@ def test_unit_carries_the_limits_and_jupyter_is_the_oom_killers_first_choice(dep
     kernel = jupyter.start_kernel()
     try:
         assert jupyter.execute_in(kernel, "print(open('/proc/self/oom_score_adj').read().strip())") == "800\n"
-        scores = deployment.ssh(HOST, (
-            "for u in jupyter apache2 ssh; do p=$(systemctl show -p MainPID --value $u); "
-            "echo $u $(cat /proc/$p/oom_score_adj); done; "
-            "for p in $(pgrep -x apache2); do echo apache2-child $(cat /proc/$p/oom_score_adj); done")).stdout
+        scores = deployment.ssh(
+            HOST,
+            (
+                "for u in jupyter apache2 ssh; do p=$(systemctl show -p MainPID --value $u); "
+                "echo $u $(cat /proc/$p/oom_score_adj); done; "
+                "for p in $(pgrep -x apache2); do echo apache2-child $(cat /proc/$p/oom_score_adj); done"
+            ),
+        ).stdout
     finally:
         jupyter.api("DELETE", f"kernels/{kernel}")
     lines = [line.split() for line in scores.splitlines()]
@@ -150,15 +161,20 @@ def user_installs(deployment, ca_files):
         TIMINGS["nb6: %pip install humanize (user site)"] = time.monotonic() - started
         conda = jupyter.execute_in(kernel, "%conda install -y numpy")
         started = time.monotonic()
-        venv = jupyter.execute_in(kernel, "\n".join([
-            "import os, subprocess",
-            "env = os.path.expanduser('~/envs/x')",
-            "subprocess.run(['python', '-m', 'venv', env], check=True)",
-            "subprocess.run([env + '/bin/pip', 'install', '--quiet', 'ipykernel'], check=True)",
-            "subprocess.run([env + '/bin/python', '-m', 'ipykernel', 'install', '--user', '--name', 'x',"
-            " '--display-name', 'My env x'], check=True)",
-            "subprocess.run([env + '/bin/pip', 'install', '--quiet', 'tomli-w==1.0.0'], check=True)",
-        ]))
+        venv = jupyter.execute_in(
+            kernel,
+            "\n".join(
+                [
+                    "import os, subprocess",
+                    "env = os.path.expanduser('~/envs/x')",
+                    "subprocess.run(['python', '-m', 'venv', env], check=True)",
+                    "subprocess.run([env + '/bin/pip', 'install', '--quiet', 'ipykernel'], check=True)",
+                    "subprocess.run([env + '/bin/python', '-m', 'ipykernel', 'install', '--user', '--name', 'x',"
+                    " '--display-name', 'My env x'], check=True)",
+                    "subprocess.run([env + '/bin/pip', 'install', '--quiet', 'tomli-w==1.0.0'], check=True)",
+                ]
+            ),
+        )
         TIMINGS["nb6: own venv + ipykernel + kernel spec"] = time.monotonic() - started
     finally:
         jupyter.api("DELETE", f"kernels/{kernel}")
@@ -224,7 +240,9 @@ def slow_waits(deployment, ca_files):
         ws = jupyter.websocket(f"api/kernels/{connected}/channels")
         _run_cell(ws, "x = 42", 30)
         busy_ws = jupyter.websocket(f"api/kernels/{busy}/channels")
-        _, message = execute_request(f"import time; time.sleep({BUSY_SECONDS}); open('/srv/jupyter/busy-done', 'w').write('done')")
+        _, message = execute_request(
+            f"import time; time.sleep({BUSY_SECONDS}); open('/srv/jupyter/busy-done', 'w').write('done')"
+        )
         busy_ws.send(message)
         time.sleep(1)
         busy_ws.close()  # the tab is closed while the cell runs
@@ -287,6 +305,7 @@ def slow_waits(deployment, ca_files):
                 scenario()
             except Exception as error:  # the tests below say which result is missing
                 results.setdefault("errors", []).append(f"{scenario.__name__}: {error!r}")
+
         return run
 
     threads = [threading.Thread(target=guarded(target), daemon=True) for target in (culling, idle_websockets)]
@@ -325,13 +344,15 @@ def test_idle_kernel_and_terminal_websockets_outlast_the_proxy_timeout(slow_wait
 
 # -- 3b. a runaway cell under a real memory cap ------------------------------------------
 CAP_BYTES = 1 << 30
-RUNAWAY = "\n".join([
-    "chunks = []",
-    # 64 MiB at a time, filled (so really resident), bounded at 2 GiB whatever happens.
-    "for i in range(32):",
-    "    chunks.append(bytearray(b'x') * (64 << 20))",
-    "print('allocated', len(chunks) * 64, 'MiB')",
-])
+RUNAWAY = "\n".join(
+    [
+        "chunks = []",
+        # 64 MiB at a time, filled (so really resident), bounded at 2 GiB whatever happens.
+        "for i in range(32):",
+        "    chunks.append(bytearray(b'x') * (64 << 20))",
+        "print('allocated', len(chunks) * 64, 'MiB')",
+    ]
+)
 
 
 class Watch(threading.Thread):
@@ -426,8 +447,13 @@ def package_changes(deployment, ca_files):
         record = deployment.ssh(HOST, "cat /opt/anaconda3/.jupyter-deploy-packages.json").stdout
         state = kept.state()
     TIMINGS["nb6: add one pip package (4 hosts in the run)"] = runs["add"].seconds
-    return {"runs": runs, "server_pid_before": server_pid, "server_pid_after": main_pid(deployment),
-            "kernel_state": state, "record": record}
+    return {
+        "runs": runs,
+        "server_pid_before": server_pid,
+        "server_pid_after": main_pid(deployment),
+        "kernel_state": state,
+        "record": record,
+    }
 
 
 def test_dry_run_predicts_exactly_the_install(deployment, package_changes):
@@ -478,10 +504,16 @@ def test_changed_memory_limit_applies_to_the_running_server(deployment, ca_files
         with KeptKernel(jupyter) as kept:
             run = deployment.pyinfra(overrides={HOST: {"memory_limit": "800M"}})
             assert run.returncode == 0, run.output[-3000:]
-            assert sorted(run.changed()[deployment.address(HOST)]) == sorted([
-                f"Jupyter Notebook service | {op}" for op in (
-                    "Memory, CPU and task limits (systemd drop-in)", "Reload systemd units",
-                    "Apply the new limits to the running server")])
+            assert sorted(run.changed()[deployment.address(HOST)]) == sorted(
+                [
+                    f"Jupyter Notebook service | {op}"
+                    for op in (
+                        "Memory, CPU and task limits (systemd drop-in)",
+                        "Reload systemd units",
+                        "Apply the new limits to the running server",
+                    )
+                ]
+            )
             shown = deployment.ssh(HOST, "systemctl show -p MemoryMax --value jupyter").stdout.strip()
             assert shown == str(800 * 2**20)
             assert main_pid(deployment) == before
@@ -494,7 +526,7 @@ def test_changed_memory_limit_applies_to_the_running_server(deployment, ca_files
 
 
 # -- 7. the server loads nothing the notebook user can write -----------------------------
-PLANT = r'''
+PLANT = r"""
 import os, site
 home = os.path.expanduser("~")
 config = ("open('/var/lib/jupyter/planted-config-ran', 'w').write('x')\n"
@@ -508,9 +540,12 @@ os.makedirs(user_site, exist_ok=True)
 open(user_site + "/zz-planted.pth", "w").write(
     "import sys; open('/var/lib/jupyter/planted-pth-ran', 'a').write(' '.join(sys.orig_argv) + chr(10))\n")
 print(site.ENABLE_USER_SITE, user_site)
-'''
-CLEAN = ("rm -f /var/lib/jupyter/.local/etc/jupyter/jupyter_server_config.py /var/lib/jupyter/.jupyter/jupyter_server_config.py "
-         f"{USER_SITE}/zz-planted.pth /var/lib/jupyter/planted-config-ran /var/lib/jupyter/planted-pth-ran")
+"""
+CLEAN = (
+    "rm -f /var/lib/jupyter/.local/etc/jupyter/jupyter_server_config.py "
+    "/var/lib/jupyter/.jupyter/jupyter_server_config.py "
+    f"{USER_SITE}/zz-planted.pth /var/lib/jupyter/planted-config-ran /var/lib/jupyter/planted-pth-ran"
+)
 
 
 def test_code_planted_from_a_notebook_does_not_run_in_the_server(deployment, ca_files):
@@ -524,8 +559,11 @@ def test_code_planted_from_a_notebook_does_not_run_in_the_server(deployment, ca_
         # Kernels still get the user site (the plant is live there), the server did not.
         fresh = client(deployment, ca_files)
         fresh.execute("print(1)")
-        ran = deployment.ssh(HOST, "cat /var/lib/jupyter/planted-pth-ran 2>/dev/null; "
-                                   "ls /var/lib/jupyter/planted-config-ran 2>/dev/null; true").stdout
+        ran = deployment.ssh(
+            HOST,
+            "cat /var/lib/jupyter/planted-pth-ran 2>/dev/null; "
+            "ls /var/lib/jupyter/planted-config-ran 2>/dev/null; true",
+        ).stdout
         assert "ipykernel_launcher" in ran, "positive control: the .pth should run in kernels"
         assert not [line for line in ran.splitlines() if "-m notebook" in line or "jupyter-notebook" in line], ran
         assert "planted-config-ran" not in ran

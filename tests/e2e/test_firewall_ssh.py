@@ -7,8 +7,8 @@ is never enabled while the port of the SSH connection doing it is not allowed.
 import socket
 
 import pytest
-
 from conftest import Deployment
+
 from operations import firewall
 
 NAME = "nb2"
@@ -27,17 +27,22 @@ def reachable(address: str, port: int) -> bool:
 @pytest.fixture(scope="module")
 def second_port(deployment, tmp_path_factory):
     """nb2's sshd also listens on 2222 and ufw starts from nothing (reset, inactive)."""
-    deployment.ssh(NAME, f"printf 'Port 22\\nPort {SECOND_PORT}\\n' > {DROPIN} && systemctl restart ssh && "
-                         f"for i in $(seq 50); do ss -Hltn | grep -q ':{SECOND_PORT} ' && exit 0; sleep 0.1; done; exit 1")
+    deployment.ssh(
+        NAME,
+        f"printf 'Port 22\\nPort {SECOND_PORT}\\n' > {DROPIN} && systemctl restart ssh && "
+        f"for i in $(seq 50); do ss -Hltn | grep -q ':{SECOND_PORT} ' && exit 0; sleep 0.1; done; exit 1",
+    )
     deployment.ssh(NAME, "ufw --force reset >/dev/null")
     try:
         yield
     finally:
         # Back to what the deploy leaves (22, 80 and 443 allowed, ufw active); from outside
         # the host's network when a failure locked SSH out, so later tests still reach nb2.
-        restore = (f"rm -f {DROPIN} && systemctl restart ssh; ufw --force delete allow {SECOND_PORT}/tcp; "
-                   "ufw allow 22/tcp && ufw allow 80/tcp && ufw allow 443/tcp && ufw default deny incoming "
-                   "&& ufw --force enable")
+        restore = (
+            f"rm -f {DROPIN} && systemctl restart ssh; ufw --force delete allow {SECOND_PORT}/tcp; "
+            "ufw allow 22/tcp && ufw allow 80/tcp && ufw allow 443/tcp && ufw default deny incoming "
+            "&& ufw --force enable"
+        )
         if deployment.ssh(NAME, restore, check=False).returncode == 255:
             deployment.lab.console(deployment.lab.hosts[NAME], restore)
 
@@ -54,8 +59,14 @@ def test_a_port_from_ssh_config_stays_open_after_two_runs(deployment, second_por
     address = deployment.address(NAME)
     config = workdir / "ssh_config"
     config.write_text(f"Host {address}\n    Port {SECOND_PORT}\n")
-    one_host = Deployment(deployment.lab, workdir, deployment.installer_url, deployment.installer_sha256,
-                          names=[NAME], data={NAME: {"ssh_config_file": str(config)}})
+    one_host = Deployment(
+        deployment.lab,
+        workdir,
+        deployment.installer_url,
+        deployment.installer_sha256,
+        names=[NAME],
+        data={NAME: {"ssh_config_file": str(config)}},
+    )
     first = one_host.pyinfra()
     assert first.returncode == 0, first.output[-3000:]
     assert "Firewall | Allow SSH, HTTP, HTTPS only" in first.changed()[address]

@@ -5,9 +5,9 @@ config unapplied; the next run must still apply it, and the one after changes no
 """
 
 import requests
+from conftest import PASSWORD
 
 from smoke.client import Jupyter
-from conftest import PASSWORD
 
 CONFIG_WRITTEN = "Starting operation: Jupyter Notebook service | Jupyter password hash"
 VHOST_WRITTEN = "Starting operation: Apache reverse proxy | Disable Apache's default site"
@@ -16,8 +16,9 @@ VHOST_WRITTEN = "Starting operation: Apache reverse proxy | Disable Apache's def
 def terminals_status(deployment, ca_files, base="/jupyter/"):
     jupyter = Jupyter(f"https://{deployment.address('nb3')}{base}", ca_file=str(ca_files["nb3"]))
     jupyter.login(PASSWORD)
-    return jupyter.session.post(jupyter.base + "api/terminals", headers={"X-XSRFToken": jupyter.xsrf()},
-                                verify=jupyter.verify, timeout=20).status_code
+    return jupyter.session.post(
+        jupyter.base + "api/terminals", headers={"X-XSRFToken": jupyter.xsrf()}, verify=jupyter.verify, timeout=20
+    ).status_code
 
 
 def test_killed_before_the_jupyter_restart_converges(deployment, ca_files):

@@ -20,10 +20,10 @@ import threading
 import time
 
 import pytest
-
-from smoke.client import Jupyter
 from conftest import FIGURES, PASSWORD, TIMINGS, Deployment
+
 from lab.acme import TEST_DOMAIN, AcmeServer
+from smoke.client import Jupyter
 
 NAMES = {"nb4": f"nb4.{TEST_DOMAIN}", "nb5": f"nb5.{TEST_DOMAIN}"}
 LIVE = "/etc/letsencrypt/live/{}/fullchain.pem"
@@ -66,14 +66,21 @@ def le(lab, acme, standin_installer, tmp_path_factory, resolve_test_names, root_
     """
     path, digest = standin_installer
     deployment = Deployment(
-        lab, tmp_path_factory.mktemp("letsencrypt"), lab.url(path.name), digest, names=list(NAMES),
-        data={name: {
-            "server_name": NAMES[name],
-            "tls_mode": "letsencrypt",
-            "letsencrypt_email": f"admin@{TEST_DOMAIN}",
-            "acme_directory_url": acme.directory_url,
-            "acme_ca_bundle": str(acme.api_ca),
-        } for name in NAMES},
+        lab,
+        tmp_path_factory.mktemp("letsencrypt"),
+        lab.url(path.name),
+        digest,
+        names=list(NAMES),
+        data={
+            name: {
+                "server_name": NAMES[name],
+                "tls_mode": "letsencrypt",
+                "letsencrypt_email": f"admin@{TEST_DOMAIN}",
+                "acme_directory_url": acme.directory_url,
+                "acme_ca_bundle": str(acme.api_ca),
+            }
+            for name in NAMES
+        },
     )
     acme.point(NAMES["nb4"], lab.hosts["nb4"].ip)
     deployment.runs["first"] = deployment.pyinfra()
@@ -96,8 +103,13 @@ def served_certificate(deployment, name, ca_file=None) -> dict:
     with socket.create_connection((deployment.address(name), 443), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname=NAMES[name]) as tls:
             der = tls.getpeercert(binary_form=True)
-    text = subprocess.run(["openssl", "x509", "-noout", "-subject", "-issuer", "-serial"],
-                          input=ssl.DER_cert_to_PEM_cert(der), capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-subject", "-issuer", "-serial"],
+        input=ssl.DER_cert_to_PEM_cert(der),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     fields = {k: v.strip() for k, v in (line.split("=", 1) for line in text.splitlines())}
     fields["serial"] = int(fields["serial"], 16)
     return fields
@@ -126,7 +138,9 @@ class TlsPoller(threading.Thread):
                 with socket.create_connection((deployment.address(name), 443), timeout=5) as raw:
                     with context.wrap_socket(raw, server_hostname=NAMES[name]) as tls:
                         serial = int(tls.getpeercert()["serialNumber"], 16)
-                        tls.sendall(f"GET /jupyter/login HTTP/1.1\r\nHost: {NAMES[name]}\r\nConnection: close\r\n\r\n".encode())
+                        tls.sendall(
+                            f"GET /jupyter/login HTTP/1.1\r\nHost: {NAMES[name]}\r\nConnection: close\r\n\r\n".encode()
+                        )
                         status = tls.recv(64).decode(errors="replace").split(" ")[1]
                 if status == "200":
                     self.serials.append(serial)
@@ -153,6 +167,7 @@ def renewed_without_downtime(deployment, name, root, command) -> tuple[int, int,
 
 # -- first run ------------------------------------------------------------------------
 
+
 def test_fresh_host_ends_its_first_run_with_the_issued_certificate(le, root_file):
     changed = le.runs["first"].changed()[le.address("nb4")]
     assert CERTBOT_STEP in changed and SWITCH_STEP in changed
@@ -177,9 +192,13 @@ def test_failed_issuance_says_why_and_the_site_stays_up_on_a_self_signed_certifi
 def test_next_run_retries_and_switches_to_the_issued_certificate(le, root_file):
     second = le.runs["second"]
     assert second.returncode == 0, second.output[-4000:]
-    assert second.changed() == {le.address("nb5"): [
-        CERTBOT_STEP, SWITCH_STEP, "Apache serves the issued certificate | Reload Apache (after configtest)",
-    ]}
+    assert second.changed() == {
+        le.address("nb5"): [
+            CERTBOT_STEP,
+            SWITCH_STEP,
+            "Apache serves the issued certificate | Reload Apache (after configtest)",
+        ]
+    }
     served = served_certificate(le, "nb5", ca_file=root_file)
     assert served["subject"] == f"CN = {NAMES['nb5']}" and "Pebble Intermediate CA" in served["issuer"]
 
@@ -206,18 +225,24 @@ def test_vhost_serves_certbots_live_files_and_renewal_is_set_up(le, name):
     renewal = le.ssh(name, f"cat /etc/letsencrypt/renewal/{NAMES[name]}.conf").stdout
     assert "authenticator = webroot" in renewal and f"server = {le.data[name]['acme_directory_url']}" in renewal
     assert le.ssh(name, "systemctl is-enabled certbot.timer; systemctl is-active certbot.timer").stdout.split() == [
-        "enabled", "active"]
+        "enabled",
+        "active",
+    ]
     # certbot's Apache installer never ran: no vhost of its own, no edits to ours.
     assert le.ssh(name, "ls /etc/apache2/sites-enabled/").stdout.split() == ["jupyter.conf"]
 
 
 # -- renewals -------------------------------------------------------------------------
 
+
 def test_renewal_by_hand_replaces_the_certificate_without_downtime(le, root_file):
     """An admin's `certbot renew` in a plain SSH session: no extra environment."""
     before, after, poller, output = renewed_without_downtime(
-        le, "nb4", root_file, "env | grep -c -i -E 'ca_bundle|ssl_cert' ; "
-        "certbot renew --force-renewal --no-random-sleep-on-renew 2>&1")
+        le,
+        "nb4",
+        root_file,
+        "env | grep -c -i -E 'ca_bundle|ssl_cert' ; certbot renew --force-renewal --no-random-sleep-on-renew 2>&1",
+    )
     FIGURES["letsencrypt: site answers during a renewal"] = f"{len(poller.serials)} OK, {len(poller.failures)} failed"
     assert output.startswith("0\n"), output  # no CA variables in the admin's environment
     assert "all renewals succeeded" in output, output
@@ -232,7 +257,8 @@ def test_renewal_from_certbots_timer_unit(le, root_file):
     le.ssh(name, f"sed -i '1i renew_before_expiry = 90 days' {conf}")
     try:
         before, after, poller, output = renewed_without_downtime(
-            le, name, root_file, "systemctl start certbot.service && systemctl show -p Result certbot.service")
+            le, name, root_file, "systemctl start certbot.service && systemctl show -p Result certbot.service"
+        )
     finally:
         le.ssh(name, f"sed -i '/^renew_before_expiry = 90 days$/d' {conf}")
     assert "Result=success" in output
@@ -246,7 +272,8 @@ def test_a_renewal_never_makes_a_broken_apache_config_live(le, root_file):
     le.ssh("nb4", f"echo 'NotADirective on' > {broken}")
     try:
         before, after, poller, output = renewed_without_downtime(
-            le, "nb4", root_file, "certbot renew --force-renewal --no-random-sleep-on-renew 2>&1")
+            le, "nb4", root_file, "certbot renew --force-renewal --no-random-sleep-on-renew 2>&1"
+        )
         assert after != before
         assert "apache2ctl configtest fails; Apache NOT reloaded" in output
         assert "Invalid command 'NotADirective'" in output

@@ -15,13 +15,12 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 import login_traffic
-from lab.clients import ClientAddress
+import pytest
+from conftest import BAN_SECONDS, FIGURES, PASSWORD
 from login_traffic import reachable
 
-from conftest import BAN_SECONDS, FIGURES, PASSWORD
+from lab.clients import ClientAddress
 
 BAN_HOSTS = ["nb3", "nb6"]
 MAX_FAILURES = 5
@@ -51,18 +50,26 @@ def percentile(values: list[float], q: float) -> float:
 
 @pytest.fixture(scope="module")
 def clients():
-    with ClientAddress("attacker", ATTACKER) as attacker, ClientAddress("user", USER) as user, \
-            ClientAddress("flood", FLOODER) as flooder:
+    with (
+        ClientAddress("attacker", ATTACKER) as attacker,
+        ClientAddress("user", USER) as user,
+        ClientAddress("flood", FLOODER) as flooder,
+    ):
         yield {"attacker": attacker, "user": user, "flooder": flooder}
 
 
 def ban_scenario(deployment, ca: str, name: str, attacker: ClientAddress, user: ClientAddress) -> dict:
     url = f"https://{deployment.address(name)}/jupyter/"
     seen: dict = {"name": name}
-    user_run = user.popen(login_traffic.command("user", url, ca, "--seconds", str(SCENARIO_SECONDS),
-                                                "--interval", "0.3", "--relogin-every", "4"),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=login_traffic.environment(PASSWORD))
+    user_run = user.popen(
+        login_traffic.command(
+            "user", url, ca, "--seconds", str(SCENARIO_SECONDS), "--interval", "0.3", "--relogin-every", "4"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=login_traffic.environment(PASSWORD),
+    )
     try:
         time.sleep(2)
         # This machine is in login_ban_ignore: twice the limit and it still gets in.
@@ -79,8 +86,11 @@ def ban_scenario(deployment, ca: str, name: str, attacker: ClientAddress, user: 
         seen["ban_seconds_after_last_failure"] = None if banned_after is None else time.time() - last_failure
         seen["ignored_still_reachable"] = reachable(None, url, ca)
         # fail2ban's database brings the ban back after a restart.
-        deployment.ssh(name, "systemctl restart fail2ban && for i in $(seq 50); do "
-                             "fail2ban-client status jupyter-login >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1")
+        deployment.ssh(
+            name,
+            "systemctl restart fail2ban && for i in $(seq 50); do "
+            "fail2ban-client status jupyter-login >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1",
+        )
         # fail2ban lifts its bans when it stops and puts the ones still due back when its
         # jail starts again, with their original end.
         seen["banned_after_restart"] = wait_until(lambda: not reachable(attacker, url, ca), 10) is not None
@@ -97,14 +107,18 @@ def ban_scenario(deployment, ca: str, name: str, attacker: ClientAddress, user: 
 def scenarios(deployment, ca_files, clients):
     """The scenario on both hosts at once (its waits are the ban's own)."""
     with ThreadPoolExecutor(len(BAN_HOSTS)) as pool:
-        futures = {name: pool.submit(ban_scenario, deployment, str(ca_files[name]), name,
-                                     clients["attacker"], clients["user"]) for name in BAN_HOSTS}
+        futures = {
+            name: pool.submit(ban_scenario, deployment, str(ca_files[name]), name, clients["attacker"], clients["user"])
+            for name in BAN_HOSTS
+        }
         results = {name: future.result() for name, future in futures.items()}
     for name, seen in results.items():
         ban = seen["ban_seconds_after_last_failure"]
         FIGURES[f"login ban {name}: ban after the 5th failure"] = "never" if ban is None else f"{ban:.1f} s"
         unban = seen["unban_seconds"]
-        FIGURES[f"login ban {name}: lifted after"] = "never" if unban is None else f"{unban:.1f} s (setting {BAN_SECONDS} s)"
+        FIGURES[f"login ban {name}: lifted after"] = (
+            "never" if unban is None else f"{unban:.1f} s (setting {BAN_SECONDS} s)"
+        )
     return results
 
 
@@ -149,7 +163,8 @@ def test_the_ban_is_on_the_web_ports_only(scenarios, deployment):
 
 
 def test_switching_login_ban_off_removes_the_jails_and_their_bans_and_prints_no_address(
-        deployment, ca_files, clients, scenarios):
+    deployment, ca_files, clients, scenarios
+):
     name, attacker = "nb6", clients["attacker"]
     address, ca = deployment.address(name), str(ca_files[name])
     url = f"https://{address}/jupyter/"
@@ -158,8 +173,11 @@ def test_switching_login_ban_off_removes_the_jails_and_their_bans_and_prints_no_
     try:
         off = deployment.pyinfra(overrides={name: {"login_ban": False}})
         assert off.returncode == 0, off.output[-3000:]
-        assert sorted(off.changed()[address]) == ["Login ban | No login-ban filter", "Login ban | No login-ban jails",
-                                                  "Login ban | Stop the login-ban jails and lift their bans"]
+        assert sorted(off.changed()[address]) == [
+            "Login ban | No login-ban filter",
+            "Login ban | No login-ban jails",
+            "Login ban | Stop the login-ban jails and lift their bans",
+        ]
         assert reachable(attacker, url, ca), "the ban outlived its jail"
         assert "f2b-table" not in deployment.ssh(name, "nft list tables").stdout
         # No jail: failures count for nothing.
@@ -181,8 +199,10 @@ def test_switching_login_ban_off_removes_the_jails_and_their_bans_and_prints_no_
 
 def cpu_seconds(deployment, name: str) -> float:
     """CPU time the Jupyter server process has used (where every password check runs)."""
-    ticks = deployment.ssh(name, "pid=$(systemctl show -p MainPID --value jupyter); "
-                                 "awk '{print $14 + $15}' /proc/$pid/stat; getconf CLK_TCK").stdout.split()
+    ticks = deployment.ssh(
+        name,
+        "pid=$(systemctl show -p MainPID --value jupyter); awk '{print $14 + $15}' /proc/$pid/stat; getconf CLK_TCK",
+    ).stdout.split()
     return int(ticks[0]) / int(ticks[1])
 
 
@@ -190,9 +210,13 @@ def test_a_login_flood_is_banned_before_it_hurts_the_user(deployment, ca_files, 
     """200 wrong passwords in 10 s from one address while the user runs cells."""
     name = "nb3"
     url, ca = f"https://{deployment.address(name)}/jupyter/", str(ca_files[name])
-    user_run = clients["user"].popen(login_traffic.command("user", url, ca, "--seconds", "35", "--interval", "0.1"),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=login_traffic.environment(PASSWORD))
+    user_run = clients["user"].popen(
+        login_traffic.command("user", url, ca, "--seconds", "35", "--interval", "0.1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=login_traffic.environment(PASSWORD),
+    )
     try:
         time.sleep(10)
         cpu_before = cpu_seconds(deployment, name)
@@ -215,10 +239,14 @@ def test_a_login_flood_is_banned_before_it_hurts_the_user(deployment, ca_files, 
     after = latencies([c for c in user["cells"] if c["t"] > ended])
     assert user["errors"] == [] and all(c["ok"] for c in user["cells"]), user["errors"]
     assert before and during and after, (len(user["cells"]), started, ended, user["cells"][:1], user["cells"][-1:])
-    figures = {k: (statistics.median(v), percentile(v, 99), len(v)) for k, v in
-               (("before", before), ("during", during), ("after", after))}
+    figures = {
+        k: (statistics.median(v), percentile(v, 99), len(v))
+        for k, v in (("before", before), ("during", during), ("after", after))
+    }
     cpu = f"{cpu_after - cpu_before:.2f} s"
-    FIGURES["login flood: posts answered before the ban"] = f"{len(answered)} of {len(posts)} (statuses {sorted({p['status'] for p in answered})})"
+    FIGURES["login flood: posts answered before the ban"] = (
+        f"{len(answered)} of {len(posts)} (statuses {sorted({p['status'] for p in answered})})"
+    )
     FIGURES["login flood: Jupyter server CPU during the flood"] = cpu
     for key, (p50, p99, count) in figures.items():
         FIGURES[f"login flood: user cell {key}"] = f"p50 {p50:.0f} ms, p99 {p99:.0f} ms ({count} cells)"

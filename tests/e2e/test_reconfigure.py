@@ -5,9 +5,9 @@ Runs after test_deploy.py (same session deployment).
 """
 
 import pytest
+from conftest import PASSWORD
 
 from smoke.client import Jupyter
-from conftest import PASSWORD
 
 
 def main_pid(deployment, name, unit):
@@ -43,14 +43,16 @@ def test_only_the_changed_host_and_its_affected_services_changed(deployment, rec
     run, before, after, *_ = reconfigured
     changed = run.changed()
     assert list(changed) == [deployment.address("nb2")]
-    assert sorted(changed[deployment.address("nb2")]) == sorted([
-        "Jupyter Notebook service | Jupyter server config",
-        "Jupyter Notebook service | systemd unit",
-        "Jupyter Notebook service | Reload systemd units",
-        "Jupyter Notebook service | Restart Jupyter for its new config",
-        "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy)",
-        "Apache reverse proxy | Reload Apache (after configtest)",
-    ])
+    assert sorted(changed[deployment.address("nb2")]) == sorted(
+        [
+            "Jupyter Notebook service | Jupyter server config",
+            "Jupyter Notebook service | systemd unit",
+            "Jupyter Notebook service | Reload systemd units",
+            "Jupyter Notebook service | Restart Jupyter for its new config",
+            "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy)",
+            "Apache reverse proxy | Reload Apache (after configtest)",
+        ]
+    )
     assert after["nb2"] != before["nb2"], "Jupyter on nb2 was not restarted"
     assert after["nb1"] == before["nb1"] and after["nb3"] == before["nb3"], "an unchanged host restarted Jupyter"
 

@@ -12,10 +12,9 @@ import time
 
 import pytest
 import requests
-
-from smoke.client import Jupyter
-from smoke.client import _run_cell
 from conftest import FIGURES, PASSWORD
+
+from smoke.client import Jupyter, _run_cell
 
 WATCHED = "/etc/jupyter/jupyter_server_config.py /etc/jupyter/password_hash /etc/apache2/sites-available/jupyter.conf"
 
@@ -36,16 +35,25 @@ BAD_INPUT = [
     ({"tls_mode": "letsencrypt-please"}, "setting tls_mode = 'letsencrypt-please' is not allowed"),
     ({"jupyter_prot": 8888}, "unknown setting 'jupyter_prot': did you mean 'jupyter_port'?"),
     ({"pip_packages": ["numpy; rm -rf /"]}, "setting pip_packages = ['numpy; rm -rf /'] is not allowed"),
-    ({"conda_packages": ["https://example.org/evil.tar.bz2"]}, "setting conda_packages = ['https://example.org/evil.tar.bz2'] is not allowed"),
+    (
+        {"conda_packages": ["https://example.org/evil.tar.bz2"]},
+        "setting conda_packages = ['https://example.org/evil.tar.bz2'] is not allowed",
+    ),
     # Security review: an existing account (read from the host, still before any change),
     # a system directory to chown, an address that would add lines to the vhost.
-    ({"jupyter_user": "www-data"}, "setting jupyter_user = 'www-data' is not allowed: must be an account this deploy creates; 'www-data' already exists"),
+    (
+        {"jupyter_user": "www-data"},
+        "setting jupyter_user = 'www-data' is not allowed: must be an account this deploy creates; "
+        "'www-data' already exists",
+    ),
     ({"notebook_dir": "/etc"}, "setting notebook_dir = '/etc' is not allowed"),
-    ({"server_name": "fe80::1%\"\nCustomLog"}, "setting server_name = 'fe80::1%\"\\nCustomLog' is not allowed"),
+    ({"server_name": 'fe80::1%"\nCustomLog'}, "setting server_name = 'fe80::1%\"\\nCustomLog' is not allowed"),
 ]
 
 
-@pytest.mark.parametrize("data,message", BAD_INPUT, ids=[next(iter(d)) + "=" + repr(next(iter(d.values()))) for d, _ in BAD_INPUT])
+@pytest.mark.parametrize(
+    "data,message", BAD_INPUT, ids=[next(iter(d)) + "=" + repr(next(iter(d.values()))) for d, _ in BAD_INPUT]
+)
 def test_bad_input_is_refused_before_any_host_changes(deployment, data, message):
     before = {name: fingerprint(deployment, name) for name in ("nb1", "nb2")}
     run = deployment.pyinfra(overrides={"nb2": data})
@@ -126,7 +134,10 @@ def test_one_failing_host_does_not_sink_the_fleet(deployment, ca_files):
         assert deployment.address("nb1") in run.changed()  # the healthy host converged in the same run
         # The failed host kept its working installation: the unverified installer never ran.
         assert fingerprint(deployment, "nb3") == before
-        assert deployment.ssh("nb3", "cat /opt/anaconda3/.jupyter-deploy-installer").stdout.strip() == deployment.installer_sha256
+        assert (
+            deployment.ssh("nb3", "cat /opt/anaconda3/.jupyter-deploy-installer").stdout.strip()
+            == deployment.installer_sha256
+        )
         jupyter = Jupyter(f"https://{deployment.address('nb3')}/jupyter/", ca_file=str(ca_files["nb3"]))
         jupyter.login(PASSWORD)
         assert jupyter.execute("print(6*7)") == "42\n"
@@ -139,8 +150,11 @@ def test_installer_killed_half_way_is_repaired(deployment, ca_files):
     """A prefix without the completion marker is updated in place (-u) by the next run."""
     deployment.ssh("nb3", "systemctl stop jupyter && rm -rf /opt/anaconda3")
     deployment.pyinfra_killed_at("Starting operation: Conda distribution | Install the conda", delay=4)
-    state = deployment.ssh("nb3", "ls /opt/anaconda3 >/dev/null 2>&1 && echo prefix; "
-                                  "test -e /opt/anaconda3/.jupyter-deploy-installer && echo marker; true").stdout.split()
+    state = deployment.ssh(
+        "nb3",
+        "ls /opt/anaconda3 >/dev/null 2>&1 && echo prefix; "
+        "test -e /opt/anaconda3/.jupyter-deploy-installer && echo marker; true",
+    ).stdout.split()
     assert "marker" not in state
     resumed = deployment.pyinfra()
     assert resumed.returncode == 0, resumed.output[-3000:]
@@ -196,6 +210,7 @@ def test_ten_concurrent_kernels_for_a_minute(deployment, ca_files):
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     FIGURES["load: 10 kernels through Apache, 60 s"] = (
-        f"{len(latencies)} cells, {len(failures)} failed, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        f"{len(latencies)} cells, {len(failures)} failed, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
     assert failures == []
     assert len(latencies) > 100

@@ -8,16 +8,16 @@ import re
 import time
 import warnings
 
+import apache_local
 import pytest
 import requests
 import websocket
-
-import apache_local
-from smoke.client import Jupyter, _run_cell
 from conftest import MACHINES, PASSWORD
+
 from lab.config import BRIDGE_IP, METADATA_IP, PROXY_PORT
 from lab.network import MetadataService
 from operations import apache, tls
+from smoke.client import Jupyter, _run_cell
 
 NAMES = [name for name, _ in MACHINES]
 
@@ -28,6 +28,7 @@ def client(deployment, ca_files, name):
 
 # -- TLS ------------------------------------------------------------------------------
 
+
 def mozilla_intermediate_issues(address: str, port: int = 443) -> dict:
     """Grade a TLS server against Mozilla's intermediate profile with sslyze's Python API.
 
@@ -35,18 +36,26 @@ def mozilla_intermediate_issues(address: str, port: int = 443) -> dict:
     """
     from sslyze import Scanner, ServerNetworkLocation, ServerScanRequest, ServerScanStatusEnum
     from sslyze.mozilla_tls_profile.tls_config_checker import (
-        SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER, MozillaTlsConfiguration, ServerNotCompliantWithTlsConfiguration,
-        TlsConfigurationEnum, check_server_against_tls_configuration)
+        SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER,
+        MozillaTlsConfiguration,
+        ServerNotCompliantWithTlsConfiguration,
+        TlsConfigurationEnum,
+        check_server_against_tls_configuration,
+    )
 
     location = ServerNetworkLocation(hostname=address, port=port, ip_address=address)
     scanner = Scanner()
-    scanner.queue_scans([ServerScanRequest(server_location=location, scan_commands=SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER)])
+    scanner.queue_scans(
+        [ServerScanRequest(server_location=location, scan_commands=SCAN_COMMANDS_NEEDED_BY_MOZILLA_CHECKER)]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the system trust store has certificates cryptography frowns at
         [result] = list(scanner.get_results())
     assert result.scan_status == ServerScanStatusEnum.COMPLETED, f"sslyze could not scan {address}:{port}"
     try:
-        check_server_against_tls_configuration(result, MozillaTlsConfiguration.get(TlsConfigurationEnum.MOZILLA_INTERMEDIATE))
+        check_server_against_tls_configuration(
+            result, MozillaTlsConfiguration.get(TlsConfigurationEnum.MOZILLA_INTERMEDIATE)
+        )
     except ServerNotCompliantWithTlsConfiguration as error:
         return error.issues
     return {}
@@ -64,7 +73,7 @@ def test_tls_grader_fails_a_deliberately_weak_vhost(tmp_path):
     """Negative control: the same grader, our vhost with its TLS lines weakened, on loopback."""
     cert, key = apache_local.keypair(tmp_path)
     vhost = apache.vhost("127.0.0.1", "/jupyter/", 8888, cert, key)
-    vhost = vhost[vhost.index("<VirtualHost *:443>"):].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18443>")
+    vhost = vhost[vhost.index("<VirtualHost *:443>") :].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18443>")
     vhost = re.sub(r"SSLProtocol .*", "SSLProtocol all", vhost)
     vhost = re.sub(r"SSLCipherSuite .*", "SSLCipherSuite ALL:@SECLEVEL=0", vhost)
     vhost = re.sub(r"SSLOpenSSLConfCmd Curves .*", "", vhost)
@@ -77,8 +86,10 @@ def test_tls_grader_fails_a_deliberately_weak_vhost(tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 def test_certificate_lives_at_most_366_days_and_its_key_is_root_only(deployment, name):
     dates = deployment.ssh(name, f"openssl x509 -in {tls.CERT} -noout -startdate -enddate -ext subjectAltName").stdout
-    start, end = (time.mktime(time.strptime(value, "%b %d %H:%M:%S %Y GMT"))
-                  for value in re.findall(r"=(\w{3} +\d+ [\d:]+ \d{4} GMT)", dates))
+    start, end = (
+        time.mktime(time.strptime(value, "%b %d %H:%M:%S %Y GMT"))
+        for value in re.findall(r"=(\w{3} +\d+ [\d:]+ \d{4} GMT)", dates)
+    )
     assert (end - start) / 86400 <= 366
     assert f"IP Address:{deployment.address(name)}" in dates
     assert deployment.ssh(name, f"stat -c '%U:%G:%a' {tls.KEY}").stdout.strip() == "root:root:600"
@@ -98,12 +109,15 @@ def test_hsts_and_referrer_policy_on_https_only(deployment, ca_files, name):
 
 # -- Apache hygiene ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_no_version_banner_from_apache_or_jupyter(deployment, ca_files, name):
     jupyter = client(deployment, ca_files, name)
     proxied = jupyter.get("api/status")
     assert proxied.headers["Server"] == "Apache"
-    apache_own = requests.get(f"https://{deployment.address(name)}/no-such-page", verify=str(ca_files[name]), timeout=10)
+    apache_own = requests.get(
+        f"https://{deployment.address(name)}/no-such-page", verify=str(ca_files[name]), timeout=10
+    )
     assert apache_own.status_code == 404
     assert apache_own.headers["Server"] == "Apache"
     assert "Apache/" not in apache_own.text and "Tornado" not in apache_own.text
@@ -113,8 +127,9 @@ def test_no_version_banner_from_apache_or_jupyter(deployment, ca_files, name):
 def test_trace_is_disabled(deployment, ca_files, name):
     # Outside the proxied path, where Apache itself would answer a TRACE by echoing it.
     for path in ("/trace-probe", "/jupyter/"):
-        response = requests.request("TRACE", f"https://{deployment.address(name)}{path}",
-                                    verify=str(ca_files[name]), timeout=10)
+        response = requests.request(
+            "TRACE", f"https://{deployment.address(name)}{path}", verify=str(ca_files[name]), timeout=10
+        )
         assert response.status_code == 405, path
 
 
@@ -145,6 +160,7 @@ def test_idle_kernel_websocket_survives(deployment, ca_files):
 
 # -- Jupyter ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_xsrf_cookie_is_secure_and_samesite(deployment, ca_files, name):
     jupyter = client(deployment, ca_files, name)
@@ -165,8 +181,9 @@ def test_cross_origin_websocket_is_refused(deployment, ca_files, name):
 @pytest.mark.parametrize("name", NAMES)
 def test_foreign_host_header_is_refused(deployment, ca_files, name):
     address = deployment.address(name)
-    response = requests.get(f"https://{address}/jupyter/login", headers={"Host": "evil.example"},
-                            verify=str(ca_files[name]), timeout=10)
+    response = requests.get(
+        f"https://{address}/jupyter/login", headers={"Host": "evil.example"}, verify=str(ca_files[name]), timeout=10
+    )
     assert response.status_code == 403
 
 
@@ -177,11 +194,12 @@ def test_no_token_login_and_no_api_without_password(deployment, ca_files, name):
     assert jupyter.get("api/contents", headers={"Authorization": "token "}).status_code == 403
     config = deployment.ssh(name, "cat /etc/jupyter/jupyter_server_config.py").stdout
     assert 'c.IdentityProvider.token = ""' in config
-    for unsafe in ("allow_origin = \"*\"", "disable_check_xsrf = True", "allow_root = True"):
+    for unsafe in ('allow_origin = "*"', "disable_check_xsrf = True", "allow_root = True"):
         assert unsafe not in config
 
 
 # -- Service ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_service_is_hardened_and_unprivileged(deployment, ca_files, name):
@@ -223,6 +241,7 @@ def test_notebooks_cannot_reach_the_cloud_metadata_service_but_keep_the_network(
 
 # -- Firewall -----------------------------------------------------------------------------
 
+
 async def _open_ports(address: str, ports, timeout: float = 1.0) -> set[int]:
     limit = asyncio.Semaphore(256)
 
@@ -230,7 +249,7 @@ async def _open_ports(address: str, ports, timeout: float = 1.0) -> set[int]:
         async with limit:
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 return None
             writer.close()
             return port
@@ -241,7 +260,9 @@ async def _open_ports(address: str, ports, timeout: float = 1.0) -> set[int]:
 @pytest.mark.parametrize("name", NAMES)
 def test_port_scan_sees_only_ssh_http_https(deployment, name):
     # Something listening on every address, as a notebook user might start: still unreachable.
-    deployment.ssh(name, "systemd-run --unit=scan-bait --collect timeout 120 python3 -m http.server 9999 --bind 0.0.0.0")
+    deployment.ssh(
+        name, "systemd-run --unit=scan-bait --collect timeout 120 python3 -m http.server 9999 --bind 0.0.0.0"
+    )
     try:
         deployment.ssh(name, "for i in $(seq 50); do ss -Hltn | grep -q ':9999 ' && exit 0; sleep 0.1; done; exit 1")
         ports = [*range(1, 1025), 3000, 5000, 8000, 8080, 8443, 8888, 9999]
@@ -252,11 +273,15 @@ def test_port_scan_sees_only_ssh_http_https(deployment, name):
 
 # -- Secrets ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_password_never_reaches_the_host_and_the_hash_is_private(deployment, name):
     found = deployment.ssh(
-        name, f"grep -rlsF '{PASSWORD}' /etc /var/log /var/lib /srv /root /tmp /var/tmp /opt/anaconda3/etc; "
-              "journalctl --no-pager | grep -cF 'argon2id' || true", check=False).stdout.split()
+        name,
+        f"grep -rlsF '{PASSWORD}' /etc /var/log /var/lib /srv /root /tmp /var/tmp /opt/anaconda3/etc; "
+        "journalctl --no-pager | grep -cF 'argon2id' || true",
+        check=False,
+    ).stdout.split()
     assert found == ["0"], found
     assert deployment.ssh(name, "stat -c '%U:%G:%a' /etc/jupyter/password_hash").stdout.strip() == "root:jupyter:640"
     assert deployment.ssh(name, "stat -c '%U:%G:%a' /etc/jupyter").stdout.strip() == "root:jupyter:750"

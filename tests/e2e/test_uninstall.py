@@ -11,19 +11,27 @@ import re
 from urllib.parse import quote
 
 import pytest
-
 from conftest import FIGURES, PASSWORD, TIMINGS
+
 from smoke.client import Jupyter
 
 NAME = "nb2"
 NOTEBOOK = "kept across uninstall.ipynb"
 NOTEBOOK_JSON = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 # What the deploy leaves that uninstall must remove (paths), beside services and rules.
-DEPLOY_PATHS = ["/etc/systemd/system/jupyter.service", "/etc/jupyter", "/usr/local/lib/jupyter-deploy",
-                "/etc/apache2/sites-available/jupyter.conf", "/etc/apache2/sites-enabled/jupyter.conf",
-                "/etc/apache2/conf-available/zz-jupyter-hardening.conf", "/etc/ssl/certs/jupyter-apache.crt",
-                "/etc/ssl/private/jupyter-apache.key", "/etc/fail2ban/jail.d/jupyter-apache-deploy.local",
-                "/etc/fail2ban/filter.d/jupyter-login.conf", "/var/lib/jupyter-apache-deploy"]
+DEPLOY_PATHS = [
+    "/etc/systemd/system/jupyter.service",
+    "/etc/jupyter",
+    "/usr/local/lib/jupyter-deploy",
+    "/etc/apache2/sites-available/jupyter.conf",
+    "/etc/apache2/sites-enabled/jupyter.conf",
+    "/etc/apache2/conf-available/zz-jupyter-hardening.conf",
+    "/etc/ssl/certs/jupyter-apache.crt",
+    "/etc/ssl/private/jupyter-apache.key",
+    "/etc/fail2ban/jail.d/jupyter-apache-deploy.local",
+    "/etc/fail2ban/filter.d/jupyter-login.conf",
+    "/var/lib/jupyter-apache-deploy",
+]
 
 
 def jupyter_client(deployment, ca_files) -> Jupyter:
@@ -35,8 +43,9 @@ def jupyter_client(deployment, ca_files) -> Jupyter:
 @pytest.fixture(scope="module")
 def uninstalled(deployment, ca_files):
     one = deployment.only(NAME)
-    jupyter_client(deployment, ca_files).api("PUT", "contents/" + quote(NOTEBOOK),
-                                             json={"type": "notebook", "format": "json", "content": NOTEBOOK_JSON})
+    jupyter_client(deployment, ca_files).api(
+        "PUT", "contents/" + quote(NOTEBOOK), json={"type": "notebook", "format": "json", "content": NOTEBOOK_JSON}
+    )
     notebook_hash = deployment.ssh(NAME, f"sha256sum '/srv/jupyter/{NOTEBOOK}'").stdout.split()[0]
     first = one.pyinfra("-vvv", script="uninstall.py")
     state = {
@@ -70,7 +79,9 @@ def test_uninstall_removes_the_service_the_site_and_the_rules(uninstalled):
     assert uninstalled["configtest"].returncode == 0, uninstalled["configtest"].stderr
     # Apache's default site is back (the deploy had disabled it), and only what it needs.
     assert uninstalled["http"] == "200" and "Apache2 Debian Default Page" in uninstalled["page"]
-    assert not {"proxy.load", "proxy_http.load", "rewrite.load", "headers.load", "ssl.load"} & set(uninstalled["modules"])
+    assert not {"proxy.load", "proxy_http.load", "rewrite.load", "headers.load", "ssl.load"} & set(
+        uninstalled["modules"]
+    )
     assert "allow 80/tcp" not in uninstalled["ufw"] and "allow 443/tcp" not in uninstalled["ufw"]
     assert "ufw allow 22/tcp" in uninstalled["ufw"]
     printed = re.findall(r"(?:removed|re-enabled|kept): [^\n]*", first.output)

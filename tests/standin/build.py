@@ -26,12 +26,32 @@ REQUIREMENTS = ("notebook>=7,<8", "pip")
 def download_wheels(dest: Path) -> None:
     for version in PYTHON_VERSIONS:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-             "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
-             "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
-             "--platform", "manylinux2014_x86_64", "--platform", "linux_x86_64",
-             "-d", str(dest), *REQUIREMENTS],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--only-binary=:all:",
+                "--python-version",
+                version,
+                "--implementation",
+                "cp",
+                "--platform",
+                "manylinux_2_28_x86_64",
+                "--platform",
+                "manylinux_2_17_x86_64",
+                "--platform",
+                "manylinux2014_x86_64",
+                "--platform",
+                "linux_x86_64",
+                "-d",
+                str(dest),
+                *REQUIREMENTS,
+            ],
+            check=True,
+            capture_output=True,
         )
 
 
