@@ -9,11 +9,19 @@ parameters, salt or checksum would be as good as the hash itself for guessing th
 password offline. With the stored parameters and salt the control machine recomputes
 the hash of the password it has; when the line is the same, nothing changes. A re-run
 with the same password is therefore a no-op, and a new password gets a fresh random salt.
+
+argon2 costs the control machine 35-75 ms of CPU per hash, and pyinfra's hosts share one
+thread: per host, that would stall every other host's run. So within a run each password
+is hashed once for all the hosts that need a new line (they get the same line: the same
+password, so nothing more to learn from several copies), and each stored line is checked
+once however many hosts hold it. A fleet deployed by this version holds one line: a rerun
+costs one hash, whatever the number of hosts.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import shlex
@@ -56,6 +64,7 @@ def file_content(line: str) -> str:
     return line + "\n"
 
 
+@functools.lru_cache(maxsize=64)
 def rehash_with(stored: str, password: str) -> str | None:
     """The line ``password`` would give with the parameters and salt of the ``stored`` line."""
     match = _ARGON2_PARAMS_SALT.match(stored or "")
@@ -119,7 +128,14 @@ def desired_line(
     same_user = not htpasswd_user or first_line.startswith(f"{htpasswd_user}:")
     if same_salt and file_content(same_salt) == current and same_user:
         return None
-    # A new password (or user, or a file in another format) gets a fresh random salt.
+    # A new password (or user, or a file in another format) gets a fresh random salt, once
+    # per run: every host that needs a new line gets this one.
+    return new_line(password, htpasswd_user)
+
+
+@functools.lru_cache(maxsize=16)
+def new_line(password: str, htpasswd_user: str | None = None) -> str:
+    """A freshly salted line for ``password``, the same for every host of this run."""
     if htpasswd_user:
         return htpasswd_line(htpasswd_user, password)
     return hash_password(password)

@@ -518,3 +518,28 @@ def test_an_account_an_earlier_version_made_is_still_accepted(monkeypatch):
     assert [c for c in commands if c.startswith("usermod")] == [
         "usermod -c 'Jupyter Notebook (jupyter-apache-deploy)' jupyter"
     ]
+
+
+def test_a_fleet_sharing_a_password_costs_one_argon2_hash_per_run(monkeypatch):
+    """The control machine's argon2 work does not grow with the number of hosts."""
+    hashes = []
+    real = passwords.hash_password
+
+    def counted(*args, **kwargs):
+        hashes.append(1)
+        return real(*args, **kwargs)
+
+    responses = converged_responses()  # one stored line, as this version leaves a fleet
+    for fresh in (True, False):
+        passwords.rehash_with.cache_clear()
+        passwords.new_line.cache_clear()
+        monkeypatch.setattr(passwords, "hash_password", counted)
+        hashes.clear()
+        hosts = [
+            (f"@fake/nb{i}", {"server_name": NAME, "fake_responses": FRESH if fresh else responses})
+            for i in range(1, 6)
+        ]
+        results = run_deploy(monkeypatch, hosts)
+        assert len(hashes) == 1, (fresh, len(hashes))
+        if not fresh:
+            assert all(changed == [] for _, changed in results.values())
