@@ -1,66 +1,81 @@
 """
-    python bench/fake_fleet.py N
+    python bench/fake_fleet.py N [--parallel P]
 
-The whole deploy.py against N simulated converged hosts on pyinfra's @fake connector,
-each command taking 50 ms; prints wall time, peak memory of this (control) process and
-the number of changed operations as JSON. Run by bench/run.py.
+The real CLI (``pyinfra -y INVENTORY deploy.py``, as users and CI run it) against N
+simulated converged hosts on pyinfra's @fake connector, each command taking 50 ms; with
+pyinfra's default parallelism, or ``--parallel P``. Prints wall time, peak memory of the
+pyinfra process and the run's totals as JSON. Run by bench/run.py.
 """
 
-from gevent import monkey
+from __future__ import annotations
 
-monkey.patch_all()
-
-import json  # noqa: E402
-import resource  # noqa: E402
-import runpy  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from pyinfra.api import Config, Inventory, State  # noqa: E402
-from pyinfra.api.connect import connect_all  # noqa: E402
-from pyinfra.api.deploy import add_deploy  # noqa: E402
-from pyinfra.api.operations import run_ops  # noqa: E402
-from test_fake_deploy import NAME, PASSWORD, converged_responses  # noqa: E402
-
+from lab.fake_hosts import PASSWORD  # noqa: E402
 from operations import settings  # noqa: E402
 
+# The inventory pyinfra loads: N hosts sharing one set of canned answers (lab/fake_hosts.py).
+INVENTORY = """\
+import sys
+sys.path.insert(0, {root!r})
+from pyinfra.connectors.fake import FakeConnector
+from lab.fake_hosts import NAME, FakeDownloads, converged_responses
 
-def main(size: int) -> dict:
-    import os
+# The @fake connector downloads nothing: the password file comes from the canned answers.
+FakeConnector.get_file = FakeDownloads.get_file
+_responses = converged_responses()
+notebooks = [
+    (f"@fake/nb{{i}}", {{"server_name": NAME, "fake_delay": 0.05, "fake_delay_jitter": 0,
+                       "fake_responses": _responses}})
+    for i in range({size})
+]
+"""
 
-    os.chdir(ROOT)
-    os.environ[settings.PASSWORD_ENV] = PASSWORD
-    responses = converged_responses()
-    hosts = [
-        (f"@fake/nb{i}", {"server_name": NAME, "fake_delay": 0.05, "fake_delay_jitter": 0, "fake_responses": responses})
-        for i in range(size)
-    ]
-    started = time.monotonic()
-    # check_for_changes=False: what `pyinfra -y` (and CI) runs; with it pyinfra would also
-    # evaluate every operation once more while planning, one host after another.
-    state = State(Inventory((hosts, {})), Config(PARALLEL=size), check_for_changes=False)
-    connect_all(state)
-    add_deploy(state, lambda: runpy.run_path(str(ROOT / "deploy.py")))
-    run_ops(state)
-    seconds = time.monotonic() - started
-    changed = sum(
-        1
-        for host in state.inventory
-        for op_hash in state.get_op_order()
-        if (op := state.ops[host].get(op_hash)) and op.operation_meta.is_complete() and op.operation_meta.did_change()
-    )
+
+def main(size: int, parallel: int | None) -> dict:
+    with tempfile.TemporaryDirectory() as directory:
+        inventory = Path(directory) / "fleet_inventory.py"
+        inventory.write_text(INVENTORY.format(root=str(ROOT), size=size))
+        command = [sys.executable, "-m", "pyinfra", "-y", "--json", str(inventory), "deploy.py"]
+        if parallel:
+            command += ["--parallel", str(parallel)]
+        started = time.monotonic()
+        result = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=dict(os.environ, **{settings.PASSWORD_ENV: PASSWORD}),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"pyinfra failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    totals = json.loads(result.stdout)["results"]["totals"]
     return {
         "hosts": size,
+        "parallel": parallel or "default",
         "seconds": seconds,
-        "changed": changed,
-        "failed_hosts": len(state.failed_hosts),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "changed": totals["success"],
+        "failed_hosts": totals["error"],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]))))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("size", type=int)
+    parser.add_argument("--parallel", type=int)
+    args = parser.parse_args()
+    print(json.dumps(main(args.size, args.parallel)))

@@ -152,18 +152,26 @@ def bench_fleet(repeat: int, parts: set[str]) -> tuple[dict, dict]:
 
 
 def bench_fake(sizes: list[int]) -> dict:
+    """The real CLI over N @fake hosts, default parallelism and --parallel N (bench/fake_fleet.py)."""
     out = {}
     for size in sizes:
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "fake_fleet.py"), str(size)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        out[str(size)] = json.loads(result.stdout)
-        print(f"  fake fleet {size}: {out[str(size)]['seconds']:.1f} s", file=sys.stderr)
+        for parallel in (None, size):
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "fake_fleet.py"),
+                    str(size),
+                    *(["--parallel", str(parallel)] if parallel else []),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            key = f"{size}" + (f" --parallel {parallel}" if parallel else "")
+            out[key] = json.loads(result.stdout)
+            print(f"  fake fleet {key}: {out[key]['seconds']:.1f} s", file=sys.stderr)
     return out
 
 
@@ -193,7 +201,7 @@ def table(results: dict) -> str:
         rows.append(f"| {name} | {figures} | | |")
     for size, figures in results.get("fake", {}).items():
         rows.append(
-            f"| @fake fleet, {size} hosts, 50 ms/command, no-op | {figures['seconds']:.1f} s, "
+            f"| pyinfra -y over {size} @fake hosts, 50 ms/command, no-op | {figures['seconds']:.1f} s, "
             f"peak {figures['peak_rss_mib']:.0f} MiB, {figures['changed']} changed | | |"
         )
     return "\n".join(rows)
