@@ -18,9 +18,8 @@ from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
-from pyinfra.operations.util import any_changed
 
-from . import letsencrypt, passwords, settings
+from . import letsencrypt, owed, passwords, settings
 from .render import render
 
 # What Apache enables and how: the commands that enable and disable each kind.
@@ -302,16 +301,12 @@ def _site(cert: str, key: str) -> str:
     )
 
 
-def _reload_if_changed(changes, pending=False):
+def _reload_if_changed(changes, pending=lambda: False):
     # Decided when the run executes (`_if`), not by asking the operations now whether they
     # will change: that would run every fact they need twice. A --dry run lists the reload
     # as conditional; it follows a change on the same host or nothing. Config an interrupted
-    # run left unapplied (``pending``) is reloaded unconditionally.
-    changes = [op for op in changes if op is not None]
-    if pending:
-        reloaded(name="Reload Apache (after configtest)")
-    else:
-        reloaded(name="Reload Apache (after configtest)", _if=any_changed(*changes))
+    # run left unapplied (``pending()``) is reloaded whatever this run changes (operations/owed.py).
+    reloaded(name="Reload Apache (after configtest)", **owed.gate(pending, changes))
 
 
 @deploy(
@@ -383,7 +378,7 @@ def configure_apache(cert: str, key: str, reload_after=()):
         key,
         HTPASSWD,
     ]
-    _reload_if_changed(changes, pending=host.get_fact(ApacheReloadPending, paths=managed))
+    _reload_if_changed(changes, pending=lambda: host.get_fact(ApacheReloadPending, paths=managed))
 
 
 @deploy(

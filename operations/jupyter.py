@@ -15,9 +15,8 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
 from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
 
-from . import passwords, settings
+from . import owed, passwords, settings
 from .render import render
 
 CONFIG_DIR = "/etc/jupyter"
@@ -343,14 +342,16 @@ def install_jupyter():
         mode="644",
         create_remote_dir=True,
     )
-    # Files an interrupted earlier run wrote but never restarted for.
-    pending = host.get_fact(
-        RestartPending, unit=UNIT, paths=[CONFIG_FILE, LOGIN_HANDLER_FILE, PASSWORD_FILE, UNIT_FILE]
+    # Files an interrupted earlier run wrote but never restarted for (see operations/owed.py).
+    pending = owed.once(
+        lambda: host.get_fact(
+            RestartPending, unit=UNIT, paths=[CONFIG_FILE, LOGIN_HANDLER_FILE, PASSWORD_FILE, UNIT_FILE]
+        )
     )
-    # Gated when the run executes (`_if`), unless an interrupted run left them owed: asking
-    # the operations now whether they will change would run their facts twice.
+    # Gated on this run's changes (`_if`): asking the operations now whether they will change
+    # would run their facts twice.
     systemd.daemon_reload(
-        name="Reload systemd units", **({} if "daemon-reload" in pending else {"_if": any_changed(unit, limits)})
+        name="Reload systemd units", **owed.gate(lambda: "daemon-reload" in pending(), [unit, limits])
     )
     # New limits reach the running unit's cgroup at once; no restart, kernels keep running.
     # (A stopped unit gets them from the drop-in when it starts.)
@@ -375,6 +376,6 @@ def install_jupyter():
         name="Restart Jupyter for its new config",
         service=UNIT,
         restarted=True,
-        **({} if pending else {"_if": any_changed(config, login_handler, password, unit)}),
+        **owed.gate(pending, [config, login_handler, password, unit]),
     )
     systemd.service(name="Jupyter running and enabled", service=UNIT, running=True, enabled=True)

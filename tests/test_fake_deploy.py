@@ -23,13 +23,15 @@ from operations import apache, jupyter, letsencrypt, login_ban, passwords, setti
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=()):
-    """Run deploy.py for ``[(name, data)]`` on @fake hosts; returns {name: (commands, changed ops)}."""
+def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=(), yes=False):
+    """Run deploy.py for ``[(name, data)]`` on @fake hosts; returns {name: (commands, changed ops)}.
+
+    ``yes``: as ``pyinfra -y`` runs it (no change detection while planning)."""
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(FakeConnector, "get_file", FakeDownloads.get_file)
     monkeypatch.setenv(settings.PASSWORD_ENV, password)
     inventory = Inventory(([(name, {"fake_delay": 0, "fake_delay_jitter": 0, **data}) for name, data in hosts], {}))
-    state = State(inventory, Config())
+    state = State(inventory, Config(), check_for_changes=not yes)
     connect_all(state)
     add_deploy(state, lambda: runpy.run_path(str(ROOT / "deploy.py")))
     try:
@@ -149,14 +151,15 @@ def test_three_hosts_in_one_run_each_get_their_own_name(monkeypatch):
         assert f"nb{(i % 3) + 1}.test" not in commands
 
 
-def test_config_an_interrupted_run_left_unapplied_is_applied(monkeypatch):
+@pytest.mark.parametrize("yes", [False, True], ids=["asking first", "-y"])
+def test_config_an_interrupted_run_left_unapplied_is_applied(monkeypatch, yes):
     """Killed after writing files but before reloading/restarting: the next run still does it."""
     responses = converged_responses()
     # Same keys, so they keep their place ahead of the answers that would also match.
     responses[f"-newer {apache.RELOAD_STAMP}"] = f"/etc/apache2/sites-available/{apache.SITE}.conf"
     responses["NeedDaemonReload"] = [jupyter.CONFIG_FILE]
     [(commands, changed)] = run_deploy(
-        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})], yes=yes
     ).values()
     assert changed == [
         "Jupyter Notebook service | Restart Jupyter for its new config",
@@ -344,3 +347,28 @@ def test_a_fleet_sharing_a_password_costs_one_argon2_hash_per_run(monkeypatch):
         assert len(hashes) == 1, (fresh, len(hashes))
         if not fresh:
             assert all(changed == [] for _, changed in results.values())
+
+
+# Facts still read while planning, on purpose: an account this deploy did not make, and an
+# Apache too old for the vhost, stop the host before anything on it changes.
+PLANNING_FACTS = {"AccountOrigin", "ApacheVersion"}
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "converged"])
+def test_with_y_nothing_but_the_two_safety_checks_reaches_the_host_while_planning(monkeypatch, fresh):
+    import pyinfra.api.host
+
+    read_while_planning = []
+    real = pyinfra.api.host.get_fact
+
+    def recording(state, host, cls, *args, **kwargs):
+        if not state.is_executing:
+            read_while_planning.append(cls.__name__)
+        return real(state, host, cls, *args, **kwargs)
+
+    monkeypatch.setattr(pyinfra.api.host, "get_fact", recording)
+    responses = FRESH if fresh else converged_responses()
+    results = run_deploy(monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})], yes=True)
+    assert set(read_while_planning) == PLANNING_FACTS, read_while_planning
+    if not fresh:
+        assert results["@fake/nb1"][1] == []
