@@ -43,6 +43,9 @@ PHASES = {
     "No private ACME CA": "apache",
     "Apache reverse proxy": "apache",
     "Firewall": "firewall",
+    "Login ban": "login ban",
+    "Backups": "backups",
+    "Fleet packages": "fleet packages",
 }
 OP_START = re.compile(r"^--> Starting operation: (.+?) \| ")
 COMMAND = re.compile(r"^\s*\[([^\]]+)\] >>> ")
@@ -199,9 +202,12 @@ def table(results: dict) -> str:
             rows.append(f"| &nbsp;&nbsp;commands per operation | {cmds / ops:.2f} | | |")
     for name, figures in results.get("proxy", {}).get("figures", {}).items():
         rows.append(f"| {name} | {figures} | | |")
-    for size, figures in results.get("fake", {}).items():
+    for figures in results.get("fake", {}).values():
+        parallel = figures["parallel"]
+        parallelism = "default parallelism" if parallel == "default" else f"--parallel {parallel}"
         rows.append(
-            f"| pyinfra -y over {size} @fake hosts, 50 ms/command, no-op | {figures['seconds']:.1f} s, "
+            f"| pyinfra -y, {figures['hosts']} @fake hosts, 50 ms/command, no-op, {parallelism} "
+            f"| {figures['seconds']:.1f} s, "
             f"peak {figures['peak_rss_mib']:.0f} MiB, {figures['changed']} changed | | |"
         )
     return "\n".join(rows)
