@@ -17,7 +17,7 @@ import time
 from urllib.parse import quote
 
 import pytest
-from conftest import FIGURES, PASSWORD, ROOT, TIMINGS
+from scenario import FIGURES, PASSWORD, ROOT, TIMINGS
 
 from smoke.client import Jupyter
 

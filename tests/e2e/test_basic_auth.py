@@ -11,7 +11,7 @@ import time
 import login_traffic
 import pytest
 import requests
-from conftest import PASSWORD
+from scenario import PASSWORD
 
 from lab.clients import ClientAddress
 from smoke.client import Jupyter

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import FIGURES, PASSWORD
+from scenario import FIGURES, PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

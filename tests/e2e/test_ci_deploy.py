@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import FIGURES, PASSWORD, ROOT, TIMINGS
+from scenario import FIGURES, PASSWORD, ROOT, TIMINGS
 
 VHOST = "/etc/apache2/sites-available/jupyter.conf"
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import LAB_DATA, MACHINES, PASSWORD, ROOT
+from scenario import LAB_DATA, MACHINES, PASSWORD, ROOT
 
 from smoke import check
 from smoke.client import Jupyter, LoginFailed

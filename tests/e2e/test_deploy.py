@@ -5,7 +5,7 @@ checked from outside through Apache the way a browser uses them.
 
 import pytest
 import requests
-from conftest import MACHINES, PASSWORD
+from scenario import MACHINES, PASSWORD
 
 from smoke.client import Jupyter, LoginFailed
 

@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 import websocket
-from conftest import ENV_DATA, FIGURES, FLEET_PIP_PACKAGES, PASSWORD, TIMINGS
+from scenario import ENV_DATA, FIGURES, FLEET_PIP_PACKAGES, PASSWORD, TIMINGS
 
 from lab.memory import MemoryCap
 from smoke.client import Jupyter, _run_cell, execute_request

@@ -7,7 +7,7 @@ is never enabled while the port of the SSH connection doing it is not allowed.
 import socket
 
 import pytest
-from conftest import Deployment
+from scenario import Deployment
 
 from operations import firewall
 

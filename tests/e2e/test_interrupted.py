@@ -5,7 +5,7 @@ config unapplied; the next run must still apply it, and the one after changes no
 """
 
 import requests
-from conftest import PASSWORD
+from scenario import PASSWORD
 
 from smoke.client import Jupyter
 

@@ -20,7 +20,7 @@ import threading
 import time
 
 import pytest
-from conftest import FIGURES, PASSWORD, TIMINGS, Deployment
+from scenario import FIGURES, PASSWORD, TIMINGS, Deployment
 
 from lab.acme import TEST_DOMAIN, AcmeServer
 from smoke.client import Jupyter

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import login_traffic
 import pytest
-from conftest import BAN_SECONDS, FIGURES, PASSWORD
 from login_traffic import reachable
+from scenario import BAN_SECONDS, FIGURES, PASSWORD
 
 from lab.clients import ClientAddress
 

@@ -5,7 +5,7 @@ Runs after test_deploy.py (same session deployment).
 """
 
 import pytest
-from conftest import PASSWORD
+from scenario import PASSWORD
 
 from smoke.client import Jupyter
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import requests
-from conftest import FIGURES, PASSWORD
+from scenario import FIGURES, PASSWORD
 
 from smoke.client import Jupyter, _run_cell
 

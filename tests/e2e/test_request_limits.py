@@ -11,7 +11,7 @@ import os
 
 import pytest
 import requests
-from conftest import ENV_DATA, PASSWORD
+from scenario import ENV_DATA, PASSWORD
 
 from operations import apache, settings
 from smoke.client import Jupyter

@@ -12,7 +12,7 @@ import apache_local
 import pytest
 import requests
 import websocket
-from conftest import MACHINES, PASSWORD
+from scenario import MACHINES, PASSWORD
 
 from lab.config import BRIDGE_IP, METADATA_IP, PROXY_PORT
 from lab.network import MetadataService

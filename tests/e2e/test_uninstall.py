@@ -11,7 +11,7 @@ import re
 from urllib.parse import quote
 
 import pytest
-from conftest import FIGURES, PASSWORD, TIMINGS
+from scenario import FIGURES, PASSWORD, TIMINGS
 
 from smoke.client import Jupyter
 
