@@ -309,18 +309,22 @@ def _reload_if_changed(changes, pending=lambda: False):
     reloaded(name="Reload Apache (after configtest)", **owed.gate(pending, changes))
 
 
+# The settings the vhost is made from (``_site``).
+SITE_SETTINGS = (
+    "jupyter_base_url",
+    "jupyter_port",
+    "server_name",
+    "basic_auth_user",
+    "apache_extra_directives",
+    "tls_mode",
+    "apache_proxy_timeout",
+    "max_request_size",
+)
+
+
 @deploy(
     "Apache reverse proxy",
-    data_defaults=settings.defaults(
-        "jupyter_base_url",
-        "jupyter_port",
-        "server_name",
-        "basic_auth_user",
-        "apache_extra_directives",
-        "tls_mode",
-        "apache_proxy_timeout",
-        "max_request_size",
-    ),
+    data_defaults=settings.defaults(*SITE_SETTINGS),
 )
 def configure_apache(cert: str, key: str, reload_after=()):
     """
@@ -383,16 +387,7 @@ def configure_apache(cert: str, key: str, reload_after=()):
 
 @deploy(
     "Apache serves the issued certificate",
-    data_defaults=settings.defaults(
-        "jupyter_base_url",
-        "jupyter_port",
-        "server_name",
-        "basic_auth_user",
-        "apache_extra_directives",
-        "tls_mode",
-        "apache_proxy_timeout",
-        "max_request_size",
-    ),
+    data_defaults=settings.defaults(*SITE_SETTINGS),
 )
 def use_certificate(cert: str, key: str, issued):
     """

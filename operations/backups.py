@@ -18,11 +18,11 @@ from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, OperationError, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import FactBase, OperationError, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from . import jupyter, passwords, settings
+from . import jupyter, passwords, settings, system
 from .render import render
 
 FILES = Path(__file__).resolve().parent.parent / "files"
@@ -152,15 +152,9 @@ def secret_file(path: str, content: str):
     """
     owner = host.get_fact(passwords.PasswordFileOwner, path=path)
     current = passwords.stored_content(path) if owner else None
-    q_path, q_temp = shlex.quote(path), shlex.quote(f"{path}.pyinfra-tmp")
-    if current != content:
-        yield StringCommand(f"install -m 600 -o root -g root /dev/null {q_temp}")
-        yield FileUploadCommand(StringIO(content), f"{path}.pyinfra-tmp")
-        yield StringCommand(f"chown root:root {q_temp} && chmod 600 {q_temp} && mv {q_temp} {q_path}")
-    elif owner != "root:root:600":
-        yield StringCommand(f"chown root:root {q_path} && chmod 600 {q_path}")
-    else:
-        host.noop(f"{path} is up to date")
+    yield from passwords.store_secret(
+        path, None if current == content else content, owner, "root", "600", unchanged=f"{path} is up to date"
+    )
 
 
 class BackupRepositoryState(FactBase):
@@ -216,23 +210,13 @@ def repository_ready(schedule: str):
         host.noop("the backup repository exists and opens")
 
 
-class BackupFiles(FactBase):
-    """Returns which of ``paths`` exist (one command for all of them)."""
-
-    def command(self, paths):
-        return "for p in " + " ".join(shlex.quote(p) for p in paths) + '; do [ -e "$p" ] && echo "$p"; done; true'
-
-    def process(self, output):
-        return [line for line in output if line]
-
-
 INSTALLED = [TIMER_FILE, SERVICE_FILE, CONFIG_DIR, SCRIPT, STATE_DIR, CACHE_DIR]
 
 
 @operation()
 def backups_removed():
     """No backup timer, unit, script, settings or secrets (the repository itself is kept)."""
-    present = host.get_fact(BackupFiles, paths=INSTALLED)
+    present = host.get_fact(system.ExistingPaths, paths=INSTALLED)
     if not present:
         host.noop("no backups are set up")
         return

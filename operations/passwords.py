@@ -177,15 +177,33 @@ def password_file(
     owner = host.get_fact(PasswordFileOwner, path=path)
     current = stored_content(path) if owner else None
     wanted = desired_line(password_hash, password, current, htpasswd_user)
+    yield from store_secret(
+        path,
+        None if wanted is None else file_content(wanted),
+        owner,
+        group,
+        "640",
+        unchanged=f"{path} already holds the hash of this password",
+    )
+
+
+def store_secret(path: str, content: str | None, owner: str | None, group: str, mode: str, unchanged: str):
+    """
+    The commands that leave a secret file ``path`` as root:``group`` ``mode``: ``content``
+    (None: the stored content is right) uploaded into a temporary file created with that
+    owner and mode, then moved into place (never on a command line, never diffed); else only
+    the owner and mode mended; else a no-op saying ``unchanged``. ``owner`` is what
+    ``PasswordFileOwner`` read.
+    """
     q_path, q_temp, q_owner = shlex.quote(path), shlex.quote(f"{path}.pyinfra-tmp"), shlex.quote(f"root:{group}")
-    if wanted is not None:
-        yield StringCommand(f"install -m 640 -o root -g {shlex.quote(group)} /dev/null {q_temp}")
-        yield FileUploadCommand(StringIO(file_content(wanted)), f"{path}.pyinfra-tmp")
-        yield StringCommand(f"chown {q_owner} {q_temp} && chmod 640 {q_temp} && mv {q_temp} {q_path}")
-    elif owner != f"root:{group}:640":
-        yield StringCommand(f"chown {q_owner} {q_path} && chmod 640 {q_path}")
+    if content is not None:
+        yield StringCommand(f"install -m {mode} -o root -g {shlex.quote(group)} /dev/null {q_temp}")
+        yield FileUploadCommand(StringIO(content), f"{path}.pyinfra-tmp")
+        yield StringCommand(f"chown {q_owner} {q_temp} && chmod {mode} {q_temp} && mv {q_temp} {q_path}")
+    elif owner != f"root:{group}:{mode}":
+        yield StringCommand(f"chown {q_owner} {q_path} && chmod {mode} {q_path}")
     else:
-        host.noop(f"{path} already holds the hash of this password")
+        host.noop(unchanged)
 
 
 def password_from_environment(variable: str = settings.PASSWORD_ENV) -> str | None:

@@ -8,7 +8,9 @@ One ``apt-get update`` (skipped while the index is under an hour old) and one
 
 from __future__ import annotations
 
-from pyinfra.api import deploy
+import shlex
+
+from pyinfra.api import FactBase, deploy
 from pyinfra.operations import apt
 
 APT_CACHE_SECONDS = 3600
@@ -27,3 +29,23 @@ def install_packages(packages):
         update=True,
         cache_time=APT_CACHE_SECONDS,
     )
+
+
+class ExistingPaths(FactBase):
+    """
+    Returns which of ``paths`` exist (a dangling symlink counts), in one command; with
+    ``user``, also ``"user"`` when that account exists.
+    """
+
+    def command(self, paths, user=None):
+        check_user = f"id -u {shlex.quote(user)} >/dev/null 2>&1 && echo user; " if user else ""
+        return (
+            "for p in "
+            + " ".join(shlex.quote(p) for p in paths)
+            + '; do { [ -e "$p" ] || [ -L "$p" ]; } && echo "$p"; done; '
+            + check_user
+            + "true"
+        )
+
+    def process(self, output):
+        return [line for line in output if line]

@@ -8,13 +8,12 @@ a second uninstall changes nothing.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, deploy, operation
 
-from . import apache, backups, jupyter, letsencrypt, login_ban, settings, tls
+from . import apache, backups, jupyter, letsencrypt, login_ban, settings, system, tls
 
 FILES = Path(__file__).resolve().parent.parent / "files"
 SCRIPT = "/root/.jupyter-uninstall"
@@ -37,23 +36,6 @@ INSTALLED = [
 ]
 
 
-class Remains(FactBase):
-    """Returns which of ``paths`` exist and, with ``user``, whether that account does."""
-
-    def command(self, paths, user=None):
-        check_user = f"id -u {shlex.quote(user)} >/dev/null 2>&1 && echo user; " if user else ""
-        return (
-            "for p in "
-            + " ".join(shlex.quote(p) for p in paths)
-            + '; do { [ -e "$p" ] || [ -L "$p" ]; } && echo "$p"; done; '
-            + check_user
-            + "true"
-        )
-
-    def process(self, output):
-        return [line for line in output if line]
-
-
 @operation()
 def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, repository: str | None, purge: bool):
     """
@@ -69,7 +51,7 @@ def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, rep
         paths += [notebook_dir, prefix, f"/etc/letsencrypt/renewal/{server_name}.conf"]
         if repository and repository.startswith("/"):
             paths.append(repository)
-    remains = host.get_fact(Remains, paths=paths, user=user if purge else None)
+    remains = host.get_fact(system.ExistingPaths, paths=paths, user=user if purge else None)
     if not remains:
         host.noop("nothing of the deploy is left" + (", and none of its data" if purge else ""))
         return

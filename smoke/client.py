@@ -112,7 +112,7 @@ class Jupyter:
         url = ("wss://" if scheme == "https" else "ws://") + rest + path
         cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.verify} if isinstance(self.verify, str) else {}
-        sock = self._pinned_tls_socket(url) if self.connect_to else None
+        sock = self._tls_socket(url) if self.connect_to else None
         return websocket.create_connection(
             url,
             cookie=cookie,
@@ -123,11 +123,12 @@ class Jupyter:
             socket=sock,
         )
 
-    def _pinned_tls_socket(self, url: str) -> ssl.SSLSocket:
-        """A TLS connection to ``connect_to``, verified for the URL's name (as the HTTP requests are)."""
+    def _tls_socket(self, url: str) -> ssl.SSLSocket:
+        """A TLS connection to ``connect_to`` (else the URL's host), verified for the URL's name
+        (as the HTTP requests are)."""
         parts = urlsplit(url)
         context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
-        raw = socket.create_connection((self.connect_to, parts.port or 443), timeout=self.timeout)
+        raw = socket.create_connection((self.connect_to or parts.hostname, parts.port or 443), timeout=self.timeout)
         try:
             return context.wrap_socket(raw, server_hostname=parts.hostname)
         except Exception:
@@ -136,13 +137,8 @@ class Jupyter:
 
     def certificate_expires(self) -> float:
         """When the served certificate expires (a Unix time), read from a verified TLS handshake."""
-        parts = urlsplit(self.base)
-        context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
-        with socket.create_connection(
-            (self.connect_to or parts.hostname, parts.port or 443), timeout=self.timeout
-        ) as raw:
-            with context.wrap_socket(raw, server_hostname=parts.hostname) as tls:
-                return ssl.cert_time_to_seconds(tls.getpeercert()["notAfter"])
+        with self._tls_socket(self.base) as tls:
+            return ssl.cert_time_to_seconds(tls.getpeercert()["notAfter"])
 
     def execute(self, code: str) -> str:
         """Run ``code`` in a fresh kernel over its websocket channel; returns its stdout."""

@@ -82,11 +82,11 @@ def test_only_the_host_s_own_certificate_is_trusted(servers):
 def test_the_websocket_connection_is_pinned_and_verified_the_same_way(servers):
     real, impostor, real_cert = servers
     client = Jupyter(f"https://{NAME}:{real.port}/jupyter/", ca_file=str(real_cert), connect_to="127.0.0.1")
-    sock = client._pinned_tls_socket(f"wss://{NAME}:{real.port}/jupyter/api/kernels/x/channels")
+    sock = client._tls_socket(f"wss://{NAME}:{real.port}/jupyter/api/kernels/x/channels")
     assert sock.getpeername()[0] == "127.0.0.1" and sock.server_hostname == NAME
     sock.close()
     with pytest.raises(ssl.SSLCertVerificationError):
-        client._pinned_tls_socket(f"wss://{NAME}:{impostor.port}/jupyter/")
+        client._tls_socket(f"wss://{NAME}:{impostor.port}/jupyter/")
 
 
 def test_the_ci_smoke_plan_trusts_each_self_signed_host_alone_at_its_ssh_address(tmp_path, monkeypatch):
