@@ -40,7 +40,7 @@ PHASES = {
     "Conda distribution": "installer",
     "Jupyter Notebook service": "jupyter",
     "TLS certificate": "apache",
-    "No private ACME CA": "apache",
+    "Let's Encrypt certificate": "apache",
     "Apache reverse proxy": "apache",
     "Firewall": "firewall",
     "Login ban": "login ban",
@@ -78,17 +78,22 @@ def run_pyinfra(inventory: Path, count_commands: bool = False) -> dict:
         text=True,
     )
     marks, commands = [("connect+plan", started)], {}
+    # Remote commands per host and concern (pyinfra's deploy name; "planning" before the first operation).
+    concern, by_concern = "planning", {}
     stdout = []
     reader = threading.Thread(target=lambda: stdout.append(process.stdout.read()))
     reader.start()
     for line in process.stderr:
         match = OP_START.match(line)
         if match:
+            concern = match.group(1)
             phase = PHASES.get(match.group(1), match.group(1))
             if phase != marks[-1][0]:
                 marks.append((phase, time.monotonic()))
         elif count_commands and (match := COMMAND.match(line)):
             commands[match.group(1)] = commands.get(match.group(1), 0) + 1
+            per_host = by_concern.setdefault(match.group(1), {})
+            per_host[concern] = per_host.get(concern, 0) + 1
     process.wait()
     reader.join()
     ended = time.monotonic()
@@ -107,6 +112,7 @@ def run_pyinfra(inventory: Path, count_commands: bool = False) -> dict:
         and sum(op["hosts"] for op in operations)
         / max(1, len({h for op in operations for h in op["success"] + op["no_change"] + op["error"]})),
         "commands_per_host": commands,
+        "commands_per_concern": by_concern,
     }
 
 
@@ -150,6 +156,10 @@ def bench_fleet(repeat: int, parts: set[str]) -> tuple[dict, dict]:
             summary[key]["changed"] = spread([r["changed"] for r in results])
             summary[key]["commands_per_host"] = spread(per_host)
             summary[key]["operations_per_host"] = spread([r["operations_per_host"] for r in results])
+            concerns = {c: None for r in results for h in r["commands_per_concern"].values() for c in h}
+            summary[key]["commands_per_concern"] = {
+                c: spread([h.get(c, 0) for r in results for h in r["commands_per_concern"].values()]) for c in concerns
+            }
     summary["parallel_efficiency"] = summary["fresh-3"]["seconds"]["median"] / summary["fresh-1"]["seconds"]["median"]
     return summary, kept.get("proxy", {})
 
@@ -200,6 +210,8 @@ def table(results: dict) -> str:
             row("&nbsp;&nbsp;remote commands per host", fleet[key]["commands_per_host"], unit="", fmt="{:.0f}")
             ops, cmds = fleet[key]["operations_per_host"]["median"], fleet[key]["commands_per_host"]["median"]
             rows.append(f"| &nbsp;&nbsp;commands per operation | {cmds / ops:.2f} | | |")
+            for concern, spread_ in fleet[key].get("commands_per_concern", {}).items():
+                row(f"&nbsp;&nbsp;&nbsp;&nbsp;commands: {concern}", spread_, unit="", fmt="{:.0f}")
     for name, figures in results.get("proxy", {}).get("figures", {}).items():
         rows.append(f"| {name} | {figures} | | |")
     for figures in results.get("fake", {}).values():

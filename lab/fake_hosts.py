@@ -6,11 +6,21 @@ tests (tests/test_fake_deploy.py) and the fleet benchmark (bench/fake_fleet.py).
 
 import hashlib
 import json
-import re
-import time
 from pathlib import Path
 
-from operations import apache, conda, environment, jupyter, login_ban, passwords, settings, tls
+from operations import (
+    apache,
+    conda,
+    environment,
+    host_checks,
+    jupyter,
+    login_ban,
+    passwords,
+    settings,
+    snapshot,
+    system,
+    tls,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery staple"
@@ -19,24 +29,77 @@ NAME = "nb.test"
 
 # A fresh Debian host; apt's apache2 package enables its default site (the fake host
 # answers as it would once the package is in).
-FRESH = {"uname -s": "Linux", "command -v useradd": "/usr/sbin/useradd", "sites-enabled": "000-default.conf"}
+FRESH = {"sites-enabled": "X\tsites-enabled\t000-default.conf"}
 
 
-def stat(path, user, group, mode):
-    now = int(time.time())
-    return f"user={user} group={group} mode={mode} atime={now} mtime={now} ctime={now} size=10 '{path}'"
+def snapshot_command(state) -> str:
+    """The command a concern's ``snapshot.Snapshot`` reads its host with."""
+    return snapshot.HostSnapshot().command(
+        paths=state.paths, secret_paths=state.secret_paths, units=state.units, probes=state.probes
+    )
 
 
-def file_facts(path, content, user, group, mode):
-    return {
-        re.compile(rf"test -e {re.escape(path)} \|\|"): stat(path, user, group, mode),
-        re.compile(rf"sha1sum {re.escape(path)} "): f"{hashlib.sha1(content.encode()).hexdigest()}  {path}",
-        re.compile(rf"sha256sum {re.escape(path)} "): f"{hashlib.sha256(content.encode()).hexdigest()}  {path}",
-    }
+def snapshot_answer(state, files, reloaded=False, probes=None, newer=()) -> list[str]:
+    """
+    What ``snapshot_command(state)`` prints on a converged host: ``files`` maps a path to
+    (content or "dir" or ("link", target), (user, group, mode)); every file is older than
+    the last reload (``reloaded``: the reload stamp is there) and each unit started after them,
+    except ``newer`` (written after both: what an interrupted run leaves).
+    """
+    lines = []
+    for path in state.paths + state.secret_paths:
+        if path == apache.RELOAD_STAMP and reloaded:
+            lines.append(f"P\t{path}\tfile\t644\troot\troot\t200.0\t")
+            continue
+        if path not in files:
+            lines.append(f"P\t{path}\tnone")
+            continue
+        content, (user, group, mode) = files[path]
+        if content == "dir":
+            kind, detail = "dir", ""
+        elif isinstance(content, tuple):
+            kind, detail = content
+        else:
+            kind = "file"
+            detail = "" if path in state.secret_paths else hashlib.sha256(content.encode()).hexdigest()
+        mtime = 400.0 if path in newer else 100.0
+        lines.append(f"P\t{path}\t{kind}\t{mode}\t{user}\t{group}\t{mtime}\t{detail}")
+    for unit in state.units:
+        lines += [
+            f"U\t{unit}\t{line}"
+            for line in (
+                "ActiveState=active",
+                "UnitFileState=enabled",
+                "NeedDaemonReload=no",
+                "MainPID=812",
+                "ExecMainStartTimestamp=Thu 1970-01-01 00:05:00.000000 UTC",
+            )
+        ]
+    for name, probe_lines in (probes or {}).items():
+        lines += [f"X\t{name}\t{line}" for line in probe_lines]
+    return lines
 
 
-def converged_responses(data=None):
-    """What a host that a finished deploy left behind answers to every fact command."""
+def certificate_answer(letsencrypt_mode: bool) -> list[str]:
+    """The TLS snapshot of a converged host: a valid self-signed pair; in letsencrypt mode
+    also certbot's live one, and the links pointing at it."""
+    valid = ("valid", f"    DNS:{NAME}")
+    lines = [f"X\tself-signed\t{x}" for x in valid]
+    if letsencrypt_mode:
+        lines += [f"X\tlive\t{x}" for x in valid]
+        for link, target in zip((tls.SERVED_CERT, tls.SERVED_KEY), tls.live_paths(NAME), strict=True):
+            lines.append(f"P\t{link}\tlink\t777\troot\troot\t100.0\t{target}")
+    return lines
+
+
+def converged_responses(data=None, interrupted=False, account_comment=jupyter.ACCOUNT_COMMENT):
+    """
+    What a host that a finished deploy left behind answers to every fact command.
+
+    + interrupted: Jupyter's config and the vhost were written after the last restart and
+      reload (a run was killed in between)
+    + account_comment: the notebook account's GECOS comment
+    """
     data = {**settings.DEFAULTS, "server_name": NAME, **(data or {})}
     user = data["jupyter_user"]
     stored_hash = passwords.hash_password(PASSWORD)
@@ -54,45 +117,92 @@ def converged_responses(data=None):
     unit = jupyter.unit_file(
         user, data["conda_prefix"], data["notebook_dir"], data["jupyter_base_url"], data["jupyter_port"]
     )
-    vhost = apache.vhost(NAME, data["jupyter_base_url"], data["jupyter_port"], tls.CERT, tls.KEY)
-    packages = ["curl", "ca-certificates", "bzip2", "openssl", "apache2", "ufw", *login_ban.PACKAGES]
-    responses = {
-        # Nothing is waiting for a reload or restart (checked first: the command names paths
-        # that other canned answers match on).
-        f"-newer {apache.RELOAD_STAMP}": [],
-        "NeedDaemonReload": [],
-        "uname -s": "Linux",
-        "cat /etc/passwd | cut -d: -f1": (
-            f"{user}:x:999:999:{jupyter.ACCOUNT_COMMENT}:/var/lib/{user}:/usr/sbin/nologin|{user}|{user}||!"
+    letsencrypt_mode = data["tls_mode"] == "letsencrypt"
+    vhost = apache.vhost(
+        NAME,
+        data["jupyter_base_url"],
+        data["jupyter_port"],
+        *tls.served_paths(data["tls_mode"]),
+        acme_webroot=tls.ACME_WEBROOT if letsencrypt_mode else None,
+    )
+    home = f"/var/lib/{user}"
+    readable = ("root", user, "640")
+    system_file = ("root", "root", "644")
+    # Every managed file older than the last restart and reload (see snapshot_answer).
+    service = jupyter.service_snapshot(user, data["notebook_dir"])
+    jupyter_files = {
+        data["notebook_dir"]: ("dir", (user, user, "750")),
+        home: ("dir", (user, user, "750")),
+        jupyter.CONFIG_DIR: ("dir", ("root", user, "750")),
+        jupyter.MIGRATED_MARKER: ("", readable),
+        jupyter.CONFIG_FILE: (config, readable),
+        jupyter.LOGIN_HANDLER_FILE: ((ROOT / "files" / "jupyter_login_handler.py").read_text(), readable),
+        jupyter.KERNEL_SPEC.rsplit("/", 1)[0]: ("dir", ("root", user, "750")),
+        jupyter.USER_KERNELS: ("dir", ("root", user, "750")),
+        f"{jupyter.USER_KERNELS}/kernels": (("link", f"{home}/.local/share/jupyter/kernels"), ("root", user, "777")),
+        jupyter.KERNEL_SPEC: (jupyter.kernel_spec(data["conda_prefix"], user), readable),
+        jupyter.GUARD_FILE: ((ROOT / "files" / "conda-shared-prefix-guard").read_text(), ("root", "root", "755")),
+        jupyter.UNIT_FILE: (unit, system_file),
+        jupyter.LIMITS_DROPIN: (
+            jupyter.limits_dropin(data["memory_limit"], data["cpu_limit"]),
+            ("root", "root", "644"),
         ),
-        f"getent passwd {user}": [
-            f"{user}:x:999:999:{jupyter.ACCOUNT_COMMENT}:/var/lib/{user}:/usr/sbin/nologin",
-            f"config-group={user}",
-        ],
-        "cat /etc/group": f"{user}:x:999:",
-        "dpkg -l": [f"ii  {p}  1.0-1  amd64  the {p} package" for p in packages],
-        "update-success-stamp": stat("/var/lib/apt/periodic/update-success-stamp", "root", "root", "-rw-r--r--"),
-        f"stat -c '%U:%G:%a' {jupyter.PASSWORD_FILE}": f"root:{user}:640",
+        jupyter.PASSWORD_FILE: ("secret", readable),
+    }
+    account = f"{user}:x:999:999:{account_comment}:{home}:{jupyter.NOLOGIN}"
+    site = apache.site_snapshot(data["tls_mode"])
+    apache_files = {
+        apache.SWAP_SCRIPT: ((ROOT / "files" / "apache-config-swap").read_text(), ("root", "root", "755")),
+        apache.SITE_PATH: (vhost, system_file),
+        apache.HARDENING_PATH: ((ROOT / "files" / "apache-hardening.conf").read_text(), system_file),
+        **{path: ("certificate", system_file) for path in tls.served_paths(data["tls_mode"])},
+        **{f"/etc/apache2/{kind}-enabled": ("dir", ("root", "root", "755")) for kind in apache.KINDS},
+    }
+    enabled = {
+        "mods-enabled": [f"{m}.load" for m in apache.needed_modules()] + ["mpm_event.load"],
+        "sites-enabled": [f"{apache.SITE}.conf"],
+        "conf-enabled": ["security.conf", f"{apache.HARDENING_CONF}.conf"],
+    }
+    jail = login_ban.jail_config(
+        data["login_ban_max_failures"],
+        data["login_ban_window"],
+        data["login_ban_seconds"],
+        data["login_ban_ignore"],
+        basic_auth=bool(data["basic_auth_user"]),
+    )
+    ban_files = {
+        login_ban.FILTER_FILE: ((ROOT / "files" / "fail2ban-jupyter-login.conf").read_text(), system_file),
+        login_ban.JAIL_FILE: (jail, system_file),
+    }
+    responses = {
+        # Each concern's snapshot, by its exact command (first: other answers match parts of it).
+        snapshot_command(service): snapshot_answer(
+            service, jupyter_files, probes={"account": [account]}, newer=[jupyter.CONFIG_FILE] if interrupted else ()
+        ),
+        snapshot_command(site): snapshot_answer(
+            site, apache_files, reloaded=True, probes=enabled, newer=[apache.SITE_PATH] if interrupted else ()
+        ),
+        snapshot_command(tls.certificate_snapshot(NAME)): certificate_answer(letsencrypt_mode),
+        snapshot_command(login_ban.jail_snapshot()): snapshot_answer(login_ban.jail_snapshot(), ban_files),
+        "db:Status-Abbrev": [f"ii  {p}" for p in system.wanted_packages(data)] + ["index-age 60"],
+        # host_checks: the account and Apache's version, in one command.
+        host_checks.APACHE_MARK: [account, f"config-group={user}", host_checks.APACHE_MARK, "2.4.71-1~deb12u1"],
         # Not a command: what get_file downloads (see FakeDownloads).
         FakeDownloads.key(jupyter.PASSWORD_FILE): passwords.file_content(stored_hash),
+        conda.MARKER: ["present", data["conda_installer_sha256"], "notebook"],
+        # pyinfra's systemd.service, which restarts (only when this run changed something).
         "--property SubState": [
             f"Id={jupyter.UNIT}.service",
             "SubState=running",
-            f"Id={login_ban.SERVICE}.service",
-            "SubState=running",
+            "Id=certbot.timer",
+            "SubState=waiting",
         ],
         "--property UnitFileState": [
             f"Id={jupyter.UNIT}.service",
             "UnitFileState=enabled",
-            f"Id={login_ban.SERVICE}.service",
+            "Id=certbot.timer",
             "UnitFileState=enabled",
         ],
-        conda.MARKER: ["present", data["conda_installer_sha256"], "notebook"],
-        "openssl x509": ["valid", f"    DNS:{NAME}"],
-        "dpkg-query -W": "2.4.71-1~deb12u1",
-        "mods-enabled": [f"{m}.load" for m in apache.needed_modules()] + ["mpm_event.load"],
-        "sites-enabled": ["jupyter.conf"],
-        "conf-enabled": ["security.conf", f"{apache.HARDENING_CONF}.conf"],
         "ufw status": [
             "Status: active",
             "Default: deny (incoming), allow (outgoing), disabled (routed)",
@@ -102,94 +212,8 @@ def converged_responses(data=None):
             "ufw allow 443/tcp",
         ],
     }
-    for path in (data["notebook_dir"], f"/var/lib/{user}"):
-        responses[re.compile(rf"test -e {re.escape(path)} \|\|")] = stat(path, user, user, "drwxr-x---")
-    responses[re.compile(r"test -e /etc/jupyter \|\|")] = stat("/etc/jupyter", "root", user, "drwxr-x---")
-    responses[re.compile(rf"test -e {jupyter.MIGRATED_MARKER} \|\|")] = stat(
-        jupyter.MIGRATED_MARKER, "root", user, "-rw-r-----"
-    )
-    responses[re.compile(r"test -e /etc/systemd/system \|\|")] = stat(
-        "/etc/systemd/system", "root", "root", "drwxr-xr-x"
-    )
-    responses.update(file_facts(jupyter.CONFIG_FILE, config, "root", user, "-rw-r-----"))
-    responses.update(
-        file_facts(
-            jupyter.LOGIN_HANDLER_FILE,
-            (ROOT / "files" / "jupyter_login_handler.py").read_text(),
-            "root",
-            user,
-            "-rw-r-----",
-        )
-    )
-    responses.update(file_facts(jupyter.UNIT_FILE, unit, "root", "root", "-rw-r--r--"))
-    responses.update(
-        file_facts(
-            jupyter.LIMITS_DROPIN,
-            jupyter.limits_dropin(data["memory_limit"], data["cpu_limit"]),
-            "root",
-            "root",
-            "-rw-r--r--",
-        )
-    )
-    responses.update(
-        file_facts(jupyter.KERNEL_SPEC, jupyter.kernel_spec(data["conda_prefix"], user), "root", user, "-rw-r-----")
-    )
-    guard = (ROOT / "files" / "conda-shared-prefix-guard").read_text()
-    responses.update(file_facts(f"{jupyter.GUARD_DIR}/conda", guard, "root", "root", "-rwxr-xr-x"))
-    responses[re.compile(rf"test -e {re.escape(jupyter.DATA_DIR)}/kernels/python3 \|\|")] = stat(
-        f"{jupyter.DATA_DIR}/kernels/python3", "root", user, "drwxr-x---"
-    )
-    responses[re.compile(rf"test -e {re.escape(jupyter.USER_KERNELS)} \|\|")] = stat(
-        jupyter.USER_KERNELS, "root", user, "drwxr-x---"
-    )
-    link = f"{jupyter.USER_KERNELS}/kernels"
-    target = f"/var/lib/{user}/.local/share/jupyter/kernels"
-    now = int(time.time())
-    responses[re.compile(rf"test -e {re.escape(link)} \|\|")] = (
-        f"user=root group={user} mode=lrwxrwxrwx atime={now} mtime={now} ctime={now} size=10 '{link}' -> '{target}'"
-    )
-    for directory in (jupyter.GUARD_DIR, "/etc/systemd/system/jupyter.service.d"):
-        responses[re.compile(rf"test -e {re.escape(directory)} \|\|")] = stat(directory, "root", "root", "drwxr-xr-x")
     responses[environment.RECORD] = json.dumps(
         {"conda": data["conda_packages"], "pip": data["pip_packages"], "requirements": None}
-    )
-    responses.update(
-        file_facts(f"/etc/apache2/sites-available/{apache.SITE}.conf", vhost, "root", "root", "-rw-r--r--")
-    )
-    responses.update(
-        file_facts(
-            f"/etc/apache2/conf-available/{apache.HARDENING_CONF}.conf",
-            apache.render("apache-hardening.conf.j2"),
-            "root",
-            "root",
-            "-rw-r--r--",
-        )
-    )
-    for directory in ("/etc/fail2ban/filter.d", "/etc/fail2ban/jail.d"):
-        responses[re.compile(rf"test -e {re.escape(directory)} \|\|")] = stat(directory, "root", "root", "drwxr-xr-x")
-    responses.update(
-        file_facts(
-            login_ban.FILTER_FILE,
-            (ROOT / "files" / "fail2ban-jupyter-login.conf").read_text(),
-            "root",
-            "root",
-            "-rw-r--r--",
-        )
-    )
-    responses.update(
-        file_facts(
-            login_ban.JAIL_FILE,
-            login_ban.jail_config(
-                data["login_ban_max_failures"],
-                data["login_ban_window"],
-                data["login_ban_seconds"],
-                data["login_ban_ignore"],
-                basic_auth=bool(data["basic_auth_user"]),
-            ),
-            "root",
-            "root",
-            "-rw-r--r--",
-        )
     )
     return responses
 

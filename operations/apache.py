@@ -13,13 +13,15 @@ import hashlib
 import re
 import shlex
 from io import StringIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.files import Sha256File
-from pyinfra.operations import files, server
+from pyinfra.operations import server
+from pyinfra.operations.util import any_changed
 
-from . import letsencrypt, owed, passwords, settings
+from . import passwords, settings, snapshot, system, tls
 from .render import render
 
 # What Apache enables and how: the commands that enable and disable each kind.
@@ -35,13 +37,18 @@ WEBSOCKET_UPGRADE_VERSION = (2, 4, 47)
 # The login form's body: a password and the _xsrf token (bytes).
 LOGIN_REQUEST_BYTES = 8192
 SITE = "jupyter"
+SITE_PATH = f"/etc/apache2/sites-available/{SITE}.conf"
 HARDENING_CONF = "zz-jupyter-hardening"
+HARDENING_PATH = f"/etc/apache2/conf-available/{HARDENING_CONF}.conf"
+FILES = Path(__file__).resolve().parent.parent / "files"
 PACKAGES = ["apache2"]
 # The optional Basic-auth layer's users (setting basic_auth_user).
 HTPASSWD = "/etc/apache2/jupyter.htpasswd"
 # Where the HTTPS vhost logs errors, Basic-auth failures among them (read by login_ban):
 # the vhost's ErrorLog, in Debian's APACHE_LOG_DIR.
 HTTPS_ERROR_LOG = "/var/log/apache2/jupyter-ssl-error.log"
+# Stages, enables and configtests a site or conf file (files/apache-config-swap; config_file).
+SWAP_SCRIPT = "/usr/local/lib/jupyter-deploy/apache-config-swap"
 # Touched after every successful reload: config newer than this is not live yet.
 RELOAD_STAMP = "/var/lib/jupyter-apache-deploy/apache-reloaded"
 # Written when the deploy disables Apache's default site: uninstall.py enables it again.
@@ -114,13 +121,20 @@ class ApacheReloadPending(FactBase):
 def _configtest_or(undo: str, what: str) -> str:
     return (
         f"if ! apache2ctl configtest; then {undo}; "
-        f"echo 'Apache rejected {what}; the previous configuration was restored' >&2; exit 1; fi"
+        f"echo {shlex.quote(f'Apache rejected {what}; the previous configuration was restored')} >&2; exit 1; fi"
     )
 
 
-def _switched(kind: str, names: list[str], on: bool):
+def enabled_names(kind: str, state=None) -> list[str]:
+    """What ``ApacheEnabled`` says of ``kind``, from the Apache snapshot (``site_snapshot``) when given."""
+    if state is None:
+        return host.get_fact(ApacheEnabled, kind=kind)
+    return ApacheEnabled().process(state.probe(f"{kind}-enabled"))
+
+
+def _switched(kind: str, names: list[str], on: bool, state=None):
     enable_cmd, disable_cmd = KINDS[kind]
-    current = set(host.get_fact(ApacheEnabled, kind=kind))
+    current = set(enabled_names(kind, state))
     todo = [n for n in names if (n not in current) == on]
     if not todo:
         host.noop(f"{kind} already {'enabled' if on else 'disabled'}: {', '.join(names)}")
@@ -131,12 +145,13 @@ def _switched(kind: str, names: list[str], on: bool):
 
 
 @operation()
-def enabled(kind: str, names: list[str]):
+def enabled(kind: str, names: list[str], snapshot=None):
     """
     Enable Apache modules, sites or conf snippets, with a configtest.
 
     + kind: ``mods``, ``sites`` or ``conf``
     + names: names without suffix, e.g. ``["proxy", "proxy_http"]``
+    + snapshot: the Apache concern's ``snapshot.Snapshot`` (``site_snapshot``); else a fact reads them
 
     Only the names not yet enabled are touched; when the result does not pass
     ``apache2ctl configtest`` the change is undone and the operation fails.
@@ -147,16 +162,17 @@ def enabled(kind: str, names: list[str]):
 
         apache.enabled(name="Enable proxy modules", kind="mods", names=["proxy", "proxy_http"])
     """
-    yield from _switched(kind, names, on=True)
+    yield from _switched(kind, names, on=True, state=snapshot)
 
 
 @operation()
-def disabled(kind: str, names: list[str]):
+def disabled(kind: str, names: list[str], snapshot=None):
     """
     Disable Apache modules, sites or conf snippets, with a configtest.
 
     + kind: ``mods``, ``sites`` or ``conf``
     + names: names without suffix, e.g. ``["000-default"]``
+    + snapshot: the Apache concern's ``snapshot.Snapshot`` (``site_snapshot``); else a fact reads them
 
     Only the names still enabled are touched; when the result does not pass
     ``apache2ctl configtest`` the change is undone and the operation fails.
@@ -167,21 +183,23 @@ def disabled(kind: str, names: list[str]):
 
         apache.disabled(name="Disable the default site", kind="sites", names=["000-default"])
     """
-    yield from _switched(kind, names, on=False)
+    yield from _switched(kind, names, on=False, state=snapshot)
 
 
 @operation()
-def config_file(kind: str, config_name: str, content: str):
+def config_file(kind: str, config_name: str, content: str, snapshot=None):
     """
     Write an Apache site or conf snippet and enable it, only if Apache accepts it.
 
     + kind: ``sites`` or ``conf``
     + config_name: file name without ``.conf`` under ``/etc/apache2/{kind}-available``
     + content: the full file content
+    + snapshot: the Apache concern's ``snapshot.Snapshot`` (``site_snapshot``); else facts read the file
 
-    The new file is staged next to the old one; after it is moved in and enabled,
-    ``apache2ctl configtest`` runs. When it fails, the previous file (and enabled
-    state) is restored, Apache's own error is printed and the operation fails.
+    The new file is staged next to the old one and handed to ``SWAP_SCRIPT``
+    (``files/apache-config-swap``, which ``configure_apache`` uploads first): after it is
+    moved in and enabled, ``apache2ctl configtest`` runs. When it fails, the previous file
+    (and enabled state) is restored, Apache's own error is printed and the operation fails.
 
     **Example:**
 
@@ -189,27 +207,19 @@ def config_file(kind: str, config_name: str, content: str):
 
         apache.config_file(name="Jupyter vhost", kind="sites", config_name="jupyter", content=vhost)
     """
-    enable_cmd, disable_cmd = KINDS[kind]
     path = f"/etc/apache2/{kind}-available/{config_name}.conf"
-    link = f"/etc/apache2/{kind}-enabled/{config_name}.conf"
-    was_enabled = config_name in host.get_fact(ApacheEnabled, kind=kind)
-    current_sum = host.get_fact(Sha256File, path=path)
+    was_enabled = config_name in enabled_names(kind, snapshot)
+    if snapshot is None:
+        current_sum = host.get_fact(Sha256File, path=path)
+    else:
+        current = snapshot.path(path)
+        current_sum = current.detail if current.kind == "file" else None
     if current_sum == hashlib.sha256(content.encode()).hexdigest() and was_enabled:
         host.noop(f"{path} is up to date and enabled")
         return
-    staged, backup = f"{path}.pyinfra-new", f"{path}.pyinfra-old"
+    staged = f"{path}.pyinfra-new"
     yield FileUploadCommand(StringIO(content), staged)
-    # Whether it was enabled is read when the command runs: an earlier operation of the
-    # same run may have enabled it, and a rejected rewrite must not disable it again.
-    undo = (
-        f"if [ -f {backup} ]; then mv -f {backup} {path}; else rm -f {path}; fi; "
-        f'[ "$was_enabled" = yes ] || {disable_cmd} -q {config_name}'
-    )
-    yield StringCommand(
-        f"was_enabled=no; [ ! -e {link} ] || was_enabled=yes; "
-        f"chmod 644 {staged} && {{ [ ! -f {path} ] || cp -p {path} {backup}; }} && mv -f {staged} {path} && "
-        f"{enable_cmd} -q {config_name} && {{ {_configtest_or(undo, path)}; }} && rm -f {backup}",
-    )
+    yield StringCommand(QuoteString(SWAP_SCRIPT), kind, QuoteString(config_name), QuoteString(staged))
 
 
 @operation(is_idempotent=False)
@@ -225,10 +235,8 @@ def reloaded():
 
         apache.reloaded(name="Reload Apache", _if=vhost.did_change)
     """
-    stamp_dir = RELOAD_STAMP.rsplit("/", 1)[0]
-    yield (
-        f"apache2ctl configtest && systemctl reload-or-restart apache2 && mkdir -p {stamp_dir} && touch {RELOAD_STAMP}"
-    )
+    q_stamp, q_dir = shlex.quote(RELOAD_STAMP), shlex.quote(RELOAD_STAMP.rsplit("/", 1)[0])
+    yield f"apache2ctl configtest && systemctl reload-or-restart apache2 && mkdir -p {q_dir} && touch {q_stamp}"
 
 
 class ApacheTooOld(settings.SettingsError):
@@ -285,8 +293,9 @@ def vhost(
     )
 
 
-def _site(cert: str, key: str) -> str:
-    """This host's vhost, from its settings, serving ``cert``/``key``."""
+def _site() -> str:
+    """This host's vhost, from its settings."""
+    cert, key = tls.served_paths(host.data.tls_mode)
     return vhost(
         settings.server_name(host),
         host.data.jupyter_base_url,
@@ -295,18 +304,16 @@ def _site(cert: str, key: str) -> str:
         key,
         basic_auth=bool(host.data.basic_auth_user),
         extra=host.data.apache_extra_directives,
-        acme_webroot=letsencrypt.WEBROOT if host.data.tls_mode == "letsencrypt" else None,
+        acme_webroot=tls.ACME_WEBROOT if host.data.tls_mode == "letsencrypt" else None,
         proxy_timeout=host.data.apache_proxy_timeout,
         max_request_size=host.data.max_request_size,
     )
 
 
-def _reload_if_changed(changes, pending=lambda: False):
-    # Decided when the run executes (`_if`), not by asking the operations now whether they
-    # will change: that would run every fact they need twice. A --dry run lists the reload
-    # as conditional; it follows a change on the same host or nothing. Config an interrupted
-    # run left unapplied (``pending()``) is reloaded whatever this run changes (operations/owed.py).
-    reloaded(name="Reload Apache (after configtest)", **owed.gate(pending, changes))
+@system.needs_packages
+def packages(data) -> list[str]:
+    """What the concern installs (through ``system.install_packages``)."""
+    return PACKAGES
 
 
 # The settings the vhost is made from (``_site``).
@@ -322,23 +329,51 @@ SITE_SETTINGS = (
 )
 
 
+def site_snapshot(tls_mode: str) -> snapshot.Snapshot:
+    """
+    The Apache concern's host state in one command: what is enabled, its config files, and
+    the modification times that tell whether Apache has reloaded since they last changed.
+    """
+    return snapshot.Snapshot(
+        paths=[SWAP_SCRIPT, SITE_PATH, HARDENING_PATH, RELOAD_STAMP, *served_by_apache(tls_mode)],
+        secret_paths=[HTPASSWD],
+        probes={f"{kind}-enabled": ApacheEnabled().command(kind) for kind in KINDS},
+    )
+
+
+def served_by_apache(tls_mode: str) -> list[str]:
+    """What Apache reads at a reload, apart from the password file: a change to any of them needs one."""
+    return [f"/etc/apache2/{kind}-enabled" for kind in KINDS] + [SITE_PATH, HARDENING_PATH, *tls.served_paths(tls_mode)]
+
+
+def reload_pending(state: snapshot.Snapshot, tls_mode: str) -> bool:
+    """
+    What ``ApacheReloadPending`` says, from the snapshot: something Apache reads (a
+    certificate the TLS concern renewed, config an interrupted run wrote) is newer than the
+    last reload, or this deploy never reloaded.
+    """
+    stamp = state.path(RELOAD_STAMP)
+    return not stamp.kind or bool(state.newer_than([*served_by_apache(tls_mode), HTPASSWD], stamp.mtime))
+
+
 @deploy(
     "Apache reverse proxy",
     data_defaults=settings.defaults(*SITE_SETTINGS),
 )
-def configure_apache(cert: str, key: str, reload_after=()):
+def configure_apache():
     """
-    Enable what the vhost needs, write it and reload on change (needs ``PACKAGES``).
-
-    + cert, key: TLS certificate and key paths for the vhost
-    + reload_after: operation results (e.g. a new certificate) that also need a reload
+    Enable what the vhost needs, write it and reload when it, or anything it serves
+    (the TLS concern's certificate), changed since the last reload.
     """
-    check_version(host.name, host.get_fact(ApacheVersion))
+    # An Apache older than WEBSOCKET_UPGRADE_VERSION was refused by host_checks, first.
+    tls_mode = host.data.tls_mode
+    state = site_snapshot(tls_mode)
     basic_auth_user = host.data.basic_auth_user
     modules = enabled(
         name="Enable the Apache modules the proxy needs",
         kind="mods",
         names=needed_modules(basic_auth=bool(basic_auth_user)),
+        snapshot=state,
     )
     if basic_auth_user:
         # Before the vhost that names it: configtest needs the file to exist.
@@ -348,24 +383,37 @@ def configure_apache(cert: str, key: str, reload_after=()):
             password=passwords.password_from_environment(settings.BASIC_AUTH_PASSWORD_ENV),
             group="www-data",
             htpasswd_user=basic_auth_user,
+            snapshot=state,
         )
+    snapshot.file(
+        name="Script that swaps in a site or conf only if Apache accepts it",
+        path=SWAP_SCRIPT,
+        content=FILES / "apache-config-swap",
+        user="root",
+        group="root",
+        mode="755",
+        create_dir=True,
+        snapshot=state,
+    )
     hardening = config_file(
         name="Apache hygiene (no version banners, no TRACE)",
         kind="conf",
         config_name=HARDENING_CONF,
-        content=render("apache-hardening.conf.j2"),
+        content=(FILES / "apache-hardening.conf").read_text(),
+        snapshot=state,
     )
     site = config_file(
         name="Jupyter vhost (:80 redirect, :443 proxy)",
         kind="sites",
         config_name=SITE,
-        content=_site(cert, key),
+        content=_site(),
+        snapshot=state,
     )
     if not basic_auth_user:
         # Only after the vhost that no longer names it: a rejected vhost stops the host
         # first, and the live one, which still names the file, keeps working.
-        users = files.file(name="No Basic-auth password file", path=HTPASSWD, present=False)
-    default_site = disabled(name="Disable Apache's default site", kind="sites", names=["000-default"])
+        users = snapshot.absent(name="No Basic-auth password file", path=HTPASSWD, snapshot=state)
+    default_site = disabled(name="Disable Apache's default site", kind="sites", names=["000-default"], snapshot=state)
     server.shell(
         name="Remember that the deploy disabled the default site",
         commands=[
@@ -374,33 +422,18 @@ def configure_apache(cert: str, key: str, reload_after=()):
         ],
         _if=default_site.did_change,
     )
-    changes = (modules, users, hardening, site, default_site, *reload_after)
-    managed = [f"/etc/apache2/{kind}-enabled" for kind in KINDS] + [
-        f"/etc/apache2/sites-available/{SITE}.conf",
-        f"/etc/apache2/conf-available/{HARDENING_CONF}.conf",
-        cert,
-        key,
-        HTPASSWD,
-    ]
-    _reload_if_changed(changes, pending=lambda: host.get_fact(ApacheReloadPending, paths=managed))
-
-
-@deploy(
-    "Apache serves the issued certificate",
-    data_defaults=settings.defaults(*SITE_SETTINGS),
-)
-def use_certificate(cert: str, key: str, issued):
-    """
-    Point the vhost at a certificate obtained later in the run (e.g. by certbot), and
-    reload when it or the certificate changed. Runs after ``configure_apache``.
-
-    + cert, key: the new certificate and key paths
-    + issued: the operation that produced them
-    """
-    site = config_file(
-        name="Jupyter vhost on the issued certificate",
-        kind="sites",
-        config_name=SITE,
-        content=_site(cert, key),
-    )
-    _reload_if_changed([issued, site])
+    changed = any_changed(modules, users, hardening, site, default_site)
+    if host.state.should_check_for_changes():
+        # Planned before any operation ran (no -y): a certificate the TLS concern renews in
+        # this run is newer than the last reload only by the time the reload is reached,
+        # so unless the snapshot already says so it is asked then (one command).
+        managed = [*served_by_apache(tls_mode), HTPASSWD]
+        gate = (
+            {}
+            if reload_pending(state, tls_mode)
+            else {"_if": lambda: changed() or host.get_fact(ApacheReloadPending, paths=managed)}
+        )
+    else:
+        # Read when the run gets here: the snapshot was taken after the TLS concern ran.
+        gate = {"_if": lambda: changed() or reload_pending(state, tls_mode)}
+    reloaded(name="Reload Apache (after configtest)", **gate)

@@ -14,15 +14,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, OperationError, QuoteString, StringCommand, deploy, operation
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
-from . import jupyter, passwords, settings, system
+from . import jupyter, passwords, settings, snapshot, system
 from .render import render
 
 FILES = Path(__file__).resolve().parent.parent / "files"
@@ -52,8 +51,10 @@ HOME_EXCLUDES = (".cache", ".local/lib", ".local/share/jupyter/runtime")
 NIGHT_START, NIGHT_MINUTES = 60, 240
 
 
-def packages(repository: str | None) -> list[str]:
-    return PACKAGES if repository else []
+@system.needs_packages
+def packages(data) -> list[str]:
+    """What the concern installs (through ``system.install_packages``)."""
+    return PACKAGES if data.get("backup_repository", settings.DEFAULTS["backup_repository"]) else []
 
 
 def default_schedule(host_name: str) -> str:
@@ -132,12 +133,14 @@ def timer_unit(schedule: str) -> str:
 
 
 @operation()
-def secret_file(path: str, content: str):
+def secret_file(path: str, content: str, snapshot=None):
     """
     A file only root can read, holding a secret (a password, a key, credentials).
 
     + path: remote file to write (its directory must exist)
     + content: what the file holds
+    + snapshot: the concern's ``snapshot.Snapshot`` holding ``path`` among its ``secret_paths``
+      (its owner and mode are read from it); else a fact reads them
 
     The content is compared with the stored file in memory (downloaded, never printed),
     uploaded to a root-only temporary file and moved into place: never on a command line,
@@ -150,7 +153,10 @@ def secret_file(path: str, content: str):
         secret_file(name="Backup password (never shown)", path="/etc/jupyter-backup/password",
                     content=os.environ["JUPYTER_BACKUP_PASSWORD"])
     """
-    owner = host.get_fact(passwords.PasswordFileOwner, path=path)
+    if snapshot is None:
+        owner = host.get_fact(passwords.PasswordFileOwner, path=path)
+    else:
+        owner = passwords.owner_from(snapshot, path)
     current = passwords.stored_content(path) if owner else None
     yield from passwords.store_secret(
         path, None if current == content else content, owner, "root", "600", unchanged=f"{path} is up to date"
@@ -239,62 +245,59 @@ def configure_backups():
         return
     schedule = host.data.backup_schedule or default_schedule(host.name)
     ssh_key = host.data.backup_ssh_key
-    files.directory(
-        name="Backup settings directory (root only)", path=CONFIG_DIR, user="root", group="root", mode="700"
+    # The repository's own state is read later, by repository_ready: it runs the script
+    # this concern uploads first.
+    state = snapshot.Snapshot(
+        paths=[CONFIG_DIR, SCRIPT, CONFIG_FILE, STATE_DIR, SERVICE_FILE, TIMER_FILE],
+        secret_paths=[SECRETS_FILE, PASSWORD_FILE, SSH_KEY_FILE],
+        units=[f"{UNIT}.timer"],
     )
-    files.put(
-        name="Backup script",
-        src=str(FILES / "jupyter-backup"),
-        dest=SCRIPT,
-        user="root",
-        group="root",
-        mode="755",
-        create_remote_dir=True,
+    root_only = {"user": "root", "group": "root", "snapshot": state}
+    snapshot.directory(name="Backup settings directory (root only)", path=CONFIG_DIR, mode="700", **root_only)
+    snapshot.file(
+        name="Backup script", path=SCRIPT, content=FILES / "jupyter-backup", mode="755", create_dir=True, **root_only
     )
-    files.put(
+    snapshot.file(
         name="Backup settings",
-        src=StringIO(
-            config_file(
-                repository,
-                host.data.notebook_dir,
-                host.data.jupyter_user,
-                schedule,
-                host.data.backup_keep,
-                bool(ssh_key),
-            )
+        path=CONFIG_FILE,
+        content=config_file(
+            repository,
+            host.data.notebook_dir,
+            host.data.jupyter_user,
+            schedule,
+            host.data.backup_keep,
+            bool(ssh_key),
         ),
-        dest=CONFIG_FILE,
-        user="root",
-        group="root",
         mode="600",
+        **root_only,
     )
     secret_file(
-        name="Backup repository and its credentials (never shown)", path=SECRETS_FILE, content=secrets_file(repository)
+        name="Backup repository and its credentials (never shown)",
+        path=SECRETS_FILE,
+        content=secrets_file(repository),
+        snapshot=state,
     )
     secret_file(
         name="Backup repository password (never shown)",
         path=PASSWORD_FILE,
         content=os.environ.get(settings.BACKUP_PASSWORD_ENV, "") + "\n",
+        snapshot=state,
     )
     if ssh_key:
         secret_file(
-            name="SSH key for the backup server (never shown)", path=SSH_KEY_FILE, content=Path(ssh_key).read_text()
+            name="SSH key for the backup server (never shown)",
+            path=SSH_KEY_FILE,
+            content=Path(ssh_key).read_text(),
+            snapshot=state,
         )
-    files.directory(name="Backup state directory", path=STATE_DIR, user="root", group="root", mode="755")
+    snapshot.directory(name="Backup state directory", path=STATE_DIR, mode="755", **root_only)
     repository_ready(name="Backup repository (created when there is none)", schedule=schedule)
-    service = files.put(
-        name="Backup service",
-        src=StringIO(service_unit(repository)),
-        dest=SERVICE_FILE,
-        user="root",
-        group="root",
-        mode="644",
+    service = snapshot.file(
+        name="Backup service", path=SERVICE_FILE, content=service_unit(repository), mode="644", **root_only
     )
-    timer = files.put(
-        name="Backup timer", src=StringIO(timer_unit(schedule)), dest=TIMER_FILE, user="root", group="root", mode="644"
-    )
+    timer = snapshot.file(name="Backup timer", path=TIMER_FILE, content=timer_unit(schedule), mode="644", **root_only)
     systemd.daemon_reload(name="Reload systemd units", _if=any_changed(service, timer))
-    systemd.service(name="Backup timer running and enabled", service=f"{UNIT}.timer", running=True, enabled=True)
+    snapshot.service(name="Backup timer running and enabled", unit=f"{UNIT}.timer", snapshot=state)
     systemd.service(
         name="Restart the timer for its new schedule", service=f"{UNIT}.timer", restarted=True, _if=timer.did_change
     )

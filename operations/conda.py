@@ -16,12 +16,18 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, deploy, operation
 
-from . import settings
+from . import settings, system
 
 MARKER = ".jupyter-deploy-installer"
 LOCK = "/run/lock/jupyter-deploy-conda-installer.lock"
 # What the download and the installer need on the host.
 PACKAGES = ["curl", "ca-certificates", "bzip2"]
+
+
+@system.needs_packages
+def packages(data) -> list[str]:
+    """What the concern installs (through ``system.install_packages``)."""
+    return PACKAGES
 
 
 class CondaInstallation(FactBase):

@@ -14,11 +14,13 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import FactBase, deploy, operation
 
-from . import settings
+from . import settings, system
 
 
-def packages(enabled: bool) -> list[str]:
-    return ["ufw"] if enabled else []
+@system.needs_packages
+def packages(data) -> list[str]:
+    """What the concern installs (through ``system.install_packages``)."""
+    return ["ufw"] if data.get("firewall", settings.DEFAULTS["firewall"]) else []
 
 
 class UfwState(FactBase):

@@ -9,14 +9,13 @@ change it) and is restarted only when its configuration, password or unit change
 from __future__ import annotations
 
 import shlex
-from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.operations import server, systemd
 
-from . import owed, passwords, settings
+from . import owed, passwords, settings, snapshot
 from .render import render
 
 CONFIG_DIR = "/etc/jupyter"
@@ -33,6 +32,8 @@ KERNEL_SPEC = f"{DATA_DIR}/kernels/python3/kernel.json"
 USER_KERNELS = f"{CONFIG_DIR}/user"
 # The `conda` first on the notebook user's PATH (files/conda-shared-prefix-guard).
 GUARD_DIR = "/usr/local/lib/jupyter-deploy/bin"
+GUARD_FILE = f"{GUARD_DIR}/conda"
+NOLOGIN = "/usr/sbin/nologin"
 FILES = Path(__file__).resolve().parent.parent / "files"
 # Ceilings of the unit whatever the settings: see the unit template.
 TASKS_MAX = 2048
@@ -46,37 +47,49 @@ UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
 LIMITS_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/limits.conf"
 
 
-class RestartPending(FactBase):
+def restart_pending(state: snapshot.Snapshot, unit: str, paths: list[str]) -> list[str]:
     """
-    Returns what a running ``unit`` has not picked up yet: each of ``paths`` changed
-    after its main process started, and ``daemon-reload`` when systemd still has an old
-    copy of the unit. Empty when the unit is not running. (A run interrupted between
-    writing a file and restarting leaves exactly this behind.)
+    What a running ``unit`` has not picked up yet, from the concern's snapshot: each of
+    ``paths`` changed after its main process started, and ``daemon-reload`` when systemd
+    still has an old copy of the unit. Empty when the unit is not running. (A run
+    interrupted between writing a file and restarting leaves exactly this behind.)
     """
+    current = state.unit(unit)
+    # systemd's own start time, to the microsecond: `ps -o lstart` is derived from the boot
+    # time truncated to a second and can read up to a second early, which made a file
+    # written just before a restart look newer than the process.
+    stale = state.newer_than(paths, current.started) if current.main_pid > 0 and current.started else []
+    return stale + (["daemon-reload"] if current.needs_daemon_reload else [])
 
-    @staticmethod
-    def default():
-        return []
 
-    def command(self, unit, paths):
-        checks = " ".join(shlex.quote(p) for p in paths)
-        q_unit = shlex.quote(unit)
-        # systemd's own start time, to the microsecond: `ps -o lstart` is derived from the
-        # boot time truncated to a second and can read up to a second early, which made a
-        # file written just before a restart look newer than the process.
-        return (
-            f"pid=$(systemctl show -p MainPID --value {q_unit} 2>/dev/null); "
-            'if [ -n "$pid" ] && [ "$pid" -gt 0 ]; then '
-            f'start=$(date -d "$(systemctl show --timestamp=us+utc -p ExecMainStartTimestamp --value {q_unit})" '
-            "+%s.%N); "
-            f'for f in {checks}; do [ -e "$f" ] && '
-            """awk -v m="$(stat -c %.9Y "$f")" -v s="$start" 'BEGIN { exit !(m > s) }' && echo "$f"; done; fi; """
-            f'[ "$(systemctl show -p NeedDaemonReload --value {q_unit} 2>/dev/null)" = yes ] '
-            "&& echo daemon-reload; true"
+@operation()
+def account(user: str, comment: str, home: str, snapshot: snapshot.Snapshot):
+    """
+    A system account with no login shell, decided from the snapshot's ``account`` probe
+    (``getent passwd USER``).
+
+    + user: the account name
+    + comment: its GECOS comment (how later runs know the deploy made it)
+    + home: its home directory, created with the account
+
+    **Example:**
+
+    .. code:: python
+
+        jupyter.account(name="System user", user="jupyter", comment=ACCOUNT_COMMENT,
+                        home="/var/lib/jupyter", snapshot=state)
+    """
+    q = shlex.quote
+    entry = next((line.split(":") for line in snapshot.probe("account") if line.count(":") == 6), None)
+    if entry is None:
+        yield StringCommand(
+            f"useradd --system --comment {q(comment)} --home-dir {q(home)} --create-home --shell {NOLOGIN} {q(user)}"
         )
-
-    def process(self, output):
-        return [line.strip() for line in output if line.strip()]
+        return
+    if (entry[4], entry[5], entry[6]) == (comment, home, NOLOGIN):
+        host.noop(f"account {user} exists")
+        return
+    yield StringCommand(f"usermod --comment {q(comment)} --home {q(home)} --shell {NOLOGIN} {q(user)}")
 
 
 # The GECOS comment of the account this deploy creates: how a later run knows it is ours.
@@ -219,6 +232,34 @@ def kernel_spec(prefix, user) -> str:
     return render("python3-kernel.json.j2", prefix=prefix, home=home_of(user))
 
 
+# What the server reads at start: a change to any of them needs a restart.
+RESTART_PATHS = [CONFIG_FILE, LOGIN_HANDLER_FILE, PASSWORD_FILE, UNIT_FILE]
+
+
+def service_snapshot(user: str, notebook_dir: str) -> snapshot.Snapshot:
+    """The Jupyter concern's host state in one command: its paths, its unit, its account."""
+    return snapshot.Snapshot(
+        paths=[
+            notebook_dir,
+            home_of(user),
+            CONFIG_DIR,
+            MIGRATED_MARKER,
+            CONFIG_FILE,
+            LOGIN_HANDLER_FILE,
+            KERNEL_SPEC.rsplit("/", 1)[0],
+            USER_KERNELS,
+            f"{USER_KERNELS}/kernels",
+            KERNEL_SPEC,
+            GUARD_FILE,
+            UNIT_FILE,
+            LIMITS_DROPIN,
+        ],
+        secret_paths=[PASSWORD_FILE],
+        units=[f"{UNIT}.service"],
+        probes={"account": f"getent passwd {shlex.quote(user)}"},
+    )
+
+
 @deploy(
     "Jupyter Notebook service",
     data_defaults=settings.defaults(
@@ -241,52 +282,43 @@ def install_jupyter():
     """User, directories, config, password, systemd unit; restart only on change."""
     user = host.data.jupyter_user
     notebook_dir = host.data.notebook_dir
-    # An existing account (www-data, a person's login) would get the notebook directory,
-    # the password hash's group and everything the notebooks run as it: refused.
-    check_account(host.name, user, host.get_fact(AccountOrigin, user=user))
-    server.user(
-        name=f"System user {user} (no login shell)",
-        user=user,
-        comment=ACCOUNT_COMMENT,
-        system=True,
-        home=home_of(user),
-        shell="/usr/sbin/nologin",
-        create_home=True,
-    )
-    files.directory(name="Notebook directory", path=notebook_dir, user=user, group=user, mode="750")
-    files.directory(name="Jupyter's home", path=home_of(user), user=user, group=user, mode="750")
-    files.directory(name="Config directory", path=CONFIG_DIR, user="root", group=user, mode="750")
+    home = home_of(user)
+    # An existing account that the deploy did not make was refused by host_checks, first.
+    kernel_dir = KERNEL_SPEC.rsplit("/", 1)[0]
+    state = service_snapshot(user, notebook_dir)
+    account(name=f"System user {user} (no login shell)", user=user, comment=ACCOUNT_COMMENT, home=home, snapshot=state)
+    owned_by_user = {"user": user, "group": user, "mode": "750", "snapshot": state}
+    readable_by_user = {"user": "root", "group": user, "snapshot": state}
+    snapshot.directory(name="Notebook directory", path=notebook_dir, **owned_by_user)
+    snapshot.directory(name="Jupyter's home", path=home, **owned_by_user)
+    snapshot.directory(name="Config directory", path=CONFIG_DIR, mode="750", **readable_by_user)
     # Jupyter migrates an old ~/.ipython into its config dir unless this marker exists; the
     # config dir is read-only for the server, and a failed migration stops it from starting.
-    files.file(name="No config migration", path=MIGRATED_MARKER, user="root", group=user, mode="640")
-    config = files.put(
+    snapshot.file(name="No config migration", path=MIGRATED_MARKER, content="", mode="640", **readable_by_user)
+    config = snapshot.file(
         name="Jupyter server config",
-        src=StringIO(
-            server_config(
-                settings.server_name(host),
-                host.data.jupyter_base_url,
-                host.data.jupyter_port,
-                notebook_dir,
-                host.data.jupyter_terminals,
-                home=home_of(user),
-                prefix=host.data.conda_prefix,
-                cull_idle_timeout=host.data.cull_idle_kernels_after,
-                proxy_timeout=host.data.apache_proxy_timeout,
-                max_request_size=host.data.max_request_size,
-            ),
+        path=CONFIG_FILE,
+        content=server_config(
+            settings.server_name(host),
+            host.data.jupyter_base_url,
+            host.data.jupyter_port,
+            notebook_dir,
+            host.data.jupyter_terminals,
+            home=home,
+            prefix=host.data.conda_prefix,
+            cull_idle_timeout=host.data.cull_idle_kernels_after,
+            proxy_timeout=host.data.apache_proxy_timeout,
+            max_request_size=host.data.max_request_size,
         ),
-        dest=CONFIG_FILE,
-        user="root",
-        group=user,
         mode="640",
+        **readable_by_user,
     )
-    login_handler = files.put(
+    login_handler = snapshot.file(
         name="Login handler (password checks off the event loop)",
-        src=str(FILES / f"{LOGIN_HANDLER_MODULE}.py"),
-        dest=LOGIN_HANDLER_FILE,
-        user="root",
-        group=user,
+        path=LOGIN_HANDLER_FILE,
+        content=FILES / f"{LOGIN_HANDLER_MODULE}.py",
         mode="640",
+        **readable_by_user,
     )
     password = passwords.password_file(
         name="Jupyter password hash (never shown)",
@@ -294,60 +326,49 @@ def install_jupyter():
         password_hash=host.data.jupyter_password_hash,
         password=passwords.password_from_environment(),
         group=user,
+        snapshot=state,
     )
-    files.directory(
-        name="Server data directory", path=f"{DATA_DIR}/kernels/python3", user="root", group=user, mode="750"
-    )
-    files.directory(name="User kernel specs link directory", path=USER_KERNELS, user="root", group=user, mode="750")
-    files.link(
+    snapshot.directory(name="Server data directory", path=kernel_dir, mode="750", **readable_by_user)
+    snapshot.directory(name="User kernel specs link directory", path=USER_KERNELS, mode="750", **readable_by_user)
+    snapshot.link(
         name="The user's kernel specs, and nothing else of their data dir",
         path=f"{USER_KERNELS}/kernels",
-        target=f"{home_of(user)}/.local/share/jupyter/kernels",
-        user="root",
-        group=user,
+        target=f"{home}/.local/share/jupyter/kernels",
+        **readable_by_user,
     )
-    files.put(
+    snapshot.file(
         name="Python 3 kernel spec",
-        src=StringIO(kernel_spec(host.data.conda_prefix, user)),
-        dest=KERNEL_SPEC,
-        user="root",
-        group=user,
+        path=KERNEL_SPEC,
+        content=kernel_spec(host.data.conda_prefix, user),
         mode="640",
+        **readable_by_user,
     )
-    files.put(
+    system_file = {"user": "root", "group": "root", "snapshot": state, "create_dir": True}
+    snapshot.file(
         name="conda guard for the shared environment",
-        src=str(FILES / "conda-shared-prefix-guard"),
-        dest=f"{GUARD_DIR}/conda",
-        user="root",
-        group="root",
+        path=GUARD_FILE,
+        content=FILES / "conda-shared-prefix-guard",
         mode="755",
-        create_remote_dir=True,
+        **system_file,
     )
-    unit = files.put(
+    unit = snapshot.file(
         name="systemd unit",
-        src=StringIO(
-            unit_file(user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url, host.data.jupyter_port)
+        path=UNIT_FILE,
+        content=unit_file(
+            user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url, host.data.jupyter_port
         ),
-        dest=UNIT_FILE,
-        user="root",
-        group="root",
         mode="644",
+        **system_file,
     )
-    limits = files.put(
+    limits = snapshot.file(
         name="Memory, CPU and task limits (systemd drop-in)",
-        src=StringIO(limits_dropin(host.data.memory_limit, host.data.cpu_limit)),
-        dest=LIMITS_DROPIN,
-        user="root",
-        group="root",
+        path=LIMITS_DROPIN,
+        content=limits_dropin(host.data.memory_limit, host.data.cpu_limit),
         mode="644",
-        create_remote_dir=True,
+        **system_file,
     )
     # Files an interrupted earlier run wrote but never restarted for (see operations/owed.py).
-    pending = owed.once(
-        lambda: host.get_fact(
-            RestartPending, unit=UNIT, paths=[CONFIG_FILE, LOGIN_HANDLER_FILE, PASSWORD_FILE, UNIT_FILE]
-        )
-    )
+    pending = owed.once(lambda: restart_pending(state, f"{UNIT}.service", RESTART_PATHS))
     # Gated on this run's changes (`_if`): asking the operations now whether they will change
     # would run their facts twice.
     systemd.daemon_reload(
@@ -378,4 +399,4 @@ def install_jupyter():
         restarted=True,
         **owed.gate(pending, [config, login_handler, password, unit]),
     )
-    systemd.service(name="Jupyter running and enabled", service=UNIT, running=True, enabled=True)
+    snapshot.service(name="Jupyter running and enabled", unit=f"{UNIT}.service", snapshot=state)

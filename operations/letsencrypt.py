@@ -23,23 +23,21 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, deploy, operation
 from pyinfra.facts.files import Sha256File
-from pyinfra.operations import files, systemd
+from pyinfra.operations.util import any_changed
 
-from . import settings, tls
+from . import apache, settings, snapshot, system, tls
 from .render import render
 
-LIVE = "/etc/letsencrypt/live"
+LIVE = tls.LIVE
 RENEWAL = "/etc/letsencrypt/renewal"
-WEBROOT = "/var/www/acme-challenge"
+WEBROOT = tls.ACME_WEBROOT
 DEPLOY_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/jupyter-apache-reload"
 # update-ca-certificates picks up *.crt files here into /etc/ssl/certs/ca-certificates.crt.
 TRUSTED_CA = "/usr/local/share/ca-certificates/jupyter-deploy-acme.crt"
 PACKAGES = ["certbot", "ca-certificates"]
 
 
-def live_paths(name: str) -> tuple[str, str]:
-    """The certificate (with its chain: Apache must send the intermediate) and key certbot keeps current."""
-    return f"{LIVE}/{name}/fullchain.pem", f"{LIVE}/{name}/privkey.pem"
+live_paths = tls.live_paths
 
 
 class RenewalConfig(FactBase):
@@ -60,7 +58,7 @@ class RenewalConfig(FactBase):
 
 
 @operation()
-def certificate(server_name: str, webroot: str, server: str, email: str = ""):
+def certificate(server_name: str, webroot: str, server: str, email: str = "", snapshot=None):
     """
     Obtain a certificate for one name with ``certbot certonly --webroot``, when needed.
 
@@ -68,6 +66,7 @@ def certificate(server_name: str, webroot: str, server: str, email: str = ""):
     + webroot: directory the :80 vhost serves ``/.well-known/acme-challenge/`` from
     + server: ACME directory URL
     + email: account contact address; ``""`` registers without one
+    + snapshot: the concern's ``certbot_snapshot``; else facts read certbot's state
 
     A certificate for exactly this name from this server is left to certbot's timer.
     Otherwise certbot runs; a certificate it already has (other server, other names,
@@ -84,8 +83,12 @@ def certificate(server_name: str, webroot: str, server: str, email: str = ""):
                                 server="https://acme-v02.api.letsencrypt.org/directory")
     """
     cert, key = live_paths(server_name)
-    current = host.get_fact(tls.Certificate, cert=cert, key=key, renew_before_days=0)
-    renewal = host.get_fact(RenewalConfig, cert_name=server_name)
+    if snapshot is None:
+        current = host.get_fact(tls.Certificate, cert=cert, key=key, renew_before_days=0)
+        renewal = host.get_fact(RenewalConfig, cert_name=server_name)
+    else:
+        current = tls.Certificate().process(snapshot.probe("live"))
+        renewal = RenewalConfig().process(snapshot.probe("renewal"))
     if (
         current
         and not current["expiring"]
@@ -118,12 +121,13 @@ def certificate(server_name: str, webroot: str, server: str, email: str = ""):
 
 
 @operation()
-def ca_trusted(path: str, pem: str | None):
+def ca_trusted(path: str, pem: str | None, snapshot=None):
     """
     Trust (or stop trusting) a CA system-wide, e.g. a private ACME server's.
 
     + path: a ``.crt`` file under ``/usr/local/share/ca-certificates``
     + pem: the CA certificate(s), PEM; ``None`` removes the file
+    + snapshot: the concern's ``certbot_snapshot``; else a fact reads the file's sha256
 
     ``update-ca-certificates`` rebuilds ``/etc/ssl/certs/ca-certificates.crt``, the bundle
     Debian's certbot (and curl, and Python's requests) verify against.
@@ -134,7 +138,10 @@ def ca_trusted(path: str, pem: str | None):
 
         letsencrypt.ca_trusted(name="Trust the ACME server", path=TRUSTED_CA, pem=ca_text)
     """
-    current = host.get_fact(Sha256File, path=path)
+    if snapshot is None:
+        current = host.get_fact(Sha256File, path=path)
+    else:
+        current = snapshot.path(path).detail if snapshot.path(path).kind == "file" else None
     if pem is None:
         if current is None:
             host.noop(f"{path} is absent")
@@ -148,59 +155,73 @@ def ca_trusted(path: str, pem: str | None):
     yield f"chmod 644 {shlex.quote(path)} && update-ca-certificates --fresh >/dev/null"
 
 
-@deploy("TLS certificate", data_defaults=settings.defaults("server_name"))
-def certificate_to_serve():
-    """
-    The certificate the vhost serves until certbot runs later in this deploy: certbot's
-    own when it has one for the server name, else the self-signed fallback (made when
-    needed). Returns ``(cert, key, operation or None)``.
-    """
-    name = settings.server_name(host)
-    cert, key = live_paths(name)
-    if host.get_fact(tls.Certificate, cert=cert, key=key, renew_before_days=0):
-        return cert, key, None
-    return tls.install_certificate()
+@system.needs_packages
+def packages(data) -> list[str]:
+    """What the concern installs (through ``system.install_packages``)."""
+    return PACKAGES if data.get("tls_mode", settings.DEFAULTS["tls_mode"]) == "letsencrypt" else []
 
 
-@deploy("No private ACME CA")
-def forget_private_ca():
-    """Outside ``letsencrypt`` mode, a CA trusted for a private ACME server is not needed any more."""
-    ca_trusted(name="No private ACME CA trusted", path=TRUSTED_CA, pem=None)
+def certbot_snapshot(server_name: str) -> snapshot.Snapshot:
+    """The concern's host state in one command: its files, certbot's timer, certificate and renewal config."""
+    cert, key = live_paths(server_name)
+    return snapshot.Snapshot(
+        paths=[TRUSTED_CA, DEPLOY_HOOK, WEBROOT],
+        units=["certbot.timer"],
+        probes={
+            "live": tls.Certificate().command(cert, key, renew_before_days=0),
+            "renewal": RenewalConfig().command(server_name),
+        },
+    )
 
 
 @deploy(
     "Let's Encrypt certificate",
-    data_defaults=settings.defaults("server_name", "letsencrypt_email", "acme_directory_url", "acme_ca_bundle"),
+    data_defaults=settings.defaults(
+        "tls_mode", "server_name", "letsencrypt_email", "acme_directory_url", "acme_ca_bundle"
+    ),
 )
-def obtain_certificate(reload_stamp: str):
+def configure_letsencrypt():
     """
-    Obtain the certificate and keep it renewed (needs ``PACKAGES`` and the :80 vhost
-    serving ``WEBROOT``); returns ``(cert, key, operation)`` for the vhost.
-
-    + reload_stamp: file the renewal hook touches after reloading Apache, so the next
-      deploy does not reload again for a certificate Apache already serves
+    In ``letsencrypt`` mode: obtain the certificate, keep it renewed and have Apache serve
+    it (runs after Apache, whose :80 vhost serves ``WEBROOT``). In other modes: no CA
+    trusted for a private ACME server any more.
     """
+    letsencrypt_mode = host.data.tls_mode == "letsencrypt"
     name = settings.server_name(host)
-    bundle = host.data.acme_ca_bundle
+    state = certbot_snapshot(name) if letsencrypt_mode else snapshot.Snapshot(paths=[TRUSTED_CA])
+    bundle = host.data.acme_ca_bundle if letsencrypt_mode else None
     ca_trusted(
         name="Trust the ACME server's CA (acme_ca_bundle)" if bundle else "No private ACME CA trusted",
         path=TRUSTED_CA,
         pem=open(bundle, encoding="ascii").read() if bundle else None,
+        snapshot=state,
     )
-    files.put(
+    if not letsencrypt_mode:
+        return
+    snapshot.file(
         name="certbot renewal hook: configtest, then reload Apache",
-        src=StringIO(render("certbot-deploy-hook.sh.j2", reload_stamp=reload_stamp)),
-        dest=DEPLOY_HOOK,
+        path=DEPLOY_HOOK,
+        content=render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP),
+        user="root",
+        group="root",
         mode="755",
+        create_dir=True,
+        snapshot=state,
     )
-    systemd.service(name="certbot.timer renews certificates", service="certbot.timer", running=True, enabled=True)
-    files.directory(name="ACME challenge webroot", path=WEBROOT, mode="755")
+    snapshot.service(name="certbot.timer renews certificates", unit="certbot.timer", snapshot=state)
+    snapshot.directory(
+        name="ACME challenge webroot", path=WEBROOT, user="root", group="root", mode="755", snapshot=state
+    )
     issued = certificate(
         name="Certificate for the server name from the ACME server (certbot, webroot)",
         server_name=name,
         webroot=WEBROOT,
         server=host.data.acme_directory_url,
         email=host.data.letsencrypt_email,
+        snapshot=state,
     )
-    cert, key = live_paths(name)
-    return cert, key, issued
+    # Read when it runs, after certbot: the links move to the new certificate.
+    served = tls.served_links(
+        name="Apache serves the issued certificate", server_name=name, snapshot=tls.certificate_snapshot(name)
+    )
+    apache.reloaded(name="Reload Apache for the new certificate (after configtest)", _if=any_changed(issued, served))

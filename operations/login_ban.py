@@ -15,15 +15,14 @@ package stays installed.
 
 from __future__ import annotations
 
-from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from . import apache, jupyter, settings
+from . import apache, jupyter, settings, snapshot, system
 from .render import render
 
 FILES = Path(__file__).resolve().parent.parent / "files"
@@ -39,8 +38,10 @@ BASIC_AUTH_JAIL = "jupyter-basic-auth"
 JAILS = (LOGIN_JAIL, BASIC_AUTH_JAIL)
 
 
-def packages(enabled: bool) -> list[str]:
-    return PACKAGES if enabled else []
+@system.needs_packages
+def packages(data) -> list[str]:
+    """What the concern installs (through ``system.install_packages``)."""
+    return PACKAGES if data.get("login_ban", settings.DEFAULTS["login_ban"]) else []
 
 
 def jail_config(
@@ -96,6 +97,11 @@ WAIT_FOR_JAIL = (
 )
 
 
+def jail_snapshot() -> snapshot.Snapshot:
+    """The login ban's host state in one command: its two files and fail2ban's unit."""
+    return snapshot.Snapshot(paths=[FILTER_FILE, JAIL_FILE], units=[f"{SERVICE}.service"])
+
+
 @deploy(
     "Login ban",
     data_defaults=settings.defaults(
@@ -109,38 +115,34 @@ WAIT_FOR_JAIL = (
 )
 def configure_login_ban():
     """Ban addresses with repeated failed logins at 80/443, or remove the jails (needs ``packages``)."""
+    state = jail_snapshot()
     if not host.data.login_ban:
-        jail = files.file(name="No login-ban jails", path=JAIL_FILE, present=False)
-        login_filter = files.file(name="No login-ban filter", path=FILTER_FILE, present=False)
+        jail = snapshot.absent(name="No login-ban jails", path=JAIL_FILE, snapshot=state)
+        login_filter = snapshot.absent(name="No login-ban filter", path=FILTER_FILE, snapshot=state)
         server.shell(
             name="Stop the login-ban jails and lift their bans",
             commands=[StringCommand(STOP_JAILS)],
             _if=any_changed(jail, login_filter),
         )
         return
-    login_filter = files.put(
+    config = {"user": "root", "group": "root", "mode": "644", "snapshot": state}
+    login_filter = snapshot.file(
         name="fail2ban filter for failed Jupyter logins",
-        src=str(FILES / "fail2ban-jupyter-login.conf"),
-        dest=FILTER_FILE,
-        user="root",
-        group="root",
-        mode="644",
+        path=FILTER_FILE,
+        content=FILES / "fail2ban-jupyter-login.conf",
+        **config,
     )
-    jail = files.put(
+    jail = snapshot.file(
         name="fail2ban jails for failed logins",
-        src=StringIO(
-            jail_config(
-                host.data.login_ban_max_failures,
-                host.data.login_ban_window,
-                host.data.login_ban_seconds,
-                host.data.login_ban_ignore,
-                basic_auth=bool(host.data.basic_auth_user),
-            )
+        path=JAIL_FILE,
+        content=jail_config(
+            host.data.login_ban_max_failures,
+            host.data.login_ban_window,
+            host.data.login_ban_seconds,
+            host.data.login_ban_ignore,
+            basic_auth=bool(host.data.basic_auth_user),
         ),
-        dest=JAIL_FILE,
-        user="root",
-        group="root",
-        mode="644",
+        **config,
     )
     # Like Apache's configtest: a config fail2ban refuses never reaches the running server,
     # and the run fails with fail2ban's own words. A running fail2ban reloads (jails gone
@@ -155,4 +157,4 @@ def configure_login_ban():
         ],
         _if=any_changed(login_filter, jail),
     )
-    systemd.service(name="fail2ban running and enabled", service=SERVICE, running=True, enabled=True)
+    snapshot.service(name="fail2ban running and enabled", unit=f"{SERVICE}.service", snapshot=state)

@@ -96,6 +96,12 @@ class PasswordFileOwner(FactBase):
         return lines[0] if lines else None
 
 
+def owner_from(snapshot, path: str) -> str | None:
+    """What ``PasswordFileOwner`` says of ``path``, from a concern's snapshot."""
+    state = snapshot.path(path)
+    return f"{state.user}:{state.group}:{state.mode}" if state.kind == "file" else None
+
+
 def stored_content(path: str) -> str:
     """The whole file, downloaded into memory ('' when it cannot be read)."""
     buffer = BytesIO()
@@ -148,6 +154,7 @@ def password_file(
     password: str | None = None,
     group: str = "root",
     htpasswd_user: str | None = None,
+    snapshot=None,
 ):
     """
     Store a password hash in its own file, readable by root and ``group``.
@@ -159,6 +166,8 @@ def password_file(
     + group: group allowed to read the file (the Jupyter user's, or Apache's)
     + htpasswd_user: write an Apache htpasswd line (bcrypt) for this user instead of
       a Jupyter ``argon2:`` hash
+    + snapshot: the concern's ``snapshot.Snapshot`` holding ``path`` among its
+      ``secret_paths`` (its owner and mode are read from it); else a fact reads them
 
     The content is uploaded, never passed on a command line, and no diff is shown.
     Always give this operation a ``name=`` so pyinfra does not log its arguments.
@@ -174,7 +183,7 @@ def password_file(
             group="jupyter",
         )
     """
-    owner = host.get_fact(PasswordFileOwner, path=path)
+    owner = owner_from(snapshot, path) if snapshot else host.get_fact(PasswordFileOwner, path=path)
     current = stored_content(path) if owner else None
     wanted = desired_line(password_hash, password, current, htpasswd_user)
     yield from store_secret(

@@ -1,12 +1,15 @@
 """
-The TLS keypair Apache serves.
+The TLS keypair Apache serves (``served_paths``), and the self-signed one it falls back to.
 
 ``self-signed`` (the default) makes an ECDSA P-256 certificate for the server name,
 valid 365 days (Mozilla's profile rejects lifespans over 366 days). It is created
 once and replaced only when missing, within 30 days of expiry, or issued for a
 different name, so re-runs change nothing and a renamed host gets a matching one.
 With ``letsencrypt`` it is the fallback that keeps the site up until certbot's
-certificate exists (``letsencrypt.py``).
+certificate exists (``letsencrypt.py``): then the vhost names two links, ``SERVED_CERT``
+and ``SERVED_KEY``, which point at certbot's live certificate once it has a valid one for
+the server name and at the self-signed pair until then. Which one is decided on the host
+when the run gets there, so nothing is read while the run is planned.
 """
 
 from __future__ import annotations
@@ -14,15 +17,38 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, StringCommand, deploy, operation
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 
-from . import settings
+from . import settings, snapshot, system
 
 CERT = "/etc/ssl/certs/jupyter-apache.crt"
 KEY = "/etc/ssl/private/jupyter-apache.key"
 DAYS = 365
 RENEW_BEFORE_DAYS = 30
 PACKAGES = ["openssl"]
+# In letsencrypt mode the vhost names these links (see the module's docstring).
+SERVED_CERT = "/etc/ssl/certs/jupyter-apache-served.crt"
+SERVED_KEY = "/etc/ssl/private/jupyter-apache-served.key"
+# Where certbot keeps each certificate current, and the directory the :80 vhost serves
+# /.well-known/acme-challenge/ from (letsencrypt.py fills both).
+LIVE = "/etc/letsencrypt/live"
+ACME_WEBROOT = "/var/www/acme-challenge"
+
+
+@system.needs_packages
+def packages(data) -> list[str]:
+    """What the concern installs (through ``system.install_packages``)."""
+    return PACKAGES
+
+
+def live_paths(name: str) -> tuple[str, str]:
+    """The certificate (with its chain: Apache must send the intermediate) and key certbot keeps current."""
+    return f"{LIVE}/{name}/fullchain.pem", f"{LIVE}/{name}/privkey.pem"
+
+
+def served_paths(tls_mode: str) -> tuple[str, str]:
+    """The certificate and key the vhost names."""
+    return (SERVED_CERT, SERVED_KEY) if tls_mode == "letsencrypt" else (CERT, KEY)
 
 
 class Certificate(FactBase):
@@ -33,11 +59,12 @@ class Certificate(FactBase):
     """
 
     def command(self, cert, key, renew_before_days=RENEW_BEFORE_DAYS):
-        seconds = renew_before_days * 86400
+        seconds = int(renew_before_days) * 86400
+        q_cert, q_key = shlex.quote(cert), shlex.quote(key)
         return (
-            f"if [ -f {cert} ] && [ -f {key} ]; then "
-            f"openssl x509 -in {cert} -noout -checkend {seconds} >/dev/null && echo valid || echo expiring; "
-            f"openssl x509 -in {cert} -noout -ext subjectAltName 2>/dev/null | tail -n +2; fi"
+            f"if [ -f {q_cert} ] && [ -f {q_key} ]; then "
+            f"openssl x509 -in {q_cert} -noout -checkend {seconds} >/dev/null && echo valid || echo expiring; "
+            f"openssl x509 -in {q_cert} -noout -ext subjectAltName 2>/dev/null | tail -n +2; fi"
         )
 
     def process(self, output):
@@ -58,7 +85,7 @@ def san_for(name: str) -> str:
 
 
 @operation()
-def self_signed(cert: str, key: str, server_name: str, days: int = DAYS):
+def self_signed(cert: str, key: str, server_name: str, days: int = DAYS, snapshot=None):
     """
     Make a self-signed certificate (ECDSA P-256) for one name when needed.
 
@@ -66,6 +93,7 @@ def self_signed(cert: str, key: str, server_name: str, days: int = DAYS):
     + key: private key path (root only, mode 600)
     + server_name: DNS name or IP address the certificate is for
     + days: validity; keep it at most 366 for Mozilla's profile
+    + snapshot: the TLS concern's ``snapshot.Snapshot`` (``certificate_snapshot``); else a fact reads it
 
     **Example:**
 
@@ -74,7 +102,10 @@ def self_signed(cert: str, key: str, server_name: str, days: int = DAYS):
         tls.self_signed(name="Self-signed certificate", cert="/etc/ssl/certs/nb.crt",
                         key="/etc/ssl/private/nb.key", server_name="nb.example.org")
     """
-    current = host.get_fact(Certificate, cert=cert, key=key)
+    if snapshot is None:
+        current = host.get_fact(Certificate, cert=cert, key=key)
+    else:
+        current = Certificate().process(snapshot.probe("self-signed"))
     san = san_for(server_name)
     if current and not current["expiring"] and current["names"] == [san]:
         host.noop(f"certificate for {san} is valid for more than {RENEW_BEFORE_DAYS} days")
@@ -91,13 +122,66 @@ def self_signed(cert: str, key: str, server_name: str, days: int = DAYS):
     )
 
 
+def certificate_snapshot(server_name: str) -> snapshot.Snapshot:
+    """The TLS concern's host state: the self-signed pair, certbot's live one, the links."""
+    live_cert, live_key = live_paths(server_name)
+    return snapshot.Snapshot(
+        paths=[SERVED_CERT, SERVED_KEY],
+        probes={
+            "self-signed": Certificate().command(CERT, KEY),
+            "live": Certificate().command(live_cert, live_key, renew_before_days=0),
+        },
+    )
+
+
+@operation()
+def served_links(server_name: str, snapshot: snapshot.Snapshot):
+    """
+    Point ``SERVED_CERT``/``SERVED_KEY`` at certbot's live certificate for ``server_name``
+    when it has a valid one, else at the self-signed pair.
+
+    + server_name: the DNS name certbot's certificate is for
+    + snapshot: the concern's ``certificate_snapshot``, read when this operation runs
+
+    **Example:**
+
+    .. code:: python
+
+        tls.served_links(name="Serve the issued certificate", server_name="nb.example.org",
+                         snapshot=tls.certificate_snapshot("nb.example.org"))
+    """
+    live = Certificate().process(snapshot.probe("live"))
+    issued = live and not live["expiring"] and live["names"] == [f"DNS:{server_name}"]
+    targets = live_paths(server_name) if issued else (CERT, KEY)
+    todo = [
+        (link, target)
+        for link, target in zip((SERVED_CERT, SERVED_KEY), targets, strict=True)
+        if snapshot.path(link).detail != target
+    ]
+    if not todo:
+        host.noop(f"Apache serves {targets[0]}")
+        return
+    for link, target in todo:
+        yield StringCommand("ln", "-sfn", QuoteString(target), QuoteString(link))
+
+
 @deploy("TLS certificate", data_defaults=settings.defaults("tls_mode", "server_name"))
 def install_certificate():
-    """Make sure the certificate and key the vhost names exist; returns (cert, key, operation)."""
-    op = self_signed(
-        name="Self-signed certificate for the server name",
-        cert=CERT,
-        key=KEY,
-        server_name=settings.server_name(host),
+    """
+    The certificate and key the vhost names (``served_paths``): the self-signed pair (in
+    ``letsencrypt`` mode the fallback), and in that mode the links to what is served.
+    """
+    name = settings.server_name(host)
+    state = certificate_snapshot(name)
+    self_signed(
+        name="Self-signed certificate for the server name", cert=CERT, key=KEY, server_name=name, snapshot=state
     )
-    return CERT, KEY, op
+    if host.data.tls_mode == "letsencrypt":
+        served_links(
+            name="The served certificate: certbot's when it has one, else the self-signed",
+            server_name=name,
+            snapshot=state,
+        )
+    else:
+        for link in (SERVED_CERT, SERVED_KEY):
+            snapshot.absent(name=f"No {link} (letsencrypt mode only)", path=link, snapshot=state)

@@ -28,6 +28,8 @@ INSTALLED = [
     apache.RELOAD_STAMP.rsplit("/", 1)[0],
     tls.CERT,
     tls.KEY,
+    tls.SERVED_CERT,
+    tls.SERVED_KEY,
     letsencrypt.DEPLOY_HOOK,
     letsencrypt.TRUSTED_CA,
     login_ban.JAIL_FILE,

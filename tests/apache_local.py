@@ -56,7 +56,7 @@ def keypair(directory: Path, name: str = "127.0.0.1", prefix: str = "") -> tuple
 def server_config(directory: Path, vhost: str, modules, listen=("80", "443")) -> Path:
     """A self-contained httpd.conf holding the hardening conf and ``vhost``."""
     (directory / "vhost.conf").write_text(vhost)
-    (directory / "hardening.conf").write_text(apache.render("apache-hardening.conf.j2"))
+    (directory / "hardening.conf").write_text((apache.FILES / "apache-hardening.conf").read_text())
     loads = "\n".join(
         f"LoadModule {m}_module {MODULES}/mod_{m}.so"
         for m in dict.fromkeys(["mpm_event", "authz_core", "alias", "socache_shmcb", *modules])

@@ -5,7 +5,6 @@ finished deploy leaves behind) must get nothing but fact commands; a changed set
 must change (and restart) only what depends on it. Secrets never reach a command.
 """
 
-import re
 import runpy
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
-from lab.fake_hosts import FRESH, NAME, PASSWORD, FakeDownloads, converged_responses, file_facts, stat
-from operations import apache, jupyter, letsencrypt, login_ban, passwords, settings
+from lab.fake_hosts import FRESH, NAME, PASSWORD, FakeDownloads, converged_responses, snapshot_answer, snapshot_command
+from operations import apache, host_checks, letsencrypt, passwords, settings, tls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,17 +59,18 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
     joined = "\n".join(commands)
     steps = [
         "apt-get update",
-        "install curl ca-certificates bzip2 openssl apache2 ufw fail2ban python3-systemd nftables",
+        "-o Dpkg::Options::=--force-confold install ",
         f'bash "$d/installer.sh" -b -p {settings.DEFAULTS["conda_prefix"]}',
-        "useradd -d /var/lib/jupyter -s /usr/sbin/nologin -r -c 'Jupyter Notebook (jupyter-apache-deploy)' -m jupyter",
+        "useradd --system --comment 'Jupyter Notebook (jupyter-apache-deploy)' --home-dir /var/lib/jupyter "
+        "--create-home --shell /usr/sbin/nologin jupyter",
         "mv /etc/jupyter/password_hash.pyinfra-tmp /etc/jupyter/password_hash",
         "systemctl daemon-reload",
         "systemctl start jupyter.service",
         "systemctl enable jupyter.service",
         "openssl req -x509",
         "a2enmod -q proxy proxy_http ssl headers rewrite",
-        "a2enconf -q zz-jupyter-hardening",
-        "a2ensite -q jupyter",
+        "apache-config-swap conf zz-jupyter-hardening",
+        "apache-config-swap sites jupyter",
         "a2dissite -q 000-default",
         "apache2ctl configtest && systemctl reload-or-restart apache2",
         "ufw --force enable",
@@ -82,6 +82,10 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
     assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
     assert positions == sorted(positions), "steps ran out of order"
     assert joined.count("apt-get update") == 1
+    [install] = [c for c in commands if " install " in c and "apt-get" in c]
+    assert set(install.split(" install ", 1)[1].split()) == set(
+        "curl ca-certificates bzip2 openssl apache2 ufw fail2ban python3-systemd nftables".split()
+    )
     assert "a2enmod -q proxy_https" not in joined and "proxy_wstunnel" not in joined
     assert PASSWORD not in joined and "$argon2id$" not in joined
     assert len(changed) >= 15
@@ -154,10 +158,7 @@ def test_three_hosts_in_one_run_each_get_their_own_name(monkeypatch):
 @pytest.mark.parametrize("yes", [False, True], ids=["asking first", "-y"])
 def test_config_an_interrupted_run_left_unapplied_is_applied(monkeypatch, yes):
     """Killed after writing files but before reloading/restarting: the next run still does it."""
-    responses = converged_responses()
-    # Same keys, so they keep their place ahead of the answers that would also match.
-    responses[f"-newer {apache.RELOAD_STAMP}"] = f"/etc/apache2/sites-available/{apache.SITE}.conf"
-    responses["NeedDaemonReload"] = [jupyter.CONFIG_FILE]
+    responses = converged_responses(interrupted=True)
     [(commands, changed)] = run_deploy(
         monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})], yes=yes
     ).values()
@@ -182,28 +183,30 @@ def test_letsencrypt_fresh_host_serves_port_80_before_certbot_then_switches(monk
     ).values()
     joined = "\n".join(commands)
     steps = [
-        "install curl ca-certificates bzip2 openssl certbot apache2 ufw",
+        " certbot ",
         "openssl req -x509",  # the fallback certificate, so the first vhost passes configtest
-        "a2ensite -q jupyter",
+        "apache-config-swap sites jupyter",
         "apache2ctl configtest && systemctl reload-or-restart apache2",
         "ufw --force enable",
         f"{CERTBOT} --server {ACME} --webroot -w {letsencrypt.WEBROOT} -d {NAME} --cert-name {NAME}",
-        f"mv -f /etc/apache2/sites-available/{apache.SITE}.conf.pyinfra-new",
-        "apache2ctl configtest && systemctl reload-or-restart apache2",
     ]
     position = 0
     for step in steps:
         found = joined.find(step, position)
         assert found >= 0, f"{step!r} missing or out of order"
         position = found + 1
+    # The fake host keeps no file, so it never holds the certificate certbot made: which
+    # target the links get after certbot is checked on real hosts (tests/e2e/test_letsencrypt.py).
     assert changed[-3:] == [
         "Let's Encrypt certificate | Certificate for the server name from the ACME server (certbot, webroot)",
-        "Apache serves the issued certificate | Jupyter vhost on the issued certificate",
-        "Apache serves the issued certificate | Reload Apache (after configtest)",
+        "Let's Encrypt certificate | Apache serves the issued certificate",
+        "Let's Encrypt certificate | Reload Apache for the new certificate (after configtest)",
     ]
+    # Until certbot's certificate exists, the links point at the self-signed pair.
+    assert joined.index(f"ln -sfn {tls.CERT} {tls.SERVED_CERT}") < joined.index("apache-config-swap sites jupyter")
     assert "certbot.timer" in joined and letsencrypt.DEPLOY_HOOK in joined
-    # Apache's version is read once while planning (the vhost for the new certificate needs none).
-    assert joined.count("dpkg-query -W -f='${Version}") == 1
+    # Apache's version is read by the host checks only.
+    assert joined.count("dpkg-query -W -f='${Version}") == joined.count(host_checks.APACHE_MARK) > 0
     assert "--apache" not in joined and "--installer" not in joined
     # No acme_ca_bundle: nothing is added to the host's trust store.
     assert "update-ca-certificates" not in joined
@@ -218,52 +221,22 @@ def test_letsencrypt_failed_issuance_fails_the_host_after_the_site_is_up(monkeyp
     ).values()
     assert "Apache reverse proxy | Reload Apache (after configtest)" in changed
     assert "Firewall | Allow SSH, HTTP, HTTPS only" in changed
-    assert not [op for op in changed if op.startswith("Apache serves the issued certificate")]
+    assert not [op for op in changed if op.endswith("Apache serves the issued certificate")]
 
 
-def letsencrypt_converged_responses():
-    cert, key = letsencrypt.live_paths(NAME)
-    data = {**settings.DEFAULTS, **LE_DATA}
-    vhost = apache.vhost(
-        NAME, data["jupyter_base_url"], data["jupyter_port"], cert, key, acme_webroot=letsencrypt.WEBROOT
-    )
+def letsencrypt_converged_responses(server=ACME):
+    """A converged letsencrypt-mode host whose certificate certbot renews from ``server``."""
     hook = apache.render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP)
-    responses = {
-        f"-newer {apache.RELOAD_STAMP}": [],
-        # Checked before the generic "openssl x509" answer, which would also match.
-        f"{letsencrypt.LIVE}/{NAME}/fullchain.pem": ["valid", f"    DNS:{NAME}"],
-        f"{letsencrypt.RENEWAL}/{NAME}.conf": [f"server={ACME}", "authenticator=webroot"],
-        **converged_responses(),
-        "--property SubState": [
-            f"Id={jupyter.UNIT}.service",
-            "SubState=running",
-            "Id=certbot.timer",
-            "SubState=waiting",
-            f"Id={login_ban.SERVICE}.service",
-            "SubState=running",
-        ],
-        "--property UnitFileState": [
-            f"Id={jupyter.UNIT}.service",
-            "UnitFileState=enabled",
-            "Id=certbot.timer",
-            "UnitFileState=enabled",
-            f"Id={login_ban.SERVICE}.service",
-            "UnitFileState=enabled",
-        ],
-        "dpkg -l": [
-            f"ii  {p}  1.0-1  amd64  the {p} package"
-            for p in ["curl", "ca-certificates", "bzip2", "openssl", "certbot", "apache2", "ufw", *login_ban.PACKAGES]
-        ],
-        re.compile(rf"test -e {letsencrypt.WEBROOT} \|\|"): stat(letsencrypt.WEBROOT, "root", "root", "drwxr-xr-x"),
-        re.compile(r"test -e /etc/letsencrypt/renewal-hooks/deploy \|\|"): stat(
-            "/etc/letsencrypt/renewal-hooks/deploy", "root", "root", "drwxr-xr-x"
-        ),
-    }
-    responses.update(
-        file_facts(f"/etc/apache2/sites-available/{apache.SITE}.conf", vhost, "root", "root", "-rw-r--r--")
+    state = letsencrypt.certbot_snapshot(NAME)
+    certbot = snapshot_answer(
+        state,
+        {
+            letsencrypt.DEPLOY_HOOK: (hook, ("root", "root", "755")),
+            letsencrypt.WEBROOT: ("dir", ("root", "root", "755")),
+        },
+        probes={"live": ["valid", f"    DNS:{NAME}"], "renewal": [f"server={server}", "authenticator=webroot"]},
     )
-    responses.update(file_facts(letsencrypt.DEPLOY_HOOK, hook, "root", "root", "-rwxr-xr-x"))
-    return responses
+    return {snapshot_command(state): certbot, **converged_responses(LE_DATA)}
 
 
 def test_letsencrypt_converged_host_requests_nothing(monkeypatch):
@@ -276,51 +249,74 @@ def test_letsencrypt_converged_host_requests_nothing(monkeypatch):
 
 
 def test_letsencrypt_certificate_from_another_server_is_replaced_and_reloaded(monkeypatch):
-    responses = letsencrypt_converged_responses()
-    responses[f"{letsencrypt.RENEWAL}/{NAME}.conf"] = [
-        "server=https://acme-staging-v02.api.letsencrypt.org/directory",
-        "authenticator=webroot",
-    ]
+    responses = letsencrypt_converged_responses(server="https://acme-staging-v02.api.letsencrypt.org/directory")
     [(commands, changed)] = run_deploy(
         monkeypatch, [("@fake/nb1", {"server_name": NAME, **LE_DATA, "fake_responses": responses})]
     ).values()
     assert changed == [
         "Let's Encrypt certificate | Certificate for the server name from the ACME server (certbot, webroot)",
-        "Apache serves the issued certificate | Reload Apache (after configtest)",
+        "Let's Encrypt certificate | Reload Apache for the new certificate (after configtest)",
     ]
     assert any("certbot certonly" in c and "--force-renewal" in c for c in commands)
 
 
+# The command that prints a host check's reason and fails (the fake host answers success).
+REFUSAL = "printf '%s\\n' '@fake/nb1: "
+
+
 def test_an_existing_account_not_made_by_the_deploy_is_refused_before_any_change(monkeypatch):
     """www-data (which can read the htpasswd) or a person's login must not become the notebook user."""
-    responses = {**FRESH, "getent passwd www-data": ["www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin"]}
-    with pytest.raises(settings.SettingsError) as error:
-        run_deploy(
-            monkeypatch, [("@fake/nb1", {"server_name": NAME, "jupyter_user": "www-data", "fake_responses": responses})]
-        )
-    assert str(error.value).startswith(
-        "@fake/nb1: setting jupyter_user = 'www-data' is not allowed: "
-        "must be an account this deploy creates; 'www-data' already exists"
+    responses = {
+        **FRESH,
+        host_checks.APACHE_MARK: ["www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin", host_checks.APACHE_MARK],
+        REFUSAL: {"success": False},
+    }
+    [(commands, changed)] = run_deploy(
+        monkeypatch,
+        [("@fake/nb1", {"server_name": NAME, "jupyter_user": "www-data", "fake_responses": responses})],
+        failing=["@fake/nb1"],
+        yes=True,
+    ).values()
+    assert changed == []
+    # As `pyinfra -y` runs: the check's fact, then the command that fails the host with the
+    # reason; nothing else reaches it.
+    assert len(commands) == 2 and host_checks.APACHE_MARK in commands[0]
+    assert commands[1].startswith(
+        "printf '%s\\n' '@fake/nb1: setting jupyter_user = '\"'\"'www-data'\"'\"' is not allowed: "
     )
+    assert commands[1].endswith(">&2; exit 1")
+
+
+def test_an_apache_too_old_for_the_vhost_is_refused_before_any_change(monkeypatch):
+    responses = {
+        **FRESH,
+        host_checks.APACHE_MARK: [host_checks.APACHE_MARK, "2.4.41-4ubuntu3.17"],
+        REFUSAL: {"success": False},
+    }
+    [(commands, changed)] = run_deploy(
+        monkeypatch,
+        [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})],
+        failing=["@fake/nb1"],
+        yes=True,
+    ).values()
+    assert changed == [] and len(commands) == 2
+    assert "Apache 2.4.41 is older than 2.4.47" in commands[1]
 
 
 def test_an_account_an_earlier_version_made_is_still_accepted(monkeypatch):
     """Deployed before the account carried the deploy's comment: home and config group say it is ours."""
-    responses = converged_responses()
+    responses = converged_responses(account_comment="")
     responses["getent passwd jupyter"] = [
         "jupyter:x:999:999::/var/lib/jupyter:/usr/sbin/nologin",
         "config-group=jupyter",
     ]
-    responses["command -v usermod"] = "/usr/sbin/usermod"
-    responses["cat /etc/passwd | cut -d: -f1"] = (
-        "jupyter:x:999:999::/var/lib/jupyter:/usr/sbin/nologin|jupyter|jupyter||!"
-    )
     [(commands, changed)] = run_deploy(
         monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
     ).values()
     assert changed == ["Jupyter Notebook service | System user jupyter (no login shell)"]
     assert [c for c in commands if c.startswith("usermod")] == [
-        "usermod -c 'Jupyter Notebook (jupyter-apache-deploy)' jupyter"
+        "usermod --comment 'Jupyter Notebook (jupyter-apache-deploy)' --home /var/lib/jupyter "
+        "--shell /usr/sbin/nologin jupyter"
     ]
 
 
@@ -349,9 +345,8 @@ def test_a_fleet_sharing_a_password_costs_one_argon2_hash_per_run(monkeypatch):
             assert all(changed == [] for _, changed in results.values())
 
 
-# Facts still read while planning, on purpose: an account this deploy did not make, and an
-# Apache too old for the vhost, stop the host before anything on it changes.
-PLANNING_FACTS = {"AccountOrigin", "ApacheVersion"}
+# None: the account and Apache checks are the first operation (operations/host_checks.py).
+PLANNING_FACTS = set()
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "converged"])

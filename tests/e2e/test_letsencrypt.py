@@ -28,7 +28,7 @@ from smoke.client import Jupyter
 NAMES = {"nb4": f"nb4.{TEST_DOMAIN}", "nb5": f"nb5.{TEST_DOMAIN}"}
 LIVE = "/etc/letsencrypt/live/{}/fullchain.pem"
 CERTBOT_STEP = "Let's Encrypt certificate | Certificate for the server name from the ACME server (certbot, webroot)"
-SWITCH_STEP = "Apache serves the issued certificate | Jupyter vhost on the issued certificate"
+SWITCH_STEP = "Let's Encrypt certificate | Apache serves the issued certificate"
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_next_run_retries_and_switches_to_the_issued_certificate(le, root_file):
         le.address("nb5"): [
             CERTBOT_STEP,
             SWITCH_STEP,
-            "Apache serves the issued certificate | Reload Apache (after configtest)",
+            "Let's Encrypt certificate | Reload Apache for the new certificate (after configtest)",
         ]
     }
     served = served_certificate(le, "nb5", ca_file=root_file)
@@ -220,8 +220,16 @@ def test_notebook_works_through_the_issued_certificate(le, root_file, name):
 @pytest.mark.parametrize("name", list(NAMES))
 def test_vhost_serves_certbots_live_files_and_renewal_is_set_up(le, name):
     vhost = le.ssh(name, "cat /etc/apache2/sites-available/jupyter.conf").stdout
-    assert f"SSLCertificateFile /etc/letsencrypt/live/{NAMES[name]}/fullchain.pem" in vhost
-    assert f"SSLCertificateKeyFile /etc/letsencrypt/live/{NAMES[name]}/privkey.pem" in vhost
+    # The vhost names the served links (operations/tls.py); they point at certbot's live files.
+    assert "SSLCertificateFile /etc/ssl/certs/jupyter-apache-served.crt" in vhost
+    assert "SSLCertificateKeyFile /etc/ssl/private/jupyter-apache-served.key" in vhost
+    targets = le.ssh(
+        name, "readlink /etc/ssl/certs/jupyter-apache-served.crt /etc/ssl/private/jupyter-apache-served.key"
+    ).stdout.split()
+    assert targets == [
+        f"/etc/letsencrypt/live/{NAMES[name]}/fullchain.pem",
+        f"/etc/letsencrypt/live/{NAMES[name]}/privkey.pem",
+    ]
     renewal = le.ssh(name, f"cat /etc/letsencrypt/renewal/{NAMES[name]}.conf").stdout
     assert "authenticator = webroot" in renewal and f"server = {le.data[name]['acme_directory_url']}" in renewal
     assert le.ssh(name, "systemctl is-enabled certbot.timer; systemctl is-active certbot.timer").stdout.split() == [

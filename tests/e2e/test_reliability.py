@@ -39,13 +39,7 @@ BAD_INPUT = [
         {"conda_packages": ["https://example.org/evil.tar.bz2"]},
         "setting conda_packages = ['https://example.org/evil.tar.bz2'] is not allowed",
     ),
-    # Security review: an existing account (read from the host, still before any change),
-    # a system directory to chown, an address that would add lines to the vhost.
-    (
-        {"jupyter_user": "www-data"},
-        "setting jupyter_user = 'www-data' is not allowed: must be an account this deploy creates; "
-        "'www-data' already exists",
-    ),
+    # Security review: a system directory to chown, an address that would add lines to the vhost.
     ({"notebook_dir": "/etc"}, "setting notebook_dir = '/etc' is not allowed"),
     ({"server_name": 'fe80::1%"\nCustomLog'}, "setting server_name = 'fe80::1%\"\\nCustomLog' is not allowed"),
 ]
@@ -61,6 +55,20 @@ def test_bad_input_is_refused_before_any_host_changes(deployment, data, message)
     assert message in run.output
     assert "hunter2" not in run.output
     assert "Beginning operation run" not in run.output
+    assert {name: fingerprint(deployment, name) for name in ("nb1", "nb2")} == before
+
+
+def test_an_existing_account_stops_its_host_at_the_first_operation(deployment):
+    """Host state, not input: read by the run's first operation (host_checks), before any change."""
+    before = {name: fingerprint(deployment, name) for name in ("nb1", "nb2")}
+    run = deployment.pyinfra(overrides={"nb2": {"jupyter_user": "www-data"}})
+    assert run.returncode != 0
+    assert (
+        "setting jupyter_user = 'www-data' is not allowed: must be an account this deploy creates; "
+        "'www-data' already exists" in run.output
+    )
+    assert "hunter2" not in run.output
+    # The other host's run went on (and had nothing to change); neither host changed.
     assert {name: fingerprint(deployment, name) for name in ("nb1", "nb2")} == before
 
 

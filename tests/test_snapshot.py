@@ -1,0 +1,158 @@
+"""
+operations/snapshot.py: the one-command host state of a concern, and the operations that
+decide from it. The fact's command runs here for real against a scratch directory (it is
+plain sh and coreutils); systemd's part is fed canned ``systemctl show`` output.
+"""
+
+import hashlib
+import os
+import subprocess
+
+import pytest
+from pyinfra.api import FileUploadCommand
+from pyinfra.context import ctx_host, ctx_state
+from pyinfra_testing.util import FakeState, create_host
+
+from operations import apache, jupyter, snapshot
+
+
+def read_for_real(**kwargs):
+    fact = snapshot.HostSnapshot()
+    out = subprocess.run(["sh", "-c", fact.command(**kwargs)], capture_output=True, text=True, check=True)
+    return fact.process(out.stdout.splitlines())
+
+
+def test_the_command_reports_files_dirs_links_absent_paths_and_probes(tmp_path):
+    odd = tmp_path / "odd 'name' $HOME"
+    odd.write_text("hello\n")
+    os.chmod(odd, 0o640)
+    (tmp_path / "dir").mkdir(mode=0o750)
+    os.chmod(tmp_path / "dir", 0o750)
+    (tmp_path / "link").symlink_to("/some where")
+    secret = tmp_path / "secret"
+    secret.write_text("argon2:...")
+    state = read_for_real(
+        paths=[str(odd), str(tmp_path / "dir"), str(tmp_path / "link"), str(tmp_path / "missing")],
+        secret_paths=[str(secret)],
+        probes={"lines": "printf 'a b\\nc\\n'"},
+    )
+    paths = state["paths"]
+    assert paths[str(odd)].kind == "file" and paths[str(odd)].mode == "640"
+    assert paths[str(odd)].detail == hashlib.sha256(b"hello\n").hexdigest()
+    assert paths[str(odd)].mtime == pytest.approx(odd.stat().st_mtime, abs=1e-3)
+    assert (paths[str(tmp_path / "dir")].kind, paths[str(tmp_path / "dir")].mode) == ("dir", "750")
+    assert (paths[str(tmp_path / "link")].kind, paths[str(tmp_path / "link")].detail) == ("link", "/some where")
+    assert paths[str(tmp_path / "missing")].kind is None
+    # A secret file: its owner and mode, nothing derived from its content.
+    assert paths[str(secret)].kind == "file" and paths[str(secret)].detail == ""
+    assert state["probes"] == {"lines": ["a b", "c"]}
+
+
+def test_units_are_parsed_from_systemctl_show():
+    output = [
+        "U\tjupyter.service\tMainPID=812",
+        "U\tjupyter.service\tActiveState=active",
+        "U\tjupyter.service\tUnitFileState=enabled",
+        "U\tjupyter.service\tNeedDaemonReload=no",
+        "U\tjupyter.service\tExecMainStartTimestamp=Wed 2026-12-02 12:00:00.250000 UTC",
+        "U\tfail2ban.service\tActiveState=failed",
+        "U\tfail2ban.service\tUnitFileState=disabled",
+        "U\tfail2ban.service\tNeedDaemonReload=yes",
+        "U\tfail2ban.service\tMainPID=0",
+        "U\tfail2ban.service\tExecMainStartTimestamp=",
+    ]
+    units = snapshot.HostSnapshot().process(output)["units"]
+    assert units["jupyter.service"] == snapshot.UnitState("active", "enabled", False, 812, 1796212800.25)
+    assert units["fail2ban.service"] == snapshot.UnitState("failed", "disabled", True, 0, 0.0)
+
+
+class Canned(snapshot.Snapshot):
+    """A snapshot whose state is given, not read."""
+
+    def __init__(self, paths=None, units=None, probes=None):
+        super().__init__(paths=list(paths or {}), units=list(units or {}), probes={k: "true" for k in probes or {}})
+        self._state = {"paths": paths or {}, "units": units or {}, "probes": probes or {}}
+
+
+def run(op, **kwargs):
+    host = create_host(FakeState())
+    with ctx_state.use(FakeState()), ctx_host.use(host):
+        commands = list(op._inner(**kwargs))
+    shown = [
+        f"upload {c.src.getvalue().decode()} to {c.dest}" if isinstance(c, FileUploadCommand) else str(c)
+        for c in commands
+    ]
+    return shown, getattr(host, "noop_description", None)
+
+
+CONTENT = "c = 1\n"
+SUM = hashlib.sha256(CONTENT.encode()).hexdigest()
+
+
+def test_file_same_content_and_owner_is_a_noop_and_otherwise_only_what_differs_is_mended():
+    args = {"path": "/etc/x y", "content": CONTENT, "user": "root", "group": "jupyter", "mode": "640"}
+    same = Canned({"/etc/x y": snapshot.PathState("file", "640", "root", "jupyter", 1.0, SUM)})
+    assert run(snapshot.file, snapshot=same, **args) == ([], "/etc/x y is up to date")
+    wrong_mode = Canned({"/etc/x y": snapshot.PathState("file", "644", "root", "jupyter", 1.0, SUM)})
+    assert run(snapshot.file, snapshot=wrong_mode, **args)[0] == ["chmod 640 '/etc/x y'"]
+    changed = Canned({"/etc/x y": snapshot.PathState("file", "640", "root", "jupyter", 1.0, "0" * 64)})
+    assert run(snapshot.file, snapshot=changed, **args)[0] == [
+        "upload c = 1\n to /etc/x y.pyinfra-new",
+        "chown root:jupyter '/etc/x y.pyinfra-new' && chmod 640 '/etc/x y.pyinfra-new' && "
+        "mv -f '/etc/x y.pyinfra-new' '/etc/x y'",
+    ]
+
+
+def test_directory_link_absent_and_service_decide_from_the_snapshot():
+    state = Canned(
+        {
+            "/d": snapshot.PathState("dir", "755", "root", "root"),
+            "/l": snapshot.PathState("link", "777", "root", "jupyter", 0, "/old"),
+            "/gone": snapshot.PathState(None),
+        },
+        units={"f.service": snapshot.UnitState("inactive", "enabled")},
+    )
+    assert run(snapshot.directory, path="/d", user="root", group="root", mode="755", snapshot=state)[0] == []
+    assert run(snapshot.directory, path="/d", user="jupyter", group="root", mode="750", snapshot=state)[0] == [
+        "chown jupyter:root /d",
+        "chmod 750 /d",
+    ]
+    assert run(snapshot.link, path="/l", target="/new", user="root", group="jupyter", snapshot=state)[0] == [
+        "ln -sfn /new /l",
+        "chown -h root:jupyter /l",
+    ]
+    assert run(snapshot.link, path="/l", target="/old", user="root", group="jupyter", snapshot=state)[0] == []
+    assert run(snapshot.absent, path="/gone", snapshot=state) == ([], "/gone is absent")
+    assert run(snapshot.absent, path="/l", snapshot=state)[0] == ["rm -rf /l"]
+    assert run(snapshot.service, unit="f.service", snapshot=state)[0] == ["systemctl start f.service"]
+
+
+def test_restart_pending_names_files_newer_than_the_running_process():
+    state = Canned(
+        {
+            "/etc/jupyter/c.py": snapshot.PathState("file", "640", "root", "jupyter", 200.0, SUM),
+            "/etc/jupyter/p": snapshot.PathState("file", "640", "root", "jupyter", 50.0),
+        },
+        units={"jupyter.service": snapshot.UnitState("active", "enabled", True, 812, 100.0)},
+    )
+    paths = ["/etc/jupyter/c.py", "/etc/jupyter/p"]
+    assert jupyter.restart_pending(state, "jupyter.service", paths) == ["/etc/jupyter/c.py", "daemon-reload"]
+    stopped = Canned(state._state["paths"], units={"jupyter.service": snapshot.UnitState("inactive", "enabled")})
+    assert jupyter.restart_pending(stopped, "jupyter.service", paths) == []
+
+
+def test_apache_reload_is_pending_for_anything_newer_than_its_last_reload():
+    def state(stamp, cert):
+        paths = {
+            p: snapshot.PathState("file", "644", "root", "root", 10.0) for p in apache.served_by_apache("self-signed")
+        }
+        paths[apache.RELOAD_STAMP] = (
+            snapshot.PathState("file", "644", "root", "root", stamp) if stamp else snapshot.PathState(None)
+        )
+        paths[apache.tls.CERT] = snapshot.PathState("file", "644", "root", "root", cert)
+        paths[apache.HTPASSWD] = snapshot.PathState(None)
+        return Canned(paths)
+
+    assert apache.reload_pending(state(20.0, 15.0), "self-signed") is False
+    assert apache.reload_pending(state(20.0, 25.0), "self-signed") is True
+    assert apache.reload_pending(state(None, 1.0), "self-signed") is True
