@@ -130,6 +130,7 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
     system_file = ("root", "root", "644")
     # Every managed file older than the last restart and reload (see snapshot_answer).
     service = jupyter.service_snapshot(user, data["notebook_dir"])
+    installer = conda.installer_snapshot(data["conda_prefix"])
     jupyter_files = {
         data["notebook_dir"]: ("dir", (user, user, "750")),
         home: ("dir", (user, user, "750")),
@@ -189,7 +190,11 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
         host_checks.APACHE_MARK: [account, f"config-group={user}", host_checks.APACHE_MARK, "2.4.71-1~deb12u1"],
         # Not a command: what get_file downloads (see FakeDownloads).
         FakeDownloads.key(jupyter.PASSWORD_FILE): passwords.file_content(stored_hash),
-        conda.MARKER: ["present", data["conda_installer_sha256"], "notebook"],
+        snapshot_command(installer): snapshot_answer(
+            installer,
+            {conda.INSTALL_SCRIPT: ((ROOT / "files" / "conda-install").read_text(), ("root", "root", "755"))},
+            probes={"installation": ["present", data["conda_installer_sha256"], "notebook"]},
+        ),
         # pyinfra's systemd.service, which restarts (only when this run changed something).
         "--property SubState": [
             f"Id={jupyter.UNIT}.service",

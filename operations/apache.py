@@ -65,7 +65,7 @@ class ApacheEnabled(FactBase):
         return []
 
     def command(self, kind):
-        return f"ls -1 /etc/apache2/{kind}-enabled/ 2>/dev/null || true"
+        return f"ls -1 {shlex.quote(f'/etc/apache2/{kind}-enabled/')} 2>/dev/null || true"
 
     def process(self, output):
         return sorted(
@@ -109,9 +109,10 @@ class ApacheReloadPending(FactBase):
         return False
 
     def command(self, paths):
+        stamp, checked = shlex.quote(RELOAD_STAMP), " ".join(shlex.quote(p) for p in paths)
         return (
-            f"if [ ! -e {RELOAD_STAMP} ]; then echo never-reloaded; "
-            f"else find {' '.join(paths)} -maxdepth 0 -newer {RELOAD_STAMP} 2>/dev/null | head -n 1; fi"
+            f"if [ ! -e {stamp} ]; then echo never-reloaded; "
+            f"else find {checked} -maxdepth 0 -newer {stamp} 2>/dev/null | head -n 1; fi"
         )
 
     def process(self, output):

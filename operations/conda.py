@@ -12,14 +12,17 @@ runs nothing.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FactBase, StringCommand, deploy, operation
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 
-from . import settings, system
+from . import settings, snapshot, system
 
 MARKER = ".jupyter-deploy-installer"
-LOCK = "/run/lock/jupyter-deploy-conda-installer.lock"
+# files/conda-install, uploaded by install_conda (it holds the installer lock).
+INSTALL_SCRIPT = "/usr/local/lib/jupyter-deploy/conda-install"
+FILES = Path(__file__).resolve().parent.parent / "files"
 # What the download and the installer need on the host.
 PACKAGES = ["curl", "ca-certificates", "bzip2"]
 
@@ -37,10 +40,11 @@ class CondaInstallation(FactBase):
     """
 
     def command(self, prefix):
+        q = shlex.quote
         return (
-            f"if [ -e {prefix} ]; then echo present; "
-            f"cat {prefix}/{MARKER} 2>/dev/null || echo no-marker; "
-            f"[ -x {prefix}/bin/jupyter-notebook ] && echo notebook || echo no-notebook; fi"
+            f"if [ -e {q(prefix)} ]; then echo present; "
+            f"cat {q(f'{prefix}/{MARKER}')} 2>/dev/null || echo no-marker; "
+            f"[ -x {q(f'{prefix}/bin/jupyter-notebook')} ] && echo notebook || echo no-notebook; fi"
         )
 
     def process(self, output):
@@ -51,8 +55,20 @@ class CondaInstallation(FactBase):
         return {"installer_sha256": marker, "has_notebook": "notebook" in lines[2:]}
 
 
+def installation(prefix: str, state=None):
+    """What ``CondaInstallation`` says of ``prefix``, from the concern's snapshot when given."""
+    if state is None:
+        return host.get_fact(CondaInstallation, prefix=prefix)
+    return CondaInstallation().process(state.probe("installation"))
+
+
+def installer_snapshot(prefix: str) -> snapshot.Snapshot:
+    """The concern's host state in one command: the install script and the prefix."""
+    return snapshot.Snapshot(paths=[INSTALL_SCRIPT], probes={"installation": CondaInstallation().command(prefix)})
+
+
 @operation()
-def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False):
+def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False, snapshot=None):
     """
     Install a conda distribution from its shell installer, verified by sha256.
 
@@ -60,6 +76,10 @@ def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False
     + sha256: the installer's published sha256, checked before it runs
     + prefix: install location
     + require_notebook: fail when the installed prefix has no ``jupyter-notebook``
+    + snapshot: the concern's ``installer_snapshot``; else a fact reads the prefix
+
+    The download, check and run are ``INSTALL_SCRIPT`` (``files/conda-install``, which
+    ``install_conda`` uploads first).
 
     Runs only when ``prefix`` is missing, was installed by a different installer
     or never finished installing (then ``-u`` updates it in place).
@@ -75,43 +95,22 @@ def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False
             prefix="/opt/miniforge3",
         )
     """
-    current = host.get_fact(CondaInstallation, prefix=prefix)
+    current = installation(prefix, snapshot)
     if current and current["installer_sha256"] == sha256:
         host.noop(f"{prefix} was installed by this installer")
         return
-
-    update = " -u" if current else ""
-    q_prefix = shlex.quote(prefix)
-    script = [
-        "set -e",
-        # One installer at a time: an installer whose run was interrupted (SSH dropped) goes on
-        # on the host, and a second one racing it in the same prefix breaks both. Held until
-        # this shell ends, so the next run waits for the orphan and then repairs with -u.
-        f"exec 9>{LOCK}",
-        "flock 9",
-        f"url={shlex.quote(url)}",
-        # /var/tmp, not /tmp: Anaconda is ~1 GB and /tmp may be a small tmpfs.
-        "d=$(mktemp -d /var/tmp/conda-installer.XXXXXX)",
-        "trap 'rm -rf \"$d\"' EXIT",
-        'curl -fsSL --retry 3 -o "$d/installer.part" "$url"',
-        f"if ! echo '{sha256}  '\"$d/installer.part\" | sha256sum -c --status; then "
-        f'echo "sha256 mismatch for $url: expected {sha256}, got $(sha256sum "$d/installer.part" | cut -c1-64)" >&2; '
-        "exit 1; fi",
-        # Only a verified, complete download ever gets the name that is executed.
-        'mv "$d/installer.part" "$d/installer.sh"',
-        f'bash "$d/installer.sh" -b{update} -p {q_prefix}',
-        f"echo {sha256} > {q_prefix}/{MARKER}",
-    ]
-    if require_notebook:
-        script.append(
-            f'if [ ! -x {q_prefix}/bin/jupyter-notebook ]; then echo "{prefix} has no Jupyter Notebook: '
-            "this distribution does not bundle it, set conda_jupyter_install to 'conda' or 'pip'\" >&2; exit 1; fi",
-        )
-    yield StringCommand("bash", "-c", shlex.quote("\n".join(script)))
+    yield StringCommand(
+        QuoteString(INSTALL_SCRIPT),
+        QuoteString(url),
+        QuoteString(sha256),
+        QuoteString(prefix),
+        "update" if current else "install",
+        "require-notebook" if require_notebook else "any",
+    )
 
 
 @operation()
-def notebook_installed(prefix: str, method: str, accept_tos: bool = False):
+def notebook_installed(prefix: str, method: str, accept_tos: bool = False, snapshot=None):
     """
     Install Jupyter Notebook 7 into a prefix whose distribution lacks it.
 
@@ -119,6 +118,7 @@ def notebook_installed(prefix: str, method: str, accept_tos: bool = False):
     + method: ``conda`` (``conda install notebook``) or ``pip``
     + accept_tos: accept Anaconda's channel Terms of Service for this install; without
       it, Anaconda's default channels refuse unattended installs (``CondaToSNonInteractiveError``)
+    + snapshot: the concern's ``installer_snapshot``; else a fact reads the prefix
 
     **Example:**
 
@@ -126,7 +126,7 @@ def notebook_installed(prefix: str, method: str, accept_tos: bool = False):
 
         conda.notebook_installed(name="Install Jupyter", prefix="/opt/miniforge3", method="conda")
     """
-    current = host.get_fact(CondaInstallation, prefix=prefix)
+    current = installation(prefix, snapshot)
     if current and current["has_notebook"]:
         host.noop(f"{prefix} has Jupyter Notebook")
         return
@@ -153,17 +153,31 @@ def notebook_installed(prefix: str, method: str, accept_tos: bool = False):
 def install_conda():
     """Download, verify and install the conda distribution, then make sure it has Jupyter."""
     method = host.data.conda_jupyter_install
+    prefix = host.data.conda_prefix
+    state = installer_snapshot(prefix)
+    snapshot.file(
+        name="Installer script (download, check sha256, run)",
+        path=INSTALL_SCRIPT,
+        content=FILES / "conda-install",
+        user="root",
+        group="root",
+        mode="755",
+        create_dir=True,
+        snapshot=state,
+    )
     installed(
         name="Install the conda distribution (sha256-verified, batch mode)",
         url=host.data.conda_installer_url,
         sha256=host.data.conda_installer_sha256.lower(),
-        prefix=host.data.conda_prefix,
+        prefix=prefix,
         require_notebook=method == "bundled",
+        snapshot=state,
     )
     if method != "bundled":
         notebook_installed(
             name=f"Install Jupyter Notebook with {method}",
-            prefix=host.data.conda_prefix,
+            prefix=prefix,
             method=method,
             accept_tos=host.data.conda_accept_tos,
+            snapshot=state,
         )

@@ -60,7 +60,8 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
     steps = [
         "apt-get update",
         "-o Dpkg::Options::=--force-confold install ",
-        f'bash "$d/installer.sh" -b -p {settings.DEFAULTS["conda_prefix"]}',
+        f"conda-install {settings.DEFAULTS['conda_installer_url']} {settings.DEFAULTS['conda_installer_sha256']} "
+        f"{settings.DEFAULTS['conda_prefix']} install",
         "useradd --system --comment 'Jupyter Notebook (jupyter-apache-deploy)' --home-dir /var/lib/jupyter "
         "--create-home --shell /usr/sbin/nologin jupyter",
         "mv /etc/jupyter/password_hash.pyinfra-tmp /etc/jupyter/password_hash",
@@ -100,7 +101,7 @@ def test_converged_host_runs_only_facts(monkeypatch):
         "apt-get install",
         "apt-get update",
         "useradd",
-        "installer.sh",
+        "conda-install http",
         "systemctl start",
         "systemctl restart",
         "systemctl reload",
