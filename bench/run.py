@@ -46,6 +46,7 @@ PHASES = {
     "Login ban": "login ban",
     "Backups": "backups",
     "Fleet packages": "fleet packages",
+    "Host checks": "host checks",
 }
 OP_START = re.compile(r"^--> Starting operation: (.+?) \| ")
 COMMAND = re.compile(r"^\s*\[([^\]]+)\] >>> ")

@@ -8,12 +8,16 @@ import hashlib
 import json
 from pathlib import Path
 
+# Every concern deploy.py runs, so that each has registered its packages (system.wanted_packages).
 from operations import (
     apache,
+    backups,  # noqa: F401
     conda,
     environment,
+    firewall,  # noqa: F401
     host_checks,
     jupyter,
+    letsencrypt,  # noqa: F401
     login_ban,
     passwords,
     settings,

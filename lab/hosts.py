@@ -78,7 +78,12 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     # apt-cacher-ng was still fetching an index for other hosts, one host's apt-get update
     # got a truncated answer on such a connection and then waited forever. One request at a
     # time, as apt does for servers it does not trust to pipeline.
-    (host.root / "etc/apt/apt.conf.d/02lab-no-pipelining").write_text('Acquire::http::Pipeline-Depth "0";\n')
+    # Seen again in CI (2026-12-02): one host's apt-get update through the proxy never ended
+    # (the run was killed after 600 s). A stalled fetch now times out after 30 s and is
+    # retried, instead of holding the host's run.
+    (host.root / "etc/apt/apt.conf.d/02lab-no-pipelining").write_text(
+        'Acquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "30";\nAcquire::Retries "3";\n'
+    )
 
     _run("ip", "link", "del", _veth_names(name)[0], check=False)  # left by an earlier run whose host died late
     netns_on_bridge(name, _veth_names(name), f"{ip}/{PREFIX_LEN}")

@@ -2,7 +2,8 @@
 Distribution packages: one apt transaction for every concern of the deploy.
 
 Each concern names what it needs with a ``packages(data)`` function registered by
-``@needs_packages``; ``install_packages`` (first in deploy.py) installs the union with
+``@needs_packages`` when its module is imported (deploy.py imports every concern before
+anything runs); ``install_packages`` (first in deploy.py) installs the union with
 one ``apt-get install``, after an index refresh only when something is missing and the
 index is over an hour old. Its state is one command: ``PackageState``.
 """
