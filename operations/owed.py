@@ -2,11 +2,12 @@
 Work an interrupted earlier run left owed (a restart, a reload): when to look for it.
 
 A run killed between writing a file and restarting (or reloading) what reads it leaves
-that file unapplied; the next run must still restart. Finding out costs one fact. With
-``-y`` (how users and CI run) it is read when the run executes, and only when no change
-of this run already calls for the restart: nothing reaches the host while planning. A run
-without ``-y`` (``--dry``, or one that asks first) reads facts while planning anyway; there
-it is read then, so that the owed restart is listed as a certain change, not a conditional one.
+that file unapplied; the next run must still restart. Finding out is a read of the host
+(the Jupyter concern computes it from its snapshot). With ``-y`` (how users and CI run) it
+is read when the run executes, and only when no change of this run already calls for the
+restart: nothing reaches the host while planning. A run without ``-y`` (``--dry``, or one
+that asks first) reads facts while planning anyway; there it is read then, so that the owed
+restart is listed as a certain change, not a conditional one.
 """
 
 from __future__ import annotations

@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api.output import format_text
+from pyinfra.facts.files import FileContents
+from pyinfra.operations.util.files import generate_color_diff
 
 # Marks each line of the fact's output: a path, a unit, or a probe's line.
 PATH, UNIT, PROBE = "P", "U", "X"
@@ -221,6 +224,8 @@ def file(path: str, content, user: str, group: str, mode: str, snapshot: Snapsho
             host.noop(f"{path} is up to date")
         yield from changes
         return
+    if host.state.config.DIFF:
+        _show_diff(path, data, current.kind == "file")
     q = shlex.quote
     staged = f"{path}.pyinfra-new"
     if create_dir:
@@ -229,6 +234,21 @@ def file(path: str, content, user: str, group: str, mode: str, snapshot: Snapsho
     yield StringCommand(
         f"chown {q(f'{user}:{group}')} {q(staged)} && chmod {q(mode)} {q(staged)} && mv -f {q(staged)} {q(path)}"
     )
+
+
+def _show_diff(path: str, data: bytes, exists: bool) -> None:
+    """With ``--diff``, what the upload will change, as pyinfra's ``files.put`` shows it (its
+    current content is read only then, one command)."""
+    current = host.get_fact(FileContents, path=path) if exists else None
+    host.log(f"Will {'modify' if exists else 'create'} {format_text(path, bold=True)}", logger.info)
+    try:
+        desired = data.decode().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        logger.info("  binary file")
+        return
+    for line in generate_color_diff([line + "\n" for line in current or []], desired):
+        logger.info("  %s", line)
+    logger.info("")
 
 
 @operation()

@@ -103,6 +103,19 @@ def test_file_same_content_and_owner_is_a_noop_and_otherwise_only_what_differs_i
     ]
 
 
+def test_with_diff_a_changed_file_shows_what_changes_as_files_put_does(caplog):
+    state = FakeState()
+    state.config.DIFF = True
+    host = create_host(state, facts={"files.FileContents": {"path=/etc/x": ["c = 0"]}})
+    host.log = lambda message, log_func: log_func(message)  # what pyinfra's Host does
+    canned = Canned({"/etc/x": snapshot.PathState("file", "640", "root", "root", 1.0, "0" * 64)})
+    with caplog.at_level("INFO"), ctx_state.use(state), ctx_host.use(host):
+        commands = list(snapshot.file._inner("/etc/x", CONTENT, "root", "root", "640", canned))
+    shown = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Will modify" in shown and "- c = 0" in shown and "+ c = 1" in shown
+    assert len(commands) == 2  # the upload and the move
+
+
 def test_directory_link_absent_and_service_decide_from_the_snapshot():
     state = Canned(
         {
