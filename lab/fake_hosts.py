@@ -142,7 +142,7 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
         jupyter.MIGRATED_MARKER: ("", readable),
         jupyter.CONFIG_FILE: (config, readable),
         jupyter.LOGIN_HANDLER_FILE: ((ROOT / "files" / "jupyter_login_handler.py").read_text(), readable),
-        jupyter.KERNEL_SPEC.rsplit("/", 1)[0]: ("dir", ("root", user, "750")),
+        jupyter.KERNEL_DIR: ("dir", ("root", user, "750")),
         jupyter.USER_KERNELS: ("dir", ("root", user, "750")),
         f"{jupyter.USER_KERNELS}/kernels": (("link", f"{home}/.local/share/jupyter/kernels"), ("root", user, "777")),
         jupyter.KERNEL_SPEC: (jupyter.kernel_spec(data["conda_prefix"], user), readable),

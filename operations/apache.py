@@ -13,16 +13,15 @@ import hashlib
 import re
 import shlex
 from io import StringIO
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
-from pyinfra.facts.files import Sha256File
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 from . import passwords, settings, snapshot, system, tls
-from .render import render
+from .render import FILES, render
+from .snapshot import file_sha256
 
 # What Apache enables and how: the commands that enable and disable each kind.
 KINDS = {
@@ -40,7 +39,6 @@ SITE = "jupyter"
 SITE_PATH = f"/etc/apache2/sites-available/{SITE}.conf"
 HARDENING_CONF = "zz-jupyter-hardening"
 HARDENING_PATH = f"/etc/apache2/conf-available/{HARDENING_CONF}.conf"
-FILES = Path(__file__).resolve().parent.parent / "files"
 PACKAGES = ["apache2"]
 # The optional Basic-auth layer's users (setting basic_auth_user).
 HTPASSWD = "/etc/apache2/jupyter.htpasswd"
@@ -210,11 +208,7 @@ def config_file(kind: str, config_name: str, content: str, snapshot=None):
     """
     path = f"/etc/apache2/{kind}-available/{config_name}.conf"
     was_enabled = config_name in enabled_names(kind, snapshot)
-    if snapshot is None:
-        current_sum = host.get_fact(Sha256File, path=path)
-    else:
-        current = snapshot.path(path)
-        current_sum = current.detail if current.kind == "file" else None
+    current_sum = file_sha256(path, snapshot)
     if current_sum == hashlib.sha256(content.encode()).hexdigest() and was_enabled:
         host.noop(f"{path} is up to date and enabled")
         return
@@ -347,6 +341,11 @@ def served_by_apache(tls_mode: str) -> list[str]:
     return [f"/etc/apache2/{kind}-enabled" for kind in KINDS] + [SITE_PATH, HARDENING_PATH, *tls.served_paths(tls_mode)]
 
 
+def reload_watched(tls_mode: str) -> list[str]:
+    """Everything Apache reads at a reload: ``served_by_apache`` and the password file."""
+    return [*served_by_apache(tls_mode), HTPASSWD]
+
+
 def reload_pending(state: snapshot.Snapshot, tls_mode: str) -> bool:
     """
     What ``ApacheReloadPending`` says, from the snapshot: something Apache reads (a
@@ -354,7 +353,7 @@ def reload_pending(state: snapshot.Snapshot, tls_mode: str) -> bool:
     last reload, or this deploy never reloaded.
     """
     stamp = state.path(RELOAD_STAMP)
-    return not stamp.kind or bool(state.newer_than([*served_by_apache(tls_mode), HTPASSWD], stamp.mtime))
+    return not stamp.kind or bool(state.newer_than(reload_watched(tls_mode), stamp.mtime))
 
 
 @deploy(
@@ -386,14 +385,10 @@ def configure_apache():
             htpasswd_user=basic_auth_user,
             snapshot=state,
         )
-    snapshot.file(
+    snapshot.script(
         name="Script that swaps in a site or conf only if Apache accepts it",
         path=SWAP_SCRIPT,
-        content=FILES / "apache-config-swap",
-        user="root",
-        group="root",
-        mode="755",
-        create_dir=True,
+        source=FILES / "apache-config-swap",
         snapshot=state,
     )
     hardening = config_file(
@@ -428,7 +423,7 @@ def configure_apache():
         # Planned before any operation ran (no -y): a certificate the TLS concern renews in
         # this run is newer than the last reload only by the time the reload is reached,
         # so unless the snapshot already says so it is asked then (one command).
-        managed = [*served_by_apache(tls_mode), HTPASSWD]
+        managed = reload_watched(tls_mode)
         gate = (
             {}
             if reload_pending(state, tls_mode)

@@ -22,9 +22,8 @@ from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
 from . import jupyter, passwords, settings, snapshot, system
-from .render import render
+from .render import FILES, render
 
-FILES = Path(__file__).resolve().parent.parent / "files"
 PACKAGES = ["restic"]
 CONFIG_DIR = "/etc/jupyter-backup"
 CONFIG_FILE = f"{CONFIG_DIR}/backup.conf"
@@ -153,10 +152,7 @@ def secret_file(path: str, content: str, snapshot=None):
         secret_file(name="Backup password (never shown)", path="/etc/jupyter-backup/password",
                     content=os.environ["JUPYTER_BACKUP_PASSWORD"])
     """
-    if snapshot is None:
-        owner = host.get_fact(passwords.PasswordFileOwner, path=path)
-    else:
-        owner = passwords.owner_from(snapshot, path)
+    owner = passwords.stored_owner(path, snapshot)
     current = passwords.stored_content(path) if owner else None
     yield from passwords.store_secret(
         path, None if current == content else content, owner, "root", "600", unchanged=f"{path} is up to date"
@@ -254,9 +250,7 @@ def configure_backups():
     )
     root_only = {"user": "root", "group": "root", "snapshot": state}
     snapshot.directory(name="Backup settings directory (root only)", path=CONFIG_DIR, mode="700", **root_only)
-    snapshot.file(
-        name="Backup script", path=SCRIPT, content=FILES / "jupyter-backup", mode="755", create_dir=True, **root_only
-    )
+    snapshot.script(name="Backup script", path=SCRIPT, source=FILES / "jupyter-backup", snapshot=state)
     snapshot.file(
         name="Backup settings",
         path=CONFIG_FILE,

@@ -12,17 +12,16 @@ runs nothing.
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 
 from . import settings, snapshot, system
+from .render import FILES
 
 MARKER = ".jupyter-deploy-installer"
 # files/conda-install, uploaded by install_conda (it holds the installer lock).
 INSTALL_SCRIPT = "/usr/local/lib/jupyter-deploy/conda-install"
-FILES = Path(__file__).resolve().parent.parent / "files"
 # What the download and the installer need on the host.
 PACKAGES = ["curl", "ca-certificates", "bzip2"]
 
@@ -155,14 +154,10 @@ def install_conda():
     method = host.data.conda_jupyter_install
     prefix = host.data.conda_prefix
     state = installer_snapshot(prefix)
-    snapshot.file(
+    snapshot.script(
         name="Installer script (download, check sha256, run)",
         path=INSTALL_SCRIPT,
-        content=FILES / "conda-install",
-        user="root",
-        group="root",
-        mode="755",
-        create_dir=True,
+        source=FILES / "conda-install",
         snapshot=state,
     )
     installed(

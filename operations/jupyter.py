@@ -9,14 +9,13 @@ change it) and is restarted only when its configuration, password or unit change
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import server, systemd
 
 from . import owed, passwords, settings, snapshot
-from .render import render
+from .render import FILES, render
 
 CONFIG_DIR = "/etc/jupyter"
 CONFIG_FILE = f"{CONFIG_DIR}/jupyter_server_config.py"
@@ -27,14 +26,14 @@ LOGIN_HANDLER_FILE = f"{CONFIG_DIR}/{LOGIN_HANDLER_MODULE}.py"
 MIGRATED_MARKER = f"{CONFIG_DIR}/migrated"
 # The server's data dir (JUPYTER_DATA_DIR): root-owned, holds the deploy's python3 kernel spec.
 DATA_DIR = f"{CONFIG_DIR}/data"
-KERNEL_SPEC = f"{DATA_DIR}/kernels/python3/kernel.json"
+KERNEL_DIR = f"{DATA_DIR}/kernels/python3"
+KERNEL_SPEC = f"{KERNEL_DIR}/kernel.json"
 # On JUPYTER_PATH after DATA_DIR: holds only `kernels`, a link to the user's kernel specs.
 USER_KERNELS = f"{CONFIG_DIR}/user"
 # The `conda` first on the notebook user's PATH (files/conda-shared-prefix-guard).
 GUARD_DIR = "/usr/local/lib/jupyter-deploy/bin"
 GUARD_FILE = f"{GUARD_DIR}/conda"
 NOLOGIN = "/usr/sbin/nologin"
-FILES = Path(__file__).resolve().parent.parent / "files"
 # Ceilings of the unit whatever the settings: see the unit template.
 TASKS_MAX = 2048
 OOM_SCORE_ADJUST = 800
@@ -246,7 +245,7 @@ def service_snapshot(user: str, notebook_dir: str) -> snapshot.Snapshot:
             MIGRATED_MARKER,
             CONFIG_FILE,
             LOGIN_HANDLER_FILE,
-            KERNEL_SPEC.rsplit("/", 1)[0],
+            KERNEL_DIR,
             USER_KERNELS,
             f"{USER_KERNELS}/kernels",
             KERNEL_SPEC,
@@ -284,7 +283,6 @@ def install_jupyter():
     notebook_dir = host.data.notebook_dir
     home = home_of(user)
     # An existing account that the deploy did not make was refused by host_checks, first.
-    kernel_dir = KERNEL_SPEC.rsplit("/", 1)[0]
     state = service_snapshot(user, notebook_dir)
     account(name=f"System user {user} (no login shell)", user=user, comment=ACCOUNT_COMMENT, home=home, snapshot=state)
     owned_by_user = {"user": user, "group": user, "mode": "750", "snapshot": state}
@@ -328,7 +326,7 @@ def install_jupyter():
         group=user,
         snapshot=state,
     )
-    snapshot.directory(name="Server data directory", path=kernel_dir, mode="750", **readable_by_user)
+    snapshot.directory(name="Server data directory", path=KERNEL_DIR, mode="750", **readable_by_user)
     snapshot.directory(name="User kernel specs link directory", path=USER_KERNELS, mode="750", **readable_by_user)
     snapshot.link(
         name="The user's kernel specs, and nothing else of their data dir",
@@ -344,12 +342,11 @@ def install_jupyter():
         **readable_by_user,
     )
     system_file = {"user": "root", "group": "root", "snapshot": state, "create_dir": True}
-    snapshot.file(
+    snapshot.script(
         name="conda guard for the shared environment",
         path=GUARD_FILE,
-        content=FILES / "conda-shared-prefix-guard",
-        mode="755",
-        **system_file,
+        source=FILES / "conda-shared-prefix-guard",
+        snapshot=state,
     )
     unit = snapshot.file(
         name="systemd unit",
@@ -367,8 +364,11 @@ def install_jupyter():
         mode="644",
         **system_file,
     )
+
     # Files an interrupted earlier run wrote but never restarted for (see operations/owed.py).
-    pending = owed.once(lambda: restart_pending(state, f"{UNIT}.service", RESTART_PATHS))
+    def pending():
+        return restart_pending(state, f"{UNIT}.service", RESTART_PATHS)
+
     # Gated on this run's changes (`_if`): asking the operations now whether they will change
     # would run their facts twice.
     systemd.daemon_reload(

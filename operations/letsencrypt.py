@@ -22,11 +22,11 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, deploy, operation
-from pyinfra.facts.files import Sha256File
 from pyinfra.operations.util import any_changed
 
 from . import apache, settings, snapshot, system, tls
 from .render import render
+from .snapshot import file_sha256
 
 LIVE = tls.LIVE
 RENEWAL = "/etc/letsencrypt/renewal"
@@ -138,10 +138,7 @@ def ca_trusted(path: str, pem: str | None, snapshot=None):
 
         letsencrypt.ca_trusted(name="Trust the ACME server", path=TRUSTED_CA, pem=ca_text)
     """
-    if snapshot is None:
-        current = host.get_fact(Sha256File, path=path)
-    else:
-        current = snapshot.path(path).detail if snapshot.path(path).kind == "file" else None
+    current = file_sha256(path, snapshot)
     if pem is None:
         if current is None:
             host.noop(f"{path} is absent")

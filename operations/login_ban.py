@@ -15,17 +15,14 @@ package stays installed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 from . import apache, jupyter, settings, snapshot, system
-from .render import render
+from .render import FILES, render
 
-FILES = Path(__file__).resolve().parent.parent / "files"
 # python3-systemd: fail2ban's journal backend; nftables: the `nft` its ban action runs.
 PACKAGES = ["fail2ban", "python3-systemd", "nftables"]
 SERVICE = "fail2ban"

@@ -21,7 +21,7 @@ from pyinfra.operations.util import any_changed
 def gate(read: Callable[[], object], changes) -> dict:
     """
     The global arguments for an operation owed when any of ``changes`` changed or ``read()``
-    (a fact, read at most once per host and run) says so: ``{}`` (certainly owed),
+    (something the host was asked: a fact, or the concern's snapshot) says so: ``{}`` (certainly owed),
     ``{"_if": ...}`` (owed if, decided when the run executes).
 
     + read: returns something true when the operation is owed whatever this run changes
@@ -31,15 +31,3 @@ def gate(read: Callable[[], object], changes) -> dict:
     if host.state.should_check_for_changes():
         return {} if read() else {"_if": changed}
     return {"_if": lambda: changed() or bool(read())}
-
-
-def once(read: Callable[[], object]) -> Callable[[], object]:
-    """``read``, called at most once (several operations may ask the same fact)."""
-    value: list = []
-
-    def cached():
-        if not value:
-            value.append(read())
-        return value[0]
-
-    return cached

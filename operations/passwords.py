@@ -96,8 +96,10 @@ class PasswordFileOwner(FactBase):
         return lines[0] if lines else None
 
 
-def owner_from(snapshot, path: str) -> str | None:
-    """What ``PasswordFileOwner`` says of ``path``, from a concern's snapshot."""
+def stored_owner(path: str, snapshot=None) -> str | None:
+    """What ``PasswordFileOwner`` says of ``path``: from a concern's snapshot when given, else read."""
+    if snapshot is None:
+        return host.get_fact(PasswordFileOwner, path=path)
     state = snapshot.path(path)
     return f"{state.user}:{state.group}:{state.mode}" if state.kind == "file" else None
 
@@ -183,7 +185,7 @@ def password_file(
             group="jupyter",
         )
     """
-    owner = owner_from(snapshot, path) if snapshot else host.get_fact(PasswordFileOwner, path=path)
+    owner = stored_owner(path, snapshot)
     current = stored_content(path) if owner else None
     wanted = desired_line(password_hash, password, current, htpasswd_user)
     yield from store_secret(

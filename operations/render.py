@@ -1,4 +1,4 @@
-"""Render the project's Jinja2 templates (one environment for every template)."""
+"""Render the project's Jinja2 templates (one environment for every template); where its static files are."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import jinja2
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Static files and scripts, uploaded as they are.
+FILES = TEMPLATES.parent / "files"
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES)),

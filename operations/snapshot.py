@@ -27,7 +27,7 @@ from pathlib import Path
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.output import format_text
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import FileContents, Sha256File
 from pyinfra.operations.util.files import generate_color_diff
 
 # Marks each line of the fact's output: a path, a unit, or a probe's line.
@@ -181,6 +181,14 @@ class Snapshot:
         return [p for p in paths if self.path(p).kind and self.path(p).mtime > since]
 
 
+def file_sha256(path: str, state: Snapshot | None = None) -> str | None:
+    """A file's sha256 (``None``: no file there), from ``state`` when given, else read (``Sha256File``)."""
+    if state is None:
+        return host.get_fact(Sha256File, path=path)
+    current = state.path(path)
+    return current.detail if current.kind == "file" else None
+
+
 def _content(content: str | bytes | Path) -> bytes:
     if isinstance(content, Path):
         return content.read_bytes()
@@ -249,6 +257,20 @@ def _show_diff(path: str, data: bytes, exists: bool) -> None:
     for line in generate_color_diff([line + "\n" for line in current or []], desired):
         logger.info("  %s", line)
     logger.info("")
+
+
+def script(name: str, path: str, source: Path, snapshot: Snapshot):
+    """``file`` for a root-owned executable from ``files/``, its directory created when needed."""
+    return file(
+        name=name,
+        path=path,
+        content=source,
+        user="root",
+        group="root",
+        mode="755",
+        create_dir=True,
+        snapshot=snapshot,
+    )
 
 
 @operation()

@@ -8,14 +8,12 @@ a second uninstall changes nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, deploy, operation
 
 from . import apache, backups, jupyter, letsencrypt, login_ban, settings, system, tls
+from .render import FILES
 
-FILES = Path(__file__).resolve().parent.parent / "files"
 SCRIPT = "/root/.jupyter-uninstall"
 
 # What the deploy leaves on a host (files/jupyter-uninstall removes each of them).
