@@ -18,5 +18,10 @@ PROXY_PORT = 3143
 FILES_PORT = 8000
 # Where clouds answer metadata requests (Linode's service too): the lab runs a stand-in.
 METADATA_IP = "169.254.169.254"
+# Linode's Metadata API answers over IPv6 as well: the stand-in holds these too.
+METADATA_IPV6 = ("fd00:a9fe:a9fe::1", "fe80::a9fe:a9fe")
+# The hosts' IPv6 addresses on the bridge (host N: ...::(10 + N)), so they reach the
+# stand-in's ULA address as a Linode reaches Linode's.
+LAB_IPV6_PREFIX = "fd77:77::"
 # Host N gets 169.254.77.(10 + N).
 FIRST_HOST = 11

@@ -19,7 +19,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .config import BRIDGE, BRIDGE_IP, CACHE, FILES_PORT, METADATA_IP, PREFIX_LEN, PROXY_PORT, STATE
+from .config import (
+    BRIDGE,
+    BRIDGE_IP,
+    CACHE,
+    FILES_PORT,
+    LAB_IPV6_PREFIX,
+    METADATA_IP,
+    METADATA_IPV6,
+    PREFIX_LEN,
+    PROXY_PORT,
+    STATE,
+)
 
 
 def _ip(*args, check=True):
@@ -207,6 +218,11 @@ class MetadataService:
         netns_on_bridge(self.NETNS, self.VETH, f"{METADATA_IP}/32")
         lab_network = ipaddress.ip_network(f"{BRIDGE_IP}/{PREFIX_LEN}", strict=False)
         _ip("-n", self.NETNS, "route", "add", str(lab_network), "dev", "eth0")
+        # Linode's IPv6 addresses of the service (no duplicate detection: usable at once).
+        ula, link_local = METADATA_IPV6
+        _ip("-n", self.NETNS, "addr", "add", f"{ula}/128", "dev", "eth0", "nodad")
+        _ip("-n", self.NETNS, "addr", "add", f"{link_local}/64", "dev", "eth0", "nodad")
+        _ip("-n", self.NETNS, "-6", "route", "add", f"{LAB_IPV6_PREFIX}/64", "dev", "eth0")
         # `ip netns exec` execs the server: the PID recorded is the server's own.
         process = _spawn(
             [
@@ -218,8 +234,9 @@ class MetadataService:
                 "-m",
                 "http.server",
                 "80",
+                # Every address of its namespace, IPv4 and IPv6 (http.server serves both on "::").
                 "--bind",
-                METADATA_IP,
+                "::",
                 "--directory",
                 str(www),
             ],

@@ -19,7 +19,7 @@ from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand,
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from . import passwords, settings, snapshot, system, tls
+from . import passwords, records, settings, snapshot, system, tls
 from .render import FILES, render
 from .snapshot import file_sha256
 
@@ -42,15 +42,20 @@ HARDENING_PATH = f"/etc/apache2/conf-available/{HARDENING_CONF}.conf"
 PACKAGES = ["apache2"]
 # The optional Basic-auth layer's users (setting basic_auth_user).
 HTPASSWD = "/etc/apache2/jupyter.htpasswd"
-# Where the HTTPS vhost logs errors, Basic-auth failures among them (read by login_ban):
-# the vhost's ErrorLog, in Debian's APACHE_LOG_DIR.
-HTTPS_ERROR_LOG = "/var/log/apache2/jupyter-ssl-error.log"
+# Debian's APACHE_LOG_DIR, where the vhost's logs are.
+LOG_DIR = "/var/log/apache2"
+# Where the HTTPS vhost logs errors, Basic-auth failures among them (read by login_ban).
+HTTPS_ERROR_LOG = f"{LOG_DIR}/jupyter-ssl-error.log"
+# Every request to Jupyter's login form (time, peer address, status, method, path), read by
+# login_ban: a log only Apache writes.
+LOGIN_LOG_NAME = "jupyter-login.log"
+LOGIN_LOG = f"{LOG_DIR}/{LOGIN_LOG_NAME}"
 # Stages, enables and configtests a site or conf file (files/apache-config-swap; config_file).
 SWAP_SCRIPT = "/usr/local/lib/jupyter-deploy/apache-config-swap"
 # Touched after every successful reload: config newer than this is not live yet.
-RELOAD_STAMP = "/var/lib/jupyter-apache-deploy/apache-reloaded"
+RELOAD_STAMP = f"{records.STATE_DIR}/apache-reloaded"
 # Written when the deploy disables Apache's default site: uninstall.py enables it again.
-DEFAULT_SITE_MARKER = "/var/lib/jupyter-apache-deploy/default-site-disabled"
+DEFAULT_SITE_MARKER = f"{records.STATE_DIR}/default-site-disabled"
 
 
 class ApacheEnabled(FactBase):
@@ -137,6 +142,11 @@ def _switched(kind: str, names: list[str], on: bool, state=None):
     todo = [n for n in names if (n not in current) == on]
     if not todo:
         host.noop(f"{kind} already {'enabled' if on else 'disabled'}: {', '.join(names)}")
+        return
+    if on and kind == "mods":
+        # The swap script enables, configtests (undoing on failure) and records what it
+        # enabled, dependencies too: uninstall disables only those.
+        yield StringCommand(QuoteString(SWAP_SCRIPT), "mods", QuoteString(records.RECORD), *map(QuoteString, todo))
         return
     args = " ".join(shlex.quote(n) for n in todo)
     do, undo = (enable_cmd, disable_cmd) if on else (disable_cmd, enable_cmd)
@@ -285,6 +295,7 @@ def vhost(
         proxy_timeout=proxy_timeout,
         max_request_bytes=settings.size_bytes(max_request_size),
         login_request_bytes=LOGIN_REQUEST_BYTES,
+        login_log_name=LOGIN_LOG_NAME,
     )
 
 
@@ -369,6 +380,12 @@ def configure_apache():
     tls_mode = host.data.tls_mode
     state = site_snapshot(tls_mode)
     basic_auth_user = host.data.basic_auth_user
+    snapshot.script(
+        name="Script that enables modules and swaps in a site or conf only if Apache accepts them",
+        path=SWAP_SCRIPT,
+        source=FILES / "apache-config-swap",
+        snapshot=state,
+    )
     modules = enabled(
         name="Enable the Apache modules the proxy needs",
         kind="mods",
@@ -385,12 +402,6 @@ def configure_apache():
             htpasswd_user=basic_auth_user,
             snapshot=state,
         )
-    snapshot.script(
-        name="Script that swaps in a site or conf only if Apache accepts it",
-        path=SWAP_SCRIPT,
-        source=FILES / "apache-config-swap",
-        snapshot=state,
-    )
     hardening = config_file(
         name="Apache hygiene (no version banners, no TRACE)",
         kind="conf",

@@ -18,19 +18,22 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, OperationError, QuoteString, StringCommand, deploy, operation
-from pyinfra.operations import server, systemd
+from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from . import jupyter, passwords, settings, snapshot, system
+from . import jupyter, passwords, records, settings, snapshot, system
 from .render import FILES, render
 
-PACKAGES = ["restic"]
+# procps: pgrep, with which a restore waits until no process of the notebook user is left.
+PACKAGES = ["restic", "procps"]
 CONFIG_DIR = "/etc/jupyter-backup"
 CONFIG_FILE = f"{CONFIG_DIR}/backup.conf"
 SECRETS_FILE = f"{CONFIG_DIR}/restic.env"
 PASSWORD_FILE = f"{CONFIG_DIR}/password"
 SSH_KEY_FILE = f"{CONFIG_DIR}/ssh_key"
 SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-backup"
+# files/jupyter-restore-files: the part of an in-place restore that runs as the notebook user.
+RESTORE_SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-restore-files"
 STATE_NAME = "jupyter-backup"
 STATE_DIR = f"/var/lib/{STATE_NAME}"
 # What the smoke check reads (through a notebook kernel): times and a snapshot id.
@@ -38,6 +41,11 @@ STATUS_FILE = f"{STATE_DIR}/status"
 CACHE_DIR = f"/var/cache/{STATE_NAME}"
 # sftp: the server's host key, learnt on first contact (accept-new) and pinned from then on.
 KNOWN_HOSTS = f"{STATE_DIR}/known_hosts"
+# What the last restore did (files/jupyter-backup writes it, restore.py shows it).
+LAST_RESTORE = f"{STATE_DIR}/last-restore"
+# What an in-place restore replaced, by time of the restore: kept until uninstall purges it
+# (root only; switching backups off keeps it too).
+MOVED_ASIDE = f"{STATE_DIR}/moved-aside"
 UNIT = "jupyter-backup"
 SERVICE_FILE = f"/etc/systemd/system/{UNIT}.service"
 TIMER_FILE = f"/etc/systemd/system/{UNIT}.timer"
@@ -75,51 +83,47 @@ def backup_paths(notebook_dir: str, user: str) -> list[str]:
     return [notebook_dir, jupyter.home_of(user)]
 
 
-def _bash_array(values) -> str:
-    return "(" + " ".join(shlex.quote(v) for v in values) + ")"
-
-
 def config_file(
     repository: str, notebook_dir: str, user: str, schedule: str, keep: dict[str, int], ssh_key: bool = False
 ) -> str:
     """``backup.conf``: what to back up and how (no secret), sourced by the script."""
     home = jupyter.home_of(user)
-    lines = [
-        "# Managed by pyinfra (jupyter-apache-deploy): local edits are overwritten on the next run.",
-        f"PATHS={_bash_array(backup_paths(notebook_dir, user))}",
-        f"EXCLUDE_PATTERNS={_bash_array(f'{home}/{name}' for name in HOME_EXCLUDES)}",
-        f"KEEP={_bash_array(keep_arguments(keep))}",
-        f"SCHEDULE={shlex.quote(schedule)}",
-        f"STATE_DIR={STATE_DIR}",
-        f"STATUS_FILE={STATUS_FILE}",
-        f"CACHE_DIR={CACHE_DIR}",
-    ]
+    sftp_command = None
     sftp = settings.sftp_parts(repository)
     if sftp:
         sftp_user, sftp_host, _ = sftp
-        ssh = [
-            "ssh",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=accept-new",
-            "-o",
-            f"UserKnownHostsFile={KNOWN_HOSTS}",
-        ]
+        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new"]
+        ssh += ["-o", f"UserKnownHostsFile={KNOWN_HOSTS}"]
         if ssh_key:
             ssh += ["-i", SSH_KEY_FILE, "-o", "IdentitiesOnly=yes"]
-        ssh += [f"{sftp_user}@{sftp_host.strip('[]')}", "-s", "sftp"]
-        lines.append(f"SFTP_COMMAND={shlex.quote(' '.join(ssh))}")
-    return "\n".join(lines) + "\n"
+        sftp_command = " ".join([*ssh, f"{sftp_user}@{sftp_host.strip('[]')}", "-s", "sftp"])
+    return render(
+        "jupyter-backup.conf.j2",
+        paths=backup_paths(notebook_dir, user),
+        exclude_patterns=[f"{home}/{name}" for name in HOME_EXCLUDES],
+        keep_arguments=keep_arguments(keep),
+        schedule=schedule,
+        state_dir=STATE_DIR,
+        status_file=STATUS_FILE,
+        cache_dir=CACHE_DIR,
+        restore_files=RESTORE_SCRIPT,
+        created_record=records.RECORD,
+        user=user,
+        jupyter_unit=f"{jupyter.UNIT}.service",
+        sftp_command=sftp_command,
+    )
 
 
 def secrets_file(repository: str, environ=None) -> str:
     """``restic.env``: the repository (it may carry credentials) and the S3 keys, root-only."""
     environ = os.environ if environ is None else environ
-    lines = [f"RESTIC_REPOSITORY={shlex.quote(repository)}", f"RESTIC_PASSWORD_FILE={PASSWORD_FILE}"]
-    if repository.startswith("s3:"):
-        lines += [f"{name}={shlex.quote(environ[name])}" for name in settings.S3_CREDENTIAL_ENVS]
-    return "\n".join(lines) + "\n"
+    names = settings.S3_CREDENTIAL_ENVS if repository.startswith("s3:") else ()
+    return render(
+        "restic.env.j2",
+        repository=repository,
+        password_file=PASSWORD_FILE,
+        credentials={name: environ[name] for name in names},
+    )
 
 
 def service_unit(repository: str) -> str:
@@ -212,18 +216,46 @@ def repository_ready(schedule: str):
         host.noop("the backup repository exists and opens")
 
 
-INSTALLED = [TIMER_FILE, SERVICE_FILE, CONFIG_DIR, SCRIPT, STATE_DIR, CACHE_DIR]
+# What the concern installs (uninstall.py removes these too). Of the state directory only
+# its own files: MOVED_ASIDE holds the user's files, kept unless uninstall purges.
+INSTALLED = [
+    TIMER_FILE,
+    SERVICE_FILE,
+    CONFIG_DIR,
+    SCRIPT,
+    RESTORE_SCRIPT,
+    STATUS_FILE,
+    KNOWN_HOSTS,
+    LAST_RESTORE,
+    CACHE_DIR,
+]
+
+
+def moved_aside_note(sizes: dict[str, int]) -> str | None:
+    """The line that says ``MOVED_ASIDE`` stays, with its size (``None``: there is none)."""
+    if MOVED_ASIDE not in sizes:
+        return None
+    return (
+        f"kept {MOVED_ASIDE} ({sizes[MOVED_ASIDE]} KiB): the files restores replaced; "
+        "delete it when nobody needs them (uninstall_purge does)"
+    )
 
 
 @operation()
 def backups_removed():
-    """No backup timer, unit, script, settings or secrets (the repository itself is kept)."""
-    present = host.get_fact(system.ExistingPaths, paths=INSTALLED)
-    if not present:
-        host.noop("no backups are set up")
+    """No backup timer, unit, scripts, settings or secrets (the repository and ``MOVED_ASIDE`` are kept)."""
+    state = host.get_fact(system.ExistingPaths, paths=INSTALLED, measure=[MOVED_ASIDE])
+    note = moved_aside_note(state["sizes"])
+    if not state["paths"]:
+        host.noop("no backups are set up" + (f"; {note}" if note else ""))
         return
+    if note:
+        host.log(note)
     yield f"systemctl disable --now {UNIT}.timer 2>/dev/null || true"
-    yield StringCommand("rm", "-rf", *(shlex.quote(p) for p in present))
+    yield StringCommand("rm", "-rf", *(shlex.quote(p) for p in state["paths"]))
+    # An interrupted restore's staging, then the state directory if nothing else is left.
+    state_dir = shlex.quote(STATE_DIR)
+    yield StringCommand(f"rm -rf {state_dir}/restore.*; rmdir {state_dir} 2>/dev/null || true")
     yield "systemctl daemon-reload"
 
 
@@ -244,13 +276,19 @@ def configure_backups():
     # The repository's own state is read later, by repository_ready: it runs the script
     # this concern uploads first.
     state = snapshot.Snapshot(
-        paths=[CONFIG_DIR, SCRIPT, CONFIG_FILE, STATE_DIR, SERVICE_FILE, TIMER_FILE],
+        paths=[CONFIG_DIR, SCRIPT, RESTORE_SCRIPT, CONFIG_FILE, STATE_DIR, SERVICE_FILE, TIMER_FILE],
         secret_paths=[SECRETS_FILE, PASSWORD_FILE, SSH_KEY_FILE],
         units=[f"{UNIT}.timer"],
     )
     root_only = {"user": "root", "group": "root", "snapshot": state}
     snapshot.directory(name="Backup settings directory (root only)", path=CONFIG_DIR, mode="700", **root_only)
     snapshot.script(name="Backup script", path=SCRIPT, source=FILES / "jupyter-backup", snapshot=state)
+    snapshot.script(
+        name="Restore script (run as the notebook user)",
+        path=RESTORE_SCRIPT,
+        source=FILES / "jupyter-restore-files",
+        snapshot=state,
+    )
     snapshot.file(
         name="Backup settings",
         path=CONFIG_FILE,
@@ -297,6 +335,27 @@ def configure_backups():
     )
 
 
+@operation(is_idempotent=False)
+def restored(snapshot_id: str, target: str | None = None):
+    """
+    Restore a snapshot in place (as the notebook user, Jupyter stopped meanwhile) or into
+    ``target``, with the backup script the deploy installed; then show what it did.
+
+    + snapshot_id: ``latest`` or a restic snapshot id
+    + target: a new or empty directory outside the notebook user's tree; ``None``: in place
+
+    **Example:**
+
+    .. code:: python
+
+        backups.restored(name="Restore the latest snapshot", snapshot_id="latest")
+    """
+    yield StringCommand(
+        QuoteString(SCRIPT), "restore", QuoteString(snapshot_id), *([QuoteString(target)] if target else [])
+    )
+    yield system.shown_report(LAST_RESTORE)
+
+
 @deploy("Restore from backup", data_defaults=settings.defaults("backup_repository", "restore_snapshot", "restore_to"))
 def restore_backup():
     """Restore the notebooks and the Jupyter home from a snapshot, in place or into ``restore_to``."""
@@ -305,9 +364,9 @@ def restore_backup():
             f"{host.name}: setting backup_repository is None: this host has no backups "
             "to restore from (set it as for the deploy that made them)"
         )
-    target = [QuoteString(host.data.restore_to)] if host.data.restore_to else []
-    server.shell(
-        name=f"Restore snapshot {host.data.restore_snapshot}"
-        + (f" into {host.data.restore_to}" if target else " in place"),
-        commands=[StringCommand(QuoteString(SCRIPT), "restore", QuoteString(host.data.restore_snapshot), *target)],
+    target = host.data.restore_to
+    restored(
+        name=f"Restore snapshot {host.data.restore_snapshot}" + (f" into {target}" if target else " in place"),
+        snapshot_id=host.data.restore_snapshot,
+        target=target,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import FactBase, deploy, operation
 
-from . import settings, system
+from . import records, settings, system
 
 
 @system.needs_packages
@@ -107,8 +107,10 @@ def ufw_allows(tcp_ports: list[int]):
         host.noop(f"ufw is active, denies incoming by default and allows tcp {tcp_ports}")
         return
     for port in tcp_ports:
-        if f"ufw allow {port}/tcp" not in state["added"]:
-            yield f"ufw allow {int(port)}/tcp"
+        rule = f"ufw allow {int(port)}/tcp"
+        if rule not in state["added"]:
+            # Recorded: uninstall deletes only the web ports' rules the deploy added.
+            yield f"{rule} && {records.append('ufw', rule.removeprefix('ufw '))}"
     if state["default_incoming"] != "deny":
         yield "ufw default deny incoming"
     if not state["active"]:

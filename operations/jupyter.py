@@ -39,8 +39,9 @@ TASKS_MAX = 2048
 OOM_SCORE_ADJUST = 800
 # Apache's proxy timeout divided by this is how often Jupyter pings idle websockets.
 PINGS_PER_PROXY_TIMEOUT = 3
-# The cloud metadata service (Linode, AWS, GCP, Azure...): denied to the unit.
-METADATA_ADDRESS = "169.254.169.254"
+# The cloud metadata service (Linode, AWS, GCP, Azure...): denied to the unit. Linode's
+# (Akamai's Metadata API) answers on all three.
+METADATA_ADDRESSES = ("169.254.169.254", "fd00:a9fe:a9fe::1", "fe80::a9fe:a9fe")
 UNIT = "jupyter"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
 LIMITS_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/limits.conf"
@@ -116,12 +117,16 @@ class AccountOrigin(FactBase):
         return None if account is None else {**account, "config_group": config_group}
 
 
+def made_by_deploy(user: str, origin: dict) -> bool:
+    """Whether the existing account ``AccountOrigin`` describes is this deploy's own."""
+    # Made by a version of this deploy that set no comment: its home and the config's group.
+    return origin["comment"] == ACCOUNT_COMMENT or (origin["home"] == home_of(user) and origin["config_group"] == user)
+
+
 def check_account(host_name: str, user: str, origin: dict | None) -> None:
     """Refuse to run Jupyter as an account that exists and was not made by this deploy."""
-    if origin is None or origin["comment"] == ACCOUNT_COMMENT:
+    if origin is None or made_by_deploy(user, origin):
         return
-    if origin["home"] == home_of(user) and origin["config_group"] == user:
-        return  # made by a version of this deploy that set no comment
     raise settings.SettingsError(
         f"{host_name}: setting jupyter_user = {user!r} is not allowed: must be an account this deploy creates; "
         f"{user!r} already exists on this host (home {origin['home']}) and was not created by it. "
@@ -206,7 +211,7 @@ def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
         user_kernels=USER_KERNELS,
         limits_dropin=LIMITS_DROPIN,
         oom_score_adjust=OOM_SCORE_ADJUST,
-        metadata_address=METADATA_ADDRESS,
+        metadata_addresses=METADATA_ADDRESSES,
     )
 
 
@@ -287,7 +292,7 @@ def install_jupyter():
     account(name=f"System user {user} (no login shell)", user=user, comment=ACCOUNT_COMMENT, home=home, snapshot=state)
     owned_by_user = {"user": user, "group": user, "mode": "750", "snapshot": state}
     readable_by_user = {"user": "root", "group": user, "snapshot": state}
-    snapshot.directory(name="Notebook directory", path=notebook_dir, **owned_by_user)
+    snapshot.directory(name="Notebook directory", path=notebook_dir, record_as="notebook_dir", **owned_by_user)
     snapshot.directory(name="Jupyter's home", path=home, **owned_by_user)
     snapshot.directory(name="Config directory", path=CONFIG_DIR, mode="750", **readable_by_user)
     # Jupyter migrates an old ~/.ipython into its config dir unless this marker exists; the

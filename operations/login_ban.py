@@ -3,8 +3,10 @@ Login ban: an address that keeps failing to log in is blocked at 80 and 443 (fai
 
 Jupyter Server has no throttling of its own, and every wrong password costs the server an
 argon2 hash (the deploy's login handler runs it off the event loop, one at a time, so a
-flood queues guesses, not the user's cells). fail2ban reads Jupyter's failed logins from the journal
-(and Apache's Basic-auth failures when ``basic_auth_user`` is set) and puts the address
+flood queues guesses, not the user's cells). fail2ban reads failed logins from Apache's log
+of the login form (``apache.LOGIN_LOG``: the peer address and the status Jupyter answered,
+written by Apache alone; Jupyter's journal is not read, as kernels and terminals write to it
+too), and Apache's Basic-auth failures when ``basic_auth_user`` is set, and puts the address
 in an nftables set of its own for ``login_ban_seconds``; its database (``/var/lib/fail2ban``)
 puts active bans back, with their original end, when fail2ban starts again. Bans never
 touch SSH.
@@ -20,11 +22,11 @@ from pyinfra.api import StringCommand, deploy
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from . import apache, jupyter, settings, snapshot, system
+from . import apache, settings, snapshot, system
 from .render import FILES, render
 
-# python3-systemd: fail2ban's journal backend; nftables: the `nft` its ban action runs.
-PACKAGES = ["fail2ban", "python3-systemd", "nftables"]
+# nftables: the `nft` fail2ban's ban action runs.
+PACKAGES = ["fail2ban", "nftables"]
 SERVICE = "fail2ban"
 FILTER_NAME = "jupyter-login"
 FILTER_FILE = f"/etc/fail2ban/filter.d/{FILTER_NAME}.conf"
@@ -45,26 +47,12 @@ def jail_config(
     max_failures: int = 5, window: int = 600, ban_seconds: int = 3600, ignore=(), basic_auth: bool = False
 ) -> str:
     """The jail file: the Jupyter login jail, and the Basic-auth jail when that login is on."""
-    jails = [
-        dict(
-            name=LOGIN_JAIL,
-            filter=FILTER_NAME,
-            backend="systemd",
-            journalmatch=f"_SYSTEMD_UNIT={jupyter.UNIT}.service",
-            logpath=None,
-        )
-    ]
+    jails = [dict(name=LOGIN_JAIL, filter=FILTER_NAME, backend="polling", logpath=apache.LOGIN_LOG)]
     if basic_auth:
         # fail2ban's own filter for Apache's auth_basic errors (AH01617 password mismatch,
         # AH01618 user not found), read from the HTTPS vhost's error log.
         jails.append(
-            dict(
-                name=BASIC_AUTH_JAIL,
-                filter="apache-auth",
-                backend="polling",
-                journalmatch=None,
-                logpath=apache.HTTPS_ERROR_LOG,
-            )
+            dict(name=BASIC_AUTH_JAIL, filter="apache-auth", backend="polling", logpath=apache.HTTPS_ERROR_LOG)
         )
     return render(
         "fail2ban-jail.local.j2",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import jinja2
@@ -18,6 +19,8 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
+# Values that land in shell files (sourced by the deploy's scripts) are quoted.
+_ENV.filters["shell_quote"] = lambda value: shlex.quote(str(value))
 
 
 def render(template: str, **variables) -> str:

@@ -49,13 +49,15 @@ class Setting:
     check: Callable[[Any], str | None]
     # Never echo the value in an error message.
     secret: bool = False
+    # How the value is shown in messages (e.g. without a URL's password).
+    shown: Callable[[Any], Any] = lambda value: value
 
 
-_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_URL_PATH = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
-_ARGON2 = re.compile(r"^argon2:\$argon2id?\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$")
+_HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_URL_PATH = re.compile(r"/([A-Za-z0-9._~-]+/)*")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_ARGON2 = re.compile(r"argon2:\$argon2id?\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+")
 
 
 def _is_int(value) -> bool:
@@ -69,7 +71,7 @@ def check_port(value):
 
 
 def check_base_url(value):
-    if isinstance(value, str) and _URL_PATH.match(value):
+    if isinstance(value, str) and _URL_PATH.fullmatch(value):
         return None
     return "a URL path that starts and ends with '/', without spaces (e.g. '/jupyter/')"
 
@@ -102,7 +104,7 @@ def is_hostname_or_ip(value) -> bool:
     if is_ip(value):
         return not is_ipv6(value)
     name = value[:-1] if value.endswith(".") else value
-    return len(name) <= 253 and all(_HOSTNAME_LABEL.match(label) for label in name.split("."))
+    return len(name) <= 253 and all(_HOSTNAME_LABEL.fullmatch(label) for label in name.split("."))
 
 
 def _is_dns_name(value) -> bool:
@@ -124,7 +126,7 @@ def check_server_name(value):
 
 
 def check_user(value):
-    if isinstance(value, str) and _USER_NAME.match(value) and value != "root":
+    if isinstance(value, str) and _USER_NAME.fullmatch(value) and value != "root":
         return None
     return "a lowercase system user name (not root), e.g. 'jupyter'"
 
@@ -156,7 +158,7 @@ SHARED_TOP_DIRS = ("/home", "/media", "/mnt", "/opt", "/srv")
 
 def check_abs_path(value):
     # It lands in shell commands, the systemd unit and Python config: no quoting surprises.
-    if not (isinstance(value, str) and re.match(r"^/[A-Za-z0-9._+/-]*$", value)):
+    if not (isinstance(value, str) and re.fullmatch(r"/[A-Za-z0-9._+/-]*", value)):
         return "an absolute path of letters, digits and . _ + - / (no spaces or quotes)"
     parts = value.rstrip("/").split("/")[1:]
     if value != "/" and (value.endswith("/") or any(part in ("", ".", "..") for part in parts)):
@@ -172,7 +174,7 @@ def check_abs_path(value):
 
 
 def check_password_hash(value):
-    if value is None or (isinstance(value, str) and _ARGON2.match(value)):
+    if value is None or (isinstance(value, str) and _ARGON2.fullmatch(value)):
         return None
     if isinstance(value, str) and value.startswith("sha1:"):
         return "an 'argon2:' hash; sha1 hashes are too weak, make a new one (see README, 'Passwords')"
@@ -183,7 +185,7 @@ def check_password_hash(value):
 
 
 def check_basic_auth_user(value):
-    if value is None or (isinstance(value, str) and re.match(r"^[A-Za-z0-9._-]{1,64}$", value)):
+    if value is None or (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value)):
         return None
     return "None (off) or a user name of letters, digits, '.', '_' or '-'"
 
@@ -195,25 +197,28 @@ def check_directives(value):
 
 
 def check_url(value):
-    if isinstance(value, str) and re.match(r"^https?://[^\s/]+/\S*$", value):
+    if isinstance(value, str) and re.fullmatch(r"https?://[^\s/]+/\S*", value):
         return None
     return "an http:// or https:// URL"
 
 
 def check_sha256(value):
-    if isinstance(value, str) and _HEX64.match(value):
+    if isinstance(value, str) and _HEX64.fullmatch(value):
         return None
     return "64 hexadecimal characters (the installer's published sha256)"
 
 
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
 def check_email(value):
-    if value == "" or (isinstance(value, str) and re.match(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$", value)):
+    if value == "" or (isinstance(value, str) and _EMAIL.fullmatch(value)):
         return None
     return "an e-mail address, or '' to register the ACME account without one"
 
 
 def check_https_url(value):
-    if isinstance(value, str) and re.match(r"^https://[^\s/'\"]+/[^\s'\"]*$", value):
+    if isinstance(value, str) and re.fullmatch(r"https://[^\s/'\"]+/[^\s'\"]*", value):
         return None
     return "an https:// URL (an ACME directory, e.g. Let's Encrypt's)"
 
@@ -233,24 +238,24 @@ def check_ca_bundle(value):
 
 
 # A conda match spec without spaces: [channel::]name[version/build constraints].
-_CONDA_SPEC = re.compile(r"^([A-Za-z0-9_.-]+::)?[A-Za-z0-9_][A-Za-z0-9_.-]*([=<>!~][A-Za-z0-9_.*=<>!~,+-]*)?$")
+_CONDA_SPEC = re.compile(r"([A-Za-z0-9_.-]+::)?[A-Za-z0-9_][A-Za-z0-9_.-]*([=<>!~][A-Za-z0-9_.*=<>!~,+-]*)?")
 # A PEP 508 requirement written without spaces: name, extras, version specifiers, no URL
 # (``name @ url``), no environment markers (``;``), nothing the shell or pip reads specially.
 _PIP_SPEC = re.compile(
-    r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,-]+\])?((===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+(,(===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+)*)?$"
+    r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._,-]+\])?((===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+(,(===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!-]+)*)?"
 )
-_SIZE = re.compile(r"^[1-9][0-9]*[KMGT]$")
-_PERCENT = re.compile(r"^([1-9][0-9]?)%$")
+_SIZE = re.compile(r"[1-9][0-9]*[KMGT]")
+_PERCENT = re.compile(r"([1-9][0-9]?)%")
 
 
 def _spec_list(pattern, example):
     def check(value):
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) and pattern.match(v) for v in value):
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) and pattern.fullmatch(v) for v in value):
             if len(set(value)) == len(value):
                 return None
             return "a list without repeated entries"
         bad = (
-            [v for v in value if not (isinstance(v, str) and pattern.match(v))]
+            [v for v in value if not (isinstance(v, str) and pattern.fullmatch(v))]
             if isinstance(value, (list, tuple))
             else []
         )
@@ -284,7 +289,7 @@ def check_requirements_file(value):
         return what
     for number, line in enumerate(lines, start=1):
         spec = line.split("#", 1)[0].strip()
-        if spec and not _PIP_SPEC.match(spec):
+        if spec and not _PIP_SPEC.fullmatch(spec):
             return f"{what}; line {number} is {spec!r}"
     return None
 
@@ -293,10 +298,10 @@ def check_memory_limit(value):
     if value is None:
         return None
     if isinstance(value, str):
-        percent = _PERCENT.match(value)
+        percent = _PERCENT.fullmatch(value)
         if percent and 10 <= int(percent.group(1)) <= 95:
             return None
-        if _SIZE.match(value) and size_bytes(value) >= 256 * 2**20:
+        if _SIZE.fullmatch(value) and size_bytes(value) >= 256 * 2**20:
             return None
     return (
         "None (no limit), a size of at least 256M (e.g. '2G', '1536M') "
@@ -305,7 +310,7 @@ def check_memory_limit(value):
 
 
 def check_request_size(value):
-    if isinstance(value, str) and _SIZE.match(value) and 2 * 2**20 <= size_bytes(value) <= 2**30:
+    if isinstance(value, str) and _SIZE.fullmatch(value) and 2 * 2**20 <= size_bytes(value) <= 2**30:
         return None
     return "a size from 2M to 1G, e.g. '100M' (the largest notebook saved in one request)"
 
@@ -372,34 +377,60 @@ def check_networks(value):
 # restic repositories this deploy sets up: a local path, sftp:user@host:/path,
 # rest:http(s)://..., s3:... (restic's own spellings). No whitespace, quotes or backslashes:
 # the value lands in a root-only shell file and on restic's command line through it.
-_SFTP_REPOSITORY = re.compile(r"^sftp:([a-z_][a-z0-9_.-]{0,31})@([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(/[^\s'\"\\]*)$")
-_OTHER_REPOSITORY = re.compile(r"^(rest:https?://|s3:)[^\s'\"\\]+$")
+_SFTP_REPOSITORY = re.compile(r"sftp:([a-z_][a-z0-9_.-]{0,31})@([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(/[^\s'\"\\]*)")
+_OTHER_REPOSITORY = re.compile(r"(rest:https?://|s3:)[^\s'\"\\]+")
+# A URL's user information (``user:password@``): never shown, never sent in clear.
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+# Where Debian keeps backups, and state directories: a local repository may be a directory of
+# its own there (``/var/backups/NAME``, ``/var/lib/NAME``), not one the deploy itself uses.
+LOCAL_REPOSITORY_PARENTS = ("/var/backups", "/var/lib")
+
+
+def shown_repository(value):
+    """A repository as it may be printed: ``rest:https://***@host/path`` (the password never)."""
+    return _USERINFO.sub("***@", value) if isinstance(value, str) else value
+
+
+def _check_local_repository(value: str) -> str | None:
+    parent = next((p for p in LOCAL_REPOSITORY_PARENTS if value.startswith(p + "/")), None)
+    if parent is None:
+        problem = check_abs_path(value)
+        return problem and f"for a local repository, {problem}, or a directory of its own in /var/backups or /var/lib"
+    if check_abs_path("/srv" + value[len(parent) :]):
+        return "for a local repository, a normalised path of letters, digits and . _ + - / (no spaces or quotes)"
+    if value.split("/")[3] in ("jupyter-backup", "jupyter-apache-deploy"):
+        return f"for a local repository, a directory of its own, not one this deploy keeps its state in ({value})"
+    return None
 
 
 def check_backup_repository(value):
-    if value is None or _OTHER_REPOSITORY.match(value or "") or _SFTP_REPOSITORY.match(value or ""):
+    if value is None or _SFTP_REPOSITORY.fullmatch(value or ""):
+        return None
+    if isinstance(value, str) and _OTHER_REPOSITORY.fullmatch(value):
+        if value.startswith("rest:http://") and _USERINFO.search(value):
+            return "a rest: repository with credentials over https:// (over http:// they would travel in clear)"
         return None
     if isinstance(value, str) and value.startswith("/"):
-        return check_abs_path(value) and f"for a local repository, {check_abs_path(value)}"
+        return _check_local_repository(value)
     return (
-        "None (no backups) or a restic repository: a local path ('/srv/backups/jupyter'), "
+        "None (no backups) or a restic repository: a local path ('/srv/backups/jupyter', '/var/backups/jupyter'), "
         "'sftp:user@host:/path', 'rest:https://host/path' or 's3:host/bucket/path'"
     )
 
 
 def sftp_parts(repository: str) -> tuple[str, str, str] | None:
     """``sftp:user@host:/path`` -> (user, host, path); None for other repositories."""
-    match = _SFTP_REPOSITORY.match(repository or "")
+    match = _SFTP_REPOSITORY.fullmatch(repository or "")
     return match.groups() if match else None
 
 
 # systemd OnCalendar expressions: 'daily', 'Mon..Fri 02:00', '*-*-* 03:30:00', ...
 # (the host's systemd-analyze checks the expression itself before the timer is written).
-_CALENDAR = re.compile(r"^[A-Za-z0-9*:,./~ +-]{1,100}$")
+_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ +-]{1,100}")
 
 
 def check_calendar(value):
-    if value is None or (isinstance(value, str) and _CALENDAR.match(value) and value.strip() == value):
+    if value is None or (isinstance(value, str) and _CALENDAR.fullmatch(value) and value.strip() == value):
         return None
     return (
         "None (daily, at a time of night derived from the host name) or a systemd OnCalendar "
@@ -605,6 +636,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "restic repository the notebooks are backed up to (local path, sftp:, rest:, s3:); None means no backups",
         check_backup_repository,
+        shown=shown_repository,
     ),
     Setting(
         "backup_schedule",
@@ -664,7 +696,7 @@ def _errors_for(values: dict[str, Any]) -> list[str]:
         value = values.get(setting.name, setting.default)
         allowed = setting.check(value)
         if allowed:
-            shown = "(value hidden)" if setting.secret else repr(value)
+            shown = "(value hidden)" if setting.secret else repr(setting.shown(value))
             errors.append(f"setting {setting.name} = {shown} is not allowed: must be {allowed}")
     return errors
 
@@ -751,28 +783,38 @@ def check_values(values: dict[str, Any], environ=None, secrets: bool = True) -> 
             f"setting notebook_dir = {notebook_dir!r} is not allowed: must not be conda_prefix ({prefix!r}), "
             "inside it, or contain it",
         )
+    home = f"/var/lib/{values.get('jupyter_user', DEFAULTS['jupyter_user'])}"
     repository = values.get("backup_repository")
+    shown = shown_repository(repository)
     if repository and not check_backup_repository(repository):
         if secrets and not environ.get(BACKUP_PASSWORD_ENV):
             errors.append(
-                f"setting backup_repository = {repository!r} needs a password: export {BACKUP_PASSWORD_ENV} "
+                f"setting backup_repository = {shown!r} needs a password: export {BACKUP_PASSWORD_ENV} "
                 "on the control machine (the repository's key; keep it somewhere safe, the backups are "
                 "unreadable without it)"
             )
         if secrets and repository.startswith("s3:") and not all(environ.get(name) for name in S3_CREDENTIAL_ENVS):
             errors.append(
-                f"setting backup_repository = {repository!r} needs {' and '.join(S3_CREDENTIAL_ENVS)} "
+                f"setting backup_repository = {shown!r} needs {' and '.join(S3_CREDENTIAL_ENVS)} "
                 "exported on the control machine"
             )
-        home = f"/var/lib/{values.get('jupyter_user', DEFAULTS['jupyter_user'])}"
         if (
             repository.startswith("/")
             and not check_abs_path(notebook_dir)
             and (_overlap(repository, notebook_dir) or _overlap(repository, home))
         ):
             errors.append(
-                f"setting backup_repository = {repository!r} is not allowed: must not be inside or contain "
+                f"setting backup_repository = {shown!r} is not allowed: must not be inside or contain "
                 f"what it backs up (notebook_dir {notebook_dir!r}, the Jupyter home {home!r})"
+            )
+    restore_to = values.get("restore_to")
+    if restore_to and not check_restore_to(restore_to) and not check_abs_path(notebook_dir):
+        # The notebook user can change anything there while root restores into it.
+        if _overlap(restore_to, notebook_dir) or _overlap(restore_to, home):
+            errors.append(
+                f"setting restore_to = {restore_to!r} is not allowed: must not be inside or contain notebook_dir "
+                f"({notebook_dir!r}) or the Jupyter home ({home!r}), which the notebook user can write: restore "
+                "in place (restore_to = None, done as the notebook user) or into a directory of its own"
             )
     if secrets and values.get("jupyter_password_hash") is None and not environ.get(PASSWORD_ENV):
         errors.append(

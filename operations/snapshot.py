@@ -30,6 +30,8 @@ from pyinfra.api.output import format_text
 from pyinfra.facts.files import FileContents, Sha256File
 from pyinfra.operations.util.files import generate_color_diff
 
+from . import records
+
 # Marks each line of the fact's output: a path, a unit, or a probe's line.
 PATH, UNIT, PROBE = "P", "U", "X"
 UNIT_PROPERTIES = ("ActiveState", "UnitFileState", "NeedDaemonReload", "MainPID", "ExecMainStartTimestamp")
@@ -274,12 +276,14 @@ def script(name: str, path: str, source: Path, snapshot: Snapshot):
 
 
 @operation()
-def directory(path: str, user: str, group: str, mode: str, snapshot: Snapshot):
+def directory(path: str, user: str, group: str, mode: str, snapshot: Snapshot, record_as: str | None = None):
     """
     A directory (and its parents) with this owner and mode, decided from the snapshot.
 
     + path: remote path (in ``snapshot.paths``)
     + user, group, mode: owner and octal mode
+    + record_as: when this creates the directory, record it as ``record_as PATH`` in
+      ``records.RECORD`` (data the deploy made, which uninstall_purge may delete)
 
     **Example:**
 
@@ -294,8 +298,9 @@ def directory(path: str, user: str, group: str, mode: str, snapshot: Snapshot):
         current = PathState(None)
     if current.kind is None:
         q = shlex.quote
+        record = f" && {records.append(record_as, path)}" if record_as else ""
         yield StringCommand(
-            f"mkdir -p {q(path)} && chown {q(f'{user}:{group}')} {q(path)} && chmod {q(mode)} {q(path)}"
+            f"mkdir -p {q(path)} && chown {q(f'{user}:{group}')} {q(path)} && chmod {q(mode)} {q(path)}{record}"
         )
         return
     changes = list(_owner_and_mode(path, current, user, group, mode))

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable
 
 from pyinfra import host
-from pyinfra.api import FactBase, StringCommand, deploy, operation
+from pyinfra.api import FactBase, FunctionCommand, StringCommand, deploy, operation
 
 APT_CACHE_SECONDS = 3600
 # Touched after every successful index refresh (by apt's daily job and by this deploy).
@@ -100,19 +100,62 @@ def install_packages():
 
 class ExistingPaths(FactBase):
     """
-    Returns which of ``paths`` exist (a dangling symlink counts), in one command; with
-    ``user``, also ``"user"`` when that account exists.
+    Returns ``{"paths": [...], "sizes": {path: KiB}, "user": bool}`` in one command: which of
+    ``paths`` exist (a dangling symlink counts), the disk use of those of ``measure`` that
+    exist, and whether the account ``user`` exists (``False`` when not asked).
     """
 
-    def command(self, paths, user=None):
-        check_user = f"id -u {shlex.quote(user)} >/dev/null 2>&1 && echo user; " if user else ""
-        return (
-            "for p in "
-            + " ".join(shlex.quote(p) for p in paths)
-            + '; do { [ -e "$p" ] || [ -L "$p" ]; } && echo "$p"; done; '
-            + check_user
-            + "true"
-        )
+    @staticmethod
+    def default():
+        return {"paths": [], "sizes": {}, "user": False}
+
+    def command(self, paths, user=None, measure=()):
+        q = shlex.quote
+        parts = [
+            f"for p in {' '.join(q(p) for p in paths)}; do "
+            '{ [ -e "$p" ] || [ -L "$p" ]; } && printf \'path %s\\n\' "$p"; done'
+        ]
+        if measure:
+            parts.append(f"du -sk {' '.join(q(p) for p in measure)} 2>/dev/null | sed 's/^/size /'")
+        if user:
+            parts.append(f"id -u {q(user)} >/dev/null 2>&1 && echo user")
+        return "; ".join([*parts, "true"])
 
     def process(self, output):
-        return [line for line in output if line]
+        state = self.default()
+        for line in output:
+            kind, _, rest = line.partition(" ")
+            if kind == "path":
+                state["paths"].append(rest)
+            elif kind == "size":
+                kib, _, path = rest.partition("\t")
+                state["sizes"][path] = int(kib)
+            elif line == "user":
+                state["user"] = True
+        return state
+
+
+class ReportLines(FactBase):
+    """Returns the lines of ``path`` (a report a script of the deploy wrote), ``[]`` when there is none."""
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self, path):
+        return f"cat {shlex.quote(path)} 2>/dev/null || true"
+
+    def process(self, output):
+        return [line for line in output if line.strip()]
+
+
+def shown_report(path: str) -> FunctionCommand:
+    """A command for an operation to yield after the script that writes ``path``: when it runs,
+    each line of the report is shown in the run's output (a script's own output shows only
+    with ``-vvv``)."""
+
+    def show():
+        for line in host.get_fact(ReportLines, path=path):
+            host.log(line)
+
+    return FunctionCommand(show, (), {})

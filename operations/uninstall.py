@@ -3,70 +3,174 @@ Uninstall: remove what the deploy installed and configured, keeping the data.
 
 Everything is done by ``files/jupyter-uninstall`` on the host, in one go; this module
 decides whether there is anything left to remove (one command) and runs it only then, so
-a second uninstall changes nothing.
+a second uninstall changes nothing. The script undoes only what the deploy itself made
+(``records.RECORD``) and, when purging, deletes only data the deploy made.
 """
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, deploy, operation
+import shlex
 
-from . import apache, backups, jupyter, letsencrypt, login_ban, settings, system, tls
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
+
+from . import apache, backups, conda, jupyter, letsencrypt, login_ban, records, settings, system, tls
 from .render import FILES
 
 SCRIPT = "/root/.jupyter-uninstall"
+# What the script removed and kept, and why: shown in the run's output, then deleted.
+REPORT = "/root/.jupyter-uninstall-report"
 
 # What the deploy leaves on a host (files/jupyter-uninstall removes each of them).
 INSTALLED = [
     jupyter.UNIT_FILE,
     jupyter.CONFIG_DIR,
     jupyter.GUARD_DIR.rsplit("/", 1)[0],
-    f"/etc/apache2/sites-available/{apache.SITE}.conf",
-    f"/etc/apache2/conf-available/{apache.HARDENING_CONF}.conf",
-    apache.RELOAD_STAMP.rsplit("/", 1)[0],
+    apache.SITE_PATH,
+    apache.HARDENING_PATH,
     tls.CERT,
     tls.KEY,
     tls.SERVED_CERT,
     tls.SERVED_KEY,
     letsencrypt.DEPLOY_HOOK,
     letsencrypt.TRUSTED_CA,
-    login_ban.JAIL_FILE,
     login_ban.FILTER_FILE,
+    login_ban.JAIL_FILE,
     *backups.INSTALLED,
+    apache.RELOAD_STAMP,
+    apache.DEFAULT_SITE_MARKER,
 ]
+
+
+class UninstallState(FactBase):
+    """
+    Returns ``{"paths": [...], "undo": bool, "data": [...], "foreign_account": bool, "moved_aside_kib": int|None}``:
+    which of ``paths`` exist; whether ``records.RECORD`` names a module or rule to undo;
+    with ``purge``, which data the deploy made are still there (``account``, ``notebook_dir``,
+    ``prefix``, ``repository``, ``certificate``) and whether ``user`` exists without being the
+    deploy's; the size of the files restores moved aside.
+    """
+
+    def command(self, paths, user, notebook_dir, prefix, repository, server_name, purge):
+        q = shlex.quote
+        record = q(records.RECORD)
+        lines = [
+            f"for p in {' '.join(q(p) for p in paths)}; do "
+            '{ [ -e "$p" ] || [ -L "$p" ]; } && printf \'path %s\\n\' "$p"; done',
+            f"grep -q -e '^module ' -e '^ufw ' {record} 2>/dev/null && echo undo",
+            f"du -sk {q(backups.MOVED_ASIDE)} 2>/dev/null | sed 's/^/moved-aside /'",
+        ]
+        if purge:
+            lines += [
+                f"printf 'for-user %s\\n' {q(user)}",
+                jupyter.AccountOrigin().command(user),
+                f"[ -e {q(notebook_dir)} ] && grep -qxF {q(f'notebook_dir {notebook_dir}')} {record} "
+                "2>/dev/null && echo notebook_dir",
+                f"[ -f {q(f'{prefix}/{conda.MARKER}')} ] && echo prefix",
+                f"[ -e /etc/letsencrypt/renewal/{q(f'{server_name}.conf')} ] && echo certificate",
+            ]
+            if repository:
+                lines.append(
+                    f"[ -e {q(repository)} ] && grep -qxF {q(f'repository {repository}')} {record} "
+                    "2>/dev/null && echo repository"
+                )
+        return "; ".join([*lines, "true"])
+
+    @staticmethod
+    def default():
+        return {"paths": [], "undo": False, "data": [], "foreign_account": False, "moved_aside_kib": None}
+
+    def process(self, output):
+        state = self.default()
+        account, user = [], None
+        for line in output:
+            kind, _, rest = line.partition(" ")
+            if kind == "for-user":
+                user = rest
+            elif kind == "path":
+                state["paths"].append(rest)
+            elif line == "undo":
+                state["undo"] = True
+            elif kind == "moved-aside":
+                state["moved_aside_kib"] = int(rest.split()[0])
+            elif line in ("notebook_dir", "prefix", "certificate", "repository"):
+                state["data"].append(line)
+            else:
+                account.append(line)
+        origin = jupyter.AccountOrigin().process(account)
+        if origin is not None:
+            ours = jupyter.made_by_deploy(user, origin)
+            state["data"] += ["account"] if ours else []
+            state["foreign_account"] = not ours
+        return state
+
+
+def local_repository(repository: str | None) -> str:
+    """What the script needs of the repository: a local path, or ``''`` (never a URL, which
+    may carry credentials, on a command line)."""
+    return repository if repository and repository.startswith("/") else ""
 
 
 @operation()
 def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, repository: str | None, purge: bool):
     """
-    Nothing of the deploy left on the host; with ``purge``, none of its data either.
+    Nothing of the deploy left on the host; with ``purge``, none of the data it made either.
 
     + user, notebook_dir, prefix, server_name: as the deploy had them
-    + repository: the backup repository (a local one is deleted when purging)
+    + repository: the backup repository (a local one the deploy created is deleted when purging)
     + purge: also delete the notebooks, the user and its home, the conda prefix, a local
-      backup repository and certbot's certificate
+      backup repository, the files restores moved aside and certbot's certificate, each
+      only when the deploy made it
     """
-    paths = list(INSTALLED)
-    if purge:
-        paths += [notebook_dir, prefix, f"/etc/letsencrypt/renewal/{server_name}.conf"]
-        if repository and repository.startswith("/"):
-            paths.append(repository)
-    remains = host.get_fact(system.ExistingPaths, paths=paths, user=user if purge else None)
-    if not remains:
-        host.noop("nothing of the deploy is left" + (", and none of its data" if purge else ""))
+    local = local_repository(repository)
+    state = host.get_fact(
+        UninstallState,
+        paths=INSTALLED + ([backups.MOVED_ASIDE, records.STATE_DIR] if purge else []),
+        user=user,
+        notebook_dir=notebook_dir,
+        prefix=prefix,
+        repository=local,
+        server_name=server_name,
+        purge=purge,
+    )
+    if not (state["paths"] or state["undo"] or state["data"]):
+        kept = []
+        if purge and state["foreign_account"]:
+            kept.append(f"user {user} (not created by this deploy)")
+        if not purge and state["moved_aside_kib"] is not None:
+            kept.append(f"{backups.MOVED_ASIDE} ({state['moved_aside_kib']} KiB)")
+        host.noop(
+            "nothing of the deploy is left"
+            + (", and none of the data it made" if purge else "")
+            + (f"; kept: {', '.join(kept)}" if kept else "")
+        )
         return
     yield FileUploadCommand(str(FILES / "jupyter-uninstall"), SCRIPT)
-    arguments = [user, notebook_dir, prefix, server_name, repository or "", "purge" if purge else "keep"]
+    arguments = {
+        "--user": user,
+        "--notebook-dir": notebook_dir,
+        "--prefix": prefix,
+        "--server-name": server_name,
+        "--local-repository": local,
+        "--account-comment": jupyter.ACCOUNT_COMMENT,
+        "--installer-marker": conda.MARKER,
+        "--record": records.RECORD,
+        "--modules": " ".join(apache.needed_modules()),
+        "--report": REPORT,
+    }
     yield StringCommand(
         "bash",
         QuoteString(SCRIPT),
-        *(QuoteString(a) for a in arguments),
+        *(["--purge"] if purge else []),
+        *(part for option, value in arguments.items() for part in (option, QuoteString(value))),
         "; status=$?;",
         "rm",
         "-f",
         QuoteString(SCRIPT),
         "; exit $status",
     )
+    yield system.shown_report(REPORT)
+    yield StringCommand("rm", "-f", QuoteString(REPORT))
 
 
 @deploy(
@@ -76,11 +180,11 @@ def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, rep
     ),
 )
 def uninstall():
-    """Remove the deploy from the host (``uninstall_purge``: its data too)."""
+    """Remove the deploy from the host (``uninstall_purge``: the data it made too)."""
     uninstalled(
         name="Remove the deploy"
         + (
-            " and its data (uninstall_purge)"
+            " and the data it made (uninstall_purge)"
             if host.data.uninstall_purge
             else " (notebooks, user, conda and backups kept)"
         ),

@@ -5,10 +5,12 @@ rendered configuration, and (for negative controls) a real server on loopback.
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -91,10 +93,43 @@ class LoopbackApache:
             time.sleep(0.1)
         return self
 
+    def pid(self) -> int:
+        return int(self.pid_file.read_text())
+
     def __exit__(self, *exc):
-        pid = int(self.pid_file.read_text())
+        pid = self.pid()
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
             if not Path(f"/proc/{pid}").exists():
                 break
             time.sleep(0.1)
+
+
+class Backend:
+    """A stand-in for Jupyter on loopback: answers each method with its status from
+    ``statuses`` (POST and PUT 200 by default) and records (method, path, body size)."""
+
+    def __init__(self, statuses: dict[str, int] | None = None):
+        statuses = statuses or {"POST": 200, "PUT": 200}
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self):
+                length = int(self.headers.get("Content-Length", 0))
+                self.rfile.read(length)
+                seen.append((self.command, self.path, length))
+                self.send_response(statuses.get(self.command, 405))
+                self.send_header("Content-Length", "7")
+                self.end_headers()
+                self.wfile.write(b"backend")
+
+            do_GET = do_POST = do_PUT = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -11,15 +11,17 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from operations import backups, settings
+from operations import backups, records, settings
 from smoke import backup_problem, certificate_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "files" / "jupyter-backup"
+RESTORE_FILES = ROOT / "files" / "jupyter-restore-files"
 ENV = {settings.PASSWORD_ENV: "x", settings.BACKUP_PASSWORD_ENV: "y"}
 needs = pytest.mark.skipif(
     not (shutil.which("restic") and shutil.which("systemd-analyze")),
@@ -162,7 +164,7 @@ def test_smoke_calls_a_backup_stale_after_two_intervals_and_a_certificate_under_
 def test_the_scripts_pass_shellcheck():
     if not shutil.which("shellcheck"):
         pytest.skip("shellcheck is installed by .ci/run")
-    for script in ("jupyter-backup", "jupyter-uninstall"):
+    for script in ("jupyter-backup", "jupyter-restore-files", "jupyter-uninstall"):
         result = subprocess.run(["shellcheck", str(ROOT / "files" / script)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout
 
@@ -176,7 +178,7 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 @needs
-def test_the_script_backs_up_and_restores_every_byte_moving_changed_files_aside(tmp_path):
+def test_the_script_backs_up_and_restores_every_byte_into_a_side_directory(tmp_path):
     notebooks, home, state = tmp_path / "notebooks", tmp_path / "home", tmp_path / "state"
     for directory in (notebooks / "data dir", home / ".cache", state):
         directory.mkdir(parents=True)
@@ -185,12 +187,14 @@ def test_the_script_backs_up_and_restores_every_byte_moving_changed_files_aside(
     (notebooks / "notes.md").write_text("notes\n" * 100)
     (home / "settings.json").write_text("{}")
     (home / ".cache" / "big").write_text("cache")
+    record = tmp_path / "created"
     config = tmp_path / "backup.conf"
     config.write_text(
         backups.config_file(str(tmp_path / "repo"), str(notebooks), "x", "daily", {"last": 3})
         .replace("/var/lib/x", str(home))
         .replace(backups.STATE_DIR, str(state))
         .replace(backups.CACHE_DIR, str(tmp_path / "cache"))
+        .replace(records.RECORD, str(record))
     )
     (tmp_path / "password").write_text("scratch password\n")
     secrets = tmp_path / "restic.env"
@@ -205,30 +209,123 @@ def test_the_script_backs_up_and_restores_every_byte_moving_changed_files_aside(
     assert script("check-repository", check=False).returncode == 3
     assert "created the repository" in script("init").stdout
     assert script("init").stdout == ""  # never twice
+    # A local repository it created is recorded: uninstall_purge may delete it.
+    assert record.read_text() == f"repository {tmp_path / 'repo'}\n"
     before = tree_hashes(notebooks)
     script("run")
     status = (state / "status").read_text()
     assert '"interval_seconds": 86400' in status and '"last_success": null' not in status
-    # Lose two files, change one, add one.
-    (notebooks / "analysis.ipynb").unlink()
-    (notebooks / "data dir" / "odd 'name' $HOME [1] é.txt").unlink()
-    (notebooks / "notes.md").write_text("changed\n")
-    (notebooks / "new.txt").write_text("new\n")
-    out = script("restore", "latest").stdout
-    assert "1 file(s) it replaced were moved to" in out, out
-    after = tree_hashes(notebooks)
-    assert after.pop("new.txt") and after == before
-    [aside] = [p for p in (state / "moved-aside").rglob("notes.md")]
-    assert aside.read_text() == "changed\n"
-    # Into a side directory: there, and only into an empty one.
+    # Into a side directory: there, and only into an empty one outside the backed-up paths.
     side = tmp_path / "side"
     script("restore", "latest", str(side))
     assert tree_hashes(side / str(notebooks).lstrip("/")) == before
     assert not (side / str(home).lstrip("/") / ".cache").exists()
     refused = script("restore", "latest", str(side), check=False)
     assert refused.returncode == 2 and "is not empty" in refused.stderr
+    inside = script("restore", "latest", str(notebooks / "restored"), check=False)
+    assert inside.returncode == 2 and "which the notebook user can write" in inside.stderr
+    assert not (notebooks / "restored").exists()
     # A wrong password: restic's reason, and no new repository.
     (tmp_path / "password").write_text("wrong\n")
     failed = script("run", check=False)
     assert failed.returncode != 0 and "wrong password" in failed.stderr
     assert script("check-repository", check=False).returncode == 1
+
+
+@needs
+def test_init_refuses_a_local_directory_that_holds_something_else(tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "other.txt").write_text("not a repository\n")
+    config = tmp_path / "backup.conf"
+    config.write_text(backups.config_file(str(taken), "/srv/jupyter", "x", "daily", {"last": 3}))
+    (tmp_path / "password").write_text("scratch password\n")
+    secrets = tmp_path / "restic.env"
+    secrets.write_text(backups.secrets_file(str(taken)).replace(backups.PASSWORD_FILE, str(tmp_path / "password")))
+    env = {**os.environ, "JUPYTER_BACKUP_CONFIG": str(config), "JUPYTER_BACKUP_SECRETS": str(secrets)}
+    result = subprocess.run(["bash", str(SCRIPT), "init"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "is not empty and not a restic repository" in result.stderr
+    assert sorted(p.name for p in taken.iterdir()) == ["other.txt"]
+
+
+def as_unprivileged(argv: list[str]) -> list[str]:
+    """``argv`` as ``nobody`` when this runs as root (CI), else as this user."""
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs", "--", *argv]
+
+
+@pytest.fixture
+def restore_tree():
+    """A scratch tree the restore writes as the unprivileged user (``as_unprivileged``), with a
+    root-owned directory beside it standing in for /etc."""
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="restore-test."))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+def test_restore_files_puts_the_snapshot_back_as_the_user_moving_aside_what_is_in_the_way(restore_tree):
+    base = restore_tree
+    live, staged, aside, system = base / "srv" / "notebooks", base / "staged", base / "aside", base / "etc"
+    system.mkdir()
+    (system / "hostname").write_text("the real hostname\n")
+    system_before = tree_hashes(system)
+    snapshot = staged / str(live).lstrip("/")
+    for directory in (snapshot / "acc-trap", snapshot / "data dir", live / "data dir"):
+        directory.mkdir(parents=True)
+    (snapshot / "acc-trap" / "hostname").write_text("the user's file\n")
+    (snapshot / "notes.md").write_text("notes\n")
+    (snapshot / "data dir" / "odd 'name' $HOME [1] é.txt").write_text("odd\n")
+    (snapshot / "same.txt").write_text("same\n")
+    # Live: a link where the snapshot has a directory (the trap), a changed file, an
+    # unchanged one, and one made since the snapshot.
+    (live / "acc-trap").symlink_to(system)
+    (live / "notes.md").write_text("changed\n")
+    (live / "same.txt").write_text("same\n")
+    (live / "new.txt").write_text("new\n")
+    aside.mkdir()
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "nobody:nogroup", str(base / "srv"), str(staged), str(aside)], check=True)
+    result = subprocess.run(
+        as_unprivileged(["bash", str(RESTORE_FILES), str(staged), str(aside), str(live)]),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"  # the link and the changed file
+    assert tree_hashes(system) == system_before and not (system / "hostname").is_symlink()
+    assert not (live / "acc-trap").is_symlink() and (live / "acc-trap" / "hostname").read_text() == "the user's file\n"
+    restored = tree_hashes(live)
+    assert restored.pop("new.txt") and restored == tree_hashes(snapshot)
+    assert (aside / str(live).lstrip("/") / "acc-trap").readlink() == system
+    assert (aside / str(live).lstrip("/") / "notes.md").read_text() == "changed\n"
+
+
+def test_restore_files_refuses_root_and_as_the_user_cannot_touch_what_is_not_its_own(restore_tree):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to own a directory the unprivileged user cannot write")
+    base = restore_tree
+    refused = subprocess.run(["bash", str(RESTORE_FILES), str(base), str(base), "/srv"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "refusing to run as root" in refused.stderr
+    # Root's own file in the user's tree (as an admin's copy would be): not the user's to replace.
+    live, staged, aside = base / "srv" / "notebooks", base / "staged", base / "aside"
+    (staged / str(live).lstrip("/")).mkdir(parents=True)
+    (staged / str(live).lstrip("/") / "roots.txt").write_text("from the snapshot\n")
+    live.mkdir(parents=True)
+    aside.mkdir()
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(staged), str(aside), str(live)], check=True)
+    roots = base / "srv" / "roots-dir"
+    roots.mkdir()
+    (live / "roots.txt").symlink_to(roots / "roots.txt")
+    (roots / "roots.txt").write_text("root's\n")
+    result = subprocess.run(
+        as_unprivileged(["bash", str(RESTORE_FILES), str(staged), str(aside), str(live)]),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (roots / "roots.txt").read_text() == "root's\n"
+    assert (live / "roots.txt").read_text() == "from the snapshot\n" and not (live / "roots.txt").is_symlink()

@@ -22,17 +22,18 @@ from operations import apache, host_checks, letsencrypt, passwords, settings, tl
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=(), yes=False):
+def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=(), yes=False, script="deploy.py"):
     """Run deploy.py for ``[(name, data)]`` on @fake hosts; returns {name: (commands, changed ops)}.
 
-    ``yes``: as ``pyinfra -y`` runs it (no change detection while planning)."""
+    ``yes``: as ``pyinfra -y`` runs it (no change detection while planning); ``script``:
+    restore.py or uninstall.py instead."""
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(FakeConnector, "get_file", FakeDownloads.get_file)
     monkeypatch.setenv(settings.PASSWORD_ENV, password)
     inventory = Inventory(([(name, {"fake_delay": 0, "fake_delay_jitter": 0, **data}) for name, data in hosts], {}))
     state = State(inventory, Config(), check_for_changes=not yes)
     connect_all(state)
-    add_deploy(state, lambda: runpy.run_path(str(ROOT / "deploy.py")))
+    add_deploy(state, lambda: runpy.run_path(str(ROOT / script)))
     try:
         run_ops(state)
     except PyinfraError as error:
@@ -69,7 +70,7 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
         "systemctl start jupyter.service",
         "systemctl enable jupyter.service",
         "openssl req -x509",
-        "a2enmod -q proxy proxy_http ssl headers rewrite",
+        "apache-config-swap mods /var/lib/jupyter-apache-deploy/created proxy proxy_http ssl headers rewrite",
         "apache-config-swap conf zz-jupyter-hardening",
         "apache-config-swap sites jupyter",
         "a2dissite -q 000-default",
@@ -85,7 +86,7 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
     assert joined.count("apt-get update") == 1
     [install] = [c for c in commands if " install " in c and "apt-get" in c]
     assert set(install.split(" install ", 1)[1].split()) == set(
-        "curl ca-certificates bzip2 openssl apache2 ufw fail2ban python3-systemd nftables".split()
+        "curl ca-certificates bzip2 openssl apache2 ufw fail2ban nftables".split()
     )
     assert "a2enmod -q proxy_https" not in joined and "proxy_wstunnel" not in joined
     assert PASSWORD not in joined and "$argon2id$" not in joined
@@ -368,3 +369,36 @@ def test_with_y_nothing_but_the_two_safety_checks_reaches_the_host_while_plannin
     assert set(read_while_planning) == PLANNING_FACTS, read_while_planning
     if not fresh:
         assert results["@fake/nb1"][1] == []
+
+
+def test_uninstall_never_puts_a_repository_url_on_a_command_line(monkeypatch):
+    """A rest: URL may carry credentials: the script only needs to know it is not a local path."""
+    secret = "s3cret-pw"
+    data = {
+        "server_name": NAME,
+        "backup_repository": f"rest:https://user:{secret}@backup.example.org/nb1",
+        "uninstall_purge": True,
+        "fake_responses": {"for-user": ["path /etc/jupyter"]},
+    }
+    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", data)], script="uninstall.py").values()
+    joined = "\n".join(commands)
+    assert changed == ["Uninstall | Remove the deploy and the data it made (uninstall_purge)"]
+    assert "--purge" in joined and "--local-repository ''" in joined
+    assert secret not in joined and "backup.example.org" not in joined
+
+
+def test_switching_backups_off_keeps_what_restores_moved_aside_and_says_how_big(monkeypatch, caplog):
+    from operations import backups
+
+    caplog.set_level("INFO")
+    responses = {
+        **converged_responses(),
+        f"du -sk {backups.MOVED_ASIDE}": [f"path {backups.CONFIG_DIR}", f"size 12\t{backups.MOVED_ASIDE}"],
+    }
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
+    ).values()
+    assert changed == ["Backups | No backups"]
+    [removal] = [c for c in commands if c.startswith("rm -rf ") and backups.CONFIG_DIR in c]
+    assert backups.MOVED_ASIDE not in removal and backups.STATE_DIR + " " not in removal + " "
+    assert f"kept {backups.MOVED_ASIDE} (12 KiB)" in caplog.text

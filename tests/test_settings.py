@@ -414,3 +414,91 @@ def test_config_py_and_pyproject_pin_the_same_pyinfra_range():
     exec((ROOT / "config.py").read_text(), namespace)
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert f'"pyinfra{namespace["REQUIRE_PYINFRA_VERSION"]}"' in pyproject
+
+
+# A value of each string setting that is accepted (files: made by the test).
+STRING_EXAMPLES = {
+    "server_name": "nb.example.org",
+    "jupyter_password_hash": GOOD_HASH,
+    "basic_auth_user": "alice",
+    "backup_repository": "/srv/backups/jupyter",
+    "backup_schedule": "daily",
+    "restore_to": "/srv/restored",
+    "letsencrypt_email": "you@example.org",
+}
+
+
+def string_settings(tmp_path) -> dict[str, str]:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tabulate==0.9.0\n")
+    key = tmp_path / "key"
+    key.write_text("key\n")
+    files = {"acme_ca_bundle": str(ca), "pip_requirements": str(requirements), "backup_ssh_key": str(key)}
+    values = {s.name: s.default for s in settings.SETTINGS if isinstance(s.default, str) and s.default}
+    return {**values, **STRING_EXAMPLES, **files}
+
+
+def test_every_string_setting_refuses_a_trailing_newline(tmp_path):
+    """`re.match(...$)` lets 'x\n' through: every check matches the whole value."""
+    env = {**ENV, settings.BACKUP_PASSWORD_ENV: "y", settings.BASIC_AUTH_PASSWORD_ENV: "z"}
+    examples = string_settings(tmp_path)
+    assert set(examples) >= {s.name for s in settings.SETTINGS if isinstance(s.default, str)}
+    for name, value in examples.items():
+        assert settings.check_values({name: value}, environ=env) == [], name
+        errors = settings.check_values({name: value + "\n"}, environ=env)
+        assert errors and all(f"setting {name} = " in error for error in errors), (name, errors)
+    for name, value in [("pip_packages", "tabulate"), ("conda_packages", "numpy"), ("login_ban_ignore", "203.0.113.7")]:
+        assert settings.check_values({name: [value]}, environ=env) == []
+        assert settings.check_values({name: [value + "\n"]}, environ=env), name
+
+
+@pytest.mark.parametrize(
+    "repository",
+    ["/var/backups/jupyter", "/var/lib/jupyter-restic", "/var/lib/nb/restic"],
+)
+def test_a_local_repository_may_be_where_debian_keeps_backups(repository):
+    env = {**ENV, settings.BACKUP_PASSWORD_ENV: "y"}
+    assert settings.check_values({"backup_repository": repository}, environ=env) == []
+
+
+@pytest.mark.parametrize(
+    "repository,allowed",
+    [
+        ("/var/lib/jupyter-backup", "not one this deploy keeps its state in"),
+        ("/var/lib/jupyter-apache-deploy/r", "not one this deploy keeps its state in"),
+        ("/var/lib/jupyter", "must not be inside or contain what it backs up"),
+        ("/var/log/restic", "a directory of its own in /var/backups or /var/lib"),
+        ("/var/backups/../log", "a normalised path"),
+    ],
+)
+def test_a_local_repository_is_never_one_of_the_deploys_own_directories(repository, allowed):
+    [error] = settings.check_values({"backup_repository": repository}, environ={**ENV, "JUPYTER_BACKUP_PASSWORD": "y"})
+    assert allowed in error, error
+
+
+def test_a_repository_password_in_a_url_is_never_printed_and_never_sent_in_clear():
+    secret = "s3cret-pw"
+    assert settings.shown_repository(f"rest:https://user:{secret}@backup.example.org:8000/nb1") == (
+        "rest:https://***@backup.example.org:8000/nb1"
+    )
+    # The password is missing from the environment: the message names the repository, not its password.
+    url = f"rest:https://user:{secret}@h.example.org/nb1"
+    [missing] = settings.check_values({"backup_repository": url}, environ=ENV)
+    assert "needs a password" in missing and secret not in missing and "***@h.example.org" in missing
+    # A bad value with credentials in it: refused, and shown without them.
+    [bad] = settings.check_values({"backup_repository": f"rest:https://user:{secret}@h/x y"}, environ=ENV)
+    assert secret not in bad and "user:" not in bad and "***@h/x y" in bad
+    # Over plain http they would travel in clear.
+    env = {**ENV, settings.BACKUP_PASSWORD_ENV: "y"}
+    [clear] = settings.check_values({"backup_repository": f"rest:http://user:{secret}@h.example.org/nb1"}, environ=env)
+    assert "over https://" in clear and secret not in clear
+    assert settings.check_values({"backup_repository": "rest:http://h.example.org/nb1"}, environ=env) == []
+
+
+def test_restore_to_is_never_inside_what_the_notebook_user_can_write():
+    for target in ("/srv/jupyter/restored", "/srv/jupyter", "/srv/jupyter/a/b"):
+        [error] = settings.check_values({"restore_to": target}, environ=ENV)
+        assert f"setting restore_to = {target!r} is not allowed" in error and "notebook user" in error, error
+    assert settings.check_values({"restore_to": "/srv/restored"}, environ=ENV) == []

@@ -248,7 +248,9 @@ def test_unit_runs_jupyter_unprivileged_and_hardened():
     assert "ReadWritePaths=/srv/jupyter /var/lib/jupyter" in unit
     assert "Environment=JUPYTER_CONFIG_DIR=/etc/jupyter" in unit
     assert "/dev/tcp/127.0.0.1/8888" in unit
-    assert "\nIPAddressDeny=169.254.169.254\n" in unit and "IPAddressAllow" not in unit
+    # Linode's metadata service, over IPv4 and IPv6.
+    assert "\nIPAddressDeny=169.254.169.254 fd00:a9fe:a9fe::1 fe80::a9fe:a9fe\n" in unit
+    assert "IPAddressAllow" not in unit
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is installed by .ci/run")
@@ -331,37 +333,6 @@ def test_proxy_timeout_is_apaches_timeout_for_requests_and_websocket_tunnels():
     assert jupyter.ws_ping_interval_ms(6) == 2000 and jupyter.ws_ping_interval_ms(300) == 30000
 
 
-class _Backend:
-    """A stand-in for Jupyter on loopback: answers every request 200 and records its body size."""
-
-    def __init__(self):
-        import http.server
-        import threading
-
-        seen = self.seen = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                self.rfile.read(length)
-                seen.append((self.command, self.path, length))
-                self.send_response(200)
-                self.send_header("Content-Length", "7")
-                self.end_headers()
-                self.wfile.write(b"backend")
-
-            do_PUT = do_POST
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @needs_apache
 def test_apache_refuses_big_bodies_before_they_reach_jupyter(tmp_path, keypair):
     """Served for real on loopback: LimitRequestBody would not do, Apache skips it for proxied requests."""
@@ -369,7 +340,7 @@ def test_apache_refuses_big_bodies_before_they_reach_jupyter(tmp_path, keypair):
     import urllib3
 
     urllib3.disable_warnings()
-    backend = _Backend()
+    backend = apache_local.Backend()
     cert, key = keypair
     vhost = apache.vhost("127.0.0.1", "/jupyter/", backend.port, cert, key, max_request_size="2M")
     vhost = vhost[vhost.index("<VirtualHost *:443>") :].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18444>")
@@ -407,7 +378,10 @@ def test_login_ban_jail_bans_at_the_web_ports_only_and_never_ssh():
         "600",
         "3600",
     )
-    assert (jail["backend"], jail["journalmatch"]) == ("systemd", "_SYSTEMD_UNIT=jupyter.service")
+    # Apache's log of the login form, which only Apache writes: never Jupyter's journal,
+    # which kernels and terminals write to as well.
+    assert (jail["backend"], jail["logpath"]) == ("polling", apache.LOGIN_LOG)
+    assert "journalmatch" not in jail
     assert (jail["banaction"], jail["port"], jail["protocol"]) == ("nftables-multiport", "http,https", "tcp")
     assert jail["ignoreip"].split() == ["127.0.0.1/8", "::1"]
 
@@ -422,8 +396,8 @@ def test_login_ban_jail_takes_the_settings_and_adds_basic_auth_when_it_is_on():
         assert jail["port"] == "http,https"
     basic = jails["jupyter-basic-auth"]
     assert (basic["filter"], basic["logpath"]) == ("apache-auth", apache.HTTPS_ERROR_LOG)
-    # The path the vhost really logs to.
-    assert (
-        "ErrorLog ${APACHE_LOG_DIR}/" + apache.HTTPS_ERROR_LOG.rsplit("/", 1)[1]
-        in (ROOT / "templates" / "apache-vhost.conf.j2").read_text()
-    )
+    # The paths the vhost really logs to.
+    vhost = apache.vhost("nb.example.org", "/jupyter/", 8888, "c", "k")
+    assert "ErrorLog ${APACHE_LOG_DIR}/" + apache.HTTPS_ERROR_LOG.rsplit("/", 1)[1] in vhost
+    assert apache.LOGIN_LOG == f"{apache.LOG_DIR}/{apache.LOGIN_LOG_NAME}"
+    assert f"CustomLog ${{APACHE_LOG_DIR}}/{apache.LOGIN_LOG_NAME} jupyter_login" in vhost

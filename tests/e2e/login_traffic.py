@@ -7,6 +7,7 @@ namespace (``ip netns exec``), one process per client. Prints one JSON document.
     login_traffic.py probe URL CA                    can this address reach the login page?
     login_traffic.py user URL CA --seconds 60        log in, run cells, log in again now and then
     login_traffic.py flood URL CA --count 200 --seconds 10
+    login_traffic.py burst URL CA --count 50         that many wrong passwords at once, each on its own connection
 
 Every loop is bounded in count and time and stops by itself. The password the user logs
 in with comes from $JUPYTER_PASSWORD; the checkout must be on PYTHONPATH (smoke.client).
@@ -41,10 +42,14 @@ def environment(password: str = "") -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT), JUPYTER_PASSWORD=password)
 
 
-def run(client, *args: str, password: str = "", timeout: float = 120) -> dict:
-    """Run one mode from ``client`` (a ``ClientAddress``; None: this machine) and return its JSON."""
+def run(client, *args: str, password: str = "", timeout: float = 120, nice: bool = False) -> dict:
+    """Run one mode from ``client`` (a ``ClientAddress``; None: this machine) and return its JSON.
+
+    ``nice``: at the lowest CPU priority: an attacker's CPU is not the server's, but in the lab
+    both are this machine's."""
     runner = client.run if client else subprocess.run
-    result = runner(command(*args), capture_output=True, text=True, timeout=timeout, env=environment(password))
+    argv = ["nice", "-n", "19", *command(*args)] if nice else command(*args)
+    result = runner(argv, capture_output=True, text=True, timeout=timeout, env=environment(password))
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
 
@@ -109,15 +114,32 @@ def probe(url: str, ca: str, timeout: float) -> dict:
         return {"t": time.time(), "reached": False, "status": _outcome(error)}
 
 
-def user(url: str, ca: str, seconds: float, interval: float, relogin_every: int) -> dict:
-    """Log in and run small cells for ``seconds``; log in anew every ``relogin_every`` cells."""
+def poll_status(client: Jupyter, until: float, interval: float, seen: list) -> None:
+    """GET api/status every ``interval`` s until ``until`` (monotonic): each answer's time and status."""
+    while time.monotonic() < until:
+        started, at = time.monotonic(), time.time()
+        try:
+            status = client.session.get(client.base + "api/status", timeout=10, verify=client.verify).status_code
+        except requests.RequestException as error:
+            status = _outcome(error)
+        seen.append({"t": at, "seconds": time.monotonic() - started, "status": status})
+        time.sleep(interval)
+
+
+def user(url: str, ca: str, seconds: float, interval: float, relogin_every: int, status_every: float = 0) -> dict:
+    """Log in and run small cells for ``seconds``; log in anew every ``relogin_every`` cells;
+    with ``status_every``, also ask api/status that often (another connection, a thread)."""
     password = os.environ["JUPYTER_PASSWORD"]
     client = Jupyter(url, ca_file=ca, timeout=15)
-    logins, cells, errors = [], [], []
+    logins, cells, errors, statuses = [], [], [], []
     client.login(password)
     logins.append({"t": time.time(), "status": client.login_response.status_code})
     kernel = client.start_kernel()
     deadline = time.monotonic() + seconds
+    if status_every:
+        poller = Jupyter(url, ca_file=ca, timeout=15)
+        poller.session.cookies.update(client.session.cookies)
+        threading.Thread(target=poll_status, args=(poller, deadline, status_every, statuses), daemon=True).start()
     try:
         while time.monotonic() < deadline:
             if relogin_every and len(logins) <= len(cells) // relogin_every:
@@ -141,42 +163,51 @@ def user(url: str, ca: str, seconds: float, interval: float, relogin_every: int)
             client.api("DELETE", f"kernels/{kernel}")
         except requests.RequestException:
             pass
-    return {"logins": logins, "cells": cells, "errors": errors[:20]}
+    return {"logins": logins, "cells": cells, "errors": errors[:20], "statuses": statuses}
+
+
+def _login_form(url: str, ca: str) -> tuple[Jupyter, str, dict]:
+    """A client that opened the login page: (it, its _xsrf token, its cookies)."""
+    client = Jupyter(url, ca_file=ca, timeout=5)
+    client.get("login").raise_for_status()
+    return client, client.xsrf(), client.session.cookies.get_dict()
+
+
+def _wrong_post(client: Jupyter, cookies: dict, xsrf: str, ca: str, timeout: float) -> tuple:
+    """One wrong password on a connection of its own: (status or what went wrong, Retry-After)."""
+    session = requests.Session()
+    session.cookies.update(cookies)
+    try:
+        response = session.post(
+            client.base + "login",
+            data={"password": WRONG, "_xsrf": xsrf},
+            allow_redirects=False,
+            timeout=timeout,
+            verify=ca,
+        )
+        return response.status_code, response.headers.get("Retry-After")
+    except requests.RequestException as error:
+        return _outcome(error), None
 
 
 def flood(url: str, ca: str, count: int, seconds: float, workers: int) -> dict:
     """Up to ``count`` wrong-password posts spread over ``seconds``, from ``workers`` threads."""
-    client = Jupyter(url, ca_file=ca, timeout=5)
-    client.get("login").raise_for_status()
-    xsrf, cookies = client.xsrf(), client.session.cookies.get_dict()
+    client, xsrf, cookies = _login_form(url, ca)
     results: list[dict] = []
     lock = threading.Lock()
     start = time.monotonic()
     gap = seconds / count
-
     deadline = start + seconds
 
     def worker(index: int) -> None:
-        session = requests.Session()
-        session.cookies.update(cookies)
         for n in range(index, count, workers):
             due = start + n * gap
             time.sleep(max(0.0, due - time.monotonic()))
             if time.monotonic() >= deadline:
                 return
             at = time.time()
-            try:
-                # A banned client's packets are rejected: a post in flight may only time out.
-                response = session.post(
-                    client.base + "login",
-                    data={"password": WRONG, "_xsrf": xsrf},
-                    allow_redirects=False,
-                    timeout=min(2.0, deadline + 2 - time.monotonic()),
-                    verify=ca,
-                )
-                outcome = response.status_code
-            except requests.RequestException as error:
-                outcome = _outcome(error)
+            # A banned client's packets are rejected: a post in flight may only time out.
+            outcome, _ = _wrong_post(client, cookies, xsrf, ca, timeout=min(2.0, deadline + 2 - time.monotonic()))
             with lock:
                 results.append({"t": at, "status": outcome})
 
@@ -188,9 +219,33 @@ def flood(url: str, ca: str, count: int, seconds: float, workers: int) -> dict:
     return {"posts": sorted(results, key=lambda r: r["t"])}
 
 
+def burst(url: str, ca: str, count: int) -> dict:
+    """``count`` wrong-password posts sent at the same moment, each on a connection of its own."""
+    client, xsrf, cookies = _login_form(url, ca)
+    results: list[dict] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(count)
+
+    def post() -> None:
+        ready.wait()
+        started = time.time()
+        outcome, retry_after = _wrong_post(client, cookies, xsrf, ca, timeout=30)
+        with lock:
+            results.append(
+                {"t": started, "status": outcome, "seconds": time.time() - started, "retry_after": retry_after}
+            )
+
+    threads = [threading.Thread(target=post) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"posts": sorted(results, key=lambda r: r["t"])}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["guess", "basic", "probe", "user", "flood"])
+    parser.add_argument("mode", choices=["guess", "basic", "probe", "user", "flood", "burst"])
     parser.add_argument("url")
     parser.add_argument("ca")
     parser.add_argument("--count", type=int, default=5)
@@ -199,6 +254,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=3)
     parser.add_argument("--relogin-every", type=int, default=0)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--status-every", type=float, default=0)
     args = parser.parse_args()
     if args.mode == "guess":
         result = guess(args.url, args.ca, min(args.count, 100), args.interval)
@@ -207,7 +263,9 @@ def main() -> int:
     elif args.mode == "probe":
         result = probe(args.url, args.ca, args.timeout)
     elif args.mode == "user":
-        result = user(args.url, args.ca, min(args.seconds, 600), args.interval, args.relogin_every)
+        result = user(args.url, args.ca, min(args.seconds, 600), args.interval, args.relogin_every, args.status_every)
+    elif args.mode == "burst":
+        result = burst(args.url, args.ca, min(args.count, 100))
     else:
         result = flood(args.url, args.ca, min(args.count, 1000), min(args.seconds, 60), args.workers)
     json.dump(result, sys.stdout)

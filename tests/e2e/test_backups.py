@@ -11,6 +11,7 @@ tests expect the plain deployment).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -126,7 +127,7 @@ def backups(deployment, ca_files, tmp_path_factory):
     finally:
         off = deployment.pyinfra()
         context["off"] = off
-        deployment.ssh("nb1", f"rm -rf /srv/jupyter/{FOLDER}", check=False)
+        deployment.ssh("nb1", f"rm -rf /srv/jupyter/{FOLDER} /srv/jupyter/{TRAP} /etc/jupyter-restore-canary")
         deployment.ssh("nb2", f"rm -rf /srv/jupyter/{FOLDER} /srv/restored", check=False)
         assert off.returncode == 0, off.output[-3000:]
 
@@ -183,6 +184,118 @@ def test_a_backup_and_an_in_place_restore_bring_back_every_byte(backups, deploym
     listed = {item["name"] for item in jupyter.api("GET", "contents/" + quote(f"{FOLDER}/data dir")).json()["content"]}
     assert listed == {ODD_NAME}
     assert jupyter.api("GET", api_path("analysis.ipynb")).json()["type"] == "notebook"
+
+
+# Root-side watcher of the files a restore through a planted link would touch (inotify, from
+# the host's own python3): /etc's entries, and opens, reads and changes of two files in it.
+WATCHER = r"""
+import ctypes, os, struct, sys
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+fd = libc.inotify_init1(0)
+watches = {}
+def watch(path, mask):
+    wd = libc.inotify_add_watch(fd, path.encode(), mask)
+    assert wd >= 0, path
+    watches[wd] = path
+watch("/etc", 0x40 | 0x80 | 0x100 | 0x200)
+for name in ("hostname", "jupyter-restore-canary"):
+    watch("/etc/" + name, 0x1 | 0x2 | 0x4 | 0x20 | 0x400 | 0x800)
+out = open(sys.argv[1], "a", buffering=1)
+print("watching", file=out)
+while True:
+    data = os.read(fd, 65536)
+    offset = 0
+    while offset < len(data):
+        wd, mask, cookie, length = struct.unpack_from("iIII", data, offset)
+        name = data[offset + 16 : offset + 16 + length].rstrip(b"\0").decode()
+        offset += 16 + length
+        print(watches.get(wd), hex(mask), name, file=out)
+"""
+TRAP = "trap-test"
+# A process of the notebook user that flips race-trap between a directory and a link to
+# /etc for five minutes (started from a notebook, as an attacker would).
+FLIP = """
+import os, time
+end = time.time() + 300
+while time.time() < end:
+    try:
+        if os.path.islink("race-trap"):
+            os.unlink("race-trap")
+            os.rename("race-trap.real", "race-trap")
+        else:
+            os.rename("race-trap", "race-trap.real")
+            os.symlink("/etc", "race-trap")
+    except OSError:
+        pass
+"""
+# From a notebook: the backed-up directory acc-trap becomes a link to /etc, and the flipper starts.
+PLANT = f"""
+import os, shutil, subprocess, sys
+os.chdir("/srv/jupyter/{TRAP}")
+shutil.rmtree("acc-trap")
+os.symlink("/etc", "acc-trap")
+print(subprocess.Popen([sys.executable, "-c", {FLIP!r}], start_new_session=True).pid)
+"""
+
+
+def etc_state(deployment, name: str) -> str:
+    """Every entry of /etc (type, owner, mode, size, link target) and every regular file's sha256."""
+    return deployment.ssh(
+        name,
+        "find /etc -xdev -printf '%p %y %u:%g %m %s %l\\n' | sort; "
+        "find /etc -xdev -type f -print0 | sort -z | xargs -0 sha256sum",
+    ).stdout
+
+
+def test_an_in_place_restore_never_acts_through_a_link_a_notebook_planted(backups, deployment, ca_files):
+    """The trap of the second security review: root used to move /etc/hostname aside."""
+    jupyter = client(deployment, ca_files, "nb1")
+    deployment.ssh("nb1", "echo 'root canary' > /etc/jupyter-restore-canary")
+    for directory in (TRAP, f"{TRAP}/acc-trap", f"{TRAP}/race-trap"):
+        jupyter.api("PUT", "contents/" + quote(directory), json={"type": "directory"})
+    files = {
+        f"{TRAP}/acc-trap/hostname": "the user's hostname\n",
+        f"{TRAP}/acc-trap/jupyter-restore-canary": "the user's canary\n",
+        f"{TRAP}/race-trap/hostname": "the user's other hostname\n",
+    }
+    for path, content in files.items():
+        jupyter.api("PUT", "contents/" + quote(path), json={"type": "file", "format": "text", "content": content})
+    _, status = start_backup(deployment, "nb1")
+    assert status == 0, deployment.ssh("nb1", "journalctl -u jupyter-backup -n 30 --no-pager").stdout
+    flipper = jupyter.execute(PLANT).strip()
+    assert deployment.ssh("nb1", f"readlink /srv/jupyter/{TRAP}/acc-trap").stdout.strip() == "/etc"
+    before = etc_state(deployment, "nb1")
+    deployment.ssh("nb1", f"cat > /run/watch.py <<'EOF'\n{WATCHER}\nEOF\n")
+    deployment.ssh(
+        "nb1",
+        "rm -f /run/watch.out; systemd-run --unit=restore-watch --collect python3 /run/watch.py /run/watch.out; "
+        "for i in $(seq 50); do grep -q watching /run/watch.out 2>/dev/null && exit 0; sleep 0.1; done; exit 1",
+    )
+    try:
+        restore = deployment.only("nb1").pyinfra(script="restore.py", overrides={"nb1": backups["data"]["nb1"]})
+    finally:
+        deployment.ssh("nb1", "systemctl stop restore-watch", check=False)
+    events = deployment.ssh("nb1", "cat /run/watch.out").stdout.splitlines()[1:]
+    watched = ("hostname", "jupyter-restore-canary")
+    touched = [e for e in events if not e.startswith("/etc ") or e.split()[-1] in watched]
+    FIGURES["restore through planted links: events on /etc/hostname or the canary"] = str(len(touched))
+    assert restore.returncode == 0, restore.output[-3000:]
+    assert "restored snapshot latest in place as jupyter" in restore.output
+    assert touched == [], touched
+    assert etc_state(deployment, "nb1") == before
+    # Jupyter was stopped for the restore: the user's process planting links is gone.
+    assert deployment.ssh("nb1", f"kill -0 {flipper}", check=False).returncode != 0
+    # The user's own files are back, the planted link is aside, and Jupyter answers again.
+    restored = deployment.ssh(
+        "nb1",
+        f"cd /srv/jupyter/{TRAP} && stat -c '%F %U' acc-trap race-trap && cat acc-trap/hostname race-trap/hostname",
+    ).stdout.splitlines()
+    assert restored == ["directory jupyter", "directory jupyter", "the user's hostname", "the user's other hostname"]
+    aside = deployment.ssh(
+        "nb1", f"find /var/lib/jupyter-backup/moved-aside -path '*/{TRAP}/acc-trap' -printf '%y %l\\n'"
+    ).stdout.split()
+    assert aside == ["l", "/etc"], aside
+    assert client(deployment, ca_files, "nb1").execute("print(6 * 7)") == "42\n"
 
 
 def test_a_backup_over_sftp_restores_into_a_side_directory(backups, deployment, ca_files):
@@ -311,14 +424,21 @@ def test_a_wrong_password_on_the_control_machine_fails_the_deploy_and_never_rein
     assert fixed.returncode == 0, fixed.output[-3000:]
 
 
-def test_switching_backups_off_removes_the_timer_and_keeps_the_repository(backups, deployment):
+def test_switching_backups_off_removes_the_timer_and_keeps_the_repository_and_what_restores_moved_aside(
+    backups, deployment
+):
     off = deployment.only("nb1").pyinfra()
     assert off.returncode == 0, off.output[-3000:]
     assert off.changed()[deployment.address("nb1")] == ["Backups | No backups"]
     assert deployment.ssh("nb1", "systemctl cat jupyter-backup.timer", check=False).returncode != 0
-    assert (
-        deployment.ssh("nb1", "test -e /etc/jupyter-backup || test -e /var/lib/jupyter-backup", check=False).returncode
-        != 0
-    )
+    assert deployment.ssh("nb1", "test -e /etc/jupyter-backup", check=False).returncode != 0
+    # Nothing restores moved aside is lost: it stays (root only), and the run says how big it is.
+    aside = "/var/lib/jupyter-backup/moved-aside"
+    left = deployment.ssh("nb1", f"ls -A /var/lib/jupyter-backup; stat -c '%U:%G:%a' {aside}")
+    assert left.stdout.split() == ["moved-aside", "root:root:700"], left.stdout
+    kept = re.search(r"kept /var/lib/jupyter-backup/moved-aside \((\d+) KiB\)", off.output)
+    assert kept and int(kept.group(1)) > 0, off.output[-3000:]
+    FIGURES["backups off: what it says it kept"] = kept.group(0)
+    assert deployment.ssh("nb1", f"find {aside} -name notes.md | grep -c .").stdout == "1\n"
     assert deployment.ssh("nb1", f"test -f {LOCAL_REPOSITORY}/config").returncode == 0
     assert deployment.only("nb1").pyinfra().totals["success"] == 0

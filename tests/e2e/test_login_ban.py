@@ -9,10 +9,12 @@ with a short login_ban_seconds and otherwise the defaults: 5 failures in 600 s.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import subprocess
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import login_traffic
@@ -21,6 +23,7 @@ from login_traffic import reachable
 from scenario import BAN_SECONDS, FIGURES, PASSWORD
 
 from lab.clients import ClientAddress
+from smoke.client import Jupyter
 
 BAN_HOSTS = ["nb3", "nb6"]
 MAX_FAILURES = 5
@@ -29,8 +32,8 @@ ATTACKER, USER, FLOODER = "169.254.77.101", "169.254.77.102", "169.254.77.103"
 SCENARIO_SECONDS = BAN_SECONDS + 45
 
 
-def traffic(client: ClientAddress | None, *args: str, timeout: float = 120) -> dict:
-    return login_traffic.run(client, *args, password=PASSWORD, timeout=timeout)
+def traffic(client: ClientAddress | None, *args: str, timeout: float = 120, nice: bool = False) -> dict:
+    return login_traffic.run(client, *args, password=PASSWORD, timeout=timeout, nice=nice)
 
 
 def wait_until(predicate, limit: float, step: float = 0.25) -> float | None:
@@ -253,3 +256,87 @@ def test_a_login_flood_is_banned_before_it_hurts_the_user(deployment, ca_files, 
     assert user["errors"] == [] and all(c["ok"] for c in user["cells"])
     assert len(answered) < 60, "the flood was not cut off by the ban"
     assert figures["during"][1] <= 3 * figures["before"][1], figures
+
+
+BYSTANDER = "169.254.77.104"
+# Four addresses that send a burst of wrong passwords at the same moment.
+BURSTERS = [f"169.254.77.{n}" for n in range(111, 115)]
+# A notebook cell writing lines shaped like Jupyter's warning for a wrong password, naming
+# another address, into the unit's journal: to the kernel's own stderr (the server's) and
+# through logger, as a notebook or a terminal can.
+FORGE = """
+import datetime, os, subprocess
+for _ in range(8):
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    line = f"[W {stamp} ServerApp] 401 POST /jupyter/login (@{address}) 50.00ms referer=None"
+    os.write(2, (line + "\\n").encode())
+    subprocess.run(["logger", "-t", "python", f"--id={os.getpid()}", line], check=True)
+print("forged")
+"""
+
+
+@pytest.mark.parametrize("name", BAN_HOSTS)
+def test_lines_a_notebook_forges_get_nobody_banned(deployment, ca_files, scenarios, name):
+    """The jail reads Apache's log of the login form, not the journal the notebook user writes to."""
+    url, ca = f"https://{deployment.address(name)}/jupyter/", str(ca_files[name])
+    with ClientAddress("bystander", BYSTANDER) as bystander:
+        assert reachable(bystander, url, ca)
+        jupyter = Jupyter(url, ca_file=ca)
+        jupyter.login(PASSWORD)
+        assert "forged\n" in jupyter.execute(FORGE.replace("{address}", BYSTANDER))
+        forged = deployment.ssh(name, f"journalctl -u jupyter --since '-5 min' --no-pager | grep -cF '(@{BYSTANDER})'")
+        assert int(forged.stdout) >= 8, "the forged lines are not in the unit's journal"
+        # Real failures ban within about a second (see above): ten seconds and still reachable.
+        assert wait_until(lambda: not reachable(bystander, url, ca), 10) is None, f"{BYSTANDER} was banned"
+
+
+def test_a_burst_from_many_addresses_leaves_the_user_and_the_server_answering(deployment, ca_files, scenarios):
+    """200 wrong passwords at once from four addresses: beyond a few waiting checks Jupyter
+    answers 503 at once, so Apache's workers stay free (api/status within 1 s throughout)
+    and the user's cells go on."""
+    name = "nb3"
+    url, ca = f"https://{deployment.address(name)}/jupyter/", str(ca_files[name])
+    with contextlib.ExitStack() as stack:
+        bursters = [stack.enter_context(ClientAddress(f"burst{i}", ip)) for i, ip in enumerate(BURSTERS)]
+        user_address = stack.enter_context(ClientAddress("burst-user", "169.254.77.115"))
+        user_run = user_address.popen(
+            login_traffic.command("user", url, ca, "--seconds", "40", "--interval", "0.1", "--status-every", "0.25"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=login_traffic.environment(PASSWORD),
+        )
+        time.sleep(12)
+        with ThreadPoolExecutor(len(bursters)) as pool:
+            bursts = list(pool.map(lambda c: traffic(c, "burst", url, ca, "--count", "50", nice=True), bursters))
+        out, err = user_run.communicate(timeout=120)
+    assert user_run.returncode == 0, err[-2000:]
+    user = json.loads(out)
+    posts = sorted((p for b in bursts for p in b["posts"]), key=lambda p: p["t"])
+    # As the flood test (issue 15): the ten seconds from the burst on.
+    started = posts[0]["t"]
+    ended = started + 10
+    statuses = Counter(p["status"] for p in posts)
+    refused = [p for p in posts if p["status"] == 503]
+    FIGURES["login burst (4 x 50 at once): answers"] = ", ".join(
+        f"{status}: {count}" for status, count in sorted(statuses.items(), key=str)
+    )
+    FIGURES["login burst: slowest refusal (503)"] = (
+        f"{max(p['seconds'] for p in refused) * 1000:.0f} ms" if refused else "none refused"
+    )
+    FIGURES["login burst: slowest answer"] = f"{max(p['seconds'] for p in posts):.1f} s"
+    slowest = max(s["seconds"] for s in user["statuses"])
+    FIGURES["login burst: slowest api/status of the user's run"] = f"{slowest * 1000:.0f} ms"
+    before = [c["seconds"] * 1000 for c in user["cells"][5:] if c["t"] < started]
+    during = [c["seconds"] * 1000 for c in user["cells"] if started <= c["t"] <= ended]
+    FIGURES["login burst: user cells before / in the 10 s from it"] = (
+        f"p50 {statistics.median(before):.0f} / {statistics.median(during):.0f} ms, "
+        f"p99 {percentile(before, 99):.0f} / {percentile(during, 99):.0f} ms, "
+        f"slowest {max(during):.0f} ms ({len(during)} cells)"
+    )
+    assert user["errors"] == [] and all(c["ok"] for c in user["cells"]), user["errors"]
+    assert all(s["status"] == 200 for s in user["statuses"]), Counter(str(s["status"]) for s in user["statuses"])
+    assert slowest < 1.0, f"api/status took {slowest:.1f} s during the burst"
+    # The cap answered most guesses at once: 503 with Retry-After, no password checked.
+    assert len(refused) > 100 and all(p["retry_after"] == "5" for p in refused), statuses
+    assert before and during and statistics.median(during) <= 1.5 * statistics.median(before)

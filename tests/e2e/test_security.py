@@ -14,7 +14,7 @@ import requests
 import websocket
 from scenario import MACHINES, PASSWORD
 
-from lab.config import BRIDGE_IP, METADATA_IP, PROXY_PORT
+from lab.config import BRIDGE_IP, METADATA_IP, METADATA_IPV6, PROXY_PORT
 from lab.network import MetadataService
 from operations import apache, tls
 from smoke.client import Jupyter, _run_cell
@@ -219,9 +219,16 @@ def test_service_is_hardened_and_unprivileged(deployment, ca_files, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebooks_cannot_reach_the_cloud_metadata_service_but_keep_the_network(deployment, ca_files, name):
-    # Root on the host reaches the lab's stand-in metadata service (as cloud-init does)...
-    user_data = deployment.ssh(name, f"curl -s -m 5 http://{METADATA_IP}/user-data").stdout
-    assert user_data == MetadataService.USER_DATA
+    """Linode's Metadata API answers on an IPv4 and two IPv6 addresses: all three are denied."""
+    denied = deployment.ssh(name, "systemctl show -p IPAddressDeny --value jupyter").stdout.split()
+    assert sorted(denied) == sorted([f"{METADATA_IP}/32", f"{METADATA_IPV6[0]}/128", f"{METADATA_IPV6[1]}/128"])
+    # Root on the host reaches the lab's stand-in metadata service at each (as cloud-init does)...
+    for url in (
+        f"http://{METADATA_IP}/user-data",
+        f"http://[{METADATA_IPV6[0]}]/user-data",
+        f"http://[{METADATA_IPV6[1]}%25eth0]/user-data",
+    ):
+        assert deployment.ssh(name, f"curl -sg -m 5 '{url}'").stdout == MetadataService.USER_DATA, url
     jupyter = client(deployment, ca_files, name)
     jupyter.login(PASSWORD)
     code = (
@@ -232,11 +239,14 @@ def test_notebooks_cannot_reach_the_cloud_metadata_service_but_keep_the_network(
         "        return 'connected'\n"
         "    except OSError as error:\n"
         "        return type(error).__name__\n"
-        f"print(probe('{METADATA_IP}', 80), probe('{BRIDGE_IP}', {PROXY_PORT}))"
+        f"print(probe('{METADATA_IP}', 80), probe('{METADATA_IPV6[0]}', 80), probe('{METADATA_IPV6[1]}%eth0', 80),"
+        f" probe('{BRIDGE_IP}', {PROXY_PORT}))"
     )
     # ...a notebook does not: the unit's IPAddressDeny drops its packets. The lab's apt proxy
     # on the gateway stands for the rest of the network, which notebooks keep.
-    assert jupyter.execute(code) == "TimeoutError connected\n"
+    *metadata, network = jupyter.execute(code).split()
+    assert all(outcome in ("TimeoutError", "PermissionError") for outcome in metadata), metadata
+    assert network == "connected"
 
 
 # -- Firewall -----------------------------------------------------------------------------
