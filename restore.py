@@ -15,5 +15,5 @@ from pyinfra import host
 
 from operations import backups, settings
 
-settings.validate(host, secrets=False)
+settings.validate(host, script="restore")
 backups.restore_backup()

@@ -16,5 +16,5 @@ from pyinfra import host
 
 from operations import settings, uninstall
 
-settings.validate(host, secrets=False)
+settings.validate(host, script="uninstall")
 uninstall.uninstall()

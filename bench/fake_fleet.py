@@ -22,15 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab.fake_hosts import PASSWORD  # noqa: E402
 from operations import settings  # noqa: E402
+from tests.fake_hosts import PASSWORD  # noqa: E402
 
-# The inventory pyinfra loads: N hosts sharing one set of canned answers (lab/fake_hosts.py).
+# The inventory pyinfra loads: N hosts sharing one set of canned answers (tests/fake_hosts.py).
 INVENTORY = """\
 import sys
 sys.path.insert(0, {root!r})
 from pyinfra.connectors.fake import FakeConnector
-from lab.fake_hosts import NAME, FakeDownloads, converged_responses
+from tests.fake_hosts import NAME, FakeDownloads, converged_responses
 
 # The @fake connector downloads nothing: the password file comes from the canned answers.
 FakeConnector.get_file = FakeDownloads.get_file

@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "standin")]
+sys.path.insert(0, str(ROOT))
 
-import build as standin  # noqa: E402
 from bench import proxy  # noqa: E402
-from lab import Lab  # noqa: E402
+from lab import Lab, standin  # noqa: E402
 from lab.config import CACHE  # noqa: E402
 
 PASSWORD = "bench password, not secret"

@@ -3,10 +3,12 @@ Your settings for every host of the inventory. Each setting is here as a comment
 line with its default and meaning: uncomment a line and change the value to set it.
 Host data in inventory.py (per host) and `--data name=value` (per run) override these.
 
-The defaults live in operations/settings.py (ad hoc runs, `pyinfra HOST deploy.py`, load
+The defaults live in operations/settings/registry.py (ad hoc runs, `pyinfra HOST deploy.py`, load
 no group_data and get them too); scripts/settings_docs.py writes this file's comments
 from there, so only change values, not the comment lines.
 """
+
+# --- Jupyter server (operations/jupyter.py) ---
 
 # Public DNS name or IP of the host; None means the inventory name
 # server_name = None
@@ -29,6 +31,8 @@ from there, so only change values, not the comment lines.
 # Whether the web terminal (a shell as jupyter_user) is enabled
 # jupyter_terminals = True
 
+# --- Conda distribution (operations/conda.py) ---
+
 # Installer of the conda distribution (Anaconda, Miniforge or Miniconda)
 # conda_installer_url = 'https://repo.anaconda.com/archive/Anaconda3-2026.07-1-Linux-x86_64.sh'
 
@@ -44,6 +48,8 @@ from there, so only change values, not the comment lines.
 # Accept Anaconda's channel Terms of Service for 'conda install' (Anaconda/Miniconda only)
 # conda_accept_tos = False
 
+# --- TLS (operations/tls.py, operations/letsencrypt.py) ---
+
 # Where the certificate comes from: 'self-signed' or 'letsencrypt' (certbot, HTTP-01 webroot)
 # tls_mode = 'self-signed'
 
@@ -56,11 +62,26 @@ from there, so only change values, not the comment lines.
 # Local PEM file with a private ACME server's CA, trusted by the host system-wide; '' for none
 # acme_ca_bundle = ''
 
-# Enable ufw: allow SSH, 80 and 443 only
-# firewall = True
+# --- Apache (operations/apache.py) ---
 
 # Extra lines for the HTTPS vhost (checked by apache2ctl configtest before they go live)
 # apache_extra_directives = []
+
+# Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)
+# apache_proxy_timeout = 300
+
+# Largest request body Apache and Jupyter accept (a notebook saved at once; uploads come in 1 MiB chunks)
+# max_request_size = '100M'
+
+# Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
+# basic_auth_user = None
+
+# --- Firewall (operations/firewall.py) ---
+
+# Enable ufw: allow SSH, 80 and 443 only
+# firewall = True
+
+# --- The researcher's environment (operations/environment.py, operations/jupyter.py) ---
 
 # conda specs installed into conda_prefix with 'conda install' on every host (conda_accept_tos applies)
 # conda_packages = []
@@ -80,11 +101,7 @@ from there, so only change values, not the comment lines.
 # Seconds after which an idle kernel with no open connection is shut down; 0 = never
 # cull_idle_kernels_after = 86400
 
-# Seconds Apache waits on either side of a connection, idle websockets too (Jupyter pings within it)
-# apache_proxy_timeout = 300
-
-# Largest request body Apache and Jupyter accept (a notebook saved at once; uploads come in 1 MiB chunks)
-# max_request_size = '100M'
+# --- Login ban (operations/login_ban.py) ---
 
 # Ban an address from 80 and 443 (fail2ban + nftables) after repeated failed logins
 # login_ban = True
@@ -100,6 +117,8 @@ from there, so only change values, not the comment lines.
 
 # Addresses or CIDR networks never banned, e.g. your office or CI runner
 # login_ban_ignore = []
+
+# --- Backups, restore, uninstall (operations/backups.py, operations/uninstall.py) ---
 
 # restic repository the notebooks are backed up to (local path, sftp:, rest:, s3:); None means no backups
 # backup_repository = None
@@ -121,6 +140,3 @@ from there, so only change values, not the comment lines.
 
 # uninstall.py only: also delete notebook_dir, the Jupyter user and home, the conda prefix and certbot's certificates
 # uninstall_purge = False
-
-# Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
-# basic_auth_user = None

@@ -8,7 +8,7 @@ generated password, runs the smoke check and prints the URL and how to log in. R
 again: the host is reused, the deploy changes nothing and it takes seconds.
 
 The host cannot download Anaconda here, so the demo installs the stand-in distribution
-the tests use (``tests/standin``: Python with Jupyter Notebook from PyPI, same batch
+the tests use (``lab.standin``: Python with Jupyter Notebook from PyPI, same batch
 interface). Your servers get the real Anaconda installer (group_data/all.py).
 """
 
@@ -21,14 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import Lab
+from . import Lab, standin
 from .config import CACHE, STATE
 from .hosts import LabHost
 from .network import FileServer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "standin"))
-import build as standin  # noqa: E402
 
 DEMO = STATE / "demo"
 MACHINE = ("demo", "bookworm")
@@ -108,8 +106,8 @@ Jupyter is up:  https://{host.ip}/jupyter/
   elsewhere:    ssh -D 1080 YOU@THIS-MACHINE, set your browser's SOCKS proxy to localhost:1080,
                 and open the URL
   shell:        ssh -i {lab.key} -o UserKnownHostsFile={lab.known_hosts} root@{host.ip}
-  again:        sudo ./demo        (changes nothing)
-  remove:       sudo ./demo down
+  again:        ./demo             (as root; changes nothing)
+  remove:       ./demo down
 """)
     return 0
 

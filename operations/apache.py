@@ -21,7 +21,6 @@ from pyinfra.operations.util import any_changed
 
 from . import passwords, records, settings, snapshot, system, tls
 from .render import FILES, render
-from .snapshot import file_sha256
 
 # What Apache enables and how: the commands that enable and disable each kind.
 KINDS = {
@@ -100,28 +99,6 @@ class ApacheVersion(FactBase):
         return None
 
 
-class ApacheReloadPending(FactBase):
-    """
-    Returns ``True`` when any of ``paths`` changed after the last reload this deploy made
-    (or it never made one): a run interrupted between writing config and reloading left
-    that config unapplied, and the next run must still reload.
-    """
-
-    @staticmethod
-    def default():
-        return False
-
-    def command(self, paths):
-        stamp, checked = shlex.quote(RELOAD_STAMP), " ".join(shlex.quote(p) for p in paths)
-        return (
-            f"if [ ! -e {stamp} ]; then echo never-reloaded; "
-            f"else find {checked} -maxdepth 0 -newer {stamp} 2>/dev/null | head -n 1; fi"
-        )
-
-    def process(self, output):
-        return any(line.strip() for line in output)
-
-
 def _configtest_or(undo: str, what: str) -> str:
     return (
         f"if ! apache2ctl configtest; then {undo}; "
@@ -129,14 +106,12 @@ def _configtest_or(undo: str, what: str) -> str:
     )
 
 
-def enabled_names(kind: str, state=None) -> list[str]:
-    """What ``ApacheEnabled`` says of ``kind``, from the Apache snapshot (``site_snapshot``) when given."""
-    if state is None:
-        return host.get_fact(ApacheEnabled, kind=kind)
+def enabled_names(kind: str, state: snapshot.Snapshot) -> list[str]:
+    """What ``ApacheEnabled`` says of ``kind``, from the Apache snapshot (``site_snapshot``)."""
     return ApacheEnabled().process(state.probe(f"{kind}-enabled"))
 
 
-def _switched(kind: str, names: list[str], on: bool, state=None):
+def _switched(kind: str, names: list[str], on: bool, state: snapshot.Snapshot):
     enable_cmd, disable_cmd = KINDS[kind]
     current = set(enabled_names(kind, state))
     todo = [n for n in names if (n not in current) == on]
@@ -154,34 +129,35 @@ def _switched(kind: str, names: list[str], on: bool, state=None):
 
 
 @operation()
-def enabled(kind: str, names: list[str], snapshot=None):
+def enabled(kind: str, names: list[str], state: snapshot.Snapshot):
     """
     Enable Apache modules, sites or conf snippets, with a configtest.
 
     + kind: ``mods``, ``sites`` or ``conf``
     + names: names without suffix, e.g. ``["proxy", "proxy_http"]``
-    + snapshot: the Apache concern's ``snapshot.Snapshot`` (``site_snapshot``); else a fact reads them
+    + state: the Apache concern's ``snapshot.Snapshot`` (``site_snapshot``)
 
     Only the names not yet enabled are touched; when the result does not pass
-    ``apache2ctl configtest`` the change is undone and the operation fails.
+    ``apache2ctl configtest`` the change is undone and the operation fails. Modules go
+    through ``SWAP_SCRIPT`` (``configure_apache`` uploads it first), which records them.
 
     **Example:**
 
     .. code:: python
 
-        apache.enabled(name="Enable proxy modules", kind="mods", names=["proxy", "proxy_http"])
+        apache.enabled(name="Enable proxy modules", kind="mods", names=["proxy", "proxy_http"], state=state)
     """
-    yield from _switched(kind, names, on=True, state=snapshot)
+    yield from _switched(kind, names, on=True, state=state)
 
 
 @operation()
-def disabled(kind: str, names: list[str], snapshot=None):
+def disabled(kind: str, names: list[str], state: snapshot.Snapshot):
     """
     Disable Apache modules, sites or conf snippets, with a configtest.
 
     + kind: ``mods``, ``sites`` or ``conf``
     + names: names without suffix, e.g. ``["000-default"]``
-    + snapshot: the Apache concern's ``snapshot.Snapshot`` (``site_snapshot``); else a fact reads them
+    + state: the Apache concern's ``snapshot.Snapshot`` (``site_snapshot``)
 
     Only the names still enabled are touched; when the result does not pass
     ``apache2ctl configtest`` the change is undone and the operation fails.
@@ -190,20 +166,25 @@ def disabled(kind: str, names: list[str], snapshot=None):
 
     .. code:: python
 
-        apache.disabled(name="Disable the default site", kind="sites", names=["000-default"])
+        apache.disabled(name="Disable the default site", kind="sites", names=["000-default"], state=state)
     """
-    yield from _switched(kind, names, on=False, state=snapshot)
+    yield from _switched(kind, names, on=False, state=state)
 
 
+def available_path(kind: str, config_name: str) -> str:
+    return f"/etc/apache2/{kind}-available/{config_name}.conf"
+
+
+@snapshot.claiming(lambda arguments: [available_path(arguments["kind"], arguments["config_name"])])
 @operation()
-def config_file(kind: str, config_name: str, content: str, snapshot=None):
+def config_file(kind: str, config_name: str, content: str, state: snapshot.Snapshot):
     """
     Write an Apache site or conf snippet and enable it, only if Apache accepts it.
 
     + kind: ``sites`` or ``conf``
     + config_name: file name without ``.conf`` under ``/etc/apache2/{kind}-available``
     + content: the full file content
-    + snapshot: the Apache concern's ``snapshot.Snapshot`` (``site_snapshot``); else facts read the file
+    + state: the Apache concern's ``snapshot.Snapshot`` (``site_snapshot``)
 
     The new file is staged next to the old one and handed to ``SWAP_SCRIPT``
     (``files/apache-config-swap``, which ``configure_apache`` uploads first): after it is
@@ -214,12 +195,11 @@ def config_file(kind: str, config_name: str, content: str, snapshot=None):
 
     .. code:: python
 
-        apache.config_file(name="Jupyter vhost", kind="sites", config_name="jupyter", content=vhost)
+        apache.config_file(name="Jupyter vhost", kind="sites", config_name="jupyter", content=vhost, state=state)
     """
-    path = f"/etc/apache2/{kind}-available/{config_name}.conf"
-    was_enabled = config_name in enabled_names(kind, snapshot)
-    current_sum = file_sha256(path, snapshot)
-    if current_sum == hashlib.sha256(content.encode()).hexdigest() and was_enabled:
+    path = available_path(kind, config_name)
+    was_enabled = config_name in enabled_names(kind, state)
+    if state.sha256(path) == hashlib.sha256(content.encode()).hexdigest() and was_enabled:
         host.noop(f"{path} is up to date and enabled")
         return
     staged = f"{path}.pyinfra-new"
@@ -259,7 +239,7 @@ def check_version(host_name: str, version) -> None:
         )
 
 
-def needed_modules(basic_auth: bool = False) -> list[str]:
+def needed_modules(basic_auth: bool) -> list[str]:
     """The modules the vhost uses."""
     modules = ["proxy", "proxy_http", "ssl", "headers", "rewrite"]
     if basic_auth:
@@ -267,52 +247,27 @@ def needed_modules(basic_auth: bool = False) -> list[str]:
     return modules
 
 
-def vhost(
-    server_name,
-    base_url,
-    port,
-    cert,
-    key,
-    basic_auth: bool = False,
-    extra=(),
-    acme_webroot=None,
-    proxy_timeout: int = 300,
-    max_request_size: str = settings.DEFAULTS["max_request_size"],
-) -> str:
-    """The vhost; needs Apache >= 2.4.47 (``check_version``)."""
+def vhost(data, server_name: str) -> str:
+    """The vhost, from a host's settings (``data``: its host data, or a mapping of setting
+    names); needs Apache >= 2.4.47 (``check_version``)."""
+    cert, key = tls.served_paths(data.get("tls_mode"))
+    letsencrypt_mode = data.get("tls_mode") == "letsencrypt"
     return render(
         "apache-vhost.conf.j2",
         server_name=server_name,
         server_name_pattern=re.escape(server_name),
-        base_url=base_url,
-        base_url_pattern=re.escape(base_url),
-        port=port,
+        base_url=data.get("jupyter_base_url"),
+        base_url_pattern=re.escape(data.get("jupyter_base_url")),
+        port=data.get("jupyter_port"),
         cert=cert,
         key=key,
-        htpasswd=HTPASSWD if basic_auth else None,
-        extra_directives=list(extra),
-        acme_webroot=acme_webroot,
-        proxy_timeout=proxy_timeout,
-        max_request_bytes=settings.size_bytes(max_request_size),
+        htpasswd=HTPASSWD if data.get("basic_auth_user") else None,
+        extra_directives=list(data.get("apache_extra_directives")),
+        acme_webroot=tls.ACME_WEBROOT if letsencrypt_mode else None,
+        proxy_timeout=data.get("apache_proxy_timeout"),
+        max_request_bytes=settings.size_bytes(data.get("max_request_size")),
         login_request_bytes=LOGIN_REQUEST_BYTES,
         login_log_name=LOGIN_LOG_NAME,
-    )
-
-
-def _site() -> str:
-    """This host's vhost, from its settings."""
-    cert, key = tls.served_paths(host.data.tls_mode)
-    return vhost(
-        settings.server_name(host),
-        host.data.jupyter_base_url,
-        host.data.jupyter_port,
-        cert,
-        key,
-        basic_auth=bool(host.data.basic_auth_user),
-        extra=host.data.apache_extra_directives,
-        acme_webroot=tls.ACME_WEBROOT if host.data.tls_mode == "letsencrypt" else None,
-        proxy_timeout=host.data.apache_proxy_timeout,
-        max_request_size=host.data.max_request_size,
     )
 
 
@@ -322,7 +277,7 @@ def packages(data) -> list[str]:
     return PACKAGES
 
 
-# The settings the vhost is made from (``_site``).
+# The settings the vhost is made from (``vhost``).
 SITE_SETTINGS = (
     "jupyter_base_url",
     "jupyter_port",
@@ -357,11 +312,16 @@ def reload_watched(tls_mode: str) -> list[str]:
     return [*served_by_apache(tls_mode), HTPASSWD]
 
 
+def reload_snapshot(tls_mode: str) -> snapshot.Snapshot:
+    """What Apache reads at a reload and the stamp of its last reload, alone."""
+    return snapshot.Snapshot(paths=[RELOAD_STAMP, *served_by_apache(tls_mode)], secret_paths=[HTPASSWD])
+
+
 def reload_pending(state: snapshot.Snapshot, tls_mode: str) -> bool:
     """
-    What ``ApacheReloadPending`` says, from the snapshot: something Apache reads (a
-    certificate the TLS concern renewed, config an interrupted run wrote) is newer than the
-    last reload, or this deploy never reloaded.
+    Whether Apache owes a reload, from a snapshot holding ``RELOAD_STAMP`` and what it reads:
+    something it reads (a certificate the TLS concern renewed, config an interrupted run
+    wrote) is newer than the last reload, or this deploy never reloaded.
     """
     stamp = state.path(RELOAD_STAMP)
     return not stamp.kind or bool(state.newer_than(reload_watched(tls_mode), stamp.mtime))
@@ -382,15 +342,15 @@ def configure_apache():
     basic_auth_user = host.data.basic_auth_user
     snapshot.script(
         name="Script that enables modules and swaps in a site or conf only if Apache accepts them",
-        path=SWAP_SCRIPT,
-        source=FILES / "apache-config-swap",
-        snapshot=state,
+        dest=SWAP_SCRIPT,
+        src=FILES / "apache-config-swap",
+        state=state,
     )
     modules = enabled(
         name="Enable the Apache modules the proxy needs",
         kind="mods",
         names=needed_modules(basic_auth=bool(basic_auth_user)),
-        snapshot=state,
+        state=state,
     )
     if basic_auth_user:
         # Before the vhost that names it: configtest needs the file to exist.
@@ -400,27 +360,27 @@ def configure_apache():
             password=passwords.password_from_environment(settings.BASIC_AUTH_PASSWORD_ENV),
             group="www-data",
             htpasswd_user=basic_auth_user,
-            snapshot=state,
+            state=state,
         )
     hardening = config_file(
         name="Apache hygiene (no version banners, no TRACE)",
         kind="conf",
         config_name=HARDENING_CONF,
         content=(FILES / "apache-hardening.conf").read_text(),
-        snapshot=state,
+        state=state,
     )
     site = config_file(
         name="Jupyter vhost (:80 redirect, :443 proxy)",
         kind="sites",
         config_name=SITE,
-        content=_site(),
-        snapshot=state,
+        content=vhost(host.data, settings.server_name(host)),
+        state=state,
     )
     if not basic_auth_user:
         # Only after the vhost that no longer names it: a rejected vhost stops the host
         # first, and the live one, which still names the file, keeps working.
-        users = snapshot.absent(name="No Basic-auth password file", path=HTPASSWD, snapshot=state)
-    default_site = disabled(name="Disable Apache's default site", kind="sites", names=["000-default"], snapshot=state)
+        users = snapshot.absent(name="No Basic-auth password file", path=HTPASSWD, state=state)
+    default_site = disabled(name="Disable Apache's default site", kind="sites", names=["000-default"], state=state)
     server.shell(
         name="Remember that the deploy disabled the default site",
         commands=[
@@ -430,16 +390,14 @@ def configure_apache():
         _if=default_site.did_change,
     )
     changed = any_changed(modules, users, hardening, site, default_site)
-    if host.state.should_check_for_changes():
+    if host.state.should_check_for_changes() and not reload_pending(state, tls_mode):
         # Planned before any operation ran (no -y): a certificate the TLS concern renews in
-        # this run is newer than the last reload only by the time the reload is reached,
-        # so unless the snapshot already says so it is asked then (one command).
-        managed = reload_watched(tls_mode)
-        gate = (
-            {}
-            if reload_pending(state, tls_mode)
-            else {"_if": lambda: changed() or host.get_fact(ApacheReloadPending, paths=managed)}
-        )
+        # this run is newer than the last reload only by the time the reload is reached, so
+        # it is asked then (a snapshot of what Apache reads, one command).
+        served = reload_snapshot(tls_mode)
+        gate = {"_if": lambda: changed() or reload_pending(served, tls_mode)}
+    elif host.state.should_check_for_changes():
+        gate = {}
     else:
         # Read when the run gets here: the snapshot was taken after the TLS concern ran.
         gate = {"_if": lambda: changed() or reload_pending(state, tls_mode)}

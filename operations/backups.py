@@ -18,8 +18,6 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, OperationError, QuoteString, StringCommand, deploy, operation
-from pyinfra.operations import systemd
-from pyinfra.operations.util import any_changed
 
 from . import jupyter, passwords, records, settings, snapshot, system
 from .render import FILES, render
@@ -80,14 +78,14 @@ def keep_arguments(keep: dict[str, int]) -> list[str]:
 
 
 def backup_paths(notebook_dir: str, user: str) -> list[str]:
-    return [notebook_dir, jupyter.home_of(user)]
+    return [notebook_dir, settings.home_of(user)]
 
 
 def config_file(
-    repository: str, notebook_dir: str, user: str, schedule: str, keep: dict[str, int], ssh_key: bool = False
+    repository: str, notebook_dir: str, user: str, schedule: str, keep: dict[str, int], ssh_key: bool
 ) -> str:
     """``backup.conf``: what to back up and how (no secret), sourced by the script."""
-    home = jupyter.home_of(user)
+    home = settings.home_of(user)
     sftp_command = None
     sftp = settings.sftp_parts(repository)
     if sftp:
@@ -135,15 +133,16 @@ def timer_unit(schedule: str) -> str:
     return render(f"{UNIT}.timer.j2", schedule=schedule)
 
 
+@snapshot.claiming("path")
 @operation()
-def secret_file(path: str, content: str, snapshot=None):
+def secret_file(path: str, content: str, state: snapshot.Snapshot):
     """
     A file only root can read, holding a secret (a password, a key, credentials).
 
     + path: remote file to write (its directory must exist)
     + content: what the file holds
-    + snapshot: the concern's ``snapshot.Snapshot`` holding ``path`` among its ``secret_paths``
-      (its owner and mode are read from it); else a fact reads them
+    + state: the concern's ``snapshot.Snapshot`` holding ``path`` among its ``secret_paths``
+      (its owner and mode are read from it)
 
     The content is compared with the stored file in memory (downloaded, never printed),
     uploaded to a root-only temporary file and moved into place: never on a command line,
@@ -154,9 +153,9 @@ def secret_file(path: str, content: str, snapshot=None):
     .. code:: python
 
         secret_file(name="Backup password (never shown)", path="/etc/jupyter-backup/password",
-                    content=os.environ["JUPYTER_BACKUP_PASSWORD"])
+                    content=os.environ["JUPYTER_BACKUP_PASSWORD"], state=state)
     """
-    owner = passwords.stored_owner(path, snapshot)
+    owner = passwords.stored_owner(path, state)
     current = passwords.stored_content(path) if owner else None
     yield from passwords.store_secret(
         path, None if current == content else content, owner, "root", "600", unchanged=f"{path} is up to date"
@@ -280,26 +279,28 @@ def configure_backups():
         secret_paths=[SECRETS_FILE, PASSWORD_FILE, SSH_KEY_FILE],
         units=[f"{UNIT}.timer"],
     )
-    root_only = {"user": "root", "group": "root", "snapshot": state}
+    root_only = {"user": "root", "group": "root", "state": state}
     snapshot.directory(name="Backup settings directory (root only)", path=CONFIG_DIR, mode="700", **root_only)
-    snapshot.script(name="Backup script", path=SCRIPT, source=FILES / "jupyter-backup", snapshot=state)
+    snapshot.script(name="Backup script", dest=SCRIPT, src=FILES / "jupyter-backup", state=state)
     snapshot.script(
         name="Restore script (run as the notebook user)",
-        path=RESTORE_SCRIPT,
-        source=FILES / "jupyter-restore-files",
-        snapshot=state,
+        dest=RESTORE_SCRIPT,
+        src=FILES / "jupyter-restore-files",
+        state=state,
     )
-    snapshot.file(
+    snapshot.put(
         name="Backup settings",
-        path=CONFIG_FILE,
-        content=config_file(
-            repository,
-            host.data.notebook_dir,
-            host.data.jupyter_user,
-            schedule,
-            host.data.backup_keep,
-            bool(ssh_key),
+        src=snapshot.text(
+            config_file(
+                repository,
+                host.data.notebook_dir,
+                host.data.jupyter_user,
+                schedule,
+                host.data.backup_keep,
+                ssh_key=bool(ssh_key),
+            )
         ),
+        dest=CONFIG_FILE,
         mode="600",
         **root_only,
     )
@@ -307,31 +308,36 @@ def configure_backups():
         name="Backup repository and its credentials (never shown)",
         path=SECRETS_FILE,
         content=secrets_file(repository),
-        snapshot=state,
+        state=state,
     )
     secret_file(
         name="Backup repository password (never shown)",
         path=PASSWORD_FILE,
         content=os.environ.get(settings.BACKUP_PASSWORD_ENV, "") + "\n",
-        snapshot=state,
+        state=state,
     )
     if ssh_key:
         secret_file(
             name="SSH key for the backup server (never shown)",
             path=SSH_KEY_FILE,
             content=Path(ssh_key).read_text(),
-            snapshot=state,
+            state=state,
         )
     snapshot.directory(name="Backup state directory", path=STATE_DIR, mode="755", **root_only)
     repository_ready(name="Backup repository (created when there is none)", schedule=schedule)
-    service = snapshot.file(
-        name="Backup service", path=SERVICE_FILE, content=service_unit(repository), mode="644", **root_only
+    service = snapshot.put(
+        name="Backup service", src=snapshot.text(service_unit(repository)), dest=SERVICE_FILE, mode="644", **root_only
     )
-    timer = snapshot.file(name="Backup timer", path=TIMER_FILE, content=timer_unit(schedule), mode="644", **root_only)
-    systemd.daemon_reload(name="Reload systemd units", _if=any_changed(service, timer))
-    snapshot.service(name="Backup timer running and enabled", unit=f"{UNIT}.timer", snapshot=state)
-    systemd.service(
-        name="Restart the timer for its new schedule", service=f"{UNIT}.timer", restarted=True, _if=timer.did_change
+    timer = snapshot.put(
+        name="Backup timer", src=snapshot.text(timer_unit(schedule)), dest=TIMER_FILE, mode="644", **root_only
+    )
+    # Restarted for a new schedule.
+    snapshot.service(
+        name="Backup timer running and enabled",
+        service=f"{UNIT}.timer",
+        daemon_reload=snapshot.Changes(service, timer),
+        restarted=snapshot.Changes(timer),
+        state=state,
     )
 
 
@@ -359,11 +365,7 @@ def restored(snapshot_id: str, target: str | None = None):
 @deploy("Restore from backup", data_defaults=settings.defaults("backup_repository", "restore_snapshot", "restore_to"))
 def restore_backup():
     """Restore the notebooks and the Jupyter home from a snapshot, in place or into ``restore_to``."""
-    if not host.data.backup_repository:
-        raise settings.SettingsError(
-            f"{host.name}: setting backup_repository is None: this host has no backups "
-            "to restore from (set it as for the deploy that made them)"
-        )
+    # A host without backup_repository was refused by settings.validate(host, script="restore").
     target = host.data.restore_to
     restored(
         name=f"Restore snapshot {host.data.restore_snapshot}" + (f" into {target}" if target else " in place"),

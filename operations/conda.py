@@ -54,10 +54,8 @@ class CondaInstallation(FactBase):
         return {"installer_sha256": marker, "has_notebook": "notebook" in lines[2:]}
 
 
-def installation(prefix: str, state=None):
-    """What ``CondaInstallation`` says of ``prefix``, from the concern's snapshot when given."""
-    if state is None:
-        return host.get_fact(CondaInstallation, prefix=prefix)
+def installation(state: snapshot.Snapshot):
+    """What ``CondaInstallation`` says of the prefix, from the concern's snapshot (``installer_snapshot``)."""
     return CondaInstallation().process(state.probe("installation"))
 
 
@@ -67,15 +65,15 @@ def installer_snapshot(prefix: str) -> snapshot.Snapshot:
 
 
 @operation()
-def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False, snapshot=None):
+def installed(url: str, sha256: str, prefix: str, state: snapshot.Snapshot, require_notebook: bool = False):
     """
     Install a conda distribution from its shell installer, verified by sha256.
 
     + url: installer URL (``.sh``)
     + sha256: the installer's published sha256, checked before it runs
     + prefix: install location
+    + state: the concern's ``installer_snapshot``
     + require_notebook: fail when the installed prefix has no ``jupyter-notebook``
-    + snapshot: the concern's ``installer_snapshot``; else a fact reads the prefix
 
     The download, check and run are ``INSTALL_SCRIPT`` (``files/conda-install``, which
     ``install_conda`` uploads first).
@@ -92,9 +90,10 @@ def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False
             url="https://github.com/conda-forge/miniforge/releases/download/25.3.0-3/Miniforge3-Linux-x86_64.sh",
             sha256="...",
             prefix="/opt/miniforge3",
+            state=installer_snapshot("/opt/miniforge3"),
         )
     """
-    current = installation(prefix, snapshot)
+    current = installation(state)
     if current and current["installer_sha256"] == sha256:
         host.noop(f"{prefix} was installed by this installer")
         return
@@ -109,23 +108,23 @@ def installed(url: str, sha256: str, prefix: str, require_notebook: bool = False
 
 
 @operation()
-def notebook_installed(prefix: str, method: str, accept_tos: bool = False, snapshot=None):
+def notebook_installed(prefix: str, method: str, state: snapshot.Snapshot, accept_tos: bool = False):
     """
     Install Jupyter Notebook 7 into a prefix whose distribution lacks it.
 
     + prefix: the conda prefix
     + method: ``conda`` (``conda install notebook``) or ``pip``
+    + state: the concern's ``installer_snapshot``
     + accept_tos: accept Anaconda's channel Terms of Service for this install; without
       it, Anaconda's default channels refuse unattended installs (``CondaToSNonInteractiveError``)
-    + snapshot: the concern's ``installer_snapshot``; else a fact reads the prefix
 
     **Example:**
 
     .. code:: python
 
-        conda.notebook_installed(name="Install Jupyter", prefix="/opt/miniforge3", method="conda")
+        conda.notebook_installed(name="Install Jupyter", prefix="/opt/miniforge3", method="conda", state=state)
     """
-    current = installation(prefix, snapshot)
+    current = installation(state)
     if current and current["has_notebook"]:
         host.noop(f"{prefix} has Jupyter Notebook")
         return
@@ -156,9 +155,9 @@ def install_conda():
     state = installer_snapshot(prefix)
     snapshot.script(
         name="Installer script (download, check sha256, run)",
-        path=INSTALL_SCRIPT,
-        source=FILES / "conda-install",
-        snapshot=state,
+        dest=INSTALL_SCRIPT,
+        src=FILES / "conda-install",
+        state=state,
     )
     installed(
         name="Install the conda distribution (sha256-verified, batch mode)",
@@ -166,7 +165,7 @@ def install_conda():
         sha256=host.data.conda_installer_sha256.lower(),
         prefix=prefix,
         require_notebook=method == "bundled",
-        snapshot=state,
+        state=state,
     )
     if method != "bundled":
         notebook_installed(
@@ -174,5 +173,5 @@ def install_conda():
             prefix=prefix,
             method=method,
             accept_tos=host.data.conda_accept_tos,
-            snapshot=state,
+            state=state,
         )

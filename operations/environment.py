@@ -49,7 +49,8 @@ class FleetPackages(FactBase):
         return {**self.default(), **{k: v for k, v in record.items() if k in ("conda", "pip", "requirements")}}
 
 
-def file_sha256(path: str) -> str:
+def local_sha256(path: str) -> str:
+    """The sha256 of a file on the control machine."""
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
@@ -83,7 +84,7 @@ def packages_installed(prefix: str, conda: list[str], pip: list[str], requiremen
     installed = host.get_fact(FleetPackages, prefix=prefix)
     new_conda = [spec for spec in conda if spec not in installed["conda"]]
     new_pip = [spec for spec in pip if spec not in installed["pip"]]
-    requirements_sha = file_sha256(requirements) if requirements else None
+    requirements_sha = local_sha256(requirements) if requirements else None
     new_requirements = requirements_sha is not None and requirements_sha != installed["requirements"]
     left = [spec for spec in installed["conda"] + installed["pip"] if spec not in conda + pip]
     if installed["requirements"] and not requirements:

@@ -13,59 +13,41 @@ the other hosts of the run go on.
 
 from __future__ import annotations
 
-import shlex
-
 from pyinfra import host
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
-from . import apache, jupyter, settings
-
-APACHE_MARK = "--- apache version ---"
+from . import apache, jupyter, settings, snapshot
 
 
-class HostChecks(FactBase):
-    """
-    Returns ``{"account": AccountOrigin, "apache": ApacheVersion}`` for ``user``, read in one command.
-    """
-
-    @staticmethod
-    def default():
-        return {"account": None, "apache": None}
-
-    def command(self, user):
-        return (
-            f"{jupyter.AccountOrigin().command(user)}; echo {shlex.quote(APACHE_MARK)}; "
-            f"{apache.ApacheVersion().command()}"
-        )
-
-    def process(self, output):
-        lines = list(output)
-        mark = lines.index(APACHE_MARK) if APACHE_MARK in lines else len(lines)
-        return {
-            "account": jupyter.AccountOrigin().process(lines[:mark]),
-            "apache": apache.ApacheVersion().process(lines[mark + 1 :]),
-        }
+def checks_snapshot(user: str) -> snapshot.Snapshot:
+    """What the checks read, in one command: the account (``jupyter.AccountOrigin``) and
+    Apache's version (``apache.ApacheVersion``), as two probes."""
+    return snapshot.Snapshot(
+        probes={"account": jupyter.AccountOrigin().command(user), "apache": apache.ApacheVersion().command()}
+    )
 
 
 @operation()
-def suitable(user: str):
+def suitable(user: str, state: snapshot.Snapshot):
     """
     Fail the host, before anything changes on it, when the notebook account or Apache rule
     the deploy out.
 
     + user: the notebook account (setting ``jupyter_user``)
+    + state: ``checks_snapshot(user)``
 
     **Example:**
 
     .. code:: python
 
-        host_checks.suitable(name="Host checks", user="jupyter")
+        host_checks.suitable(name="Host checks", user="jupyter", state=host_checks.checks_snapshot("jupyter"))
     """
-    state = host.get_fact(HostChecks, user=user)
+    account = jupyter.AccountOrigin().process(state.probe("account"))
+    version = apache.ApacheVersion().process(state.probe("apache"))
     problems = []
     for check in (
-        lambda: jupyter.check_account(host.name, user, state["account"]),
-        lambda: apache.check_version(host.name, state["apache"]),
+        lambda: jupyter.check_account(host.name, user, account),
+        lambda: apache.check_version(host.name, version),
     ):
         try:
             check()
@@ -80,4 +62,5 @@ def suitable(user: str):
 @deploy("Host checks", data_defaults=settings.defaults("jupyter_user"))
 def check_host():
     """Stop this host, before any change, when it cannot take the deploy (see the module's docstring)."""
-    suitable(name="The notebook account and Apache's version allow the deploy", user=host.data.jupyter_user)
+    user = host.data.jupyter_user
+    suitable(name="The notebook account and Apache's version allow the deploy", user=user, state=checks_snapshot(user))

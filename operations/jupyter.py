@@ -12,9 +12,9 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
-from . import owed, passwords, settings, snapshot
+from . import passwords, settings, snapshot
 from .render import FILES, render
 
 CONFIG_DIR = "/etc/jupyter"
@@ -63,7 +63,7 @@ def restart_pending(state: snapshot.Snapshot, unit: str, paths: list[str]) -> li
 
 
 @operation()
-def account(user: str, comment: str, home: str, snapshot: snapshot.Snapshot):
+def account(user: str, comment: str, home: str, state: snapshot.Snapshot):
     """
     A system account with no login shell, decided from the snapshot's ``account`` probe
     (``getent passwd USER``).
@@ -77,10 +77,10 @@ def account(user: str, comment: str, home: str, snapshot: snapshot.Snapshot):
     .. code:: python
 
         jupyter.account(name="System user", user="jupyter", comment=ACCOUNT_COMMENT,
-                        home="/var/lib/jupyter", snapshot=state)
+                        home="/var/lib/jupyter", state=state)
     """
     q = shlex.quote
-    entry = next((line.split(":") for line in snapshot.probe("account") if line.count(":") == 6), None)
+    entry = next((line.split(":") for line in state.probe("account") if line.count(":") == 6), None)
     if entry is None:
         yield StringCommand(
             f"useradd --system --comment {q(comment)} --home-dir {q(home)} --create-home --shell {NOLOGIN} {q(user)}"
@@ -120,7 +120,8 @@ class AccountOrigin(FactBase):
 def made_by_deploy(user: str, origin: dict) -> bool:
     """Whether the existing account ``AccountOrigin`` describes is this deploy's own."""
     # Made by a version of this deploy that set no comment: its home and the config's group.
-    return origin["comment"] == ACCOUNT_COMMENT or (origin["home"] == home_of(user) and origin["config_group"] == user)
+    earlier_version = origin["home"] == settings.home_of(user) and origin["config_group"] == user
+    return origin["comment"] == ACCOUNT_COMMENT or earlier_version
 
 
 def check_account(host_name: str, user: str, origin: dict | None) -> None:
@@ -132,10 +133,6 @@ def check_account(host_name: str, user: str, origin: dict | None) -> None:
         f"{user!r} already exists on this host (home {origin['home']}) and was not created by it. "
         "Choose another name, e.g. 'jupyter'",
     )
-
-
-def home_of(user: str) -> str:
-    return f"/var/lib/{user}"
 
 
 def memory_limits(memory_limit: str | None) -> tuple[str | None, str | None]:
@@ -162,37 +159,30 @@ def ws_ping_interval_ms(proxy_timeout: int) -> int:
     return min(30000, proxy_timeout * 1000 // PINGS_PER_PROXY_TIMEOUT)
 
 
-def server_config(
-    server_name,
-    base_url,
-    port,
-    notebook_dir,
-    terminals,
-    home="/var/lib/jupyter",
-    prefix="/opt/anaconda3",
-    cull_idle_timeout=0,
-    proxy_timeout=300,
-    max_request_size=settings.DEFAULTS["max_request_size"],
-) -> str:
+def server_config(data, server_name: str) -> str:
+    """Jupyter's config, from a host's settings (``data``: its host data, or a mapping of
+    setting names)."""
+    cull_idle_timeout = data.get("cull_idle_kernels_after")
+    proxy_timeout = data.get("apache_proxy_timeout")
     return render(
         "jupyter_server_config.py.j2",
         server_name=server_name,
         server_name_is_ip=settings.is_ip(server_name),
-        base_url=base_url,
-        port=port,
-        notebook_dir=notebook_dir,
-        terminals=terminals,
+        base_url=data.get("jupyter_base_url"),
+        port=data.get("jupyter_port"),
+        notebook_dir=data.get("notebook_dir"),
+        terminals=data.get("jupyter_terminals"),
         password_file=PASSWORD_FILE,
         config_dir=CONFIG_DIR,
         login_handler=f"{LOGIN_HANDLER_MODULE}.LoginHandler",
-        home=home,
-        prefix=prefix,
+        home=settings.home_of(data.get("jupyter_user")),
+        prefix=data.get("conda_prefix"),
         data_dir=DATA_DIR,
         cull_idle_timeout=cull_idle_timeout,
         cull_interval=cull_interval(cull_idle_timeout) if cull_idle_timeout else 0,
         proxy_timeout=proxy_timeout,
         ws_ping_interval_ms=ws_ping_interval_ms(proxy_timeout),
-        max_request_bytes=settings.size_bytes(max_request_size),
+        max_request_bytes=settings.size_bytes(data.get("max_request_size")),
     )
 
 
@@ -201,7 +191,7 @@ def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
         "jupyter.service.j2",
         user=user,
         port=port,
-        home=home_of(user),
+        home=settings.home_of(user),
         prefix=prefix,
         notebook_dir=notebook_dir,
         base_url=base_url,
@@ -215,7 +205,7 @@ def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
     )
 
 
-def limits_values(memory_limit="80%", cpu_limit=None) -> dict[str, str]:
+def limits_values(memory_limit: str | None, cpu_limit: float | None) -> dict[str, str]:
     """The drop-in's properties, as `systemctl set-property` takes them."""
     memory_max, memory_high = memory_limits(memory_limit)
     return {
@@ -227,13 +217,13 @@ def limits_values(memory_limit="80%", cpu_limit=None) -> dict[str, str]:
     }
 
 
-def limits_dropin(memory_limit="80%", cpu_limit=None) -> str:
+def limits_dropin(memory_limit: str | None, cpu_limit: float | None) -> str:
     """The drop-in file: the very values `limits_values` hands to `systemctl set-property`."""
     return render("jupyter-limits.conf.j2", limits=limits_values(memory_limit, cpu_limit))
 
 
 def kernel_spec(prefix, user) -> str:
-    return render("python3-kernel.json.j2", prefix=prefix, home=home_of(user))
+    return render("python3-kernel.json.j2", prefix=prefix, home=settings.home_of(user))
 
 
 # What the server reads at start: a change to any of them needs a restart.
@@ -245,7 +235,7 @@ def service_snapshot(user: str, notebook_dir: str) -> snapshot.Snapshot:
     return snapshot.Snapshot(
         paths=[
             notebook_dir,
-            home_of(user),
+            settings.home_of(user),
             CONFIG_DIR,
             MIGRATED_MARKER,
             CONFIG_FILE,
@@ -286,40 +276,31 @@ def install_jupyter():
     """User, directories, config, password, systemd unit; restart only on change."""
     user = host.data.jupyter_user
     notebook_dir = host.data.notebook_dir
-    home = home_of(user)
+    home = settings.home_of(user)
     # An existing account that the deploy did not make was refused by host_checks, first.
     state = service_snapshot(user, notebook_dir)
-    account(name=f"System user {user} (no login shell)", user=user, comment=ACCOUNT_COMMENT, home=home, snapshot=state)
-    owned_by_user = {"user": user, "group": user, "mode": "750", "snapshot": state}
-    readable_by_user = {"user": "root", "group": user, "snapshot": state}
+    account(name=f"System user {user} (no login shell)", user=user, comment=ACCOUNT_COMMENT, home=home, state=state)
+    owned_by_user = {"user": user, "group": user, "mode": "750", "state": state}
+    readable_by_user = {"user": "root", "group": user, "state": state}
     snapshot.directory(name="Notebook directory", path=notebook_dir, record_as="notebook_dir", **owned_by_user)
     snapshot.directory(name="Jupyter's home", path=home, **owned_by_user)
     snapshot.directory(name="Config directory", path=CONFIG_DIR, mode="750", **readable_by_user)
     # Jupyter migrates an old ~/.ipython into its config dir unless this marker exists; the
     # config dir is read-only for the server, and a failed migration stops it from starting.
-    snapshot.file(name="No config migration", path=MIGRATED_MARKER, content="", mode="640", **readable_by_user)
-    config = snapshot.file(
+    snapshot.put(
+        name="No config migration", src=snapshot.text(""), dest=MIGRATED_MARKER, mode="640", **readable_by_user
+    )
+    config = snapshot.put(
         name="Jupyter server config",
-        path=CONFIG_FILE,
-        content=server_config(
-            settings.server_name(host),
-            host.data.jupyter_base_url,
-            host.data.jupyter_port,
-            notebook_dir,
-            host.data.jupyter_terminals,
-            home=home,
-            prefix=host.data.conda_prefix,
-            cull_idle_timeout=host.data.cull_idle_kernels_after,
-            proxy_timeout=host.data.apache_proxy_timeout,
-            max_request_size=host.data.max_request_size,
-        ),
+        src=snapshot.text(server_config(host.data, settings.server_name(host))),
+        dest=CONFIG_FILE,
         mode="640",
         **readable_by_user,
     )
-    login_handler = snapshot.file(
+    login_handler = snapshot.put(
         name="Login handler (password checks off the event loop)",
-        path=LOGIN_HANDLER_FILE,
-        content=FILES / f"{LOGIN_HANDLER_MODULE}.py",
+        src=FILES / f"{LOGIN_HANDLER_MODULE}.py",
+        dest=LOGIN_HANDLER_FILE,
         mode="640",
         **readable_by_user,
     )
@@ -329,7 +310,7 @@ def install_jupyter():
         password_hash=host.data.jupyter_password_hash,
         password=passwords.password_from_environment(),
         group=user,
-        snapshot=state,
+        state=state,
     )
     snapshot.directory(name="Server data directory", path=KERNEL_DIR, mode="750", **readable_by_user)
     snapshot.directory(name="User kernel specs link directory", path=USER_KERNELS, mode="750", **readable_by_user)
@@ -339,48 +320,48 @@ def install_jupyter():
         target=f"{home}/.local/share/jupyter/kernels",
         **readable_by_user,
     )
-    snapshot.file(
+    snapshot.put(
         name="Python 3 kernel spec",
-        path=KERNEL_SPEC,
-        content=kernel_spec(host.data.conda_prefix, user),
+        src=snapshot.text(kernel_spec(host.data.conda_prefix, user)),
+        dest=KERNEL_SPEC,
         mode="640",
         **readable_by_user,
     )
-    system_file = {"user": "root", "group": "root", "snapshot": state, "create_dir": True}
+    system_file = {"user": "root", "group": "root", "state": state, "create_remote_dir": True}
     snapshot.script(
         name="conda guard for the shared environment",
-        path=GUARD_FILE,
-        source=FILES / "conda-shared-prefix-guard",
-        snapshot=state,
+        dest=GUARD_FILE,
+        src=FILES / "conda-shared-prefix-guard",
+        state=state,
     )
-    unit = snapshot.file(
+    unit = snapshot.put(
         name="systemd unit",
-        path=UNIT_FILE,
-        content=unit_file(
-            user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url, host.data.jupyter_port
+        src=snapshot.text(
+            unit_file(user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url, host.data.jupyter_port)
         ),
+        dest=UNIT_FILE,
         mode="644",
         **system_file,
     )
-    limits = snapshot.file(
+    limits = snapshot.put(
         name="Memory, CPU and task limits (systemd drop-in)",
-        path=LIMITS_DROPIN,
-        content=limits_dropin(host.data.memory_limit, host.data.cpu_limit),
+        src=snapshot.text(limits_dropin(host.data.memory_limit, host.data.cpu_limit)),
+        dest=LIMITS_DROPIN,
         mode="644",
         **system_file,
     )
-
-    # Files an interrupted earlier run wrote but never restarted for (see operations/owed.py).
-    def pending():
-        return restart_pending(state, f"{UNIT}.service", RESTART_PATHS)
-
-    # Gated on this run's changes (`_if`): asking the operations now whether they will change
-    # would run their facts twice.
-    systemd.daemon_reload(
-        name="Reload systemd units", **owed.gate(lambda: "daemon-reload" in pending(), [unit, limits])
+    # Restarted for what the server reads at start (also when an interrupted earlier run
+    # wrote it and never restarted: the snapshot says so); a stopped server starts with it.
+    snapshot.service(
+        name="Jupyter running with its current config",
+        service=f"{UNIT}.service",
+        daemon_reload=snapshot.Changes(unit, limits),
+        restarted=snapshot.Changes(
+            config, login_handler, password, unit, owed=lambda: restart_pending(state, f"{UNIT}.service", RESTART_PATHS)
+        ),
+        state=state,
     )
     # New limits reach the running unit's cgroup at once; no restart, kernels keep running.
-    # (A stopped unit gets them from the drop-in when it starts.)
     server.shell(
         name="Apply the new limits to the running server",
         commands=[
@@ -397,11 +378,3 @@ def install_jupyter():
         ],
         _if=limits.did_change,
     )
-    # Restarts only a running server; a stopped one starts with the new files below.
-    systemd.service(
-        name="Restart Jupyter for its new config",
-        service=UNIT,
-        restarted=True,
-        **owed.gate(pending, [config, login_handler, password, unit]),
-    )
-    snapshot.service(name="Jupyter running and enabled", unit=f"{UNIT}.service", snapshot=state)

@@ -26,9 +26,7 @@ from pyinfra.operations.util import any_changed
 
 from . import apache, settings, snapshot, system, tls
 from .render import render
-from .snapshot import file_sha256
 
-LIVE = tls.LIVE
 RENEWAL = "/etc/letsencrypt/renewal"
 WEBROOT = tls.ACME_WEBROOT
 DEPLOY_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/jupyter-apache-reload"
@@ -58,15 +56,15 @@ class RenewalConfig(FactBase):
 
 
 @operation()
-def certificate(server_name: str, webroot: str, server: str, email: str = "", snapshot=None):
+def certificate(server_name: str, webroot: str, server: str, state: snapshot.Snapshot, email: str = ""):
     """
     Obtain a certificate for one name with ``certbot certonly --webroot``, when needed.
 
     + server_name: the DNS name (also certbot's ``--cert-name``)
     + webroot: directory the :80 vhost serves ``/.well-known/acme-challenge/`` from
     + server: ACME directory URL
+    + state: the concern's ``certbot_snapshot`` (certbot's certificate and renewal config)
     + email: account contact address; ``""`` registers without one
-    + snapshot: the concern's ``certbot_snapshot``; else facts read certbot's state
 
     A certificate for exactly this name from this server is left to certbot's timer.
     Otherwise certbot runs; a certificate it already has (other server, other names,
@@ -80,15 +78,11 @@ def certificate(server_name: str, webroot: str, server: str, email: str = "", sn
 
         letsencrypt.certificate(name="Let's Encrypt certificate", server_name="nb.example.org",
                                 webroot="/var/www/acme-challenge",
-                                server="https://acme-v02.api.letsencrypt.org/directory")
+                                server="https://acme-v02.api.letsencrypt.org/directory",
+                                state=certbot_snapshot("nb.example.org"))
     """
-    cert, key = live_paths(server_name)
-    if snapshot is None:
-        current = host.get_fact(tls.Certificate, cert=cert, key=key, renew_before_days=0)
-        renewal = host.get_fact(RenewalConfig, cert_name=server_name)
-    else:
-        current = tls.Certificate().process(snapshot.probe("live"))
-        renewal = RenewalConfig().process(snapshot.probe("renewal"))
+    current = tls.Certificate().process(state.probe("live"))
+    renewal = RenewalConfig().process(state.probe("renewal"))
     if (
         current
         and not current["expiring"]
@@ -120,14 +114,15 @@ def certificate(server_name: str, webroot: str, server: str, email: str = "", sn
     )
 
 
+@snapshot.claiming("path")
 @operation()
-def ca_trusted(path: str, pem: str | None, snapshot=None):
+def ca_trusted(path: str, pem: str | None, state: snapshot.Snapshot):
     """
     Trust (or stop trusting) a CA system-wide, e.g. a private ACME server's.
 
     + path: a ``.crt`` file under ``/usr/local/share/ca-certificates``
     + pem: the CA certificate(s), PEM; ``None`` removes the file
-    + snapshot: the concern's ``certbot_snapshot``; else a fact reads the file's sha256
+    + state: the concern's ``snapshot.Snapshot`` holding ``path``
 
     ``update-ca-certificates`` rebuilds ``/etc/ssl/certs/ca-certificates.crt``, the bundle
     Debian's certbot (and curl, and Python's requests) verify against.
@@ -136,9 +131,9 @@ def ca_trusted(path: str, pem: str | None, snapshot=None):
 
     .. code:: python
 
-        letsencrypt.ca_trusted(name="Trust the ACME server", path=TRUSTED_CA, pem=ca_text)
+        letsencrypt.ca_trusted(name="Trust the ACME server", path=TRUSTED_CA, pem=ca_text, state=state)
     """
-    current = file_sha256(path, snapshot)
+    current = state.sha256(path)
     if pem is None:
         if current is None:
             host.noop(f"{path} is absent")
@@ -191,34 +186,32 @@ def configure_letsencrypt():
         name="Trust the ACME server's CA (acme_ca_bundle)" if bundle else "No private ACME CA trusted",
         path=TRUSTED_CA,
         pem=open(bundle, encoding="ascii").read() if bundle else None,
-        snapshot=state,
+        state=state,
     )
     if not letsencrypt_mode:
         return
-    snapshot.file(
+    snapshot.put(
         name="certbot renewal hook: configtest, then reload Apache",
-        path=DEPLOY_HOOK,
-        content=render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP),
+        src=snapshot.text(render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP)),
+        dest=DEPLOY_HOOK,
         user="root",
         group="root",
         mode="755",
-        create_dir=True,
-        snapshot=state,
+        create_remote_dir=True,
+        state=state,
     )
-    snapshot.service(name="certbot.timer renews certificates", unit="certbot.timer", snapshot=state)
-    snapshot.directory(
-        name="ACME challenge webroot", path=WEBROOT, user="root", group="root", mode="755", snapshot=state
-    )
+    snapshot.service(name="certbot.timer renews certificates", service="certbot.timer", state=state)
+    snapshot.directory(name="ACME challenge webroot", path=WEBROOT, user="root", group="root", mode="755", state=state)
     issued = certificate(
         name="Certificate for the server name from the ACME server (certbot, webroot)",
         server_name=name,
         webroot=WEBROOT,
         server=host.data.acme_directory_url,
         email=host.data.letsencrypt_email,
-        snapshot=state,
+        state=state,
     )
     # Read when it runs, after certbot: the links move to the new certificate.
     served = tls.served_links(
-        name="Apache serves the issued certificate", server_name=name, snapshot=tls.certificate_snapshot(name)
+        name="Apache serves the issued certificate", server_name=name, state=tls.certificate_snapshot(name)
     )
     apache.reloaded(name="Reload Apache for the new certificate (after configtest)", _if=any_changed(issued, served))

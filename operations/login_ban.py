@@ -43,12 +43,11 @@ def packages(data) -> list[str]:
     return PACKAGES if data.get("login_ban", settings.DEFAULTS["login_ban"]) else []
 
 
-def jail_config(
-    max_failures: int = 5, window: int = 600, ban_seconds: int = 3600, ignore=(), basic_auth: bool = False
-) -> str:
-    """The jail file: the Jupyter login jail, and the Basic-auth jail when that login is on."""
+def jail_config(data) -> str:
+    """The jail file, from a host's settings (``data``: its host data, or a mapping of setting
+    names): the Jupyter login jail, and the Basic-auth jail when that login is on."""
     jails = [dict(name=LOGIN_JAIL, filter=FILTER_NAME, backend="polling", logpath=apache.LOGIN_LOG)]
-    if basic_auth:
+    if data.get("basic_auth_user"):
         # fail2ban's own filter for Apache's auth_basic errors (AH01617 password mismatch,
         # AH01618 user not found), read from the HTTPS vhost's error log.
         jails.append(
@@ -57,10 +56,10 @@ def jail_config(
     return render(
         "fail2ban-jail.local.j2",
         jails=jails,
-        max_failures=max_failures,
-        window=window,
-        ban_seconds=ban_seconds,
-        ignore=list(ignore),
+        max_failures=data.get("login_ban_max_failures"),
+        window=data.get("login_ban_window"),
+        ban_seconds=data.get("login_ban_seconds"),
+        ignore=list(data.get("login_ban_ignore")),
     )
 
 
@@ -102,44 +101,33 @@ def configure_login_ban():
     """Ban addresses with repeated failed logins at 80/443, or remove the jails (needs ``packages``)."""
     state = jail_snapshot()
     if not host.data.login_ban:
-        jail = snapshot.absent(name="No login-ban jails", path=JAIL_FILE, snapshot=state)
-        login_filter = snapshot.absent(name="No login-ban filter", path=FILTER_FILE, snapshot=state)
+        jail = snapshot.absent(name="No login-ban jails", path=JAIL_FILE, state=state)
+        login_filter = snapshot.absent(name="No login-ban filter", path=FILTER_FILE, state=state)
         server.shell(
             name="Stop the login-ban jails and lift their bans",
             commands=[StringCommand(STOP_JAILS)],
             _if=any_changed(jail, login_filter),
         )
         return
-    config = {"user": "root", "group": "root", "mode": "644", "snapshot": state}
-    login_filter = snapshot.file(
+    config = {"user": "root", "group": "root", "mode": "644", "state": state}
+    login_filter = snapshot.put(
         name="fail2ban filter for failed Jupyter logins",
-        path=FILTER_FILE,
-        content=FILES / "fail2ban-jupyter-login.conf",
+        src=FILES / "fail2ban-jupyter-login.conf",
+        dest=FILTER_FILE,
         **config,
     )
-    jail = snapshot.file(
-        name="fail2ban jails for failed logins",
-        path=JAIL_FILE,
-        content=jail_config(
-            host.data.login_ban_max_failures,
-            host.data.login_ban_window,
-            host.data.login_ban_seconds,
-            host.data.login_ban_ignore,
-            basic_auth=bool(host.data.basic_auth_user),
-        ),
-        **config,
+    jail = snapshot.put(
+        name="fail2ban jails for failed logins", src=snapshot.text(jail_config(host.data)), dest=JAIL_FILE, **config
     )
     # Like Apache's configtest: a config fail2ban refuses never reaches the running server,
     # and the run fails with fail2ban's own words. A running fail2ban reloads (jails gone
     # from the file stop, their bans lifted); a stopped one (it could not start with only
     # Debian's sshd jail) starts. Nothing printed lists banned addresses.
-    server.shell(
-        name="Check fail2ban's config and load the jails",
-        commands=[
-            "fail2ban-client --test >/dev/null",
-            f"systemctl reload-or-restart {SERVICE}",
-            StringCommand(WAIT_FOR_JAIL),
-        ],
-        _if=any_changed(login_filter, jail),
+    snapshot.service(
+        name="fail2ban running and enabled, its jails loaded",
+        service=f"{SERVICE}.service",
+        reloaded=snapshot.Changes(login_filter, jail),
+        check_command="fail2ban-client --test >/dev/null",
+        ready_command=WAIT_FOR_JAIL,
+        state=state,
     )
-    snapshot.service(name="fail2ban running and enabled", unit=f"{SERVICE}.service", snapshot=state)

@@ -29,9 +29,9 @@ from io import BytesIO, StringIO
 
 from passlib.hash import argon2, bcrypt
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, StringCommand, operation
 
-from . import settings
+from . import settings, snapshot
 
 # The parameters of Jupyter's own `jupyter_server.auth.passwd()`.
 ARGON2_PARAMS = dict(type="ID", memory_cost=10240, time_cost=10, parallelism=8)
@@ -81,27 +81,11 @@ def rehash_with(stored: str, password: str) -> str | None:
     return None
 
 
-class PasswordFileOwner(FactBase):
-    """
-    Returns ``None`` when the file does not exist, else its ``user:group:mode``
-    (e.g. ``root:jupyter:640``): nothing read from its content.
-    """
-
-    def command(self, path):
-        q_path = shlex.quote(path)
-        return f"if [ -f {q_path} ]; then stat -c '%U:%G:%a' {q_path}; fi"
-
-    def process(self, output):
-        lines = [line.strip() for line in output if line.strip()]
-        return lines[0] if lines else None
-
-
-def stored_owner(path: str, snapshot=None) -> str | None:
-    """What ``PasswordFileOwner`` says of ``path``: from a concern's snapshot when given, else read."""
-    if snapshot is None:
-        return host.get_fact(PasswordFileOwner, path=path)
-    state = snapshot.path(path)
-    return f"{state.user}:{state.group}:{state.mode}" if state.kind == "file" else None
+def stored_owner(path: str, state) -> str | None:
+    """The stored file's ``user:group:mode`` (``None``: no file), from the concern's snapshot
+    (``state``, holding ``path`` among its ``secret_paths``): nothing read from its content."""
+    current = state.path(path)
+    return f"{current.user}:{current.group}:{current.mode}" if current.kind == "file" else None
 
 
 def stored_content(path: str) -> str:
@@ -149,14 +133,15 @@ def new_line(password: str, htpasswd_user: str | None = None) -> str:
     return hash_password(password)
 
 
+@snapshot.claiming("path")
 @operation()
 def password_file(
     path: str,
+    state: snapshot.Snapshot,
     password_hash: str | None = None,
     password: str | None = None,
     group: str = "root",
     htpasswd_user: str | None = None,
-    snapshot=None,
 ):
     """
     Store a password hash in its own file, readable by root and ``group``.
@@ -168,8 +153,8 @@ def password_file(
     + group: group allowed to read the file (the Jupyter user's, or Apache's)
     + htpasswd_user: write an Apache htpasswd line (bcrypt) for this user instead of
       a Jupyter ``argon2:`` hash
-    + snapshot: the concern's ``snapshot.Snapshot`` holding ``path`` among its
-      ``secret_paths`` (its owner and mode are read from it); else a fact reads them
+    + state: the concern's ``snapshot.Snapshot`` holding ``path`` among its ``secret_paths``
+      (its owner and mode are read from it)
 
     The content is uploaded, never passed on a command line, and no diff is shown.
     Always give this operation a ``name=`` so pyinfra does not log its arguments.
@@ -183,9 +168,10 @@ def password_file(
             path="/etc/jupyter/password_hash",
             password=os.environ["JUPYTER_PASSWORD"],
             group="jupyter",
+            state=state,
         )
     """
-    owner = stored_owner(path, snapshot)
+    owner = stored_owner(path, state)
     current = stored_content(path) if owner else None
     wanted = desired_line(password_hash, password, current, htpasswd_user)
     yield from store_secret(
@@ -204,7 +190,7 @@ def store_secret(path: str, content: str | None, owner: str | None, group: str, 
     (None: the stored content is right) uploaded into a temporary file created with that
     owner and mode, then moved into place (never on a command line, never diffed); else only
     the owner and mode mended; else a no-op saying ``unchanged``. ``owner`` is what
-    ``PasswordFileOwner`` read.
+    ``stored_owner`` says.
     """
     q_path, q_temp, q_owner = shlex.quote(path), shlex.quote(f"{path}.pyinfra-tmp"), shlex.quote(f"root:{group}")
     if content is not None:

@@ -10,24 +10,34 @@ from that copy.
 
 The copy is the host as it was when the concern began, which is what pyinfra's facts
 describe when a run is planned without ``-y``. That is sound because each path and unit
-of a snapshot is decided by one operation of the concern: no operation decides from
-something an earlier operation of the same concern changed. (Restarts and reloads are
-gated on the changes, ``_if``, not on the snapshot.)
+of a snapshot is decided by one operation of the concern (``Snapshot.claim``: a second
+claim raises while the run is planned): no operation decides from something an earlier
+operation of the same concern changed. What a change calls for (a restart, a reload) is
+``Changes``: the operations it follows, asked what they will do while the run is planned
+and what they did once it runs.
+
+The operations mirror pyinfra's own: ``put`` (``files.put``), ``directory``
+(``files.directory``), ``link`` (``files.link``), ``absent`` (``files.file`` with
+``present=False``) and ``service`` (``systemd.service``), each with ``state``, the
+concern's ``Snapshot``, added: going back to pyinfra's operation is a one-line change.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
-from io import BytesIO
+from io import BytesIO, StringIO
 from pathlib import Path
+from typing import IO
 
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.output import format_text
-from pyinfra.facts.files import FileContents, Sha256File
+from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
 from . import records
@@ -153,7 +163,16 @@ class Snapshot:
         self.secret_paths = list(dict.fromkeys(secret_paths))
         self.units = list(dict.fromkeys(units))
         self.probes = dict(probes or {})
+        self.claims: dict[str, str] = {}
         self._state = None
+
+    def claim(self, what: str, by: str) -> None:
+        """Record that the operation named ``by`` decides ``what`` (a path or unit of this
+        snapshot); a second operation claiming it would decide from a stale copy: refused."""
+        assert what in self.paths or what in self.secret_paths or what in self.units, f"{what} is not in this snapshot"
+        if what in self.claims:
+            raise ValueError(f"{what} is decided by two operations: {self.claims[what]!r} and {by!r}")
+        self.claims[what] = by
 
     def read(self) -> dict:
         if self._state is None:
@@ -170,6 +189,11 @@ class Snapshot:
         assert path in self.paths or path in self.secret_paths, f"{path} is not in this snapshot"
         return self.read()["paths"].get(path, PathState(None))
 
+    def sha256(self, path: str) -> str | None:
+        """The file's sha256 (``None``: no file there)."""
+        current = self.path(path)
+        return current.detail if current.kind == "file" else None
+
     def unit(self, unit: str) -> UnitState:
         assert unit in self.units, f"{unit} is not in this snapshot"
         return self.read()["units"].get(unit, UnitState())
@@ -183,18 +207,61 @@ class Snapshot:
         return [p for p in paths if self.path(p).kind and self.path(p).mtime > since]
 
 
-def file_sha256(path: str, state: Snapshot | None = None) -> str | None:
-    """A file's sha256 (``None``: no file there), from ``state`` when given, else read (``Sha256File``)."""
-    if state is None:
-        return host.get_fact(Sha256File, path=path)
-    current = state.path(path)
-    return current.detail if current.kind == "file" else None
+class Changes:
+    """
+    Whether any of ``operations`` changes something in this run, or ``owed()`` says so: for
+    a restart or reload an operation owes after them (``service(restarted=Changes(...))``).
+
+    While the run is planned (without ``-y``) each operation is asked what it will do; when
+    the run executes, what it did. ``owed``: read from the host when asked (a restart an
+    interrupted earlier run left owed, computed from the concern's snapshot).
+    """
+
+    def __init__(self, *operations, owed: Callable[[], object] | None = None):
+        self.operations = [op for op in operations if op is not None]
+        self.owed = owed
+
+    def __call__(self) -> bool:
+        if host.state.is_executing:
+            changed = any(op.did_change() for op in self.operations)
+        else:
+            changed = any(op.will_change for op in self.operations)
+        return changed or bool(self.owed and self.owed())
 
 
-def _content(content: str | bytes | Path) -> bytes:
-    if isinstance(content, Path):
-        return content.read_bytes()
-    return content.encode() if isinstance(content, str) else content
+def _wanted(value) -> bool:
+    """A flag, or a ``Changes`` (anything callable) asked now."""
+    return bool(value()) if callable(value) else bool(value)
+
+
+def claiming(claimed: str | Callable[[dict], list[str]]):
+    """
+    For an operation deciding from a snapshot (``state``): records, when the operation is
+    called (while the run is planned), that it decides the path or unit its argument
+    ``claimed`` names, or those ``claimed(arguments)`` lists (``Snapshot.claim``).
+    """
+    what = claimed if callable(claimed) else (lambda arguments: [arguments[claimed]])
+
+    def decorate(op):
+        @functools.wraps(op)
+        def claiming_call(*args, **kwargs):
+            for each in what(kwargs):
+                kwargs["state"].claim(each, kwargs.get("name") or op.__name__)
+            return op(*args, **kwargs)
+
+        return claiming_call
+
+    return decorate
+
+
+def _content(src: str | Path | IO) -> bytes:
+    if isinstance(src, (str, Path)):
+        return Path(src).read_bytes()
+    # From the start, every time: an operation's commands are made once while the run is
+    # planned and again when it executes.
+    src.seek(0)
+    data = src.read()
+    return data.encode() if isinstance(data, str) else data
 
 
 def _owner_and_mode(path: str, current: PathState, user: str, group: str, mode: str):
@@ -205,16 +272,17 @@ def _owner_and_mode(path: str, current: PathState, user: str, group: str, mode: 
         yield StringCommand(f"chmod {q(mode)} {q(path)}")
 
 
+@claiming("dest")
 @operation()
-def file(path: str, content, user: str, group: str, mode: str, snapshot: Snapshot, create_dir: bool = False):
+def put(src, dest: str, user: str, group: str, mode: str, state: Snapshot, create_remote_dir: bool = False):
     """
-    A file with this content, owner and mode, decided from the concern's snapshot.
+    Upload a file with this owner and mode, decided from the concern's snapshot.
 
-    + path: remote path (in ``snapshot.paths``)
-    + content: the text, bytes, or a local ``Path`` to upload
+    + src: a local file (``str`` or ``Path``) or a file-like object (``StringIO(text)``)
+    + dest: remote path (in ``state.paths``)
     + user, group, mode: owner and octal mode, e.g. ``"640"``
-    + snapshot: the concern's ``Snapshot``
-    + create_dir: create the parent directory (root, 755) when the file is written
+    + state: the concern's ``Snapshot``
+    + create_remote_dir: create the parent directory (root, 755) when the file is written
 
     A new content is uploaded beside the file and moved over it, so the file is never
     seen half-written.
@@ -223,27 +291,32 @@ def file(path: str, content, user: str, group: str, mode: str, snapshot: Snapsho
 
     .. code:: python
 
-        snapshot.file(name="Jupyter config", path="/etc/jupyter/jupyter_server_config.py",
-                      content=config, user="root", group="jupyter", mode="640", snapshot=state)
+        snapshot.put(name="Jupyter config", src=StringIO(config), dest="/etc/jupyter/jupyter_server_config.py",
+                     user="root", group="jupyter", mode="640", state=state)
     """
-    current = snapshot.path(path)
-    data = _content(content)
+    current = state.path(dest)
+    data = _content(src)
     if current.kind == "file" and current.detail == hashlib.sha256(data).hexdigest():
-        changes = list(_owner_and_mode(path, current, user, group, mode))
+        changes = list(_owner_and_mode(dest, current, user, group, mode))
         if not changes:
-            host.noop(f"{path} is up to date")
+            host.noop(f"{dest} is up to date")
         yield from changes
         return
     if host.state.config.DIFF:
-        _show_diff(path, data, current.kind == "file")
+        _show_diff(dest, data, current.kind == "file")
     q = shlex.quote
-    staged = f"{path}.pyinfra-new"
-    if create_dir:
-        yield StringCommand(f"mkdir -p {q(path.rsplit('/', 1)[0])}")
+    staged = f"{dest}.pyinfra-new"
+    if create_remote_dir:
+        yield StringCommand(f"mkdir -p {q(dest.rsplit('/', 1)[0])}")
     yield FileUploadCommand(BytesIO(data), staged)
     yield StringCommand(
-        f"chown {q(f'{user}:{group}')} {q(staged)} && chmod {q(mode)} {q(staged)} && mv -f {q(staged)} {q(path)}"
+        f"chown {q(f'{user}:{group}')} {q(staged)} && chmod {q(mode)} {q(staged)} && mv -f {q(staged)} {q(dest)}"
     )
+
+
+def text(content: str) -> StringIO:
+    """A file-like ``src`` for ``put`` holding ``content`` (rendered config, a template)."""
+    return StringIO(content)
 
 
 def _show_diff(path: str, data: bytes, exists: bool) -> None:
@@ -261,27 +334,22 @@ def _show_diff(path: str, data: bytes, exists: bool) -> None:
     logger.info("")
 
 
-def script(name: str, path: str, source: Path, snapshot: Snapshot):
-    """``file`` for a root-owned executable from ``files/``, its directory created when needed."""
-    return file(
-        name=name,
-        path=path,
-        content=source,
-        user="root",
-        group="root",
-        mode="755",
-        create_dir=True,
-        snapshot=snapshot,
+def script(name: str, dest: str, src: Path, state: Snapshot):
+    """``put`` for a root-owned executable from ``files/``, its directory created when needed."""
+    return put(
+        name=name, src=src, dest=dest, user="root", group="root", mode="755", create_remote_dir=True, state=state
     )
 
 
+@claiming("path")
 @operation()
-def directory(path: str, user: str, group: str, mode: str, snapshot: Snapshot, record_as: str | None = None):
+def directory(path: str, user: str, group: str, mode: str, state: Snapshot, record_as: str | None = None):
     """
     A directory (and its parents) with this owner and mode, decided from the snapshot.
 
-    + path: remote path (in ``snapshot.paths``)
+    + path: remote path (in ``state.paths``)
     + user, group, mode: owner and octal mode
+    + state: the concern's ``Snapshot``
     + record_as: when this creates the directory, record it as ``record_as PATH`` in
       ``records.RECORD`` (data the deploy made, which uninstall_purge may delete)
 
@@ -290,9 +358,9 @@ def directory(path: str, user: str, group: str, mode: str, snapshot: Snapshot, r
     .. code:: python
 
         snapshot.directory(name="Config directory", path="/etc/jupyter", user="root",
-                           group="jupyter", mode="750", snapshot=state)
+                           group="jupyter", mode="750", state=state)
     """
-    current = snapshot.path(path)
+    current = state.path(path)
     if current.kind not in (None, "dir"):
         yield StringCommand(f"rm -f {shlex.quote(path)}")
         current = PathState(None)
@@ -309,14 +377,16 @@ def directory(path: str, user: str, group: str, mode: str, snapshot: Snapshot, r
     yield from changes
 
 
+@claiming("path")
 @operation()
-def link(path: str, target: str, user: str, group: str, snapshot: Snapshot):
+def link(path: str, target: str, user: str, group: str, state: Snapshot):
     """
     A symbolic link to ``target``, decided from the snapshot.
 
-    + path: the link (in ``snapshot.paths``); a file or link there is replaced
+    + path: the link (in ``state.paths``); a file or link there is replaced
     + target: what it points at
     + user, group: the link's own owner
+    + state: the concern's ``Snapshot``
 
     **Example:**
 
@@ -324,9 +394,9 @@ def link(path: str, target: str, user: str, group: str, snapshot: Snapshot):
 
         snapshot.link(name="Kernel specs", path="/etc/jupyter/user/kernels",
                       target="/var/lib/jupyter/.local/share/jupyter/kernels",
-                      user="root", group="jupyter", snapshot=state)
+                      user="root", group="jupyter", state=state)
     """
-    current = snapshot.path(path)
+    current = state.path(path)
     q = shlex.quote
     if current.kind == "link" and current.detail == target:
         if (current.user, current.group) == (user, group):
@@ -339,43 +409,82 @@ def link(path: str, target: str, user: str, group: str, snapshot: Snapshot):
     yield StringCommand(f"chown -h {q(f'{user}:{group}')} {q(path)}")
 
 
+@claiming("path")
 @operation()
-def absent(path: str, snapshot: Snapshot):
+def absent(path: str, state: Snapshot):
     """
     No file or link at ``path`` (a directory is removed with its content), decided from the snapshot.
+
+    + path: remote path (in ``state.paths``)
+    + state: the concern's ``Snapshot``
 
     **Example:**
 
     .. code:: python
 
-        snapshot.absent(name="No Basic-auth file", path="/etc/apache2/jupyter.htpasswd", snapshot=state)
+        snapshot.absent(name="No Basic-auth file", path="/etc/apache2/jupyter.htpasswd", state=state)
     """
-    if snapshot.path(path).kind is None:
+    if state.path(path).kind is None:
         host.noop(f"{path} is absent")
         return
     yield StringCommand(f"rm -rf {shlex.quote(path)}")
 
 
+@claiming("service")
 @operation()
-def service(unit: str, snapshot: Snapshot, running: bool = True, enabled: bool = True):
+def service(
+    service: str,
+    state: Snapshot,
+    running: bool = True,
+    enabled: bool = True,
+    restarted=False,
+    reloaded=False,
+    daemon_reload=False,
+    check_command: str | None = None,
+    ready_command: str | None = None,
+):
     """
-    A systemd unit started and enabled (or stopped and disabled), decided from the snapshot.
+    A systemd unit started and enabled (or stopped and disabled), restarted or reloaded when
+    that is called for, decided from the snapshot: the one operation of its concern for the unit.
 
-    + unit: the unit's full name, e.g. ``jupyter.service`` (in ``snapshot.units``)
+    + service: the unit's full name, e.g. ``jupyter.service`` (in ``state.units``)
+    + state: the concern's ``Snapshot``
     + running, enabled: wanted states
+    + restarted, reloaded: restart (reload or restart) a running unit; a flag or a ``Changes``
+    + daemon_reload: reload systemd's units first (also when systemd says a unit file changed)
+    + check_command: run before the unit is started, restarted or reloaded; when it fails,
+      the operation fails and the unit is left as it was (e.g. a config test)
+    + ready_command: run after, waiting until the unit really serves
 
     **Example:**
 
     .. code:: python
 
-        snapshot.service(name="fail2ban running", unit="fail2ban.service", snapshot=state)
+        snapshot.service(name="Jupyter running, restarted for a new config", service="jupyter.service",
+                         restarted=snapshot.Changes(config), state=state)
     """
-    current = snapshot.unit(unit)
-    q = shlex.quote(unit)
+    current = state.unit(service)
+    q = shlex.quote(service)
     is_running = current.active in ("active", "activating", "reloading")
+    commands = []
+    if _wanted(daemon_reload) or current.needs_daemon_reload:
+        commands.append("systemctl daemon-reload")
+    action = None
     if running != is_running:
-        yield StringCommand(f"systemctl {'start' if running else 'stop'} {q}")
+        action = "start" if running else "stop"
+    elif running and _wanted(restarted):
+        action = "restart"
+    elif running and _wanted(reloaded):
+        action = "reload-or-restart"
+    if action and action != "stop" and check_command:
+        commands.append(check_command)
+    if action:
+        commands.append(f"systemctl {action} {q}")
+    if action and action != "stop" and ready_command:
+        commands.append(ready_command)
     if enabled != (current.enabled == "enabled"):
-        yield StringCommand(f"systemctl {'enable' if enabled else 'disable'} {q}")
-    if running == is_running and enabled == (current.enabled == "enabled"):
-        host.noop(f"{unit} is {'running' if running else 'stopped'} and {'enabled' if enabled else 'disabled'}")
+        commands.append(f"systemctl {'enable' if enabled else 'disable'} {q}")
+    if not commands:
+        host.noop(f"{service} is {'running' if running else 'stopped'} and {'enabled' if enabled else 'disabled'}")
+    for command in commands:
+        yield StringCommand(command)

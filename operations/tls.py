@@ -85,27 +85,25 @@ def san_for(name: str) -> str:
 
 
 @operation()
-def self_signed(cert: str, key: str, server_name: str, days: int = DAYS, snapshot=None):
+def self_signed(cert: str, key: str, server_name: str, state: snapshot.Snapshot, days: int = DAYS):
     """
     Make a self-signed certificate (ECDSA P-256) for one name when needed.
 
     + cert: certificate path (world-readable)
     + key: private key path (root only, mode 600)
     + server_name: DNS name or IP address the certificate is for
+    + state: the TLS concern's ``certificate_snapshot`` (its ``self-signed`` probe reads ``cert``)
     + days: validity; keep it at most 366 for Mozilla's profile
-    + snapshot: the TLS concern's ``snapshot.Snapshot`` (``certificate_snapshot``); else a fact reads it
 
     **Example:**
 
     .. code:: python
 
         tls.self_signed(name="Self-signed certificate", cert="/etc/ssl/certs/nb.crt",
-                        key="/etc/ssl/private/nb.key", server_name="nb.example.org")
+                        key="/etc/ssl/private/nb.key", server_name="nb.example.org",
+                        state=tls.certificate_snapshot("nb.example.org"))
     """
-    if snapshot is None:
-        current = host.get_fact(Certificate, cert=cert, key=key)
-    else:
-        current = Certificate().process(snapshot.probe("self-signed"))
+    current = Certificate().process(state.probe("self-signed"))
     san = san_for(server_name)
     if current and not current["expiring"] and current["names"] == [san]:
         host.noop(f"certificate for {san} is valid for more than {RENEW_BEFORE_DAYS} days")
@@ -134,29 +132,30 @@ def certificate_snapshot(server_name: str) -> snapshot.Snapshot:
     )
 
 
+@snapshot.claiming(lambda arguments: [SERVED_CERT, SERVED_KEY])
 @operation()
-def served_links(server_name: str, snapshot: snapshot.Snapshot):
+def served_links(server_name: str, state: snapshot.Snapshot):
     """
     Point ``SERVED_CERT``/``SERVED_KEY`` at certbot's live certificate for ``server_name``
     when it has a valid one, else at the self-signed pair.
 
     + server_name: the DNS name certbot's certificate is for
-    + snapshot: the concern's ``certificate_snapshot``, read when this operation runs
+    + state: the concern's ``certificate_snapshot``, read when this operation runs
 
     **Example:**
 
     .. code:: python
 
         tls.served_links(name="Serve the issued certificate", server_name="nb.example.org",
-                         snapshot=tls.certificate_snapshot("nb.example.org"))
+                         state=tls.certificate_snapshot("nb.example.org"))
     """
-    live = Certificate().process(snapshot.probe("live"))
+    live = Certificate().process(state.probe("live"))
     issued = live and not live["expiring"] and live["names"] == [f"DNS:{server_name}"]
     targets = live_paths(server_name) if issued else (CERT, KEY)
     todo = [
         (link, target)
         for link, target in zip((SERVED_CERT, SERVED_KEY), targets, strict=True)
-        if snapshot.path(link).detail != target
+        if state.path(link).detail != target
     ]
     if not todo:
         host.noop(f"Apache serves {targets[0]}")
@@ -173,15 +172,13 @@ def install_certificate():
     """
     name = settings.server_name(host)
     state = certificate_snapshot(name)
-    self_signed(
-        name="Self-signed certificate for the server name", cert=CERT, key=KEY, server_name=name, snapshot=state
-    )
+    self_signed(name="Self-signed certificate for the server name", cert=CERT, key=KEY, server_name=name, state=state)
     if host.data.tls_mode == "letsencrypt":
         served_links(
             name="The served certificate: certbot's when it has one, else the self-signed",
             server_name=name,
-            snapshot=state,
+            state=state,
         )
     else:
         for link in (SERVED_CERT, SERVED_KEY):
-            snapshot.absent(name=f"No {link} (letsencrypt mode only)", path=link, snapshot=state)
+            snapshot.absent(name=f"No {link} (letsencrypt mode only)", path=link, state=state)

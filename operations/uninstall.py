@@ -155,7 +155,7 @@ def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, rep
         "--account-comment": jupyter.ACCOUNT_COMMENT,
         "--installer-marker": conda.MARKER,
         "--record": records.RECORD,
-        "--modules": " ".join(apache.needed_modules()),
+        "--modules": " ".join(apache.needed_modules(basic_auth=False)),
         "--report": REPORT,
     }
     yield StringCommand(

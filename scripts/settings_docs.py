@@ -1,5 +1,5 @@
 """
-Writes the two documents made from operations/settings.py, the one definition of every
+Writes the two documents made from operations/settings/registry.py, the one definition of every
 setting: the README's settings table and group_data/all.py (every setting as a
 commented-out example: uncomment a line to change it).
 
@@ -19,7 +19,7 @@ from operations import settings  # noqa: E402
 
 README = ROOT / "README.md"
 GROUP_DATA = ROOT / "group_data" / "all.py"
-TABLE_START = "<!-- settings table: generated from operations/settings.py by scripts/settings_docs.py -->"
+TABLE_START = "<!-- settings table: generated from operations/settings/registry.py by scripts/settings_docs.py -->"
 TABLE_END = "<!-- end of the settings table -->"
 
 GROUP_DATA_HEADER = '''"""
@@ -27,7 +27,7 @@ Your settings for every host of the inventory. Each setting is here as a comment
 line with its default and meaning: uncomment a line and change the value to set it.
 Host data in inventory.py (per host) and `--data name=value` (per run) override these.
 
-The defaults live in operations/settings.py (ad hoc runs, `pyinfra HOST deploy.py`, load
+The defaults live in operations/settings/registry.py (ad hoc runs, `pyinfra HOST deploy.py`, load
 no group_data and get them too); scripts/settings_docs.py writes this file's comments
 from there, so only change values, not the comment lines.
 """
@@ -36,7 +36,9 @@ from there, so only change values, not the comment lines.
 
 def table() -> str:
     rows = ["| Setting | Default | Meaning |", "|---|---|---|"]
-    rows += [f"| `{s.name}` | `{s.default!r}` | {s.meaning} |" for s in settings.SETTINGS]
+    for group in settings.GROUPS:
+        rows.append(f"| **{group.title}** | | |")
+        rows += [f"| `{s.name}` | `{s.default!r}` | {s.meaning} |" for s in group.settings]
     return "\n".join(rows)
 
 
@@ -58,8 +60,10 @@ def group_data(current: str = "") -> str:
         if name in settings.BY_NAME and not line.startswith("#"):
             chosen[name] = line
     blocks = [GROUP_DATA_HEADER]
-    for s in settings.SETTINGS:
-        blocks.append(f"# {s.meaning}\n{chosen.get(s.name, f'# {s.name} = {s.default!r}')}\n")
+    for group in settings.GROUPS:
+        blocks.append(f"# --- {group.title} ({group.modules}) ---\n")
+        for s in group.settings:
+            blocks.append(f"# {s.meaning}\n{chosen.get(s.name, f'# {s.name} = {s.default!r}')}\n")
     return "\n".join(blocks)
 
 

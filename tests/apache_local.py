@@ -14,10 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-from operations import apache
+from operations import apache, settings, tls
 
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 MODULES = "/usr/lib/apache2/modules"
+# The modules the deploy's vhost uses (without Basic auth).
+VHOST_MODULES = apache.needed_modules(basic_auth=False)
 
 
 def available() -> bool:
@@ -53,6 +55,14 @@ def keypair(directory: Path, name: str = "127.0.0.1", prefix: str = "") -> tuple
         capture_output=True,
     )
     return str(cert), str(key)
+
+
+def vhost(server_name: str, cert: str = tls.CERT, key: str = tls.KEY, **data) -> str:
+    """The deploy's vhost for ``server_name`` with the settings' defaults but ``data``, serving
+    ``cert`` and ``key`` (files of this machine) instead of the host's."""
+    text = apache.vhost({**settings.DEFAULTS, **data}, server_name)
+    served_cert, served_key = tls.served_paths(data.get("tls_mode", settings.DEFAULTS["tls_mode"]))
+    return text.replace(served_cert, cert).replace(served_key, key)
 
 
 def server_config(directory: Path, vhost: str, modules, listen=("80", "443")) -> Path:

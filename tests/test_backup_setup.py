@@ -66,7 +66,7 @@ def test_a_repository_needs_the_password_and_s3_its_keys_from_the_control_machin
     [error] = settings.check_values({"backup_repository": "s3:host/bucket"}, environ=ENV)
     assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in error
     # restore.py and uninstall.py use what the host has.
-    assert settings.check_values({"backup_repository": "/srv/backups"}, environ={}, secrets=False) == []
+    assert settings.check_values({"backup_repository": "/srv/backups"}, environ={}, script="uninstall") == []
 
 
 @pytest.mark.parametrize(
@@ -190,7 +190,7 @@ def test_the_script_backs_up_and_restores_every_byte_into_a_side_directory(tmp_p
     record = tmp_path / "created"
     config = tmp_path / "backup.conf"
     config.write_text(
-        backups.config_file(str(tmp_path / "repo"), str(notebooks), "x", "daily", {"last": 3})
+        backups.config_file(str(tmp_path / "repo"), str(notebooks), "x", "daily", {"last": 3}, ssh_key=False)
         .replace("/var/lib/x", str(home))
         .replace(backups.STATE_DIR, str(state))
         .replace(backups.CACHE_DIR, str(tmp_path / "cache"))
@@ -238,7 +238,7 @@ def test_init_refuses_a_local_directory_that_holds_something_else(tmp_path):
     taken.mkdir()
     (taken / "other.txt").write_text("not a repository\n")
     config = tmp_path / "backup.conf"
-    config.write_text(backups.config_file(str(taken), "/srv/jupyter", "x", "daily", {"last": 3}))
+    config.write_text(backups.config_file(str(taken), "/srv/jupyter", "x", "daily", {"last": 3}, ssh_key=False))
     (tmp_path / "password").write_text("scratch password\n")
     secrets = tmp_path / "restic.env"
     secrets.write_text(backups.secrets_file(str(taken)).replace(backups.PASSWORD_FILE, str(tmp_path / "password")))

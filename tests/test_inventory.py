@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from linode_api import LinodeApi, instance
+
+from tests.linode_api import LinodeApi, instance
 
 ROOT = Path(__file__).resolve().parent.parent
 

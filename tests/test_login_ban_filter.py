@@ -10,10 +10,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import apache_local
 import pytest
 
 from operations import apache
+from tests import apache_local
 
 ROOT = Path(__file__).resolve().parent.parent
 FILTER = ROOT / "files" / "fail2ban-jupyter-login.conf"
@@ -58,10 +58,10 @@ def test_apache_logs_the_peer_whatever_the_client_claims(tmp_path):
     # Jupyter's login form: 401 to every POST (a wrong password), 200 to a GET.
     backend = apache_local.Backend({"POST": 401, "GET": 200})
     cert, key = apache_local.keypair(tmp_path)
-    vhost = apache.vhost("127.0.0.1", "/jupyter/", backend.port, cert, key)
+    vhost = apache_local.vhost("127.0.0.1", cert, key, jupyter_port=backend.port)
     vhost = vhost[vhost.index("<VirtualHost *:443>") :].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18445>")
     vhost = vhost.replace("(:443)?", "(:18445)?")
-    config = apache_local.server_config(tmp_path, vhost, apache.needed_modules(), listen=["127.0.0.1:18445"])
+    config = apache_local.server_config(tmp_path, vhost, apache_local.VHOST_MODULES, listen=["127.0.0.1:18445"])
     base = "https://127.0.0.1:18445/jupyter/"
     spoofed = {"X-Forwarded-For": "203.0.113.99", "X-Real-IP": "203.0.113.98", "Client-IP": "203.0.113.97"}
     with apache_local.LoopbackApache(config):

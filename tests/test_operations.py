@@ -1,25 +1,75 @@
 """Custom operations, from JSON fixtures (pyinfra's own test style, via pyinfra-testing).
 
 Each folder under tests/operations is ``<module>.<operation>`` in ``operations/``; each
-file is one case: the facts a host reports, the arguments, and the exact commands the
+file is one case: what the host reports, the arguments, and the exact commands the
 operation must yield -- none at all (with the no-op message) when the host is converged.
+
+An operation that decides from its concern's snapshot (``state``) is fed the snapshot's
+own output: ``snapshot`` names how the concern builds it (``of``: its function, ``args``)
+or lists its paths, ``host`` holds the lines ``snapshot.HostSnapshot`` reads on the host.
+The others (facts of their own) are pyinfra-testing's ``facts``.
 """
 
+import json
+from importlib import import_module
 from pathlib import Path
 
-from pyinfra_testing.operations import make_operation_tests
+import pytest
+from pyinfra.context import ctx_host, ctx_state
+from pyinfra_testing.operations import make_operation_tests, parse_commands
+from pyinfra_testing.util import FakeState, create_host
+
+from operations import snapshot
 
 TESTS_BASE = Path(__file__).parent / "operations"
+FOLDERS = sorted(d.name for d in TESTS_BASE.iterdir() if d.is_dir())
 
-for _op_path in sorted(d.name for d in TESTS_BASE.iterdir() if d.is_dir()):
-    locals()[_op_path] = make_operation_tests("operations", _op_path, TESTS_BASE / _op_path)
+
+def _uses_snapshot(folder: str) -> bool:
+    return any("snapshot" in json.loads(case.read_text()) for case in (TESTS_BASE / folder).glob("*.json"))
+
+
+for _op_path in FOLDERS:
+    if not _uses_snapshot(_op_path):
+        locals()[_op_path] = make_operation_tests("operations", _op_path, TESTS_BASE / _op_path)
+
+
+def fed_snapshot(spec: dict, host_lines: list[str]) -> snapshot.Snapshot:
+    """The snapshot ``spec`` describes, holding what ``HostSnapshot`` makes of ``host_lines``."""
+    if "of" in spec:
+        module, function = spec["of"].split(".")
+        state = getattr(import_module(f"operations.{module}"), function)(*spec.get("args", []))
+    else:
+        state = snapshot.Snapshot(**spec)
+    state._state = snapshot.HostSnapshot().process(host_lines)
+    return state
+
+
+SNAPSHOT_CASES = [
+    (folder, case)
+    for folder in FOLDERS
+    if _uses_snapshot(folder)
+    for case in sorted((TESTS_BASE / folder).glob("*.json"))
+]
+
+
+@pytest.mark.parametrize("folder,case", SNAPSHOT_CASES, ids=[f"{f}/{c.stem}" for f, c in SNAPSHOT_CASES])
+def test_operation_deciding_from_its_snapshot(folder, case):
+    data = json.loads(case.read_text())
+    module, name = folder.split(".")
+    operation = getattr(import_module(f"operations.{module}"), name)
+    host = create_host(FakeState(), facts={})
+    state = fed_snapshot(data["snapshot"], data["host"])
+    with ctx_state.use(FakeState()), ctx_host.use(host):
+        commands = parse_commands(list(operation._inner(**data["kwargs"], state=state)))
+    assert commands == data["commands"]
+    if not commands:
+        assert host.noop_description == data["noop_description"]
 
 
 # -- passwords.password_file with a stored file: its line is downloaded, not read by a fact ---
 
 from pyinfra.api import FileUploadCommand  # noqa: E402
-from pyinfra.context import ctx_host, ctx_state  # noqa: E402
-from pyinfra_testing.util import FakeState, create_host  # noqa: E402
 
 from operations import passwords  # noqa: E402
 
@@ -27,7 +77,9 @@ from operations import passwords  # noqa: E402
 def password_file_commands(owner, stored, **kwargs):
     """(commands as text, no-op message) of password_file on a host holding ``stored``."""
     path = kwargs["path"]
-    host = create_host(FakeState(), facts={"passwords.PasswordFileOwner": {f"path={path}": owner}})
+    user, group, mode = owner.split(":")
+    state = fed_snapshot({"secret_paths": [path]}, [f"P\t{path}\tfile\t{mode}\t{user}\t{group}\t100.0\t"])
+    host = create_host(FakeState(), facts={})
     downloads = []
 
     def get_file(remote_filename, filename_or_io, *args, **kw):
@@ -37,7 +89,7 @@ def password_file_commands(owner, stored, **kwargs):
 
     host.get_file = get_file
     with ctx_state.use(FakeState()), ctx_host.use(host):
-        commands = list(passwords.password_file._inner(**kwargs))
+        commands = list(passwords.password_file._inner(**kwargs, state=state))
     assert downloads == [path]
     shown = [f"upload {c.src.getvalue()}" if isinstance(c, FileUploadCommand) else str(c) for c in commands]
     return shown, getattr(host, "noop_description", None)
@@ -112,6 +164,6 @@ def test_given_hash_is_compared_with_the_stored_line():
     assert len(password_file_commands("root:jupyter:640", other, **common)[0]) == 3
 
 
-def test_the_only_fact_about_a_password_file_reads_nothing_of_its_content():
-    command = passwords.PasswordFileOwner().command(path="/etc/jupyter/password_hash")
-    assert command == "if [ -f /etc/jupyter/password_hash ]; then stat -c '%U:%G:%a' /etc/jupyter/password_hash; fi"
+def test_the_snapshot_reads_nothing_of_a_password_files_content():
+    command = snapshot.HostSnapshot().command(secret_paths=["/etc/jupyter/password_hash"])
+    assert "sha256sum" not in command and "cat" not in command and "stat --printf" in command

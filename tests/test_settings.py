@@ -268,11 +268,8 @@ def test_group_data_offers_every_setting_commented_out_with_its_default_and_mean
 
 
 def test_a_user_who_uncomments_a_line_keeps_it_and_the_docs_check_still_passes(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import settings_docs
-    finally:
-        sys.path.pop(0)
+    from scripts import settings_docs
+
     edited = (ROOT / "group_data" / "all.py").read_text().replace("# jupyter_port = 8888", "jupyter_port = 9999")
     assert settings_docs.group_data(edited) == edited
     # A stale README table is caught.

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import http.server
 import ssl
-import sys
 import threading
 from pathlib import Path
 
-import apache_local
 import pytest
 import requests
 
+from scripts import ci_deploy
 from smoke.client import Jupyter
+from tests import apache_local
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import ci_deploy  # noqa: E402
 
 NAME = "nb1.stale-dns.test"
 

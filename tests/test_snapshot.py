@@ -89,14 +89,16 @@ CONTENT = "c = 1\n"
 SUM = hashlib.sha256(CONTENT.encode()).hexdigest()
 
 
-def test_file_same_content_and_owner_is_a_noop_and_otherwise_only_what_differs_is_mended():
-    args = {"path": "/etc/x y", "content": CONTENT, "user": "root", "group": "jupyter", "mode": "640"}
+def test_put_same_content_and_owner_is_a_noop_and_otherwise_only_what_differs_is_mended():
+    def args():
+        return {"src": snapshot.text(CONTENT), "dest": "/etc/x y", "user": "root", "group": "jupyter", "mode": "640"}
+
     same = Canned({"/etc/x y": snapshot.PathState("file", "640", "root", "jupyter", 1.0, SUM)})
-    assert run(snapshot.file, snapshot=same, **args) == ([], "/etc/x y is up to date")
+    assert run(snapshot.put, state=same, **args()) == ([], "/etc/x y is up to date")
     wrong_mode = Canned({"/etc/x y": snapshot.PathState("file", "644", "root", "jupyter", 1.0, SUM)})
-    assert run(snapshot.file, snapshot=wrong_mode, **args)[0] == ["chmod 640 '/etc/x y'"]
+    assert run(snapshot.put, state=wrong_mode, **args())[0] == ["chmod 640 '/etc/x y'"]
     changed = Canned({"/etc/x y": snapshot.PathState("file", "640", "root", "jupyter", 1.0, "0" * 64)})
-    assert run(snapshot.file, snapshot=changed, **args)[0] == [
+    assert run(snapshot.put, state=changed, **args())[0] == [
         "upload c = 1\n to /etc/x y.pyinfra-new",
         "chown root:jupyter '/etc/x y.pyinfra-new' && chmod 640 '/etc/x y.pyinfra-new' && "
         "mv -f '/etc/x y.pyinfra-new' '/etc/x y'",
@@ -110,7 +112,7 @@ def test_with_diff_a_changed_file_shows_what_changes_as_files_put_does(caplog):
     host.log = lambda message, log_func: log_func(message)  # what pyinfra's Host does
     canned = Canned({"/etc/x": snapshot.PathState("file", "640", "root", "root", 1.0, "0" * 64)})
     with caplog.at_level("INFO"), ctx_state.use(state), ctx_host.use(host):
-        commands = list(snapshot.file._inner("/etc/x", CONTENT, "root", "root", "640", canned))
+        commands = list(snapshot.put._inner(snapshot.text(CONTENT), "/etc/x", "root", "root", "640", canned))
     shown = "\n".join(record.getMessage() for record in caplog.records)
     assert "Will modify" in shown and "- c = 0" in shown and "+ c = 1" in shown
     assert len(commands) == 2  # the upload and the move
@@ -125,19 +127,77 @@ def test_directory_link_absent_and_service_decide_from_the_snapshot():
         },
         units={"f.service": snapshot.UnitState("inactive", "enabled")},
     )
-    assert run(snapshot.directory, path="/d", user="root", group="root", mode="755", snapshot=state)[0] == []
-    assert run(snapshot.directory, path="/d", user="jupyter", group="root", mode="750", snapshot=state)[0] == [
+    assert run(snapshot.directory, path="/d", user="root", group="root", mode="755", state=state)[0] == []
+    assert run(snapshot.directory, path="/d", user="jupyter", group="root", mode="750", state=state)[0] == [
         "chown jupyter:root /d",
         "chmod 750 /d",
     ]
-    assert run(snapshot.link, path="/l", target="/new", user="root", group="jupyter", snapshot=state)[0] == [
+    assert run(snapshot.link, path="/l", target="/new", user="root", group="jupyter", state=state)[0] == [
         "ln -sfn /new /l",
         "chown -h root:jupyter /l",
     ]
-    assert run(snapshot.link, path="/l", target="/old", user="root", group="jupyter", snapshot=state)[0] == []
-    assert run(snapshot.absent, path="/gone", snapshot=state) == ([], "/gone is absent")
-    assert run(snapshot.absent, path="/l", snapshot=state)[0] == ["rm -rf /l"]
-    assert run(snapshot.service, unit="f.service", snapshot=state)[0] == ["systemctl start f.service"]
+    assert run(snapshot.link, path="/l", target="/old", user="root", group="jupyter", state=state)[0] == []
+    assert run(snapshot.absent, path="/gone", state=state) == ([], "/gone is absent")
+    assert run(snapshot.absent, path="/l", state=state)[0] == ["rm -rf /l"]
+    assert run(snapshot.service, service="f.service", state=state)[0] == ["systemctl start f.service"]
+
+
+def test_service_restarts_reloads_and_reloads_systemd_only_when_called_for():
+    running = Canned(units={"f.service": snapshot.UnitState("active", "enabled")})
+    assert run(snapshot.service, service="f.service", state=running) == ([], "f.service is running and enabled")
+    restarted = run(snapshot.service, service="f.service", restarted=True, state=running)[0]
+    assert restarted == ["systemctl restart f.service"]
+    assert run(snapshot.service, service="f.service", restarted=lambda: False, state=running)[0] == []
+    checked = run(
+        snapshot.service,
+        service="f.service",
+        reloaded=lambda: True,
+        daemon_reload=True,
+        check_command="f --test",
+        ready_command="f --wait",
+        state=running,
+    )[0]
+    assert checked == ["systemctl daemon-reload", "f --test", "systemctl reload-or-restart f.service", "f --wait"]
+    # systemd itself says a unit file changed (an interrupted run): reloaded whatever else.
+    stale = Canned(units={"f.service": snapshot.UnitState("active", "enabled", needs_daemon_reload=True)})
+    assert run(snapshot.service, service="f.service", state=stale)[0] == ["systemctl daemon-reload"]
+    # A stopped unit is started (with what it reads now), never restarted too.
+    stopped = Canned(units={"f.service": snapshot.UnitState("inactive", "disabled")})
+    assert run(snapshot.service, service="f.service", restarted=True, state=stopped)[0] == [
+        "systemctl start f.service",
+        "systemctl enable f.service",
+    ]
+
+
+def test_a_path_or_unit_two_operations_would_decide_is_refused_while_the_run_is_planned():
+    state = Canned({"/d": snapshot.PathState("dir", "755", "root", "root")}, units={"f.service": snapshot.UnitState()})
+    state.claim("/d", "Notebook directory")
+    state.claim("f.service", "f running")
+    with pytest.raises(ValueError, match=r"/d is decided by two operations: 'Notebook directory' and 'Other'"):
+        state.claim("/d", "Other")
+    with pytest.raises(ValueError, match=r"f.service is decided by two operations"):
+        state.claim("f.service", "f restarted")
+    with pytest.raises(AssertionError, match="is not in this snapshot"):
+        state.claim("/elsewhere", "x")
+
+
+def test_every_deploy_claims_each_path_and_unit_once(monkeypatch):
+    """The whole deploy.py, fresh host: claims are made while the run is planned, once each."""
+    from tests.test_fake_deploy import run_deploy
+
+    claims: dict[int, dict[str, str]] = {}
+    original = snapshot.Snapshot.claim
+
+    def recording(self, what, by):
+        original(self, what, by)
+        claims.setdefault(id(self), {})[what] = by
+
+    monkeypatch.setattr(snapshot.Snapshot, "claim", recording)
+    from tests.fake_hosts import FRESH
+
+    run_deploy(monkeypatch, [("@fake/nb1", {"server_name": "nb.test", "fake_responses": FRESH})])
+    claimed = {what for by_snapshot in claims.values() for what in by_snapshot}
+    assert {jupyter.CONFIG_FILE, f"{jupyter.UNIT}.service", apache.SITE_PATH, "fail2ban.service"} <= claimed
 
 
 def test_restart_pending_names_files_newer_than_the_running_process():

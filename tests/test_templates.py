@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import apache_local
 import pytest
 
-from operations import apache, jupyter, letsencrypt, login_ban
+from operations import apache, jupyter, letsencrypt, login_ban, settings
+from tests import apache_local
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,8 +32,8 @@ def configtest(tmp_path, vhost: str, modules) -> subprocess.CompletedProcess:
 @needs_apache
 def test_vhost_passes_apache_configtest(tmp_path, keypair):
     cert, key = keypair
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key)
-    result = configtest(tmp_path, vhost, apache.needed_modules())
+    vhost = apache_local.vhost("nb.test", cert, key)
+    result = configtest(tmp_path, vhost, apache_local.VHOST_MODULES)
     assert result.returncode == 0, result.stderr
     assert "Syntax OK" in result.stderr
 
@@ -41,7 +41,7 @@ def test_vhost_passes_apache_configtest(tmp_path, keypair):
 @needs_apache
 def test_vhost_with_basic_auth_passes_apache_configtest(tmp_path, keypair):
     cert, key = keypair
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, basic_auth=True)
+    vhost = apache_local.vhost("nb.test", cert, key, basic_auth_user="alice")
     assert "AuthUserFile /etc/apache2/jupyter.htpasswd" in vhost and "Require valid-user" in vhost
     result = configtest(
         tmp_path, vhost.replace(apache.HTPASSWD, str(tmp_path / "users")), apache.needed_modules(basic_auth=True)
@@ -52,13 +52,13 @@ def test_vhost_with_basic_auth_passes_apache_configtest(tmp_path, keypair):
 @needs_apache
 def test_vhost_for_letsencrypt_serves_the_challenge_over_plain_http(tmp_path, keypair):
     cert, key = keypair
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, acme_webroot=letsencrypt.WEBROOT)
+    vhost = apache_local.vhost("nb.test", cert, key, tls_mode="letsencrypt")
     port80 = vhost.split("<VirtualHost *:443>")[0]
     assert f"\n    Alias /.well-known/acme-challenge/ {letsencrypt.WEBROOT}/.well-known/acme-challenge/\n" in port80
     assert "RewriteCond %{REQUEST_URI} !^/\\.well-known/acme-challenge/" in port80
-    result = configtest(tmp_path, vhost, apache.needed_modules())
+    result = configtest(tmp_path, vhost, apache_local.VHOST_MODULES)
     assert result.returncode == 0, result.stderr
-    plain = apache.vhost("nb.test", "/jupyter/", 8888, cert, key)
+    plain = apache_local.vhost("nb.test", cert, key)
     assert "Alias" not in plain
 
 
@@ -80,15 +80,15 @@ def test_renewal_hook_reloads_only_after_configtest(tmp_path):
 def test_configtest_catches_a_broken_vhost(tmp_path, keypair):
     """The check above can fail: an unknown directive is rejected with Apache's own message."""
     cert, key = keypair
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, cert, key, extra=["NotADirective on"])
+    vhost = apache_local.vhost("nb.test", cert, key, apache_extra_directives=["NotADirective on"])
     assert "    NotADirective on\n" in vhost
-    result = configtest(tmp_path, vhost, apache.needed_modules())
+    result = configtest(tmp_path, vhost, apache_local.VHOST_MODULES)
     assert result.returncode != 0
     assert "Invalid command 'NotADirective'" in result.stderr
 
 
 def test_vhost_fixes_the_2017_guide():
-    vhost = apache.vhost("nb.example.org", "/lab/", 8890, "/c.pem", "/k.pem")
+    vhost = apache_local.vhost("nb.example.org", jupyter_base_url="/lab/", jupyter_port=8890)
     assert "ProxyPass /lab/ http://127.0.0.1:8890/lab/ upgrade=websocket" in vhost
     assert "ProxyPassReverse /lab/ http://127.0.0.1:8890/lab/" in vhost
     assert "ProxyPreserveHost On" in vhost
@@ -100,12 +100,12 @@ def test_vhost_fixes_the_2017_guide():
     assert "RewriteCond %{REQUEST_URI} !^/\\.well-known/acme-challenge/" in vhost
     assert "RewriteRule ^ https://nb.example.org%{REQUEST_URI} [R=301,L]" in vhost
     assert 'Strict-Transport-Security "max-age=63072000"' in vhost
-    assert "proxy_https" not in apache.needed_modules()
-    assert "proxy_wstunnel" not in apache.needed_modules()
+    assert "proxy_https" not in apache_local.VHOST_MODULES
+    assert "proxy_wstunnel" not in apache_local.VHOST_MODULES
 
 
 def test_security_headers_and_request_body_limits():
-    vhost = apache.vhost("nb.example.org", "/lab/", 8890, "/c.pem", "/k.pem", max_request_size="64M")
+    vhost = apache_local.vhost("nb.example.org", jupyter_base_url="/lab/", jupyter_port=8890, max_request_size="64M")
     https = vhost.split("<VirtualHost *:443>")[1]
     assert 'Header always set Referrer-Policy "same-origin"' in https
     assert f"RewriteCond %{{HTTP:Content-Length}} -gt{apache.LOGIN_REQUEST_BYTES} [OR]\n" in https
@@ -128,9 +128,9 @@ def test_apache_from_2_4_47_on_is_accepted(version):
     apache.check_version("nb.test", version)
 
 
-@pytest.mark.parametrize("options", [{}, {"basic_auth": True}, {"acme_webroot": letsencrypt.WEBROOT}])
+@pytest.mark.parametrize("options", [{}, {"basic_auth_user": "alice"}, {"tls_mode": "letsencrypt"}])
 def test_no_rewrite_rule_feeds_the_proxy(options):
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", **options)
+    vhost = apache_local.vhost("nb.test", **options)
     rules = [line.strip() for line in vhost.splitlines() if line.strip().startswith("RewriteRule")]
     assert rules and not [rule for rule in rules if re.search(r"\[[^]]*\bP\b", rule)], rules
     assert "ws://" not in vhost and "ProxyPassMatch" not in vhost
@@ -152,14 +152,12 @@ class _Config:
         return Section()
 
 
-def load_server_config(tmp_path, **overrides):
+def load_server_config(tmp_path, server_name="nb.example.org", **data):
+    """The Jupyter config of a host with the settings' defaults but ``data``, executed."""
     password_file = tmp_path / "password_hash"
     password_file.write_text("argon2:$argon2id$v=19$m=10240,t=10,p=8$c2FsdA$ZGlnZXN0\n")
-    args = dict(
-        server_name="nb.example.org", base_url="/jupyter/", port=8888, notebook_dir="/srv/jupyter", terminals=True
-    )
-    args.update(overrides)
-    source = jupyter.server_config(**args).replace(jupyter.PASSWORD_FILE, str(password_file))
+    source = jupyter.server_config({**settings.DEFAULTS, **data}, server_name)
+    source = source.replace(jupyter.PASSWORD_FILE, str(password_file))
     ast.parse(source)
     config = _Config()
     path = list(sys.path)
@@ -191,7 +189,7 @@ def test_jupyter_config_is_valid_python_with_modern_names_only(tmp_path):
 
 
 def test_jupyter_config_is_locked_down(tmp_path):
-    _, values = load_server_config(tmp_path, terminals=False)
+    _, values = load_server_config(tmp_path, jupyter_terminals=False)
     assert values["ServerApp.ip"] == "127.0.0.1"
     assert values["ServerApp.port"] == 8888
     assert values["ServerApp.base_url"] == "/jupyter/"
@@ -234,7 +232,7 @@ def test_ip_server_name_relies_on_apache_host_check(tmp_path):
     """Jupyter accepts no IP but loopback as a local host, so Apache must refuse foreign Hosts."""
     _, values = load_server_config(tmp_path, server_name="203.0.113.7")
     assert values["ServerApp.allow_remote_access"] is True
-    vhost = apache.vhost("203.0.113.7", "/jupyter/", 8888, "/c.pem", "/k.pem")
+    vhost = apache_local.vhost("203.0.113.7")
     assert "RewriteCond %{HTTP_HOST} !^203\\.0\\.113\\.7(:443)?$ [NC]\n    RewriteRule ^ - [F]" in vhost
 
 
@@ -299,19 +297,21 @@ def test_unit_makes_jupyter_the_oom_killers_first_choice_and_isolates_the_server
 
 
 def test_server_culls_only_idle_unconnected_kernels_and_pings_within_the_proxy_timeout(tmp_path):
-    _, values = load_server_config(tmp_path, cull_idle_timeout=30, proxy_timeout=6)
+    _, values = load_server_config(tmp_path, cull_idle_kernels_after=30, apache_proxy_timeout=6)
     assert values["MappingKernelManager.cull_idle_timeout"] == 30
     assert values["MappingKernelManager.cull_interval"] == 3
     assert values["MappingKernelManager.cull_connected"] is False and values["MappingKernelManager.cull_busy"] is False
     assert values["ServerApp.tornado_settings"]["ws_ping_interval"] == 2000
     _, defaults = load_server_config(tmp_path)
-    assert not any(key.startswith("MappingKernelManager") for key in defaults)
+    assert defaults["MappingKernelManager.cull_idle_timeout"] == settings.DEFAULTS["cull_idle_kernels_after"]
     assert defaults["ServerApp.tornado_settings"]["ws_ping_interval"] == 30000
+    _, never = load_server_config(tmp_path, cull_idle_kernels_after=0)
+    assert not any(key.startswith("MappingKernelManager") for key in never)
     assert jupyter.cull_interval(86400) == 300
 
 
 def test_server_lists_the_users_kernels_and_terminals_get_the_users_data_dir(tmp_path):
-    _, values = load_server_config(tmp_path, home="/var/lib/jupyter", prefix="/opt/anaconda3")
+    _, values = load_server_config(tmp_path)
     unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
     assert "Environment=JUPYTER_PATH=/etc/jupyter/data:/etc/jupyter/user\n" in unit
     assert values["NotebookNotary.data_dir"] == "/var/lib/jupyter/.local/share/jupyter"
@@ -327,7 +327,7 @@ def test_server_lists_the_users_kernels_and_terminals_get_the_users_data_dir(tmp
 
 
 def test_proxy_timeout_is_apaches_timeout_for_requests_and_websocket_tunnels():
-    vhost = apache.vhost("nb.test", "/jupyter/", 8888, "/c.pem", "/k.pem", proxy_timeout=6)
+    vhost = apache_local.vhost("nb.test", apache_proxy_timeout=6)
     assert "\n    Timeout 6\n" in vhost
     assert "upgrade=websocket timeout=6\n" in vhost
     assert jupyter.ws_ping_interval_ms(6) == 2000 and jupyter.ws_ping_interval_ms(300) == 30000
@@ -342,10 +342,10 @@ def test_apache_refuses_big_bodies_before_they_reach_jupyter(tmp_path, keypair):
     urllib3.disable_warnings()
     backend = apache_local.Backend()
     cert, key = keypair
-    vhost = apache.vhost("127.0.0.1", "/jupyter/", backend.port, cert, key, max_request_size="2M")
+    vhost = apache_local.vhost("127.0.0.1", cert, key, jupyter_port=backend.port, max_request_size="2M")
     vhost = vhost[vhost.index("<VirtualHost *:443>") :].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18444>")
     vhost = vhost.replace("(:443)?", "(:18444)?")
-    config = apache_local.server_config(tmp_path, vhost, apache.needed_modules(), listen=["127.0.0.1:18444"])
+    config = apache_local.server_config(tmp_path, vhost, apache_local.VHOST_MODULES, listen=["127.0.0.1:18444"])
     base = "https://127.0.0.1:18444/jupyter/"
     with apache_local.LoopbackApache(config):
 
@@ -367,7 +367,7 @@ def _jails(text: str) -> configparser.ConfigParser:
 
 
 def test_login_ban_jail_bans_at_the_web_ports_only_and_never_ssh():
-    jails = _jails(login_ban.jail_config())
+    jails = _jails(login_ban.jail_config(settings.DEFAULTS))
     assert jails.sections() == ["sshd", "jupyter-login"]
     assert jails["sshd"]["enabled"] == "false"
     jail = jails["jupyter-login"]
@@ -387,7 +387,14 @@ def test_login_ban_jail_bans_at_the_web_ports_only_and_never_ssh():
 
 
 def test_login_ban_jail_takes_the_settings_and_adds_basic_auth_when_it_is_on():
-    jails = _jails(login_ban.jail_config(3, 60, 120, ["203.0.113.7", "2001:db8::/32"], basic_auth=True))
+    data = {
+        "login_ban_max_failures": 3,
+        "login_ban_window": 60,
+        "login_ban_seconds": 120,
+        "login_ban_ignore": ["203.0.113.7", "2001:db8::/32"],
+        "basic_auth_user": "alice",
+    }
+    jails = _jails(login_ban.jail_config({**settings.DEFAULTS, **data}))
     assert jails.sections() == ["sshd", "jupyter-login", "jupyter-basic-auth"]
     for name in ("jupyter-login", "jupyter-basic-auth"):
         jail = jails[name]
@@ -397,7 +404,7 @@ def test_login_ban_jail_takes_the_settings_and_adds_basic_auth_when_it_is_on():
     basic = jails["jupyter-basic-auth"]
     assert (basic["filter"], basic["logpath"]) == ("apache-auth", apache.HTTPS_ERROR_LOG)
     # The paths the vhost really logs to.
-    vhost = apache.vhost("nb.example.org", "/jupyter/", 8888, "c", "k")
+    vhost = apache_local.vhost("nb.example.org")
     assert "ErrorLog ${APACHE_LOG_DIR}/" + apache.HTTPS_ERROR_LOG.rsplit("/", 1)[1] in vhost
     assert apache.LOGIN_LOG == f"{apache.LOG_DIR}/{apache.LOGIN_LOG_NAME}"
     assert f"CustomLog ${{APACHE_LOG_DIR}}/{apache.LOGIN_LOG_NAME} jupyter_login" in vhost

@@ -11,7 +11,10 @@ import os
 import time
 
 import pytest
-from scenario import (
+
+from lab import Lab, standin
+from lab.config import CACHE
+from tests.e2e.scenario import (
     ACME_MACHINES,
     BAN_DATA,
     ENV_DATA,
@@ -22,10 +25,6 @@ from scenario import (
     TIMINGS,
     Deployment,
 )
-
-import build as standin
-from lab import Lab
-from lab.config import CACHE
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -18,9 +18,9 @@ import time
 from urllib.parse import quote
 
 import pytest
-from scenario import FIGURES, PASSWORD, ROOT, TIMINGS
 
 from smoke.client import Jupyter
+from tests.e2e.scenario import FIGURES, PASSWORD, ROOT, TIMINGS
 
 BACKUP_PASSWORD = "lab backup password, not secret 0451"
 LOCAL_REPOSITORY = "/srv/backups/jupyter"

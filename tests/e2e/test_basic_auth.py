@@ -8,13 +8,13 @@ import hashlib
 import os
 import time
 
-import login_traffic
 import pytest
 import requests
-from scenario import PASSWORD
 
 from lab.clients import ClientAddress
 from smoke.client import Jupyter
+from tests.e2e import login_traffic
+from tests.e2e.scenario import PASSWORD
 
 USER, BASIC_PASSWORD = "alice", "second factor, lab only"
 

@@ -15,7 +15,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from scenario import FIGURES, PASSWORD
+
+from tests.e2e.scenario import FIGURES, PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

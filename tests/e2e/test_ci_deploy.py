@@ -14,7 +14,8 @@ import sys
 import time
 
 import pytest
-from scenario import FIGURES, PASSWORD, ROOT, TIMINGS
+
+from tests.e2e.scenario import FIGURES, PASSWORD, ROOT, TIMINGS
 
 VHOST = "/etc/apache2/sites-available/jupyter.conf"
 

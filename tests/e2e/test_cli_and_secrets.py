@@ -11,10 +11,10 @@ import subprocess
 import sys
 
 import pytest
-from scenario import LAB_DATA, MACHINES, PASSWORD, ROOT
 
 from smoke import check
 from smoke.client import Jupyter, LoginFailed
+from tests.e2e.scenario import LAB_DATA, MACHINES, PASSWORD, ROOT
 
 
 def run_with_data(deployment, target: str, env: dict | None = None, extra=()):
@@ -92,7 +92,7 @@ def test_password_change_ends_old_sessions_and_shows_no_secret_even_with_diff_an
         assert changed.changed() == {
             deployment.address(name): [
                 "Jupyter Notebook service | Jupyter password hash (never shown)",
-                "Jupyter Notebook service | Restart Jupyter for its new config",
+                "Jupyter Notebook service | Jupyter running with its current config",
             ]
             for name in deployment.names
         }

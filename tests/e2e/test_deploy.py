@@ -5,9 +5,9 @@ checked from outside through Apache the way a browser uses them.
 
 import pytest
 import requests
-from scenario import MACHINES, PASSWORD
 
 from smoke.client import Jupyter, LoginFailed
+from tests.e2e.scenario import MACHINES, PASSWORD
 
 NAMES = [name for name, _ in MACHINES]
 

@@ -17,10 +17,10 @@ import time
 import pytest
 import requests
 import websocket
-from scenario import ENV_DATA, FIGURES, FLEET_PIP_PACKAGES, PASSWORD, TIMINGS
 
 from lab.memory import MemoryCap
 from smoke.client import Jupyter, _run_cell, execute_request
+from tests.e2e.scenario import ENV_DATA, FIGURES, FLEET_PIP_PACKAGES, PASSWORD, TIMINGS
 
 HOST = "nb6"
 PACKAGES_OP = "Fleet packages | Install the listed conda and pip packages into the prefix"
@@ -509,7 +509,7 @@ def test_changed_memory_limit_applies_to_the_running_server(deployment, ca_files
                     f"Jupyter Notebook service | {op}"
                     for op in (
                         "Memory, CPU and task limits (systemd drop-in)",
-                        "Reload systemd units",
+                        "Jupyter running with its current config",
                         "Apply the new limits to the running server",
                     )
                 ]

@@ -7,9 +7,9 @@ is never enabled while the port of the SSH connection doing it is not allowed.
 import socket
 
 import pytest
-from scenario import Deployment
 
 from operations import firewall
+from tests.e2e.scenario import Deployment
 
 NAME = "nb2"
 SECOND_PORT = 2222

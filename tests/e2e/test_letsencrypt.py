@@ -20,10 +20,10 @@ import threading
 import time
 
 import pytest
-from scenario import FIGURES, PASSWORD, TIMINGS, Deployment
 
 from lab.acme import TEST_DOMAIN, AcmeServer
 from smoke.client import Jupyter
+from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS, Deployment
 
 NAMES = {"nb4": f"nb4.{TEST_DOMAIN}", "nb5": f"nb5.{TEST_DOMAIN}"}
 LIVE = "/etc/letsencrypt/live/{}/fullchain.pem"

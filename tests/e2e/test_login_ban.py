@@ -17,13 +17,13 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import login_traffic
 import pytest
-from login_traffic import reachable
-from scenario import BAN_SECONDS, FIGURES, PASSWORD
 
 from lab.clients import ClientAddress
 from smoke.client import Jupyter
+from tests.e2e import login_traffic
+from tests.e2e.login_traffic import reachable
+from tests.e2e.scenario import BAN_SECONDS, FIGURES, PASSWORD
 
 BAN_HOSTS = ["nb3", "nb6"]
 MAX_FAILURES = 5

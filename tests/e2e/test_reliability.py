@@ -12,9 +12,9 @@ import time
 
 import pytest
 import requests
-from scenario import FIGURES, PASSWORD
 
 from smoke.client import Jupyter, _run_cell
+from tests.e2e.scenario import FIGURES, PASSWORD
 
 WATCHED = "/etc/jupyter/jupyter_server_config.py /etc/jupyter/password_hash /etc/apache2/sites-available/jupyter.conf"
 

@@ -11,10 +11,10 @@ import os
 
 import pytest
 import requests
-from scenario import ENV_DATA, PASSWORD
 
 from operations import apache, settings
 from smoke.client import Jupyter
+from tests.e2e.scenario import ENV_DATA, PASSWORD
 
 NAME = "nb6"
 LIMIT = settings.size_bytes(ENV_DATA["max_request_size"])

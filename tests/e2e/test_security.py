@@ -8,16 +8,16 @@ import re
 import time
 import warnings
 
-import apache_local
 import pytest
 import requests
 import websocket
-from scenario import MACHINES, PASSWORD
 
 from lab.config import BRIDGE_IP, METADATA_IP, METADATA_IPV6, PROXY_PORT
 from lab.network import MetadataService
-from operations import apache, tls
+from operations import tls
 from smoke.client import Jupyter, _run_cell
+from tests import apache_local
+from tests.e2e.scenario import MACHINES, PASSWORD
 
 NAMES = [name for name, _ in MACHINES]
 
@@ -72,12 +72,12 @@ def test_tls_meets_mozilla_intermediate(deployment, name):
 def test_tls_grader_fails_a_deliberately_weak_vhost(tmp_path):
     """Negative control: the same grader, our vhost with its TLS lines weakened, on loopback."""
     cert, key = apache_local.keypair(tmp_path)
-    vhost = apache.vhost("127.0.0.1", "/jupyter/", 8888, cert, key)
+    vhost = apache_local.vhost("127.0.0.1", cert, key)
     vhost = vhost[vhost.index("<VirtualHost *:443>") :].replace("<VirtualHost *:443>", "<VirtualHost 127.0.0.1:18443>")
     vhost = re.sub(r"SSLProtocol .*", "SSLProtocol all", vhost)
     vhost = re.sub(r"SSLCipherSuite .*", "SSLCipherSuite ALL:@SECLEVEL=0", vhost)
     vhost = re.sub(r"SSLOpenSSLConfCmd Curves .*", "", vhost)
-    config = apache_local.server_config(tmp_path, vhost, apache.needed_modules(), listen=["127.0.0.1:18443"])
+    config = apache_local.server_config(tmp_path, vhost, apache_local.VHOST_MODULES, listen=["127.0.0.1:18443"])
     with apache_local.LoopbackApache(config):
         issues = mozilla_intermediate_issues("127.0.0.1", 18443)
     assert {"tls_versions", "ciphers"} <= set(issues), issues

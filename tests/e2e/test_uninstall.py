@@ -11,9 +11,9 @@ import re
 from urllib.parse import quote
 
 import pytest
-from scenario import FIGURES, PASSWORD, TIMINGS
 
 from smoke.client import Jupyter
+from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS
 
 NAME = "nb2"
 NOTEBOOK = "kept across uninstall.ipynb"

@@ -3,7 +3,10 @@ Build the stand-in conda installer (tests only): a bash header with Anaconda's b
 interface followed by a tar of the wheels Jupyter Notebook 7 needs, for the Python
 versions of the lab's Debian releases. Cached by content: rebuilt only when missing.
 
-    python tests/standin/build.py OUTPUT_DIR   # prints the installer path and sha256
+    python -m lab.standin OUTPUT_DIR   # prints the installer path and sha256
+
+Its own package (``lab.standin``), beside the lab that serves it to the hosts, used by the
+real-host tests, ``./demo`` and the benchmark.
 """
 
 from __future__ import annotations
@@ -75,6 +78,6 @@ def build(out_dir: Path) -> tuple[Path, str]:
     return installer, hashlib.sha256(installer.read_bytes()).hexdigest()
 
 
-if __name__ == "__main__":
+def main() -> None:
     path, digest = build(Path(sys.argv[1]))
     print(path, digest)

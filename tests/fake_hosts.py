@@ -84,6 +84,13 @@ def snapshot_answer(state, files, reloaded=False, probes=None, newer=()) -> list
     return lines
 
 
+def checks_answer(user: str, account: list[str], apache_version: str) -> dict[str, list[str]]:
+    """The fake response to the host checks' snapshot: the account's lines and Apache's version."""
+    state = host_checks.checks_snapshot(user)
+    answer = snapshot_answer(state, {}, probes={"account": account, "apache": [apache_version]})
+    return {snapshot_command(state): answer}
+
+
 def certificate_answer(letsencrypt_mode: bool) -> list[str]:
     """The TLS snapshot of a converged host: a valid self-signed pair; in letsencrypt mode
     also certbot's live one, and the links pointing at it."""
@@ -107,28 +114,12 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
     data = {**settings.DEFAULTS, "server_name": NAME, **(data or {})}
     user = data["jupyter_user"]
     stored_hash = passwords.hash_password(PASSWORD)
-    config = jupyter.server_config(
-        NAME,
-        data["jupyter_base_url"],
-        data["jupyter_port"],
-        data["notebook_dir"],
-        data["jupyter_terminals"],
-        home=f"/var/lib/{user}",
-        prefix=data["conda_prefix"],
-        cull_idle_timeout=data["cull_idle_kernels_after"],
-        proxy_timeout=data["apache_proxy_timeout"],
-    )
+    config = jupyter.server_config(data, NAME)
     unit = jupyter.unit_file(
         user, data["conda_prefix"], data["notebook_dir"], data["jupyter_base_url"], data["jupyter_port"]
     )
     letsencrypt_mode = data["tls_mode"] == "letsencrypt"
-    vhost = apache.vhost(
-        NAME,
-        data["jupyter_base_url"],
-        data["jupyter_port"],
-        *tls.served_paths(data["tls_mode"]),
-        acme_webroot=tls.ACME_WEBROOT if letsencrypt_mode else None,
-    )
+    vhost = apache.vhost(data, NAME)
     home = f"/var/lib/{user}"
     readable = ("root", user, "640")
     system_file = ("root", "root", "644")
@@ -164,17 +155,11 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
         **{f"/etc/apache2/{kind}-enabled": ("dir", ("root", "root", "755")) for kind in apache.KINDS},
     }
     enabled = {
-        "mods-enabled": [f"{m}.load" for m in apache.needed_modules()] + ["mpm_event.load"],
+        "mods-enabled": [f"{m}.load" for m in apache.needed_modules(basic_auth=False)] + ["mpm_event.load"],
         "sites-enabled": [f"{apache.SITE}.conf"],
         "conf-enabled": ["security.conf", f"{apache.HARDENING_CONF}.conf"],
     }
-    jail = login_ban.jail_config(
-        data["login_ban_max_failures"],
-        data["login_ban_window"],
-        data["login_ban_seconds"],
-        data["login_ban_ignore"],
-        basic_auth=bool(data["basic_auth_user"]),
-    )
+    jail = login_ban.jail_config(data)
     ban_files = {
         login_ban.FILTER_FILE: ((ROOT / "files" / "fail2ban-jupyter-login.conf").read_text(), system_file),
         login_ban.JAIL_FILE: (jail, system_file),
@@ -191,7 +176,11 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
         snapshot_command(login_ban.jail_snapshot()): snapshot_answer(login_ban.jail_snapshot(), ban_files),
         "db:Status-Abbrev": [f"ii  {p}" for p in system.wanted_packages(data)] + ["index-age 60"],
         # host_checks: the account and Apache's version, in one command.
-        host_checks.APACHE_MARK: [account, f"config-group={user}", host_checks.APACHE_MARK, "2.4.71-1~deb12u1"],
+        **checks_answer(user, [account, f"config-group={user}"], "2.4.71-1~deb12u1"),
+        # What Apache reads, read again just before its reload when the run is planned first.
+        snapshot_command(apache.reload_snapshot(data["tls_mode"])): snapshot_answer(
+            apache.reload_snapshot(data["tls_mode"]), apache_files, reloaded=True
+        ),
         # Not a command: what get_file downloads (see FakeDownloads).
         FakeDownloads.key(jupyter.PASSWORD_FILE): passwords.file_content(stored_hash),
         snapshot_command(installer): snapshot_answer(
@@ -199,19 +188,6 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
             {conda.INSTALL_SCRIPT: ((ROOT / "files" / "conda-install").read_text(), ("root", "root", "755"))},
             probes={"installation": ["present", data["conda_installer_sha256"], "notebook"]},
         ),
-        # pyinfra's systemd.service, which restarts (only when this run changed something).
-        "--property SubState": [
-            f"Id={jupyter.UNIT}.service",
-            "SubState=running",
-            "Id=certbot.timer",
-            "SubState=waiting",
-        ],
-        "--property UnitFileState": [
-            f"Id={jupyter.UNIT}.service",
-            "UnitFileState=enabled",
-            "Id=certbot.timer",
-            "UnitFileState=enabled",
-        ],
         "ufw status": [
             "Status: active",
             "Default: deny (incoming), allow (outgoing), disabled (routed)",

@@ -1,0 +1,152 @@
+"""
+The rules between settings (and between a setting and the control machine's environment):
+each is one function of what it needs, returning the lines of refusal it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .addresses import is_dns_name, is_hostname_or_ip
+from .checks import check_basic_auth_user
+from .environ import BACKUP_PASSWORD_ENV, BASIC_AUTH_PASSWORD_ENV, PASSWORD_ENV, S3_CREDENTIAL_ENVS
+from .paths import check_abs_path, check_backup_repository, check_restore_to, home_of, overlap, shown_repository
+from .registry import DEFAULTS
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the rules see: one host's settings (defaults filled in), the environment, which
+    script runs (``deploy``, ``restore`` or ``uninstall``) and the host's inventory name."""
+
+    values: dict[str, Any]
+    environ: Any
+    script: str = "deploy"
+    host_name: str | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values.get(name, DEFAULTS[name])
+
+    @property
+    def secrets(self) -> bool:
+        """A deploy needs the passwords and keys from the environment; restore.py and
+        uninstall.py use what the host already has."""
+        return self.script == "deploy"
+
+
+def password_given(run: Run) -> list[str]:
+    if run.secrets and run["jupyter_password_hash"] is None and not run.environ.get(PASSWORD_ENV):
+        return [
+            f"setting jupyter_password_hash is not set and {PASSWORD_ENV} is empty: "
+            f"give an argon2 hash or export {PASSWORD_ENV} on the control machine"
+        ]
+    return []
+
+
+def basic_auth_password_given(run: Run) -> list[str]:
+    user = run["basic_auth_user"]
+    if run.secrets and user and not check_basic_auth_user(user) and not run.environ.get(BASIC_AUTH_PASSWORD_ENV):
+        return [
+            f"setting basic_auth_user = {user!r} needs a password: "
+            f"export {BASIC_AUTH_PASSWORD_ENV} on the control machine (or set basic_auth_user to None)"
+        ]
+    return []
+
+
+def notebooks_apart_from_the_prefix(run: Run) -> list[str]:
+    # The notebook directory is writable by notebook code; the prefix holds what the server imports.
+    notebook_dir, prefix = run["notebook_dir"], run["conda_prefix"]
+    if not check_abs_path(notebook_dir) and not check_abs_path(prefix) and overlap(notebook_dir, prefix):
+        return [
+            f"setting notebook_dir = {notebook_dir!r} is not allowed: must not be conda_prefix ({prefix!r}), "
+            "inside it, or contain it"
+        ]
+    return []
+
+
+def backup_repository_usable(run: Run) -> list[str]:
+    repository, notebook_dir = run["backup_repository"], run["notebook_dir"]
+    if not repository or check_backup_repository(repository):
+        return []
+    shown, home, errors = shown_repository(repository), home_of(run["jupyter_user"]), []
+    if run.secrets and not run.environ.get(BACKUP_PASSWORD_ENV):
+        errors.append(
+            f"setting backup_repository = {shown!r} needs a password: export {BACKUP_PASSWORD_ENV} "
+            "on the control machine (the repository's key; keep it somewhere safe, the backups are "
+            "unreadable without it)"
+        )
+    if run.secrets and repository.startswith("s3:") and not all(run.environ.get(n) for n in S3_CREDENTIAL_ENVS):
+        errors.append(
+            f"setting backup_repository = {shown!r} needs {' and '.join(S3_CREDENTIAL_ENVS)} "
+            "exported on the control machine"
+        )
+    if (
+        repository.startswith("/")
+        and not check_abs_path(notebook_dir)
+        and (overlap(repository, notebook_dir) or overlap(repository, home))
+    ):
+        errors.append(
+            f"setting backup_repository = {shown!r} is not allowed: must not be inside or contain "
+            f"what it backs up (notebook_dir {notebook_dir!r}, the Jupyter home {home!r})"
+        )
+    return errors
+
+
+def restore_has_a_repository(run: Run) -> list[str]:
+    if run.script == "restore" and not run["backup_repository"]:
+        return [
+            "setting backup_repository is None: this host has no backups to restore from "
+            "(set it as for the deploy that made them)"
+        ]
+    return []
+
+
+def restore_outside_the_users_tree(run: Run) -> list[str]:
+    # The notebook user can change anything there while root restores into it.
+    target, notebook_dir, home = run["restore_to"], run["notebook_dir"], home_of(run["jupyter_user"])
+    if not target or check_restore_to(target) or check_abs_path(notebook_dir):
+        return []
+    if overlap(target, notebook_dir) or overlap(target, home):
+        return [
+            f"setting restore_to = {target!r} is not allowed: must not be inside or contain notebook_dir "
+            f"({notebook_dir!r}) or the Jupyter home ({home!r}), which the notebook user can write: restore "
+            "in place (restore_to = None, done as the notebook user) or into a directory of its own"
+        ]
+    return []
+
+
+def server_name_known(run: Run) -> list[str]:
+    if run.host_name is not None and run["server_name"] is None and not is_hostname_or_ip(run.host_name):
+        return [
+            f"setting server_name is not set and the inventory name {run.host_name!r} is not a "
+            "hostname or IPv4 address: set server_name to the host's public DNS name"
+        ]
+    return []
+
+
+def letsencrypt_has_a_dns_name(run: Run) -> list[str]:
+    name = run["server_name"] or run.host_name
+    if run.host_name is not None and run["tls_mode"] == "letsencrypt" and not is_dns_name(name):
+        return [
+            f"setting tls_mode = 'letsencrypt' needs a DNS name, not {name!r}: "
+            "set server_name to the public name that points at this host"
+        ]
+    return []
+
+
+RULES = (
+    basic_auth_password_given,
+    notebooks_apart_from_the_prefix,
+    backup_repository_usable,
+    restore_has_a_repository,
+    restore_outside_the_users_tree,
+    password_given,
+    server_name_known,
+    letsencrypt_has_a_dns_name,
+)
+
+
+def broken(run: Run) -> list[str]:
+    """Every rule ``run`` breaks, one line each."""
+    return [line for rule in RULES for line in rule(run)]
