@@ -50,16 +50,16 @@ LIMITS_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/limits.conf"
 def restart_pending(state: snapshot.Snapshot, unit: str, paths: list[str]) -> list[str]:
     """
     What a running ``unit`` has not picked up yet, from the concern's snapshot: each of
-    ``paths`` changed after its main process started, and ``daemon-reload`` when systemd
-    still has an old copy of the unit. Empty when the unit is not running. (A run
-    interrupted between writing a file and restarting leaves exactly this behind.)
+    ``paths`` changed after its main process started (empty when it is not running). A run
+    interrupted between writing a file and restarting leaves exactly this behind. (That
+    systemd still has an old copy of a unit file calls for a daemon-reload, not a restart:
+    ``snapshot.service`` does it.)
     """
     current = state.unit(unit)
     # systemd's own start time, to the microsecond: `ps -o lstart` is derived from the boot
     # time truncated to a second and can read up to a second early, which made a file
     # written just before a restart look newer than the process.
-    stale = state.newer_than(paths, current.started) if current.main_pid > 0 and current.started else []
-    return stale + (["daemon-reload"] if current.needs_daemon_reload else [])
+    return state.newer_than(paths, current.started) if current.main_pid > 0 and current.started else []
 
 
 @operation()
@@ -350,18 +350,9 @@ def install_jupyter():
         mode="644",
         **system_file,
     )
-    # Restarted for what the server reads at start (also when an interrupted earlier run
-    # wrote it and never restarted: the snapshot says so); a stopped server starts with it.
-    snapshot.service(
-        name="Jupyter running with its current config",
-        service=f"{UNIT}.service",
-        daemon_reload=snapshot.Changes(unit, limits),
-        restarted=snapshot.Changes(
-            config, login_handler, password, unit, owed=lambda: restart_pending(state, f"{UNIT}.service", RESTART_PATHS)
-        ),
-        state=state,
-    )
     # New limits reach the running unit's cgroup at once; no restart, kernels keep running.
+    # (Before the daemon-reload below: on systemd 252 a set-property after it left the unit
+    # flagged as changed on disk.)
     server.shell(
         name="Apply the new limits to the running server",
         commands=[
@@ -377,4 +368,15 @@ def install_jupyter():
             )
         ],
         _if=limits.did_change,
+    )
+    # Restarted for what the server reads at start (also when an interrupted earlier run
+    # wrote it and never restarted: the snapshot says so); a stopped server starts with it.
+    snapshot.service(
+        name="Jupyter running with its current config",
+        service=f"{UNIT}.service",
+        daemon_reload=snapshot.Changes(unit, limits),
+        restarted=snapshot.Changes(
+            config, login_handler, password, unit, owed=lambda: restart_pending(state, f"{UNIT}.service", RESTART_PATHS)
+        ),
+        state=state,
     )

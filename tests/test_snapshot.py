@@ -209,7 +209,7 @@ def test_restart_pending_names_files_newer_than_the_running_process():
         units={"jupyter.service": snapshot.UnitState("active", "enabled", True, 812, 100.0)},
     )
     paths = ["/etc/jupyter/c.py", "/etc/jupyter/p"]
-    assert jupyter.restart_pending(state, "jupyter.service", paths) == ["/etc/jupyter/c.py", "daemon-reload"]
+    assert jupyter.restart_pending(state, "jupyter.service", paths) == ["/etc/jupyter/c.py"]
     stopped = Canned(state._state["paths"], units={"jupyter.service": snapshot.UnitState("inactive", "enabled")})
     assert jupyter.restart_pending(stopped, "jupyter.service", paths) == []
 
