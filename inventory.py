@@ -9,10 +9,17 @@ Where they come from (the run's first lines say which source it used):
   separated). Per-host settings go in the dict beside a host; shared ones in
   group_data/all.py (every host) or group_data/notebooks.py (this group).
 
+JUPYTER_SHARD=I/K keeps one slice of those hosts, the I-th of K (1 <= I <= K), chosen by a
+hash of each host's name: the same host is in the same slice on every run, whatever the
+others. K processes (`scripts/ci-deploy --shards K`) or K CI jobs deploy a fleet past what
+one control machine's core can plan.
+
 Every module-level list here is a pyinfra group: private names start with "_".
 """
 
+import hashlib as _hashlib
 import os as _os
+import re as _re
 import sys as _sys
 
 notebooks = [
@@ -54,3 +61,29 @@ else:
             "inventory: no hosts: add yours to `notebooks` in inventory.py, set JUPYTER_HOSTS=host1,host2, "
             "or set LINODE_TOKEN to deploy to your Linodes tagged 'jupyter'"
         )
+
+
+def _name(host) -> str:
+    return host[0] if isinstance(host, tuple) else host
+
+
+def _slice(hosts: list, spec: str) -> list:
+    """The hosts of JUPYTER_SHARD's slice ``I/K``, by a hash of their names (stable across runs)."""
+    match = _re.fullmatch(r"([1-9][0-9]*)/([1-9][0-9]*)", spec)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise SystemExit(f"inventory: JUPYTER_SHARD = {spec!r} is not allowed: must be I/K with 1 <= I <= K, e.g. 1/4")
+    index, count = int(match.group(1)), int(match.group(2))
+    return [
+        host
+        for host in hosts
+        if int.from_bytes(_hashlib.sha256(_name(host).encode()).digest()[:8], "big") % count == index - 1
+    ]
+
+
+if _os.environ.get("JUPYTER_SHARD"):
+    _all = len(notebooks)
+    notebooks = _slice(notebooks, _os.environ["JUPYTER_SHARD"])
+    _say(f"shard {_os.environ['JUPYTER_SHARD']}: {len(notebooks)} of the {_all} hosts")
+    if not notebooks:
+        # Nothing to do in this slice (a small fleet, many shards): not a failure.
+        raise SystemExit(0)

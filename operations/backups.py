@@ -172,6 +172,10 @@ class BackupRepositoryState(FactBase):
 
     MARKERS = ("status-file", "bad-schedule")
 
+    @staticmethod
+    def default():
+        return {"exit": 1, "status_file": False, "schedule_ok": True, "reason": "the host gave no answer"}
+
     def command(self, script, status_file, schedule):
         return (
             f'{shlex.quote(script)} check-repository 2>&1; echo "exit=$?"; '

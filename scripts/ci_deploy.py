@@ -2,6 +2,15 @@
 What scripts/ci-deploy runs once the pinned tools are installed.
 
     ci_deploy.py [--dry] [INVENTORY]
+    ci_deploy.py [--dry] --shards K [INVENTORY]       K pyinfra processes, one slice each
+    ci_deploy.py [--dry] --shard I/K --result FILE [INVENTORY]
+    ci_deploy.py --merge DIRECTORY                   the report of the slices' result files
+
+A fleet past one core: ``--shards K`` runs K copies of this script side by side, each with
+``JUPYTER_SHARD=I/K`` (inventory.py keeps only that slice of the hosts, by a hash of their
+names), and merges their results (hosts, changes, errors, smoke verdicts, exit codes) into
+one report. On several CI jobs: each runs ``--shard I/K --result FILE`` and keeps FILE, a last
+job ``--merge DIRECTORY`` over all of them (.github/workflows/deploy.yml shows it).
 
 Deploy mode: ``pyinfra -y --json INVENTORY deploy.py``; any error fails the job. Then the
 smoke check (``smoke``) logs in and runs a cell on every host. Drift mode (``--dry``):
@@ -83,6 +92,8 @@ def cell(text: str) -> str:
 def smoke_targets(inventory: str) -> list[dict]:
     """Each host's URL and TLS mode, from pyinfra's own view of the inventory and group_data."""
     code, hosts = run_pyinfra(inventory, "debug-inventory")
+    if code == 0 and hosts is None and os.environ.get("JUPYTER_SHARD"):
+        return []  # this slice holds no host (inventory.py said so)
     if code != 0 or not isinstance(hosts, list):
         raise SystemExit(f"ci-deploy: pyinfra could not load the inventory {inventory} (exit {code}): see above")
     targets = []
@@ -156,51 +167,124 @@ def smoke(targets: list[dict], inventory: str, password: str, workdir: Path) -> 
         return list(pool.map(run, plans))
 
 
+def deploy(inventory: str, dry: bool, password: str) -> dict:
+    """One pyinfra run over ``inventory`` (a slice of it under ``JUPYTER_SHARD``) and its smoke
+    check: the result the report is made of (JSON-able, so slices can be merged)."""
+    targets = smoke_targets(inventory)
+    result = {
+        "dry": dry,
+        "hosts": [t["host"] for t in targets],
+        "changes": {},
+        "errors": {},
+        "smoke": [],
+        "seconds": 0.0,
+    }
+    if not targets:
+        return {**result, "code": 0, "reported": True}
+    started = time.monotonic()
+    code, report = run_pyinfra(*([] if dry else ["-y"]), *(["--dry"] if dry else []), inventory, "deploy.py")
+    result.update(code=code, reported=report is not None, seconds=time.monotonic() - started)
+    if report is None:
+        return result
+    result["changes"], result["errors"] = changes_by_host(report, dry), errors_by_host(report)
+    for name in (report.get("results") or {}).get("failed_hosts", []):
+        result["errors"].setdefault(name, "connecting or preparing (see the log above)")
+    if not result["errors"]:
+        with tempfile.TemporaryDirectory() as workdir:
+            verdicts = smoke(targets, inventory, password, Path(workdir))
+        result["smoke"] = [{"line": v.line(), "ok": v.ok} for v in verdicts]
+    return result
+
+
+def report(results: list[dict], dry: bool) -> tuple[str, bool]:
+    """The Markdown summary of one run or of several slices' runs, and whether it failed."""
+    lines = [f"## {'Jupyter drift check' if dry else 'Jupyter deploy'}", ""]
+    if len(results) > 1:
+        lines += [f"{len(results)} slices of the inventory, deployed side by side.", ""]
+    failed = False
+    rows = []
+    for result in results:
+        if not result["reported"]:
+            rows.append(f"pyinfra failed (exit {result['code']}) before it could report: see the log above.")
+            failed = True
+            continue
+        for name in result["hosts"]:
+            what = ", ".join(cell(op) for op in result["changes"].get(name, [])) or "nothing"
+            if name in result["errors"]:
+                what += f"; **failed at: {cell(result['errors'][name])}**"
+            rows.append(f"| {name} | {what} |")
+        failed = failed or result["code"] != 0 or bool(result["errors"])
+    table = [row for row in rows if row.startswith("|")]
+    if table:
+        lines += [f"| host | {'would change' if dry else 'changed'} |", "|---|---|", *table]
+    lines += [row for row in rows if not row.startswith("|")]
+    codes = ", ".join(str(r["code"]) for r in results)
+    slowest = max((r["seconds"] for r in results), default=0.0)
+    lines += ["", f"pyinfra exit {codes} in {slowest:.1f} s."]
+    drifted = sum(len(r["changes"]) for r in results)
+    if dry and drifted:
+        lines.append(f"Drift: {drifted} host(s) differ from what the deploy makes; a deploy run converges them.")
+        failed = True
+    verdicts = [v for r in results for v in r["smoke"]]
+    if verdicts:
+        lines += ["", "Smoke check (login, one cell in a fresh kernel):", "", "```"]
+        lines += [v["line"] for v in verdicts] + ["```"]
+        failed = failed or not all(v["ok"] for v in verdicts)
+    lines += ["", "**FAILED**" if failed else "**OK**"]
+    return "\n".join(lines) + "\n", failed
+
+
+def run_shards(count: int, inventory: str, dry: bool) -> list[dict]:
+    """``count`` copies of this script side by side, one slice each; their results."""
+    with tempfile.TemporaryDirectory() as directory:
+        runs = []
+        for index in range(1, count + 1):
+            result_file = Path(directory) / f"shard-{index}.json"
+            command = [sys.executable, str(Path(__file__).resolve()), "--shard", f"{index}/{count}"]
+            command += ["--result", str(result_file), *(["--dry"] if dry else []), inventory]
+            # Only the merged report goes to the job's summary.
+            env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+            runs.append((subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL), result_file))
+        for process, _ in runs:
+            process.wait()
+        return [read_result(result_file) for _, result_file in runs]
+
+
+def read_result(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"hosts": [], "changes": {}, "errors": {}, "smoke": [], "seconds": 0.0, "code": 1, "reported": False}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/ci-deploy")
     parser.add_argument("--dry", action="store_true", help="drift check: fail if a deploy would change anything")
+    parser.add_argument("--shards", type=int, help="deploy K slices of the inventory side by side")
+    parser.add_argument("--shard", help="deploy only slice I/K of the inventory")
+    parser.add_argument("--result", help="with --shard: write this slice's result (JSON) here")
+    parser.add_argument("--merge", help="report the slices' result files in this directory")
     parser.add_argument("inventory", nargs="?", default="inventory.py")
     args = parser.parse_args(argv)
-    password = os.environ.get(settings.PASSWORD_ENV, "")
-    if not password:
-        print(f"ci-deploy: {settings.PASSWORD_ENV} is not set (a repository secret in CI)", file=sys.stderr)
-        return 2
-
-    targets = smoke_targets(args.inventory)
-    started = time.monotonic()
-    code, report = run_pyinfra(
-        *([] if args.dry else ["-y"]), *(["--dry"] if args.dry else []), args.inventory, "deploy.py"
-    )
-    seconds = time.monotonic() - started
-    lines = [f"## {'Jupyter drift check' if args.dry else 'Jupyter deploy'}", ""]
-    if report is None:
-        lines.append(f"pyinfra failed (exit {code}) before it could report: see the log above.")
-        changes, errors = {}, {}
+    if args.merge:
+        results = [read_result(path) for path in sorted(Path(args.merge).glob("**/*.json"))]
+        if not results:
+            print(f"ci-deploy: no result file in {args.merge}", file=sys.stderr)
+            return 2
     else:
-        changes, errors = changes_by_host(report, args.dry), errors_by_host(report)
-        for name in (report.get("results") or {}).get("failed_hosts", []):
-            errors.setdefault(name, "connecting or preparing (see the log above)")
-        lines += [f"| host | {'would change' if args.dry else 'changed'} |", "|---|---|"]
-        for name in [t["host"] for t in targets]:
-            what = ", ".join(cell(op) for op in changes.get(name, [])) or "nothing"
-            if name in errors:
-                what += f"; **failed at: {cell(errors[name])}**"
-            lines.append(f"| {name} | {what} |")
-        lines += ["", f"pyinfra exit {code} in {seconds:.1f} s."]
-    failed = code != 0 or report is None or bool(errors)
-    if args.dry and changes:
-        lines.append(f"Drift: {len(changes)} host(s) differ from what the deploy makes; a deploy run converges them.")
-        failed = True
-
-    if report is not None and not errors:
-        with tempfile.TemporaryDirectory() as workdir:
-            verdicts = smoke(targets, args.inventory, password, Path(workdir))
-        lines += ["", "Smoke check (login, one cell in a fresh kernel):", "", "```"]
-        lines += [v.line() for v in verdicts] + ["```"]
-        failed = failed or not all(v.ok for v in verdicts)
-
-    lines += ["", "**FAILED**" if failed else "**OK**"]
-    summary = "\n".join(lines) + "\n"
+        password = os.environ.get(settings.PASSWORD_ENV, "")
+        if not password:
+            print(f"ci-deploy: {settings.PASSWORD_ENV} is not set (a repository secret in CI)", file=sys.stderr)
+            return 2
+        if args.shards and args.shards > 1:
+            results = run_shards(args.shards, args.inventory, args.dry)
+        else:
+            if args.shard:
+                os.environ["JUPYTER_SHARD"] = args.shard
+            results = [deploy(args.inventory, args.dry, password)]
+            if args.result:
+                Path(args.result).write_text(json.dumps(results[0]))
+    summary, failed = report(results, args.dry or any(r.get("dry") for r in results))
     print(summary, flush=True)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as out:

@@ -12,9 +12,16 @@ WORKFLOW = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
 CI_DEPLOY = (ROOT / "scripts" / "ci-deploy").read_text()
 
 
-def steps(workflow: str) -> list[str]:
-    """The text of each step of the (single) job."""
-    return re.split(r"\n      - ", workflow.split("\n    steps:\n", 1)[1])[1:]
+def jobs(workflow: str) -> dict[str, str]:
+    """The text of each job, by its name."""
+    body = workflow.split("\njobs:\n", 1)[1]
+    parts = re.split(r"^  ([\w-]+):\n", body, flags=re.M)[1:]
+    return dict(zip(parts[::2], parts[1::2], strict=True))
+
+
+def steps(job: str) -> list[str]:
+    """The text of each step of a job."""
+    return re.split(r"\n      - ", job.split("\n    steps:\n", 1)[1])[1:]
 
 
 def requirements(path: Path) -> dict[str, list[str]]:
@@ -39,17 +46,37 @@ def test_every_action_is_pinned_by_commit():
 
 
 def test_the_job_takes_its_secrets_from_an_environment():
-    assert re.search(r"\n  deploy:\n(    .*\n)*    environment: production\n", WORKFLOW)
+    deploy, report = jobs(WORKFLOW)["deploy"], jobs(WORKFLOW)["report"]
+    assert "\n    environment: production\n" in deploy
+    # The job that only merges results holds no secret and no environment.
+    assert "secrets." not in report and "environment:" not in report
 
 
 def test_the_install_step_has_no_secret_and_runs_before_any_secret_is_used():
-    texts = steps(WORKFLOW)
+    texts = steps(jobs(WORKFLOW)["deploy"])
     install = [i for i, step in enumerate(texts) if "scripts/ci-deploy --install" in step]
     with_secrets = [i for i, step in enumerate(texts) if "secrets." in step]
     assert len(install) == 1 and with_secrets
     assert "secrets." not in texts[install[0]] and "env:" not in texts[install[0]]
     assert install[0] < min(with_secrets)
-    assert "secrets." not in WORKFLOW.split("\n    steps:\n", 1)[0].split("on:", 1)[1]
+    assert "secrets." not in WORKFLOW.split("\njobs:\n", 1)[0].split("on:", 1)[1]
+
+
+def test_one_job_per_slice_and_a_last_job_merges_their_results():
+    deploy, report = jobs(WORKFLOW)["deploy"], jobs(WORKFLOW)["report"]
+    shards = int(re.search(r'\n  SHARDS: "(\d+)"', WORKFLOW).group(1))
+    matrix = re.search(r"\n        shard: \[([\d, ]+)\]", deploy).group(1)
+    assert [int(n) for n in matrix.split(",")] == list(range(1, shards + 1))
+    runs = [step for step in steps(deploy) if "scripts/ci-deploy" in step and "--install" not in step]
+    assert len(runs) == 2 and all('--shard "${{ matrix.shard }}/$SHARDS"' in step for step in runs)
+    assert all('--result "result/shard-${{ matrix.shard }}.json"' in step for step in runs)
+    assert sum("--dry" in step for step in runs) == 1
+    [upload] = [step for step in steps(deploy) if "actions/upload-artifact@" in step]
+    assert "if: always()" in upload and "name: result-shard-${{ matrix.shard }}" in upload
+    assert "\n    needs: deploy\n" in report and "\n    if: always()\n" in report
+    [download] = [step for step in steps(report) if "actions/download-artifact@" in step]
+    assert "pattern: result-shard-*" in download and "merge-multiple: true" in download
+    assert "scripts/ci-deploy --merge results" in report
 
 
 def test_every_installed_file_is_hash_checked_and_wheels_only_but_for_polling():

@@ -148,3 +148,29 @@ def test_api_problems_end_with_one_clear_line_not_a_traceback(case, expected):
             assert expected in result.stderr
             assert "Traceback" not in result.stderr + result.stdout
             assert "revoked-token" not in result.stderr + result.stdout
+
+
+def test_the_slices_of_a_fleet_hold_each_host_once_and_keep_it_when_the_fleet_changes():
+    hosts = [f"nb{i}.example.org" for i in range(40)]
+    slices = []
+    for index in (1, 2, 3):
+        result = load({"JUPYTER_HOSTS": ",".join(hosts), "JUPYTER_SHARD": f"{index}/3"})
+        assert result.returncode == 0, result.stderr
+        slices.append(eval(result.stdout))  # the list inventory.py printed
+        assert f"inventory: shard {index}/3: {len(slices[-1])} of the 40 hosts" in result.stderr
+    assert sorted(sum(slices, [])) == sorted(hosts) and all(slices)
+    # The same host stays in its slice whatever else the fleet holds.
+    fewer = load({"JUPYTER_HOSTS": ",".join(reversed(hosts[::2])), "JUPYTER_SHARD": "2/3"})
+    assert sorted(eval(fewer.stdout)) == sorted(h for h in slices[1] if h in hosts[::2])
+
+
+@pytest.mark.parametrize("spec", ["0/2", "3/2", "2", "1/0", "a/b", "1/2\n"])
+def test_a_slice_that_does_not_exist_is_refused_in_one_line(spec):
+    result = load({"JUPYTER_HOSTS": "nb1.example.org", "JUPYTER_SHARD": spec})
+    assert result.returncode != 0 and "JUPYTER_SHARD" in result.stderr and "1 <= I <= K" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_empty_slice_is_nothing_to_do_not_a_failure():
+    result = pyinfra_inventory({"JUPYTER_HOSTS": "nb1.example.org", "JUPYTER_SHARD": "2/9"})
+    assert result.returncode == 0 and "shard 2/9: 0 of the 1 hosts" in result.stderr

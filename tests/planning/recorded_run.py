@@ -1,0 +1,52 @@
+"""
+    python -m tests.planning.recorded_run MODE OUTPUT -- PYINFRA_ARGUMENTS...
+
+pyinfra's real command line, recording for every operation of every host what pyinfra's
+planning gave it: ``[host, names, op order, op hash]`` (JSON, to OUTPUT). MODE is the
+operation order the run uses: ``project`` (operations.planning's frame walk, as every run of
+the deploy has it), ``stock`` (pyinfra's own ``inspect.stack`` one) or ``broken`` (the frame
+walk without pyinfra's ``current_op_file_number``: a replacement that must be caught).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import sys
+
+import operations  # noqa: F401 - installs the frame walk, as deploy.py's import does
+from operations import planning
+
+pyinfra_operation = importlib.import_module("pyinfra.api.operation")
+
+
+def broken(state):
+    return planning.operation_order(state)[1:]
+
+
+def main() -> None:
+    mode, output, separator, *arguments = sys.argv[1:]
+    assert separator == "--"
+    if mode == "stock":
+        planning.uninstall()
+    elif mode == "broken":
+        pyinfra_operation.get_operation_order_from_stack = broken
+    records = []
+    solve = pyinfra_operation.solve_operation_consistency
+
+    def recording(names, state, host):
+        op_order, op_hash = solve(names, state, host)
+        records.append([host.name, sorted(names), list(op_order), op_hash])
+        return op_order, op_hash
+
+    pyinfra_operation.solve_operation_consistency = recording
+    atexit.register(lambda: json.dump(records, open(output, "w")))
+    sys.argv = ["pyinfra", *arguments]
+    from pyinfra_cli.main import main as pyinfra_main
+
+    pyinfra_main()
+
+
+if __name__ == "__main__":
+    main()

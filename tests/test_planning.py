@@ -1,0 +1,97 @@
+"""
+operations/planning.py: pyinfra's operation order from a frame walk instead of
+``inspect.stack()``. A real run of the command line over simulated hosts (fresh, converged,
+letsencrypt mode with backups on, three hosts) records every operation's (host, names, op
+order, op hash) with pyinfra's own function and with the replacement: they must be identical.
+The same comparison run against a replacement that drops pyinfra's ``current_op_file_number``
+must find a difference (so it can fail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from operations import planning
+from tests.fake_hosts import PASSWORD
+
+ROOT = Path(__file__).resolve().parent.parent
+INVENTORY = """\
+from pyinfra.connectors.fake import FakeConnector
+from tests.fake_hosts import FRESH, NAME, FakeDownloads, converged_responses
+
+FakeConnector.get_file = FakeDownloads.get_file
+instant = {"fake_delay": 0, "fake_delay_jitter": 0}
+notebooks = [
+    ("@fake/fresh", {**instant, "server_name": "fresh.test", "fake_responses": FRESH}),
+    ("@fake/converged", {**instant, "server_name": NAME, "fake_responses": converged_responses()}),
+    ("@fake/letsencrypt", {**instant, "server_name": "le.example.org", "tls_mode": "letsencrypt",
+                           "backup_repository": "/srv/backups/nb",
+                           "fake_responses": {**FRESH, "check-repository": ["exit=3"]}}),
+]
+"""
+
+
+def recorded(mode: str, tmp_path: Path, *pyinfra_arguments: str) -> list:
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(INVENTORY)
+    output = tmp_path / f"{mode}.json"
+    env = dict(os.environ, JUPYTER_PASSWORD=PASSWORD, JUPYTER_BACKUP_PASSWORD="backup", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.planning.recorded_run",
+            mode,
+            str(output),
+            "--",
+            "-y",
+            "--json",
+            *pyinfra_arguments,
+            str(inventory),
+            "deploy.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(output.read_text())
+
+
+def by_host(records: list) -> list:
+    """The records host by host, each host's in the order pyinfra planned them (hosts are
+    planned side by side, so their interleaving differs from run to run)."""
+    return sorted(records, key=lambda record: record[0])
+
+
+def test_the_frame_walk_gives_every_operation_the_order_and_hash_pyinfra_gives_it(tmp_path):
+    stock = by_host(recorded("stock", tmp_path))
+    assert len(stock) > 100 and {host for host, *_ in stock} == {"@fake/fresh", "@fake/converged", "@fake/letsencrypt"}
+    assert by_host(recorded("project", tmp_path)) == stock
+    # The comparison catches a replacement that loses one of pyinfra's quirks.
+    assert by_host(recorded("broken", tmp_path)) != stock
+
+
+def test_it_replaces_only_pyinfra_3_10s_function(monkeypatch):
+    planning.uninstall()
+    try:
+        monkeypatch.setattr(planning, "ORDER_SOURCE_SHA256", "0" * 64)
+        monkeypatch.setattr(planning, "ARGUMENTS_SOURCE_SHA256", "0" * 64)
+        assert planning.install() == []
+        assert planning.pyinfra_operation.get_operation_order_from_stack is planning.util.get_operation_order_from_stack
+        monkeypatch.undo()
+        assert planning.install() == ["operation_order", "all_global_arguments"]
+        assert planning.pyinfra_operation.get_operation_order_from_stack is planning.operation_order
+    finally:
+        planning.install()
+
+
+def test_global_arguments_are_worked_out_once_and_are_pyinfras():
+    assert planning.all_global_arguments() == planning._original_all_global_arguments()
+    assert planning.all_global_arguments() is not planning.all_global_arguments()  # a fresh list each call
