@@ -17,9 +17,7 @@ one control machine's core can plan.
 Every module-level list here is a pyinfra group: private names start with "_".
 """
 
-import hashlib as _hashlib
 import os as _os
-import re as _re
 import sys as _sys
 
 notebooks = [
@@ -63,27 +61,19 @@ else:
         )
 
 
-def _name(host) -> str:
-    return host[0] if isinstance(host, tuple) else host
-
-
-def _slice(hosts: list, spec: str) -> list:
-    """The hosts of JUPYTER_SHARD's slice ``I/K``, by a hash of their names (stable across runs)."""
-    match = _re.fullmatch(r"([1-9][0-9]*)/([1-9][0-9]*)", spec)
-    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
-        raise SystemExit(f"inventory: JUPYTER_SHARD = {spec!r} is not allowed: must be I/K with 1 <= I <= K, e.g. 1/4")
-    index, count = int(match.group(1)), int(match.group(2))
-    return [
-        host
-        for host in hosts
-        if int.from_bytes(_hashlib.sha256(_name(host).encode()).digest()[:8], "big") % count == index - 1
-    ]
-
-
 if _os.environ.get("JUPYTER_SHARD"):
+    from shards import parse as _parse
+    from shards import slice_of as _slice_of
+
+    try:
+        _index, _count = _parse(_os.environ["JUPYTER_SHARD"])
+    except ValueError as _error:
+        raise SystemExit(f"inventory: JUPYTER_SHARD = {_error}") from None
     _all = len(notebooks)
-    notebooks = _slice(notebooks, _os.environ["JUPYTER_SHARD"])
-    _say(f"shard {_os.environ['JUPYTER_SHARD']}: {len(notebooks)} of the {_all} hosts")
+    notebooks = [
+        _host for _host in notebooks if _slice_of(_host[0] if isinstance(_host, tuple) else _host, _count) == _index
+    ]
+    _say(f"shard {_index}/{_count}: {len(notebooks)} of the {_all} hosts")
     if not notebooks:
         # Nothing to do in this slice (a small fleet, many shards): not a failure.
         raise SystemExit(0)

@@ -1,10 +1,12 @@
 """
-    python bench/fake_fleet.py N [--parallel P]
+    python bench/fake_fleet.py N [--parallel P] [--shards K]
 
 The real CLI (``pyinfra -y INVENTORY deploy.py``, as users and CI run it) against N
 simulated converged hosts on pyinfra's @fake connector, each command taking 50 ms; with
-pyinfra's default parallelism, or ``--parallel P``. Prints wall time, peak memory of the
-pyinfra process and the run's totals as JSON. Run by bench/run.py.
+pyinfra's default parallelism, or ``--parallel P``; with ``--shards K``, K such processes side
+by side, each over its slice of the hosts (``JUPYTER_SHARD``, shards.py), as
+``scripts/ci-deploy --shards K`` runs them. Prints wall time, peak memory of a pyinfra
+process and the run's totals as JSON. Run by bench/run.py.
 """
 
 from __future__ import annotations
@@ -29,21 +31,25 @@ from tests.fake_hosts import PASSWORD  # noqa: E402
 INVENTORY = """\
 import sys
 sys.path.insert(0, {root!r})
+import os
 from pyinfra.connectors.fake import FakeConnector
+from shards import parse, slice_of
 from tests.fake_hosts import NAME, FakeDownloads, converged_responses
 
 # The @fake connector downloads nothing: the password file comes from the canned answers.
 FakeConnector.get_file = FakeDownloads.get_file
 _responses = converged_responses()
+_index, _count = parse(os.environ.get("JUPYTER_SHARD", "1/1"))
 notebooks = [
     (f"@fake/nb{{i}}", {{"server_name": NAME, "fake_delay": 0.05, "fake_delay_jitter": 0,
                        "fake_responses": _responses}})
     for i in range({size})
+    if slice_of(f"@fake/nb{{i}}", _count) == _index
 ]
 """
 
 
-def main(size: int, parallel: int | None) -> dict:
+def main(size: int, parallel: int | None, shards: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         inventory = Path(directory) / "fleet_inventory.py"
         inventory.write_text(INVENTORY.format(root=str(ROOT), size=size))
@@ -51,21 +57,29 @@ def main(size: int, parallel: int | None) -> dict:
         if parallel:
             command += ["--parallel", str(parallel)]
         started = time.monotonic()
-        result = subprocess.run(
-            command,
-            cwd=ROOT,
-            env=dict(os.environ, **{settings.PASSWORD_ENV: PASSWORD}),
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
+        processes = [
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=dict(os.environ, **{settings.PASSWORD_ENV: PASSWORD, "JUPYTER_SHARD": f"{index}/{shards}"}),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for index in range(1, shards + 1)
+        ]
+        outputs = [process.communicate(timeout=1800) for process in processes]
         seconds = time.monotonic() - started
-    if result.returncode != 0:
-        raise SystemExit(f"pyinfra failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    totals = json.loads(result.stdout)["results"]["totals"]
+    totals = {"success": 0, "error": 0}
+    for process, (stdout, stderr) in zip(processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise SystemExit(f"pyinfra failed (exit {process.returncode}):\n{stderr[-3000:]}")
+        for key in totals:
+            totals[key] += json.loads(stdout)["results"]["totals"][key]
     return {
         "hosts": size,
         "parallel": parallel or "default",
+        "shards": shards,
         "seconds": seconds,
         "changed": totals["success"],
         "failed_hosts": totals["error"],
@@ -77,5 +91,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("size", type=int)
     parser.add_argument("--parallel", type=int)
+    parser.add_argument("--shards", type=int, default=1)
     args = parser.parse_args()
-    print(json.dumps(main(args.size, args.parallel)))
+    print(json.dumps(main(args.size, args.parallel, args.shards)))

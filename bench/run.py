@@ -164,17 +164,20 @@ def bench_fleet(repeat: int, parts: set[str]) -> tuple[dict, dict]:
     return summary, kept.get("proxy", {})
 
 
-def bench_fake(sizes: list[int]) -> dict:
-    """The real CLI over N @fake hosts, default parallelism and --parallel N (bench/fake_fleet.py)."""
+def bench_fake(sizes: list[int], shards: list[int]) -> dict:
+    """The real CLI over N @fake hosts: default parallelism, --parallel N, and the same over K
+    slices side by side for each of ``shards`` (bench/fake_fleet.py)."""
     out = {}
     for size in sizes:
-        for parallel in (None, size):
+        runs = [(None, 1), (size, 1)] + [(size // count, count) for count in shards if count > 1]
+        for parallel, count in runs:
             result = subprocess.run(
                 [
                     sys.executable,
                     str(ROOT / "bench" / "fake_fleet.py"),
                     str(size),
                     *(["--parallel", str(parallel)] if parallel else []),
+                    *(["--shards", str(count)] if count > 1 else []),
                 ],
                 cwd=ROOT,
                 capture_output=True,
@@ -183,6 +186,7 @@ def bench_fake(sizes: list[int]) -> dict:
             )
             assert result.returncode == 0, result.stderr[-3000:]
             key = f"{size}" + (f" --parallel {parallel}" if parallel else "")
+            key += f" --shards {count}" if count > 1 else ""
             out[key] = json.loads(result.stdout)
             print(f"  fake fleet {key}: {out[key]['seconds']:.1f} s", file=sys.stderr)
     return out
@@ -217,6 +221,8 @@ def table(results: dict) -> str:
     for figures in results.get("fake", {}).values():
         parallel = figures["parallel"]
         parallelism = "default parallelism" if parallel == "default" else f"--parallel {parallel}"
+        if figures.get("shards", 1) > 1:
+            parallelism += f" in each of {figures['shards']} slices side by side"
         rows.append(
             f"| pyinfra -y, {figures['hosts']} @fake hosts, 50 ms/command, no-op, {parallelism} "
             f"| {figures['seconds']:.1f} s, "
@@ -230,6 +236,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of fresh hosts (default 3)")
     parser.add_argument("--only", default="fleet,proxy,fake", help="comma list of: fleet, proxy, fake")
     parser.add_argument("--fake-sizes", default="100,500")
+    parser.add_argument("--fake-shards", default="2", help="also run the fake fleets over this many slices")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: needs root (it boots lab hosts)", file=sys.stderr)
@@ -249,7 +256,9 @@ def main(argv=None) -> int:
     if parts & {"fleet", "proxy"}:
         results["fleet"], results["proxy"] = bench_fleet(args.repeat, parts)
     if "fake" in parts:
-        results["fake"] = bench_fake([int(s) for s in args.fake_sizes.split(",")])
+        results["fake"] = bench_fake(
+            [int(s) for s in args.fake_sizes.split(",")], [int(k) for k in args.fake_shards.split(",") if k]
+        )
     out = ROOT / "bench" / "results" / f"{results['date']}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

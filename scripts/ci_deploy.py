@@ -7,10 +7,11 @@ What scripts/ci-deploy runs once the pinned tools are installed.
     ci_deploy.py --merge DIRECTORY                   the report of the slices' result files
 
 A fleet past one core: ``--shards K`` runs K copies of this script side by side, each with
-``JUPYTER_SHARD=I/K`` (inventory.py keeps only that slice of the hosts, by a hash of their
-names), and merges their results (hosts, changes, errors, smoke verdicts, exit codes) into
-one report. On several CI jobs: each runs ``--shard I/K --result FILE`` and keeps FILE, a last
-job ``--merge DIRECTORY`` over all of them (.github/workflows/deploy.yml shows it).
+``--shard I/K`` (its slice of the inventory's hosts, by a hash of their names: shards.py; the
+run is pyinfra's with ``--limit`` for each), and merges their results (hosts, changes, errors,
+smoke verdicts, exit codes) into one report. On several CI jobs: each runs ``--shard I/K
+--result FILE`` and keeps FILE, a last job ``--merge DIRECTORY`` over all of them
+(.github/workflows/deploy.yml shows it).
 
 Deploy mode: ``pyinfra -y --json INVENTORY deploy.py``; any error fails the job. Then the
 smoke check (``smoke``) logs in and runs a cell on every host. Drift mode (``--dry``):
@@ -43,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import shards  # noqa: E402
 from operations import settings, tls  # noqa: E402
 from smoke import Verdict, check  # noqa: E402
 
@@ -167,10 +169,17 @@ def smoke(targets: list[dict], inventory: str, password: str, workdir: Path) -> 
         return list(pool.map(run, plans))
 
 
-def deploy(inventory: str, dry: bool, password: str) -> dict:
-    """One pyinfra run over ``inventory`` (a slice of it under ``JUPYTER_SHARD``) and its smoke
-    check: the result the report is made of (JSON-able, so slices can be merged)."""
+def deploy(inventory: str, dry: bool, password: str, shard: str | None = None) -> dict:
+    """One pyinfra run over ``inventory``, or over its slice ``shard`` (``I/K``: pyinfra's
+    ``--limit`` for each of its hosts), and its smoke check: the result the report is made of
+    (JSON-able, so slices can be merged)."""
     targets = smoke_targets(inventory)
+    limits: list[str] = []
+    if shard:
+        index, count = shards.parse(shard)
+        targets = [t for t in targets if shards.slice_of(t["host"], count) == index]
+        limits = [arg for t in targets for arg in ("--limit", t["host"])]
+        print(f"ci-deploy: slice {index}/{count}: {len(targets)} host(s)", file=sys.stderr)
     result = {
         "dry": dry,
         "hosts": [t["host"] for t in targets],
@@ -182,7 +191,7 @@ def deploy(inventory: str, dry: bool, password: str) -> dict:
     if not targets:
         return {**result, "code": 0, "reported": True}
     started = time.monotonic()
-    code, report = run_pyinfra(*([] if dry else ["-y"]), *(["--dry"] if dry else []), inventory, "deploy.py")
+    code, report = run_pyinfra(*([] if dry else ["-y"]), *(["--dry"] if dry else []), *limits, inventory, "deploy.py")
     result.update(code=code, reported=report is not None, seconds=time.monotonic() - started)
     if report is None:
         return result
@@ -280,8 +289,12 @@ def main(argv=None) -> int:
             results = run_shards(args.shards, args.inventory, args.dry)
         else:
             if args.shard:
-                os.environ["JUPYTER_SHARD"] = args.shard
-            results = [deploy(args.inventory, args.dry, password)]
+                try:
+                    shards.parse(args.shard)
+                except ValueError as error:
+                    print(f"ci-deploy: --shard {error}", file=sys.stderr)
+                    return 2
+            results = [deploy(args.inventory, args.dry, password, args.shard)]
             if args.result:
                 Path(args.result).write_text(json.dumps(results[0]))
     summary, failed = report(results, args.dry or any(r.get("dry") for r in results))

@@ -72,6 +72,21 @@ def test_deploy_on_converged_hosts_changes_nothing_and_smoke_passes(ci, deployme
     assert "Smoke check" in result.stdout and "--> Starting operation" in result.stderr
 
 
+def test_slices_deployed_side_by_side_report_as_one(ci, deployment):
+    """--shards 2: two pyinfra processes, each over its slice of the inventory; one report."""
+    run, _ = ci
+    started = time.monotonic()
+    result, summary = run("--shards", "2")
+    FIGURES["ci-deploy --shards 2, converged hosts"] = f"{time.monotonic() - started:.1f} s"
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 slices of the inventory" in summary and summary.rstrip().endswith("**OK**")
+    assert rows(summary) == {deployment.address(name): "nothing" for name in deployment.names}
+    assert summary.count("ok    169.254.") == len(deployment.names)
+    # Each host was deployed by exactly one of the two processes.
+    slices = {index: int(count) for index, count in re.findall(r"ci-deploy: slice (\d)/2: (\d+) host", result.stderr)}
+    assert set(slices) == {"1", "2"} and sum(slices.values()) == len(deployment.names), slices
+
+
 def test_drift_check_passes_on_converged_hosts(ci):
     run, _ = ci
     result, summary = run("--dry")
