@@ -45,25 +45,27 @@ ARGUMENTS_SOURCE_SHA256 = "f7afbc472d78c5d2f0bb282994175647651e888543da001968d90
 
 def operation_order(state) -> list[int]:
     """What ``pyinfra.api.util.get_operation_order_from_stack`` returns, from a frame walk."""
+    # (file, line) of each frame from the outermost; the walk starts at the caller, as this
+    # function's own frame is not under pyinfra's install dir (the original's is, and is skipped).
     frames = []
     frame = sys._getframe(1)
     while frame is not None:
-        frames.append(frame)
+        frames.append((frame.f_code.co_filename, frame.f_lineno))
         frame = frame.f_back
     frames.reverse()
 
     first = 0
     if state.current_deploy_filename:
         # The first frame of the deploy file, else (where the original's loop ends) the last one.
-        files = [frame.f_code.co_filename for frame in frames]
+        files = [filename for filename, _ in frames]
         deploy_file = state.current_deploy_filename
         first = files.index(deploy_file) if deploy_file in files else len(frames) - 1
 
     line_numbers = [state.current_op_file_number] if pyinfra.is_cli else []
-    for frame in frames[first:]:
-        if frame.f_code.co_filename.startswith(util.PYINFRA_INSTALL_DIR):
+    for filename, line in frames[first:]:
+        if filename.startswith(util.PYINFRA_INSTALL_DIR):
             continue
-        line_numbers.append(frame.f_lineno)
+        line_numbers.append(line)
     return line_numbers
 
 

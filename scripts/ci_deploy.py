@@ -4,7 +4,7 @@ What scripts/ci-deploy runs once the pinned tools are installed.
     ci_deploy.py [--dry] [INVENTORY]
     ci_deploy.py [--dry] --shards K [INVENTORY]       K pyinfra processes, one slice each
     ci_deploy.py [--dry] --shard I/K --result FILE [INVENTORY]
-    ci_deploy.py --merge DIRECTORY                   the report of the slices' result files
+    ci_deploy.py --merge DIRECTORY [--shards K]      the report of the slices' result files (K expected)
 
 A fleet past one core: ``--shards K`` runs K copies of this script side by side, each with
 ``--shard I/K`` (its slice of the inventory's hosts, by a hash of their names: shards.py; the
@@ -214,7 +214,8 @@ def report(results: list[dict], dry: bool) -> tuple[str, bool]:
     rows = []
     for result in results:
         if not result["reported"]:
-            rows.append(f"pyinfra failed (exit {result['code']}) before it could report: see the log above.")
+            unreported = f"pyinfra failed (exit {result['code']}) before it could report: see the log above."
+            rows.append(result.get("why") or unreported)
             failed = True
             continue
         for name in result["hosts"]:
@@ -269,7 +270,9 @@ def read_result(path: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/ci-deploy")
     parser.add_argument("--dry", action="store_true", help="drift check: fail if a deploy would change anything")
-    parser.add_argument("--shards", type=int, help="deploy K slices of the inventory side by side")
+    parser.add_argument(
+        "--shards", type=int, help="deploy K slices of the inventory side by side (with --merge: K results expected)"
+    )
     parser.add_argument("--shard", help="deploy only slice I/K of the inventory")
     parser.add_argument("--result", help="with --shard: write this slice's result (JSON) here")
     parser.add_argument("--merge", help="report the slices' result files in this directory")
@@ -280,6 +283,11 @@ def main(argv=None) -> int:
         if not results:
             print(f"ci-deploy: no result file in {args.merge}", file=sys.stderr)
             return 2
+        if args.shards and len(results) < args.shards:
+            # A slice whose job died before writing its result: the run failed, say so.
+            missing = args.shards - len(results)
+            why = f"{missing} of {args.shards} slices left no result: see their jobs."
+            results.append({**read_result(Path(args.merge) / "missing"), "why": why})
     else:
         password = os.environ.get(settings.PASSWORD_ENV, "")
         if not password:

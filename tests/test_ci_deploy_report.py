@@ -1,5 +1,7 @@
 """scripts/ci_deploy.py's report: one run, or the results of several slices merged into one."""
 
+import json
+
 from scripts import ci_deploy
 
 
@@ -39,3 +41,16 @@ def test_drift_in_any_slice_is_drift():
     drifted = result(["b"], {"b": ["Apache | vhost"]}, dry=True)
     summary, failed = ci_deploy.report([result(["a"], dry=True), drifted], dry=True)
     assert failed and "Drift: 1 host(s) differ" in summary and "would change" in summary
+
+
+def test_merge_fails_when_a_slice_left_no_result(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    for index in (1, 2):
+        (tmp_path / f"shard-{index}.json").write_text(json.dumps(result([f"h{index}"])))
+    assert ci_deploy.main(["--merge", str(tmp_path), "--shards", "2"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("**OK**")
+    # The third slice's job died before writing its result.
+    assert ci_deploy.main(["--merge", str(tmp_path), "--shards", "3"]) == 1
+    summary = capsys.readouterr().out
+    assert "1 of 3 slices left no result: see their jobs." in summary and summary.rstrip().endswith("**FAILED**")
+    assert "| h1 | nothing |" in summary and "| h2 | nothing |" in summary

@@ -76,7 +76,7 @@ def test_one_job_per_slice_and_a_last_job_merges_their_results():
     assert "\n    needs: deploy\n" in report and "\n    if: always()\n" in report
     [download] = [step for step in steps(report) if "actions/download-artifact@" in step]
     assert "pattern: result-shard-*" in download and "merge-multiple: true" in download
-    assert "scripts/ci-deploy --merge results" in report
+    assert 'scripts/ci-deploy --merge results --shards "$SHARDS"' in report
 
 
 def test_every_installed_file_is_hash_checked_and_wheels_only_but_for_polling():

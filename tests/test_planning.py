@@ -4,13 +4,16 @@ operations/planning.py: pyinfra's operation order from a frame walk instead of
 letsencrypt mode with backups on, three hosts) records every operation's (host, names, op
 order, op hash) with pyinfra's own function and with the replacement: they must be identical.
 The same comparison run against a replacement that drops pyinfra's ``current_op_file_number``
-must find a difference (so it can fail).
+must find a difference (so it can fail). The change as a patch for pyinfra
+(docs/upstream/pyinfra-operation-order-frame-walk.patch) must apply to the pyinfra installed
+here and give the same records.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +38,19 @@ notebooks = [
 """
 
 
-def recorded(mode: str, tmp_path: Path, *pyinfra_arguments: str) -> list:
+UPSTREAM_PATCH = ROOT / "docs" / "upstream" / "pyinfra-operation-order-frame-walk.patch"
+
+
+def recorded(mode: str, tmp_path: Path, *pyinfra_arguments: str, pythonpath: tuple[Path, ...] = ()) -> list:
     inventory = tmp_path / "inventory.py"
     inventory.write_text(INVENTORY)
     output = tmp_path / f"{mode}.json"
-    env = dict(os.environ, JUPYTER_PASSWORD=PASSWORD, JUPYTER_BACKUP_PASSWORD="backup", PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        JUPYTER_PASSWORD=PASSWORD,
+        JUPYTER_BACKUP_PASSWORD="backup",
+        PYTHONPATH=os.pathsep.join(str(path) for path in (*pythonpath, ROOT)),
+    )
     result = subprocess.run(
         [
             sys.executable,
@@ -76,6 +87,30 @@ def test_the_frame_walk_gives_every_operation_the_order_and_hash_pyinfra_gives_i
     assert by_host(recorded("project", tmp_path)) == stock
     # The comparison catches a replacement that loses one of pyinfra's quirks.
     assert by_host(recorded("broken", tmp_path)) != stock
+
+
+def patched_pyinfra(tmp_path: Path) -> Path:
+    """A copy of the installed pyinfra (and its CLI, which sits beside it as in pyinfra's own
+    tree, so ``PYINFRA_INSTALL_DIR`` covers it the same way) with the upstream patch applied."""
+    source = tmp_path / "src"
+    site = Path(planning.util.__file__).resolve().parents[2]
+    for package in ("pyinfra", "pyinfra_cli"):
+        shutil.copytree(site / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    # The patch's paths are pyinfra's repository's; its new test file is not part of the package.
+    subprocess.run(
+        ["git", "apply", "--include=src/pyinfra/*", str(UPSTREAM_PATCH)],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    return source
+
+
+def test_the_upstream_patch_applies_to_this_pyinfra_and_plans_the_same(tmp_path):
+    stock = by_host(recorded("stock", tmp_path))
+    source = patched_pyinfra(tmp_path)
+    assert "sys._getframe()" in (source / "pyinfra" / "api" / "util.py").read_text()
+    assert by_host(recorded("upstream", tmp_path, pythonpath=(source,))) == stock
 
 
 def test_it_replaces_only_pyinfra_3_10s_function(monkeypatch):

@@ -4,14 +4,17 @@
 pyinfra's real command line, recording for every operation of every host what pyinfra's
 planning gave it: ``[host, names, op order, op hash]`` (JSON, to OUTPUT). MODE is the
 operation order the run uses: ``project`` (operations.planning's frame walk, as every run of
-the deploy has it), ``stock`` (pyinfra's own ``inspect.stack`` one) or ``broken`` (the frame
-walk without pyinfra's ``current_op_file_number``: a replacement that must be caught).
+the deploy has it), ``stock`` (pyinfra's own ``inspect.stack`` one), ``broken`` (the frame
+walk without pyinfra's ``current_op_file_number``: a replacement that must be caught) or
+``upstream`` (a pyinfra with docs/upstream/'s patch applied, first on ``PYTHONPATH``: the
+project's replacement must then stand aside).
 """
 
 from __future__ import annotations
 
 import atexit
 import importlib
+import inspect
 import json
 import sys
 
@@ -32,6 +35,9 @@ def main() -> None:
         planning.uninstall()
     elif mode == "broken":
         pyinfra_operation.get_operation_order_from_stack = broken
+    elif mode == "upstream":
+        assert pyinfra_operation.get_operation_order_from_stack is not planning.operation_order
+        assert "sys._getframe()" in inspect.getsource(pyinfra_operation.get_operation_order_from_stack)
     records = []
     solve = pyinfra_operation.solve_operation_consistency
 
