@@ -21,6 +21,7 @@ from operations import (
     jupyter,
     letsencrypt,
     login_ban,
+    restarts,
     settings,
     system,
     tls,
@@ -41,6 +42,8 @@ backups.configure_backups()
 # After the site is up: a package that does not exist fails the host here, with pip's or
 # conda's reason, and leaves a working server behind.
 environment.install_packages()
+# After every package is in: a change to the server's own packages restarts it (when idle).
+restarts.restart_for_server_updates()
 # Last: when issuance fails (DNS not pointing here yet) the host is reported as failed
 # with the ACME server's reason, everything above is done, the site is up on the
 # fallback certificate, and the next run tries again.

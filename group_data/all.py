@@ -31,6 +31,12 @@ from there, so only change values, not the comment lines.
 # Whether the web terminal (a shell as jupyter_user) is enabled
 # jupyter_terminals = True
 
+# A restart ends every kernel: 'when-idle' waits until no kernel or terminal is busy, 'now' doesn't
+# restart_policy = 'when-idle'
+
+# Hours a restart waits for idle at most; then it happens whatever is running
+# restart_deadline = 24
+
 # --- Conda distribution (operations/conda.py) ---
 
 # Installer of the conda distribution (Anaconda, Miniforge or Miniconda)

@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import server
 
-from . import passwords, settings, snapshot
+from . import passwords, restarts, settings, snapshot
 from .render import FILES, render
 
 CONFIG_DIR = "/etc/jupyter"
@@ -23,6 +23,8 @@ PASSWORD_FILE = f"{CONFIG_DIR}/password_hash"
 # files/jupyter_login_handler.py, imported by the server from CONFIG_DIR.
 LOGIN_HANDLER_MODULE = "jupyter_login_handler"
 LOGIN_HANDLER_FILE = f"{CONFIG_DIR}/{LOGIN_HANDLER_MODULE}.py"
+# files/jupyter_activity.py: tells the deploy whether anything is busy and what the server runs.
+ACTIVITY_FILE = restarts.ACTIVITY_FILE
 MIGRATED_MARKER = f"{CONFIG_DIR}/migrated"
 # The server's data dir (JUPYTER_DATA_DIR): root-owned, holds the deploy's python3 kernel spec.
 DATA_DIR = f"{CONFIG_DIR}/data"
@@ -175,6 +177,7 @@ def server_config(data, server_name: str) -> str:
         password_file=PASSWORD_FILE,
         config_dir=CONFIG_DIR,
         login_handler=f"{LOGIN_HANDLER_MODULE}.LoginHandler",
+        activity_module=restarts.ACTIVITY_MODULE,
         home=settings.home_of(data.get("jupyter_user")),
         prefix=data.get("conda_prefix"),
         data_dir=DATA_DIR,
@@ -227,7 +230,7 @@ def kernel_spec(prefix, user) -> str:
 
 
 # What the server reads at start: a change to any of them needs a restart.
-RESTART_PATHS = [CONFIG_FILE, LOGIN_HANDLER_FILE, PASSWORD_FILE, UNIT_FILE]
+RESTART_PATHS = [CONFIG_FILE, LOGIN_HANDLER_FILE, ACTIVITY_FILE, PASSWORD_FILE, UNIT_FILE]
 
 
 def service_snapshot(user: str, notebook_dir: str) -> snapshot.Snapshot:
@@ -240,6 +243,7 @@ def service_snapshot(user: str, notebook_dir: str) -> snapshot.Snapshot:
             MIGRATED_MARKER,
             CONFIG_FILE,
             LOGIN_HANDLER_FILE,
+            ACTIVITY_FILE,
             KERNEL_DIR,
             USER_KERNELS,
             f"{USER_KERNELS}/kernels",
@@ -247,9 +251,10 @@ def service_snapshot(user: str, notebook_dir: str) -> snapshot.Snapshot:
             GUARD_FILE,
             UNIT_FILE,
             LIMITS_DROPIN,
+            *restarts.PATHS,
         ],
         secret_paths=[PASSWORD_FILE],
-        units=[f"{UNIT}.service"],
+        units=[f"{UNIT}.service", *restarts.UNITS],
         probes={"account": f"getent passwd {shlex.quote(user)}"},
     )
 
@@ -270,6 +275,8 @@ def service_snapshot(user: str, notebook_dir: str) -> snapshot.Snapshot:
         "cull_idle_kernels_after",
         "apache_proxy_timeout",
         "max_request_size",
+        "restart_policy",
+        "restart_deadline",
     ),
 )
 def install_jupyter():
@@ -301,6 +308,13 @@ def install_jupyter():
         name="Login handler (password checks off the event loop)",
         src=FILES / f"{LOGIN_HANDLER_MODULE}.py",
         dest=LOGIN_HANDLER_FILE,
+        mode="640",
+        **readable_by_user,
+    )
+    activity = snapshot.put(
+        name="Activity check (is anything busy?) for deferred restarts",
+        src=FILES / f"{restarts.ACTIVITY_MODULE}.py",
+        dest=ACTIVITY_FILE,
         mode="640",
         **readable_by_user,
     )
@@ -350,6 +364,7 @@ def install_jupyter():
         mode="644",
         **system_file,
     )
+    restart_service, restart_timer = restarts.install(state)
     # New limits reach the running unit's cgroup at once; no restart, kernels keep running.
     # (Before the daemon-reload below: on systemd 252 a set-property after it left the unit
     # flagged as changed on disk.)
@@ -371,12 +386,27 @@ def install_jupyter():
     )
     # Restarted for what the server reads at start (also when an interrupted earlier run
     # wrote it and never restarted: the snapshot says so); a stopped server starts with it.
+    # A restart ends every kernel: with restart_policy 'when-idle' it waits until nothing is
+    # busy (restarts.py), and a restart already deferred is not owed a second time. (A change
+    # to the server's own packages: restarts.restart_for_server_updates, after they are in.)
+    policy = host.data.restart_policy
+
+    def waiting() -> bool:
+        return policy != "now" and restarts.deferred(state, f"{UNIT}.service")
+
     snapshot.service(
         name="Jupyter running with its current config",
         service=f"{UNIT}.service",
-        daemon_reload=snapshot.Changes(unit, limits),
+        daemon_reload=snapshot.Changes(unit, limits, restart_service, restart_timer),
         restarted=snapshot.Changes(
-            config, login_handler, password, unit, owed=lambda: restart_pending(state, f"{UNIT}.service", RESTART_PATHS)
+            config,
+            login_handler,
+            activity,
+            password,
+            unit,
+            owed=lambda: [] if waiting() else restart_pending(state, f"{UNIT}.service", RESTART_PATHS),
         ),
+        restart_commands=restarts.restart_commands(policy, host.data.restart_deadline),
+        note=lambda: "its restart waits until nothing is busy" if waiting() else None,
         state=state,
     )

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from pyinfra import host, logger
-from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, StringCommand, operation
 from pyinfra.api.output import format_text
 from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
@@ -442,6 +442,8 @@ def service(
     daemon_reload=False,
     check_command: str | None = None,
     ready_command: str | None = None,
+    restart_commands: list | None = None,
+    note=None,
 ):
     """
     A systemd unit started and enabled (or stopped and disabled), restarted or reloaded when
@@ -455,6 +457,8 @@ def service(
     + check_command: run before the unit is started, restarted or reloaded; when it fails,
       the operation fails and the unit is left as it was (e.g. a config test)
     + ready_command: run after, waiting until the unit really serves
+    + restart_commands: run instead of ``systemctl restart`` (e.g. a restart that waits)
+    + note: added to what a run that changes nothing says (a string, or a function asked then)
 
     **Example:**
 
@@ -478,13 +482,17 @@ def service(
         action = "reload-or-restart"
     if action and action != "stop" and check_command:
         commands.append(check_command)
-    if action:
+    if action == "restart" and restart_commands:
+        commands.extend(restart_commands)
+    elif action:
         commands.append(f"systemctl {action} {q}")
     if action and action != "stop" and ready_command:
         commands.append(ready_command)
     if enabled != (current.enabled == "enabled"):
         commands.append(f"systemctl {'enable' if enabled else 'disable'} {q}")
     if not commands:
-        host.noop(f"{service} is {'running' if running else 'stopped'} and {'enabled' if enabled else 'disabled'}")
+        said = f"{service} is {'running' if running else 'stopped'} and {'enabled' if enabled else 'disabled'}"
+        note = note() if callable(note) else note
+        host.noop(f"{said}; {note}" if note else said)
     for command in commands:
-        yield StringCommand(command)
+        yield command if isinstance(command, (StringCommand, FunctionCommand)) else StringCommand(command)

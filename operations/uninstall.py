@@ -14,7 +14,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
 
-from . import apache, backups, conda, jupyter, letsencrypt, login_ban, records, settings, system, tls
+from . import apache, backups, conda, jupyter, letsencrypt, login_ban, records, restarts, settings, system, tls
 from .render import FILES
 
 SCRIPT = "/root/.jupyter-uninstall"
@@ -25,6 +25,9 @@ REPORT = "/root/.jupyter-uninstall-report"
 INSTALLED = [
     jupyter.UNIT_FILE,
     jupyter.CONFIG_DIR,
+    restarts.SCRIPT,
+    restarts.SERVICE_FILE,
+    restarts.TIMER_FILE,
     jupyter.GUARD_DIR.rsplit("/", 1)[0],
     apache.SITE_PATH,
     apache.HARDENING_PATH,

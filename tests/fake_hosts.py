@@ -20,6 +20,7 @@ from operations import (
     letsencrypt,  # noqa: F401
     login_ban,
     passwords,
+    restarts,
     settings,
     snapshot,
     system,
@@ -43,12 +44,13 @@ def snapshot_command(state) -> str:
     )
 
 
-def snapshot_answer(state, files, reloaded=False, probes=None, newer=()) -> list[str]:
+def snapshot_answer(state, files, reloaded=False, probes=None, newer=(), inactive=()) -> list[str]:
     """
     What ``snapshot_command(state)`` prints on a converged host: ``files`` maps a path to
     (content or "dir" or ("link", target), (user, group, mode)); every file is older than
     the last reload (``reloaded``: the reload stamp is there) and each unit started after them,
-    except ``newer`` (written after both: what an interrupted run leaves).
+    except ``newer`` (written after both: what an interrupted run leaves); units are active,
+    except ``inactive`` ones.
     """
     lines = []
     for path in state.paths + state.secret_paths:
@@ -69,6 +71,9 @@ def snapshot_answer(state, files, reloaded=False, probes=None, newer=()) -> list
         mtime = 400.0 if path in newer else 100.0
         lines.append(f"P\t{path}\t{kind}\t{mode}\t{user}\t{group}\t{mtime}\t{detail}")
     for unit in state.units:
+        if unit in inactive:
+            lines += [f"U\t{unit}\tActiveState=inactive", f"U\t{unit}\tUnitFileState=static", f"U\t{unit}\tMainPID=0"]
+            continue
         lines += [
             f"U\t{unit}\t{line}"
             for line in (
@@ -103,13 +108,21 @@ def certificate_answer(letsencrypt_mode: bool) -> list[str]:
     return lines
 
 
-def converged_responses(data=None, interrupted=False, account_comment=jupyter.ACCOUNT_COMMENT):
+# The server's packages on a converged host (what files/jupyter_activity.py prints).
+SERVER_PACKAGES = {"jupyter-server": "2.21.1", "notebook": "7.6.5", "tornado": "6.5.2"}
+
+
+def converged_responses(
+    data=None, interrupted=False, account_comment=jupyter.ACCOUNT_COMMENT, deferred=False, running=None
+):
     """
     What a host that a finished deploy left behind answers to every fact command.
 
     + interrupted: Jupyter's config and the vhost were written after the last restart and
       reload (a run was killed in between)
     + account_comment: the notebook account's GECOS comment
+    + deferred: a restart is owed since after Jupyter started, and its timer waits
+    + running: the server's packages the running server loaded, when not those installed
     """
     data = {**settings.DEFAULTS, "server_name": NAME, **(data or {})}
     user = data["jupyter_user"]
@@ -126,6 +139,7 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
     # Every managed file older than the last restart and reload (see snapshot_answer).
     service = jupyter.service_snapshot(user, data["notebook_dir"])
     installer = conda.installer_snapshot(data["conda_prefix"])
+    updates = restarts.updates_snapshot(data["conda_prefix"])
     jupyter_files = {
         data["notebook_dir"]: ("dir", (user, user, "750")),
         home: ("dir", (user, user, "750")),
@@ -144,6 +158,11 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
             ("root", "root", "644"),
         ),
         jupyter.PASSWORD_FILE: ("secret", readable),
+        jupyter.ACTIVITY_FILE: ((ROOT / "files" / "jupyter_activity.py").read_text(), readable),
+        restarts.SCRIPT: ((ROOT / "files" / restarts.UNIT).read_text(), ("root", "root", "755")),
+        restarts.SERVICE_FILE: ((ROOT / "files" / f"{restarts.UNIT}.service").read_text(), system_file),
+        restarts.TIMER_FILE: ((ROOT / "files" / f"{restarts.UNIT}.timer").read_text(), system_file),
+        **({restarts.OWED: ("owed", ("root", "root", "600"))} if deferred else {}),
     }
     account = f"{user}:x:999:999:{account_comment}:{home}:{jupyter.NOLOGIN}"
     site = apache.site_snapshot(data["tls_mode"])
@@ -167,12 +186,27 @@ def converged_responses(data=None, interrupted=False, account_comment=jupyter.AC
     responses = {
         # Each concern's snapshot, by its exact command (first: other answers match parts of it).
         snapshot_command(service): snapshot_answer(
-            service, jupyter_files, probes={"account": [account]}, newer=[jupyter.CONFIG_FILE] if interrupted else ()
+            service,
+            jupyter_files,
+            probes={"account": [account]},
+            newer=([jupyter.CONFIG_FILE] if interrupted else []) + ([restarts.OWED] if deferred else []),
+            inactive=() if deferred else restarts.UNITS,
         ),
         snapshot_command(site): snapshot_answer(
             site, apache_files, reloaded=True, probes=enabled, newer=[apache.SITE_PATH] if interrupted else ()
         ),
         snapshot_command(tls.certificate_snapshot(NAME)): certificate_answer(letsencrypt_mode),
+        snapshot_command(updates): snapshot_answer(
+            updates,
+            {restarts.OWED: ("owed", ("root", "root", "600"))} if deferred else {},
+            probes={
+                "installed": [f"installed {n} {v}" for n, v in SERVER_PACKAGES.items()],
+                "running": ["kernels=1 kernels_busy=0 terminals=0 terminals_busy=0"]
+                + [f"running {n} {v}" for n, v in (running or SERVER_PACKAGES).items()],
+            },
+            newer=[restarts.OWED] if deferred else [],
+            inactive=() if deferred else [restarts.TIMER],
+        ),
         snapshot_command(login_ban.jail_snapshot()): snapshot_answer(login_ban.jail_snapshot(), ban_files),
         "db:Status-Abbrev": [f"ii  {p}" for p in system.wanted_packages(data)] + ["index-age 60"],
         # host_checks: the account and Apache's version, in one command.

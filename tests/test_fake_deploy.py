@@ -16,11 +16,12 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
-from operations import apache, letsencrypt, passwords, settings, tls
+from operations import apache, letsencrypt, passwords, restarts, settings, tls
 from tests.fake_hosts import (
     FRESH,
     NAME,
     PASSWORD,
+    SERVER_PACKAGES,
     FakeDownloads,
     checks_answer,
     converged_responses,
@@ -29,6 +30,9 @@ from tests.fake_hosts import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+# restart_policy 'when-idle' (the default): the run asks the host's script, which restarts
+# at once only when nothing is busy.
+RESTART_WHEN_IDLE = f"{restarts.SCRIPT} request 24 {restarts.REPORT}"
 
 
 def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=(), yes=False, script="deploy.py"):
@@ -95,7 +99,7 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
     assert joined.count("apt-get update") == 1
     [install] = [c for c in commands if " install " in c and "apt-get" in c]
     assert set(install.split(" install ", 1)[1].split()) == set(
-        "curl ca-certificates bzip2 openssl apache2 ufw fail2ban nftables".split()
+        "curl ca-certificates bzip2 openssl iproute2 apache2 ufw fail2ban nftables".split()
     )
     assert "a2enmod -q proxy_https" not in joined and "proxy_wstunnel" not in joined
     assert PASSWORD not in joined and "$argon2id$" not in joined
@@ -140,7 +144,8 @@ def test_changed_port_rewrites_config_and_vhost_and_restarts_only_jupyter_and_ap
     assert "Apache reverse proxy | Reload Apache (after configtest)" in changed
     assert not [op for op in changed if op.startswith(("Conda", "TLS", "Firewall", "System"))]
     assert not [op for op in changed if "password" in op]
-    assert "systemctl restart jupyter.service" in commands
+    assert RESTART_WHEN_IDLE in commands
+    assert "systemctl restart jupyter.service" not in commands
 
 
 def test_new_password_changes_only_the_hash_and_restarts_jupyter(monkeypatch):
@@ -177,8 +182,49 @@ def test_config_an_interrupted_run_left_unapplied_is_applied(monkeypatch, yes):
         "Jupyter Notebook service | Jupyter running with its current config",
         "Apache reverse proxy | Reload Apache (after configtest)",
     ]
-    assert "systemctl restart jupyter.service" in commands
+    assert RESTART_WHEN_IDLE in commands
     assert any(c.startswith("apache2ctl configtest && systemctl reload-or-restart apache2") for c in commands)
+
+
+def test_a_deferred_restart_is_not_owed_again_and_now_restarts_in_the_run(monkeypatch):
+    """The config changed after Jupyter started, but a restart is already deferred (owed since
+    after the start, its timer waiting): nothing to do. With restart_policy 'now': the restart."""
+    responses = converged_responses(interrupted=True, deferred=True)
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
+    ).values()
+    assert [op for op in changed if op.startswith("Jupyter")] == []
+    assert not [c for c in commands if c.startswith((restarts.SCRIPT, "systemctl restart"))]
+    [(commands, changed)] = run_deploy(
+        monkeypatch,
+        [("@fake/nb1", {"server_name": NAME, "restart_policy": "now", "fake_responses": responses})],
+    ).values()
+    assert "Jupyter Notebook service | Jupyter running with its current config" in changed
+    assert f"{restarts.SCRIPT} now {restarts.REPORT}" in commands
+
+
+UPDATES_OP = "Jupyter server updates | Jupyter runs its installed server packages (restart when idle)"
+
+
+def test_a_changed_server_package_owes_a_restart_and_the_run_says_which(monkeypatch, caplog):
+    """The running server loaded jupyter-server 2.14.0; 2.21.1 is installed now (a pip_packages
+    entry, a distribution update: whatever installed it)."""
+    older = {**SERVER_PACKAGES, "jupyter-server": "2.14.0"}
+    responses = converged_responses(running=older)
+    with caplog.at_level("INFO"):
+        [(commands, changed)] = run_deploy(
+            monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
+        ).values()
+    assert changed == [UPDATES_OP]
+    assert RESTART_WHEN_IDLE in commands
+    assert "Jupyter server update: jupyter-server 2.14.0 -> 2.21.1" in caplog.text
+    # A restart already owed (its timer waits) is not owed again.
+    responses = converged_responses(running=older, deferred=True)
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
+    ).values()
+    assert changed == []
+    assert not [c for c in commands if c.startswith(restarts.SCRIPT)]
 
 
 # -- tls_mode letsencrypt -----------------------------------------------------------------

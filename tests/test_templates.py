@@ -149,6 +149,10 @@ class _Config:
             def __setattr__(self, name, value):
                 values[f"{section}.{name}"] = value
 
+            def __getattr__(self, name):
+                # `c.Section.name.update({...})`: traitlets merges it into the value.
+                return values.setdefault(f"{section}.{name}", {})
+
         return Section()
 
 
@@ -196,6 +200,7 @@ def test_jupyter_config_is_locked_down(tmp_path):
     assert values["ServerApp.root_dir"] == "/srv/jupyter"
     assert values["ServerApp.trust_xheaders"] is True
     assert values["ServerApp.allow_remote_access"] is False
+    assert values["ServerApp.jpserver_extensions"] == {"jupyter_activity": True}
     assert "nb.example.org" in values["ServerApp.local_hostnames"]
     assert values["ServerApp.allow_remote_access"] is False
     assert values["ServerApp.allow_root"] is False

@@ -189,6 +189,15 @@ def check_cpu_limit(value):
     return "None (no limit) or a number of CPU cores from 0.1, e.g. 1.5"
 
 
+def check_hours(minimum, maximum):
+    def check(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and minimum <= value <= maximum:
+            return None
+        return f"a number of hours from {minimum} to {maximum}, e.g. 24 or 0.5"
+
+    return check
+
+
 def check_seconds(minimum, maximum, zero_ok=False):
     def check(value):
         if _is_int(value) and (minimum <= value <= maximum or (zero_ok and value == 0)):

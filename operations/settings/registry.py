@@ -25,6 +25,7 @@ from .checks import (
     check_cpu_limit,
     check_directives,
     check_email,
+    check_hours,
     check_https_url,
     check_keep,
     check_local_file_or_empty,
@@ -106,6 +107,18 @@ GROUPS: tuple[Group, ...] = (
             ),
             Setting(
                 "jupyter_terminals", True, "Whether the web terminal (a shell as jupyter_user) is enabled", check_bool
+            ),
+            Setting(
+                "restart_policy",
+                "when-idle",
+                "A restart ends every kernel: 'when-idle' waits until no kernel or terminal is busy, 'now' doesn't",
+                one_of("when-idle", "now"),
+            ),
+            Setting(
+                "restart_deadline",
+                24,
+                "Hours a restart waits for idle at most; then it happens whatever is running",
+                check_hours(0.01, 720),
             ),
         ),
     ),

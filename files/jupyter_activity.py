@@ -1,0 +1,124 @@
+# Managed by pyinfra (jupyter-apache-deploy): local edits are overwritten on the next run.
+"""
+What the running server is doing and running, for the deploy (a server extension).
+
+A restart of Jupyter ends every kernel. The deploy restarts it only when nothing is busy
+(``restart_policy = 'when-idle'``), and when the server's own packages changed since it
+started. It asks here, on the host's loopback, with no password. The answer is counts and
+versions only, for this host's own requests; a request that came through Apache (which always
+adds ``X-Forwarded-For``) gets 404. The worst a notebook can do with it is delay its own
+server's restart until the deadline the deploy set.
+
+    GET /jupyter-deploy/activity  ->  kernels=3 kernels_busy=1 terminals=2 terminals_busy=0
+                                      running jupyter-server 2.21.1
+                                      running tornado 6.5.2
+                                      ...
+
+The path is the same whatever ``base_url`` is, so a run that changes the base URL (or the
+port: the deploy's script finds the server's port itself) still asks the running server.
+``running``: the versions of the server's packages (``SERVER_PACKAGES`` and everything they
+require) as they were when it started. ``python -I jupyter_activity.py`` prints the same list
+as installed now (``installed NAME VERSION``), which the deploy compares.
+
+Loaded by the deploy's jupyter_server_config.py (``jpserver_extensions``).
+"""
+
+import os
+import re
+import sys
+from importlib import metadata
+
+PATH = "/jupyter-deploy/activity"
+PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip", "Forwarded")
+LOOPBACK = ("127.0.0.1", "::1")
+SERVER_PACKAGES = ("notebook", "jupyter-server", "jupyterlab", "tornado")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def server_versions() -> dict[str, str]:
+    """The installed version of each package the server imports: ``SERVER_PACKAGES`` and
+    their requirements, all the way down (optional extras left out)."""
+    versions: dict[str, str] = {}
+    todo = list(SERVER_PACKAGES)
+    while todo:
+        name = normalized(todo.pop())
+        if name in versions:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        versions[name] = dist.version
+        for requirement in dist.requires or ():
+            spec, _, marker = requirement.partition(";")
+            match = _NAME.match(spec.strip())
+            if match and "extra" not in marker:
+                todo.append(match.group(0))
+    return dict(sorted(versions.items()))
+
+
+# As the server started: what it imported.
+RUNNING = server_versions()
+
+
+def child_processes(pid: int) -> int:
+    """How many processes have ``pid`` as their parent (this user's: the others are hidden)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                # "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            count += 1
+    return count
+
+
+def activity(serverapp, settings) -> str:
+    kernels = serverapp.kernel_manager.list_kernels()
+    busy_kernels = sum(1 for kernel in kernels if kernel.get("execution_state") == "busy")
+    terminals = getattr(settings.get("terminal_manager"), "terminals", {}) or {}
+    # A terminal is busy while its shell has a child: a command running, in front or behind.
+    busy_terminals = 0
+    for terminal in list(terminals.values()):
+        pid = getattr(getattr(terminal, "ptyproc", None), "pid", None)
+        if pid and child_processes(pid):
+            busy_terminals += 1
+    lines = [
+        f"kernels={len(kernels)} kernels_busy={busy_kernels} terminals={len(terminals)} terminals_busy={busy_terminals}"
+    ]
+    lines += [f"running {name} {version}" for name, version in RUNNING.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _jupyter_server_extension_points():
+    return [{"module": __name__}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    # Imported here: run as a script (the installed versions), this needs no server.
+    from tornado.web import HTTPError, RequestHandler
+
+    class ActivityHandler(RequestHandler):
+        def get(self):
+            if any(h in self.request.headers for h in PROXY_HEADERS) or self.request.remote_ip not in LOOPBACK:
+                raise HTTPError(404)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.set_header("Cache-Control", "no-store")
+            self.finish(activity(serverapp, self.settings))
+
+    serverapp.web_app.add_handlers(".*$", [(PATH, ActivityHandler)])
+
+
+if __name__ == "__main__":
+    for name, version in RUNNING.items():
+        print("installed", name, version)
+    sys.exit(0)

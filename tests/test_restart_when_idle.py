@@ -1,0 +1,224 @@
+"""files/jupyter-restart-when-idle with stand-ins for systemctl and curl (no host, no root).
+
+The real-host proof is tests/e2e/test_restarts.py; here each branch of the script: what it
+asks, what it restarts and when, what it writes for the run's output.
+"""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from operations import restarts
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "files" / restarts.UNIT
+URL = "http://127.0.0.1:8888/jupyter-deploy/activity"
+
+# systemctl: logs each call; `is-active` answers from ./active.UNIT, `show` the main PID
+# (812) or the start time from ./started.
+FAKE_SYSTEMCTL = """#!/bin/bash
+echo "$*" >>"$FAKE/calls"
+case "$1 $3" in
+    "is-active "*) [ "$(cat "$FAKE/active.$3" 2>/dev/null)" = active ] ;;
+    "show MainPID") echo 812 ;;
+    "show ExecMainStartTimestamp") cat "$FAKE/started" ;;
+    "restart "*) date -u '+%a %Y-%m-%d %H:%M:%S UTC' >"$FAKE/started" ;;
+esac
+"""
+# ss: process 812 (the main PID) listens on 8888, a kernel (900) on another port.
+FAKE_SS = """#!/bin/bash
+echo 'LISTEN 0 128 127.0.0.1:41000 0.0.0.0:* users:(("python",pid=900,fd=3))'
+echo 'LISTEN 0 128 127.0.0.1:8888 0.0.0.0:* users:(("python",pid=812,fd=5))'
+"""
+# curl: the server's answer from ./answer; none (the server does not answer): curl fails.
+FAKE_CURL = """#!/bin/bash
+echo "curl $*" >>"$FAKE/calls"
+[ -f "$FAKE/answer" ] && cat "$FAKE/answer"
+"""
+
+
+class Host:
+    def __init__(self, tmp_path: Path):
+        self.dir = tmp_path
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        for name, text in (("systemctl", FAKE_SYSTEMCTL), ("curl", FAKE_CURL), ("ss", FAKE_SS)):
+            (self.bin / name).write_text(text)
+            (self.bin / name).chmod(0o755)
+        self.state = tmp_path / "state"
+        self.report = tmp_path / "report"
+        self.jupyter_started(seconds_ago=3600)
+        (tmp_path / "active.jupyter.service").write_text("active")
+
+    def jupyter_started(self, seconds_ago: int) -> None:
+        stamp = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() - seconds_ago))
+        (self.dir / "started").write_text(stamp + "\n")
+
+    def answers(self, text: str | None) -> None:
+        answer = self.dir / "answer"
+        if text is None:
+            answer.unlink(missing_ok=True)
+        else:
+            answer.write_text(text + "\n")
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        (self.dir / "calls").write_text("")
+        env = {
+            **os.environ,
+            "PATH": f"{self.bin}:{os.environ['PATH']}",
+            "FAKE": str(self.dir),
+            "JUPYTER_RESTART_STATE_DIR": str(self.state),
+        }
+        return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30)
+
+    def request(self, hours: str = "24") -> subprocess.CompletedProcess:
+        return self.run("request", hours, str(self.report))
+
+    def asked(self) -> list[str]:
+        """The URLs curl was given."""
+        return [c.split()[-1] for c in (self.dir / "calls").read_text().splitlines() if c.startswith("curl")]
+
+    def calls(self) -> list[str]:
+        calls = (self.dir / "calls").read_text().splitlines()
+        return [c for c in calls if not c.startswith(("curl", "is-active", "show"))]
+
+    def owed(self) -> dict[str, int]:
+        path = self.state / "restart-owed"
+        if not path.exists():
+            return {}
+        return {k: int(v) for k, v in (line.split("=") for line in path.read_text().split())}
+
+    def set_owed(self, **values: int) -> None:
+        owed = {**self.owed(), **values}
+        (self.state / "restart-owed").write_text("".join(f"{k}={v}\n" for k, v in owed.items()))
+
+
+IDLE = "kernels=2 kernels_busy=0 terminals=1 terminals_busy=0"
+BUSY = "kernels=3 kernels_busy=2 terminals=1 terminals_busy=1"
+
+
+@pytest.fixture
+def fake_host(tmp_path):
+    return Host(tmp_path)
+
+
+def test_nothing_busy_restarts_at_once(fake_host):
+    fake_host.answers(IDLE)
+    result = fake_host.request()
+    assert result.returncode == 0, result.stderr
+    # Asked on the port the main process listens on (not a kernel's).
+    assert fake_host.asked() == [URL]
+    assert "restart jupyter.service" in fake_host.calls()
+    assert fake_host.owed() == {} and fake_host.report.read_text() == ""
+
+
+def test_busy_kernels_and_terminals_defer_with_one_line_and_the_timer(fake_host):
+    fake_host.answers(BUSY)
+    before = int(time.time())
+    result = fake_host.request(hours="2")
+    assert result.returncode == 0, result.stderr
+    assert fake_host.calls() == [f"start {restarts.TIMER}"]
+    owed = fake_host.owed()
+    assert before <= owed["requested"] <= time.time() and owed["deadline"] == owed["requested"] + 7200
+    deadline = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(owed["deadline"]))
+    assert fake_host.report.read_text() == (
+        "Jupyter restart deferred: 2 kernels busy, 1 terminal running a command; "
+        f"it happens when they are idle, at the latest {deadline}\n"
+    )
+
+
+def test_a_second_request_keeps_the_first_deadline_until_jupyter_restarts(fake_host):
+    fake_host.answers(BUSY)
+    fake_host.request(hours="2")
+    fake_host.set_owed(requested=int(time.time()) - 600, deadline=int(time.time()) + 100)
+    first = fake_host.owed()
+    fake_host.request(hours="24")
+    assert fake_host.owed()["deadline"] == first["deadline"]
+    # Restarted since (by hand): the next owed restart has a deadline of its own.
+    fake_host.jupyter_started(seconds_ago=60)
+    fake_host.request(hours="24")
+    assert fake_host.owed()["deadline"] >= time.time() + 24 * 3600 - 60
+
+
+def test_a_server_that_cannot_say_counts_as_busy(fake_host):
+    fake_host.answers(None)
+    fake_host.request()
+    assert fake_host.calls() == [f"start {restarts.TIMER}"]
+    assert "the running server cannot say whether anything is busy" in fake_host.report.read_text()
+    fake_host.answers("kernels=1 kernels_busy=x terminals=0 terminals_busy=0")
+    fake_host.run("check")
+    assert "restart jupyter.service" not in fake_host.calls()
+
+
+def test_a_stopped_server_just_starts(fake_host):
+    (fake_host.dir / "active.jupyter.service").write_text("inactive")
+    fake_host.answers(None)
+    fake_host.request()
+    assert "restart jupyter.service" in fake_host.calls() and fake_host.owed() == {}
+
+
+def test_the_timer_restarts_after_a_minute_of_idle(fake_host):
+    fake_host.answers(BUSY)
+    fake_host.request()
+    fake_host.run("check")
+    assert fake_host.calls() == [] and fake_host.owed()["idle_since"] == 0
+    fake_host.answers(IDLE)
+    fake_host.run("check")
+    assert fake_host.calls() == []
+    idle_since = fake_host.owed()["idle_since"]
+    assert abs(idle_since - time.time()) < 30
+    # Busy again before the minute is up: the minute starts over.
+    fake_host.answers(BUSY)
+    fake_host.run("check")
+    assert fake_host.owed()["idle_since"] == 0
+    fake_host.answers(IDLE)
+    fake_host.run("check")
+    fake_host.set_owed(idle_since=int(time.time()) - 45)
+    fake_host.run("check")
+    assert fake_host.calls() == []
+    fake_host.set_owed(idle_since=int(time.time()) - 70)
+    result = fake_host.run("check")
+    assert fake_host.calls() == [f"stop {restarts.TIMER}", "restart jupyter.service"]
+    assert "nothing busy since" in result.stdout and fake_host.owed() == {}
+
+
+def test_the_deadline_restarts_whatever_is_busy(fake_host):
+    fake_host.answers(BUSY)
+    fake_host.request()
+    fake_host.set_owed(deadline=int(time.time()) - 1)
+    result = fake_host.run("check")
+    assert "restart jupyter.service" in fake_host.calls()
+    assert "at its deadline" in result.stdout and fake_host.owed() == {}
+
+
+def test_a_restart_done_meanwhile_settles_what_was_owed(fake_host):
+    fake_host.answers(BUSY)
+    fake_host.request()
+    fake_host.set_owed(requested=int(time.time()) - 120)
+    fake_host.jupyter_started(seconds_ago=30)
+    fake_host.run("check")
+    assert fake_host.calls() == [f"stop {restarts.TIMER}"] and fake_host.owed() == {}
+
+
+def test_now_restarts_and_forgets_a_deferred_restart(fake_host):
+    fake_host.answers(BUSY)
+    fake_host.request()
+    fake_host.run("now", str(fake_host.report))
+    assert fake_host.calls() == [f"stop {restarts.TIMER}", "restart jupyter.service"]
+    assert fake_host.owed() == {} and fake_host.report.read_text() == ""
+
+
+def test_bad_hours_are_refused(fake_host):
+    result = fake_host.request(hours="1; reboot")
+    assert result.returncode == 2 and "hours must be a number" in result.stderr
+    assert fake_host.calls() == []
+
+
+def test_answer_prints_what_the_server_says(fake_host):
+    fake_host.answers(IDLE + "\nrunning jupyter-server 2.21.1")
+    assert fake_host.run("answer").stdout == IDLE + "\nrunning jupyter-server 2.21.1\n"
+    fake_host.answers(None)
+    assert fake_host.run("answer").stdout == ""
