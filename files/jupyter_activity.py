@@ -31,7 +31,7 @@ from importlib import metadata
 PATH = "/jupyter-deploy/activity"
 PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip", "Forwarded")
 LOOPBACK = ("127.0.0.1", "::1")
-SERVER_PACKAGES = ("notebook", "jupyter-server", "jupyterlab", "tornado")
+SERVER_PACKAGES = ("notebook", "jupyter-server", "jupyterlab", "tornado", "jupyter-resource-usage")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 

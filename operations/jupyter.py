@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import server
 
-from . import passwords, restarts, settings, snapshot
+from . import passwords, resource_usage, restarts, settings, snapshot
 from .render import FILES, render
 
 CONFIG_DIR = "/etc/jupyter"
@@ -178,6 +178,7 @@ def server_config(data, server_name: str) -> str:
         config_dir=CONFIG_DIR,
         login_handler=f"{LOGIN_HANDLER_MODULE}.LoginHandler",
         activity_module=restarts.ACTIVITY_MODULE,
+        memory_max_file=resource_usage.MEMORY_MAX_FILE,
         home=settings.home_of(data.get("jupyter_user")),
         prefix=data.get("conda_prefix"),
         data_dir=DATA_DIR,
@@ -233,7 +234,7 @@ def kernel_spec(prefix, user) -> str:
 RESTART_PATHS = [CONFIG_FILE, LOGIN_HANDLER_FILE, ACTIVITY_FILE, PASSWORD_FILE, UNIT_FILE]
 
 
-def service_snapshot(user: str, notebook_dir: str) -> snapshot.Snapshot:
+def service_snapshot(user: str, notebook_dir: str, prefix: str) -> snapshot.Snapshot:
     """The Jupyter concern's host state in one command: its paths, its unit, its account."""
     return snapshot.Snapshot(
         paths=[
@@ -252,10 +253,12 @@ def service_snapshot(user: str, notebook_dir: str) -> snapshot.Snapshot:
             UNIT_FILE,
             LIMITS_DROPIN,
             *restarts.PATHS,
+            resource_usage.MEMORY_MAX_FILE,
+            resource_usage.overrides_path(prefix),
         ],
         secret_paths=[PASSWORD_FILE],
         units=[f"{UNIT}.service", *restarts.UNITS],
-        probes={"account": f"getent passwd {shlex.quote(user)}"},
+        probes={"account": f"getent passwd {shlex.quote(user)}", "resource_usage": resource_usage.probe(prefix)},
     )
 
 
@@ -285,7 +288,7 @@ def install_jupyter():
     notebook_dir = host.data.notebook_dir
     home = settings.home_of(user)
     # An existing account that the deploy did not make was refused by host_checks, first.
-    state = service_snapshot(user, notebook_dir)
+    state = service_snapshot(user, notebook_dir, host.data.conda_prefix)
     account(name=f"System user {user} (no login shell)", user=user, comment=ACCOUNT_COMMENT, home=home, state=state)
     owned_by_user = {"user": user, "group": user, "mode": "750", "state": state}
     readable_by_user = {"user": "root", "group": user, "state": state}
@@ -365,6 +368,14 @@ def install_jupyter():
         **system_file,
     )
     restart_service, restart_timer = restarts.install(state)
+    resource_display = resource_usage.installed(
+        name="Memory display for the notebook UI (jupyter-resource-usage)", prefix=host.data.conda_prefix, state=state
+    )
+    resource_usage.display_on(
+        name="The memory display on by default (the prefix's JupyterLab overrides.json)",
+        prefix=host.data.conda_prefix,
+        state=state,
+    )
     # New limits reach the running unit's cgroup at once; no restart, kernels keep running.
     # (Before the daemon-reload below: on systemd 252 a set-property after it left the unit
     # flagged as changed on disk.)
@@ -404,9 +415,16 @@ def install_jupyter():
             activity,
             password,
             unit,
+            resource_display,
             owed=lambda: [] if waiting() else restart_pending(state, f"{UNIT}.service", RESTART_PATHS),
         ),
         restart_commands=restarts.restart_commands(policy, host.data.restart_deadline),
         note=lambda: "its restart waits until nothing is busy" if waiting() else None,
         state=state,
+    )
+    resource_usage.memory_limit_file(
+        name="Memory limit the notebook UI shows (the unit's MemoryMax)",
+        unit=f"{UNIT}.service",
+        state=state,
+        changed=snapshot.Changes(unit, limits),
     )

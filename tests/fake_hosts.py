@@ -20,6 +20,7 @@ from operations import (
     letsencrypt,  # noqa: F401
     login_ban,
     passwords,
+    resource_usage,
     restarts,
     settings,
     snapshot,
@@ -113,7 +114,7 @@ SERVER_PACKAGES = {"jupyter-server": "2.21.1", "notebook": "7.6.5", "tornado": "
 
 
 def converged_responses(
-    data=None, interrupted=False, account_comment=jupyter.ACCOUNT_COMMENT, deferred=False, running=None
+    data=None, interrupted=False, account_comment=jupyter.ACCOUNT_COMMENT, deferred=False, running=None, overrides=None
 ):
     """
     What a host that a finished deploy left behind answers to every fact command.
@@ -123,6 +124,7 @@ def converged_responses(
     + account_comment: the notebook account's GECOS comment
     + deferred: a restart is owed since after Jupyter started, and its timer waits
     + running: the server's packages the running server loaded, when not those installed
+    + overrides: the prefix's JupyterLab overrides.json, when not the deploy's
     """
     data = {**settings.DEFAULTS, "server_name": NAME, **(data or {})}
     user = data["jupyter_user"]
@@ -137,7 +139,7 @@ def converged_responses(
     readable = ("root", user, "640")
     system_file = ("root", "root", "644")
     # Every managed file older than the last restart and reload (see snapshot_answer).
-    service = jupyter.service_snapshot(user, data["notebook_dir"])
+    service = jupyter.service_snapshot(user, data["notebook_dir"], data["conda_prefix"])
     installer = conda.installer_snapshot(data["conda_prefix"])
     updates = restarts.updates_snapshot(data["conda_prefix"])
     jupyter_files = {
@@ -159,6 +161,8 @@ def converged_responses(
         ),
         jupyter.PASSWORD_FILE: ("secret", readable),
         jupyter.ACTIVITY_FILE: ((ROOT / "files" / "jupyter_activity.py").read_text(), readable),
+        resource_usage.MEMORY_MAX_FILE: ("700000000", system_file),
+        resource_usage.overrides_path(data["conda_prefix"]): (overrides or resource_usage.OVERRIDES, system_file),
         restarts.SCRIPT: ((ROOT / "files" / restarts.UNIT).read_text(), ("root", "root", "755")),
         restarts.SERVICE_FILE: ((ROOT / "files" / f"{restarts.UNIT}.service").read_text(), system_file),
         restarts.TIMER_FILE: ((ROOT / "files" / f"{restarts.UNIT}.timer").read_text(), system_file),
@@ -188,7 +192,7 @@ def converged_responses(
         snapshot_command(service): snapshot_answer(
             service,
             jupyter_files,
-            probes={"account": [account]},
+            probes={"account": [account], "resource_usage": [f"{data['conda_prefix']}/lib/python3.13/site-packages/x"]},
             newer=([jupyter.CONFIG_FILE] if interrupted else []) + ([restarts.OWED] if deferred else []),
             inactive=() if deferred else restarts.UNITS,
         ),

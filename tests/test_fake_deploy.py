@@ -227,6 +227,21 @@ def test_a_changed_server_package_owes_a_restart_and_the_run_says_which(monkeypa
     assert not [c for c in commands if c.startswith(restarts.SCRIPT)]
 
 
+def test_an_overrides_json_the_deploy_did_not_write_is_left_alone_with_a_warning(monkeypatch, caplog):
+    responses = converged_responses(overrides='{"@jupyterlab/apputils-extension:themes": {"theme": "Dark"}}')
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
+    ).values()
+    assert changed == []
+    assert "overrides.json is not the deploy's: the memory display stays off" in caplog.text
+    # On a host without one, the deploy writes its own.
+    [(commands, changed)] = run_deploy(
+        monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": FRESH})]
+    ).values()
+    display_on = "The memory display on by default (the prefix's JupyterLab overrides.json)"
+    assert f"Jupyter Notebook service | {display_on}" in changed
+
+
 # -- tls_mode letsencrypt -----------------------------------------------------------------
 
 ACME = "https://acme.test/dir"

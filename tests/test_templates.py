@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from operations import apache, jupyter, letsencrypt, login_ban, settings
+from operations import apache, jupyter, letsencrypt, login_ban, resource_usage, settings
 from tests import apache_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,11 +157,14 @@ class _Config:
 
 
 def load_server_config(tmp_path, server_name="nb.example.org", **data):
-    """The Jupyter config of a host with the settings' defaults but ``data``, executed."""
+    """The Jupyter config of a host with the settings' defaults but ``data``, executed (the
+    password hash and the memory limit it reads are files in ``tmp_path``)."""
     password_file = tmp_path / "password_hash"
     password_file.write_text("argon2:$argon2id$v=19$m=10240,t=10,p=8$c2FsdA$ZGlnZXN0\n")
     source = jupyter.server_config({**settings.DEFAULTS, **data}, server_name)
     source = source.replace(jupyter.PASSWORD_FILE, str(password_file))
+    assert resource_usage.MEMORY_MAX_FILE in source
+    source = source.replace(resource_usage.MEMORY_MAX_FILE, str(tmp_path / "memory_max"))
     ast.parse(source)
     config = _Config()
     path = list(sys.path)
@@ -187,9 +190,20 @@ def test_jupyter_config_is_valid_python_with_modern_names_only(tmp_path):
             "PasswordIdentityProvider",
             "NotebookNotary",
             "MappingKernelManager",
+            "ResourceUseDisplay",
         }
         for key in values
     )
+
+
+def test_the_memory_display_shows_the_limit_root_wrote_and_follows_it(tmp_path):
+    _, values = load_server_config(tmp_path)
+    memory_max = values["ResourceUseDisplay.mem_limit"]
+    assert memory_max(rss=1, pss=1) == 0  # nothing written yet: no limit shown
+    (tmp_path / "memory_max").write_text("734003200\n")
+    assert memory_max() == 734003200
+    (tmp_path / "memory_max").write_text("infinity\n")  # memory_limit = None
+    assert memory_max() == 0
 
 
 def test_jupyter_config_is_locked_down(tmp_path):

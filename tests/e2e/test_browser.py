@@ -10,7 +10,9 @@ database), so a certificate problem would fail here rather than be clicked throu
 
 from __future__ import annotations
 
+import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -74,6 +76,18 @@ def open_from_new_menu(page, item: str):
     return opened
 
 
+def memory_shown(page, timeout: float = 30) -> tuple[str, str, str]:
+    """(use, limit, unit) as the page's memory display shows them ("Mem: 120 / 19661 MB")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(r"Mem:\s*([\d.]+)\s*/\s*([\d.]+)\s*(B|KB|MB|GB)", page.locator("body").inner_text())
+        if match:
+            return match.groups()
+        time.sleep(1)
+    shot(page, "memory-display-missing")
+    pytest.fail("no memory display (Mem: USE / LIMIT) on the notebook page")
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(page.shots / f"{name}.png"), full_page=True)
 
@@ -98,6 +112,12 @@ def test_browser_logs_in_creates_a_notebook_and_runs_a_cell(deployment, page):
     output.wait_for(timeout=60_000)
     assert output.inner_text().strip() == "42"
     shot(notebook, "2-notebook-42")
+    # The memory display (jupyter-resource-usage) shows use against the unit's MemoryMax.
+    memory_max = int(deployment.ssh("nb1", "systemctl show -p MemoryMax --value jupyter").stdout)
+    shown = memory_shown(notebook)
+    FIGURES["browser memory display (nb1)"] = f"Mem: {shown[0]} / {shown[1]} {shown[2]} (MemoryMax {memory_max})"
+    # In the unit of the use, with no decimals for MB and GB (as the display rounds).
+    assert abs(float(shown[1]) - memory_max / 1024 ** ["B", "KB", "MB", "GB"].index(shown[2])) <= 0.5
     notebook.close()
     deployment.ssh("nb1", "rm -f /srv/jupyter/Untitled*.ipynb")
 

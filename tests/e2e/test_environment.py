@@ -496,6 +496,22 @@ def test_spec_that_does_not_exist_fails_the_host_with_pips_reason_and_keeps_it_w
     assert retry.returncode == 0 and retry.changed() == {}
 
 
+# -- 3b. the notebook UI shows the memory budget ----------------------------------------
+def displayed_memory_limit(jupyter) -> int:
+    """The limit jupyter-resource-usage's display shows (its API, polled by the UI)."""
+    return jupyter.api("GET", "metrics/v1").json()["limits"]["memory"]["rss"]
+
+
+def test_the_notebook_ui_shows_memory_use_against_memory_max(deployment, ca_files):
+    jupyter = client(deployment, ca_files)
+    memory_max = int(deployment.ssh(HOST, "systemctl show -p MemoryMax --value jupyter").stdout)
+    assert memory_max == 700 * 2**20
+    metrics = jupyter.api("GET", "metrics/v1").json()
+    assert metrics["limits"]["memory"]["rss"] == memory_max
+    assert 0 < metrics["rss"] < memory_max
+    FIGURES["nb6 resource display: rss / limit"] = f"{metrics['rss'] / 2**20:.0f} / {memory_max / 2**20:.0f} MiB"
+
+
 # -- 3 (continued). a changed limit applies without a restart ---------------------------
 def test_changed_memory_limit_applies_to_the_running_server(deployment, ca_files):
     jupyter = client(deployment, ca_files)
@@ -511,11 +527,14 @@ def test_changed_memory_limit_applies_to_the_running_server(deployment, ca_files
                         "Memory, CPU and task limits (systemd drop-in)",
                         "Jupyter running with its current config",
                         "Apply the new limits to the running server",
+                        "Memory limit the notebook UI shows (the unit's MemoryMax)",
                     )
                 ]
             )
             shown = deployment.ssh(HOST, "systemctl show -p MemoryMax --value jupyter").stdout.strip()
             assert shown == str(800 * 2**20)
+            # The notebook UI's display follows, without a restart.
+            assert displayed_memory_limit(jupyter) == 800 * 2**20
             assert main_pid(deployment) == before
             assert kept.state() == "kept\n"
     finally:

@@ -206,7 +206,10 @@ def restarts(deployment, ca_files):
 
 
 def test_the_server_says_what_is_busy_on_loopback_only(restarts):
-    assert restarts["activity"] == {"kernels": 1, "kernels_busy": 1, "terminals": 1, "terminals_busy": 1}
+    # The busy ones are exactly this test's (an earlier test may have left an idle kernel).
+    seen = restarts["activity"]
+    assert (seen["kernels_busy"], seen["terminals_busy"]) == (1, 1), seen
+    assert seen["kernels"] >= 1 and seen["terminals"] >= 1, seen
     assert restarts["through apache"] == [404, 404]
     assert restarts["forwarded"] == "404"
 
