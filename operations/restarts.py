@@ -15,6 +15,7 @@ files to install (``install``), the commands its service operation runs instead 
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra import host
@@ -59,11 +60,17 @@ def version_probes(prefix: str) -> dict[str, str]:
     }
 
 
+# What a distribution's name and version may look like; anything else from the server (whose
+# answers the notebook user can shape) is dropped, never printed in the run's output.
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
+
+
 def _versions(lines: list[str], kind: str) -> dict[str, str]:
     versions = {}
     for line in lines:
         words = line.split()
-        if len(words) == 3 and words[0] == kind:
+        if len(words) == 3 and words[0] == kind and _NAME.fullmatch(words[1]) and _VERSION.fullmatch(words[2]):
             versions[words[1]] = words[2]
     return versions
 

@@ -218,6 +218,17 @@ def test_a_changed_server_package_owes_a_restart_and_the_run_says_which(monkeypa
     assert changed == [UPDATES_OP]
     assert RESTART_WHEN_IDLE in commands
     assert "Jupyter server update: jupyter-server 2.14.0 -> 2.21.1" in caplog.text
+    # The running server's answer is the notebook user's to shape: what is not a name and a
+    # version never reaches the run's output (no terminal escapes), nor owes a restart.
+    caplog.clear()
+    forged = {**SERVER_PACKAGES, "\x1b]0;pwned\x07x": "1", "tornado": "6.5.2\x1b[2J"}
+    with caplog.at_level("INFO"):
+        [(commands, changed)] = run_deploy(
+            monkeypatch,
+            [("@fake/nb1", {"server_name": NAME, "fake_responses": converged_responses(running=forged)})],
+        ).values()
+    assert changed == [UPDATES_OP] and "\x1b" not in caplog.text
+    assert "Jupyter server update: tornado (none) -> 6.5.2" in caplog.text
     # A restart already owed (its timer waits) is not owed again.
     responses = converged_responses(running=older, deferred=True)
     [(commands, changed)] = run_deploy(
