@@ -49,15 +49,13 @@ def packages(data) -> list[str]:
     return ["curl", "iproute2"]
 
 
-def version_probes(prefix: str) -> dict[str, str]:
-    """The server's packages as installed in ``prefix`` now (root runs the root-owned prefix's
-    Python, isolated, on the root-owned file) and as the running server loaded them (it says
-    so on loopback)."""
+def version_probe(prefix: str) -> str:
+    """The server's packages as the running server loaded them (it says so on loopback) and as
+    installed in ``prefix`` now (root runs the root-owned prefix's Python, isolated, on the
+    root-owned file): only when the prefix's site-packages changed since the server started,
+    else the one line "unchanged"."""
     q = shlex.quote
-    return {
-        "installed": f"test -f {q(ACTIVITY_FILE)} && {q(prefix + '/bin/python')} -I {q(ACTIVITY_FILE)}",
-        "running": f"test -x {q(SCRIPT)} && {q(SCRIPT)} answer",
-    }
+    return f"test -x {q(SCRIPT)} && test -f {q(ACTIVITY_FILE)} && {q(SCRIPT)} versions {q(prefix)} {q(ACTIVITY_FILE)}"
 
 
 # What a distribution's name and version may look like; anything else from the server (whose
@@ -79,8 +77,8 @@ def server_updates(state: snapshot.Snapshot) -> list[str]:
     """Each of the server's packages whose installed version is not the one the running server
     loaded, as "name old -> new" (empty when either side cannot be read: a server that is not
     running, or predates the extension, reads its packages when it starts)."""
-    running = _versions(state.probe("running"), "running")
-    installed = _versions(state.probe("installed"), "installed")
+    running = _versions(state.probe("versions"), "running")
+    installed = _versions(state.probe("versions"), "installed")
     if not running or not installed:
         return []
     return [
@@ -134,7 +132,7 @@ def install(state: snapshot.Snapshot):
 def updates_snapshot(prefix: str) -> snapshot.Snapshot:
     """What the server-updates step reads, after the packages are in: the server's packages
     installed and running, whether Jupyter runs and a restart is already owed."""
-    return snapshot.Snapshot(paths=[OWED], units=[JUPYTER_UNIT, TIMER], probes=version_probes(prefix))
+    return snapshot.Snapshot(paths=[OWED], units=[JUPYTER_UNIT, TIMER], probes={"versions": version_probe(prefix)})
 
 
 @operation()

@@ -203,10 +203,13 @@ def converged_responses(
         snapshot_command(updates): snapshot_answer(
             updates,
             {restarts.OWED: ("owed", ("root", "root", "600"))} if deferred else {},
+            # The prefix changed since the server started only when it runs other packages.
             probes={
-                "installed": [f"installed {n} {v}" for n, v in SERVER_PACKAGES.items()],
-                "running": ["kernels=1 kernels_busy=0 terminals=0 terminals_busy=0"]
-                + [f"running {n} {v}" for n, v in (running or SERVER_PACKAGES).items()],
+                "versions": ["unchanged"]
+                if running is None
+                else ["kernels=1 kernels_busy=0 terminals=0 terminals_busy=0"]
+                + [f"running {n} {v}" for n, v in running.items()]
+                + [f"installed {n} {v}" for n, v in SERVER_PACKAGES.items()]
             },
             newer=[restarts.OWED] if deferred else [],
             inactive=() if deferred else [restarts.TIMER],

@@ -222,3 +222,25 @@ def test_answer_prints_what_the_server_says(fake_host):
     assert fake_host.run("answer").stdout == IDLE + "\nrunning jupyter-server 2.21.1\n"
     fake_host.answers(None)
     assert fake_host.run("answer").stdout == ""
+
+
+def test_versions_starts_no_python_unless_the_prefix_changed_since_the_server_started(fake_host):
+    prefix = fake_host.dir / "prefix"
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (prefix / "bin").mkdir()
+    # The prefix's Python, standing in: says it ran, prints the installed list.
+    fake_python = '#!/bin/bash\necho "python $*" >>"$FAKE/calls"\necho installed tornado 6.5.2\n'
+    (prefix / "bin" / "python").write_text(fake_python)
+    (prefix / "bin" / "python").chmod(0o755)
+    fake_host.answers(IDLE + "\nrunning tornado 6.5.1")
+    two_hours_ago = time.time() - 7200
+    os.utime(site, (two_hours_ago, two_hours_ago))
+    result = fake_host.run("versions", str(prefix), "/etc/jupyter/jupyter_activity.py")
+    assert result.stdout == "unchanged\n"
+    assert "python" not in (fake_host.dir / "calls").read_text()
+    # pip installed something after the server started (a new dist-info: the directory's mtime).
+    os.utime(site, None)
+    result = fake_host.run("versions", str(prefix), "/etc/jupyter/jupyter_activity.py")
+    assert result.stdout.splitlines() == [IDLE, "running tornado 6.5.1", "installed tornado 6.5.2"]
+    assert "python -I /etc/jupyter/jupyter_activity.py" in (fake_host.dir / "calls").read_text()
