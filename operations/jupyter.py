@@ -426,5 +426,5 @@ def install_jupyter():
         name="Memory limit the notebook UI shows (the unit's MemoryMax)",
         unit=f"{UNIT}.service",
         state=state,
-        changed=snapshot.Changes(unit, limits),
+        changed=snapshot.Changes(limits),
     )

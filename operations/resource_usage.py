@@ -4,7 +4,7 @@ The notebook UI's memory display: what Jupyter and its kernels use against ``mem
 jupyter-resource-usage (pinned) is installed into the prefix when it is missing; the server
 loads it from the prefix's own config (``jupyter_server_config.d``). The limit it shows is
 read, at each of its requests, from ``MEMORY_MAX_FILE``, which root writes from the unit's
-``MemoryMax`` (``systemctl show``) whenever the unit or its limits change: a researcher sees
+``MemoryMax`` (``systemctl show``) whenever the limits change (and when the file is missing): a researcher sees
 the limit the OOM killer enforces, and a new limit shows without a restart. No limit
 (``memory_limit = None``: ``infinity``) shows none.
 

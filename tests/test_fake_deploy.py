@@ -146,6 +146,8 @@ def test_changed_port_rewrites_config_and_vhost_and_restarts_only_jupyter_and_ap
     assert not [op for op in changed if "password" in op]
     assert RESTART_WHEN_IDLE in commands
     assert "systemctl restart jupyter.service" not in commands
+    # The unit changed, its limits did not: the limit the notebook UI shows stays as it is.
+    assert "Jupyter Notebook service | Memory limit the notebook UI shows (the unit's MemoryMax)" not in changed
 
 
 def test_new_password_changes_only_the_hash_and_restarts_jupyter(monkeypatch):

@@ -199,6 +199,7 @@ def test_jupyter_config_is_valid_python_with_modern_names_only(tmp_path):
 def test_the_memory_display_shows_the_limit_root_wrote_and_follows_it(tmp_path):
     _, values = load_server_config(tmp_path)
     memory_max = values["ResourceUseDisplay.mem_limit"]
+    assert values["ResourceUseDisplay.enable_prometheus_metrics"] is False
     assert memory_max(rss=1, pss=1) == 0  # nothing written yet: no limit shown
     (tmp_path / "memory_max").write_text("734003200\n")
     assert memory_max() == 734003200
