@@ -49,6 +49,14 @@ class FleetPackages(FactBase):
         return {**self.default(), **{k: v for k, v in record.items() if k in ("conda", "pip", "requirements")}}
 
 
+def pip_install(prefix: str) -> str:
+    """The prefix's own pip, as root, quiet and never asking: add the quoted specs."""
+    return (
+        f"{shlex.quote(prefix)}/bin/python -m pip install --quiet --no-input --disable-pip-version-check "
+        "--root-user-action=ignore"
+    )
+
+
 def local_sha256(path: str) -> str:
     """The sha256 of a file on the control machine."""
     with open(path, "rb") as f:
@@ -102,16 +110,13 @@ def packages_installed(prefix: str, conda: list[str], pip: list[str], requiremen
             f"{env}{q_prefix}/bin/conda install --yes --quiet --prefix {q_prefix} "
             + " ".join(shlex.quote(spec) for spec in new_conda)
         )
-    pip_install = (
-        f"{q_prefix}/bin/python -m pip install --quiet --no-input --disable-pip-version-check --root-user-action=ignore"
-    )
     if new_pip:
-        yield f"{pip_install} " + " ".join(shlex.quote(spec) for spec in new_pip)
+        yield f"{pip_install(prefix)} " + " ".join(shlex.quote(spec) for spec in new_pip)
     if new_requirements:
         target = f"{prefix}/{REQUIREMENTS}"
         yield FileUploadCommand(requirements, target)
         yield f"chmod 644 {shlex.quote(target)}"
-        yield f"{pip_install} --requirement {shlex.quote(target)}"
+        yield f"{pip_install(prefix)} --requirement {shlex.quote(target)}"
     if left:
         logger.warning(
             f"{host.name}: no longer listed, left installed in {prefix}: {', '.join(left)} "

@@ -4,8 +4,8 @@ The notebook UI's memory display: what Jupyter and its kernels use against ``mem
 jupyter-resource-usage (pinned) is installed into the prefix when it is missing; the server
 loads it from the prefix's own config (``jupyter_server_config.d``). The limit it shows is
 read, at each of its requests, from ``MEMORY_MAX_FILE``, which root writes from the unit's
-``MemoryMax`` (``systemctl show``) whenever the limits change (and when the file is missing): a researcher sees
-the limit the OOM killer enforces, and a new limit shows without a restart. No limit
+``MemoryMax`` (``systemctl show``) whenever the limits change (and when the file is missing):
+a researcher sees the limit the OOM killer enforces, and a new limit shows without a restart. No limit
 (``memory_limit = None``: ``infinity``) shows none.
 
 Used by the Jupyter concern (operations/jupyter.py), which owns the unit and its limits.
@@ -16,12 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from io import BytesIO
 
 from pyinfra import host, logger
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import StringCommand, operation
 
-from . import snapshot
+from . import environment, snapshot
 
 PACKAGE = "jupyter-resource-usage"
 VERSION = "1.3.0"
@@ -56,11 +55,7 @@ def installed(prefix: str, state: snapshot.Snapshot):
     if state.probe("resource_usage"):
         host.noop(f"{PACKAGE} is installed in {prefix}")
         return
-    yield StringCommand(
-        shlex.quote(f"{prefix}/bin/python"),
-        "-m pip install --quiet --no-input --disable-pip-version-check --root-user-action=ignore",
-        shlex.quote(f"{PACKAGE}=={VERSION}"),
-    )
+    yield StringCommand(environment.pip_install(prefix), shlex.quote(f"{PACKAGE}=={VERSION}"))
 
 
 @operation()
@@ -106,7 +101,4 @@ def display_on(prefix: str, state: snapshot.Snapshot):
         )
         host.noop(f"{path} left as it is")
         return
-    q = shlex.quote
-    yield StringCommand(f"mkdir -p {q(path.rsplit('/', 1)[0])}")
-    yield FileUploadCommand(BytesIO(data), f"{path}.pyinfra-new")
-    yield StringCommand(f"chmod 644 {q(path)}.pyinfra-new && mv -f {q(path)}.pyinfra-new {q(path)}")
+    yield from snapshot.staged_upload(data, path, "root", "root", "644", create_remote_dir=True)

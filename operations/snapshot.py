@@ -304,6 +304,12 @@ def put(src, dest: str, user: str, group: str, mode: str, state: Snapshot, creat
         return
     if host.state.config.DIFF:
         _show_diff(dest, data, current.kind == "file")
+    yield from staged_upload(data, dest, user, group, mode, create_remote_dir)
+
+
+def staged_upload(data: bytes, dest: str, user: str, group: str, mode: str, create_remote_dir: bool = False):
+    """The commands that write ``data`` to ``dest`` with this owner and mode, uploaded beside it
+    and moved over it (never seen half-written): for an operation that decided to write it."""
     q = shlex.quote
     staged = f"{dest}.pyinfra-new"
     if create_remote_dir:

@@ -33,6 +33,10 @@ FAKE_SS = """#!/bin/bash
 echo 'LISTEN 0 128 127.0.0.1:41000 0.0.0.0:* users:(("python",pid=900,fd=3))'
 echo 'LISTEN 0 128 127.0.0.1:8888 0.0.0.0:* users:(("python",pid=812,fd=5))'
 """
+# sleep: the script's waits for a server still starting, counted instead of slept.
+FAKE_SLEEP = """#!/bin/bash
+echo "sleep $*" >>"$FAKE/slept"
+"""
 # curl: the server's answer from ./answer; none (the server does not answer): curl fails.
 FAKE_CURL = """#!/bin/bash
 echo "curl $*" >>"$FAKE/calls"
@@ -45,7 +49,7 @@ class Host:
         self.dir = tmp_path
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
-        for name, text in (("systemctl", FAKE_SYSTEMCTL), ("curl", FAKE_CURL), ("ss", FAKE_SS)):
+        for name, text in (("systemctl", FAKE_SYSTEMCTL), ("curl", FAKE_CURL), ("ss", FAKE_SS), ("sleep", FAKE_SLEEP)):
             (self.bin / name).write_text(text)
             (self.bin / name).chmod(0o755)
         self.state = tmp_path / "state"
@@ -148,6 +152,8 @@ def test_a_server_that_cannot_say_counts_as_busy(fake_host):
     fake_host.request()
     assert fake_host.calls() == [f"start {restarts.TIMER}"]
     assert "the running server cannot say whether anything is busy" in fake_host.report.read_text()
+    # It was given five more tries, 2 s apart, in case it was still starting.
+    assert (fake_host.dir / "slept").read_text() == "sleep 2\n" * 5
     fake_host.answers("kernels=1 kernels_busy=x terminals=0 terminals_busy=0")
     fake_host.run("check")
     assert "restart jupyter.service" not in fake_host.calls()
