@@ -20,15 +20,28 @@ port: the deploy's script finds the server's port itself) still asks the running
 require) as they were when it started. ``python -I jupyter_activity.py`` prints the same list
 as installed now (``installed NAME VERSION``), which the deploy compares.
 
+For the smoke check's audit (``python -m smoke --audit``), a second route answers signed-in
+users only, through Apache like the rest of the API:
+
+    GET {base_url}jupyter-deploy/versions  ->  {"distribution": "Debian GNU/Linux 12 (bookworm)",
+        "python": "3.12.4", "running": {"jupyter-server": "2.21.1", ...},
+        "installed": {"jupyter-server": "2.14.1", ...}}
+
+``running`` and ``installed`` hold ``SERVER_PACKAGES`` only; they differ while a restart is owed.
+Whoever has the password can run code and read all this anyway.
+
 Loaded by the deploy's jupyter_server_config.py (``jpserver_extensions``).
 """
 
+import json
 import os
+import platform
 import re
 import sys
 from importlib import metadata
 
 PATH = "/jupyter-deploy/activity"
+VERSIONS_PATH = "jupyter-deploy/versions"
 PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip", "Forwarded")
 LOOPBACK = ("127.0.0.1", "::1")
 SERVER_PACKAGES = ("notebook", "jupyter-server", "jupyterlab", "tornado", "jupyter-resource-usage")
@@ -99,13 +112,42 @@ def activity(serverapp, settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+OS_RELEASE = "/etc/os-release"
+
+
+def distribution_name() -> str:
+    try:
+        with open(OS_RELEASE) as release:
+            for line in release:
+                key, _, value = line.strip().partition("=")
+                if key == "PRETTY_NAME":
+                    return value.strip('"')
+    except OSError:
+        pass
+    return "unknown"
+
+
+def versions_report() -> dict:
+    """What the audit needs: the host's distribution, the server's Python, and the server's
+    own packages as it runs them and as they are installed now."""
+    installed = server_versions()
+    return {
+        "distribution": distribution_name(),
+        "python": platform.python_version(),
+        "running": {name: RUNNING[name] for name in map(normalized, SERVER_PACKAGES) if name in RUNNING},
+        "installed": {name: installed[name] for name in map(normalized, SERVER_PACKAGES) if name in installed},
+    }
+
+
 def _jupyter_server_extension_points():
     return [{"module": __name__}]
 
 
 def _load_jupyter_server_extension(serverapp):
     # Imported here: run as a script (the installed versions), this needs no server.
-    from tornado.web import HTTPError, RequestHandler
+    from jupyter_server.base.handlers import APIHandler
+    from jupyter_server.utils import url_path_join
+    from tornado.web import HTTPError, RequestHandler, authenticated
 
     class ActivityHandler(RequestHandler):
         def get(self):
@@ -115,7 +157,14 @@ def _load_jupyter_server_extension(serverapp):
             self.set_header("Cache-Control", "no-store")
             self.finish(activity(serverapp, self.settings))
 
-    serverapp.web_app.add_handlers(".*$", [(PATH, ActivityHandler)])
+    class VersionsHandler(APIHandler):
+        @authenticated
+        def get(self):
+            self.set_header("Cache-Control", "no-store")
+            self.finish(json.dumps(versions_report()))
+
+    versions = url_path_join(serverapp.base_url, VERSIONS_PATH)
+    serverapp.web_app.add_handlers(".*$", [(PATH, ActivityHandler), (versions, VersionsHandler)])
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ than twice its schedule fails. The served certificate fails with fewer than
 CERTIFICATE_MIN_DAYS days left. One line per host with timings and those ages; the exit
 code is non-zero when any host fails. ``scripts/ci-deploy`` runs it after every deploy,
 and the real-host tests use the same client (``smoke/client.py``).
+
+With ``--audit`` it also reports each host's distribution, Python and the server it runs, with
+the published advisories for that server, and fails a host with one (``smoke/advisories.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ CELL = (
     "print(status.read_text().strip() if status.exists() else '{}')\n"
 )
 EXPECTED = "42"
+# Where the server says which versions it runs (files/jupyter_activity.py's VERSIONS_PATH).
+VERSIONS_PATH = "jupyter-deploy/versions"
 # Let's Encrypt renews 30 days ahead and the deploy renews a self-signed one 30 days ahead:
 # a certificate this close to its end means renewal has stopped working.
 CERTIFICATE_MIN_DAYS = 14
@@ -45,13 +50,23 @@ class Verdict:
     error: str = ""
     # Ages worth seeing even when all is well ("certificate 89 days left", "backup 5.2 h ago").
     notes: list[str] = field(default_factory=list)
+    # With --audit: what the server says it runs (smoke/advisories.py), and the lines shown under the host's.
+    versions: dict = field(default_factory=dict)
+    details: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         spent = "  ".join(f"{what} {seconds:.2f} s" for what, seconds in self.timings.items())
         notes = "  " + "  ".join(self.notes) if self.notes else ""
         if self.ok:
-            return f"ok    {self.target}  {spent}{notes}"
-        return f"FAIL  {self.target}  {self.error}{notes}" + (f"  (after: {spent})" if spent else "")
+            first = f"ok    {self.target}  {spent}{notes}"
+        else:
+            first = f"FAIL  {self.target}  {self.error}{notes}" + (f"  (after: {spent})" if spent else "")
+        return "\n".join([first, *(f"      {detail}" for detail in self.details)])
+
+    def fail(self, problems: list[str]) -> None:
+        if problems:
+            self.error = "; ".join(filter(None, [self.error, *problems]))
+            self.ok = False
 
 
 def _age(seconds: float) -> str:
@@ -106,12 +121,13 @@ def check(
     timeout: float = 30,
     basic_auth=None,
     connect_to: str | None = None,
+    audit: bool = False,
 ) -> Verdict:
     """Log in, run one cell in a fresh kernel, clean up; never raises.
 
     ``connect_to``: the address to send everything to (the one SSH verified), instead of
     what DNS says ``target`` is; the name still goes in SNI and Host and must match the
-    certificate."""
+    certificate. ``audit``: also ask the server which versions it runs (``verdict.versions``)."""
     verdict = Verdict(target, ok=False)
     started = time.monotonic()
 
@@ -145,6 +161,13 @@ def check(
                 verdict.notes.append(note)
             if problem:
                 problems.append(problem)
+        if audit:
+            answer = step("versions", lambda: jupyter.get(VERSIONS_PATH))
+            if answer.status_code == 404:
+                problems.append("the server does not say which versions it runs (deployed before the audit existed?)")
+            else:
+                answer.raise_for_status()
+                verdict.versions = answer.json()
         verdict.error = "; ".join(problems)
         verdict.ok = not problems
     except Exception as error:  # one line per host, whatever went wrong
@@ -152,3 +175,17 @@ def check(
     finally:
         verdict.timings["total"] = time.monotonic() - started
     return verdict
+
+
+def audit(verdicts: list[Verdict], ignored: set[str], timeout: float = 30) -> None:
+    """Look up the advisories for what every host runs (each version once) and judge each host."""
+    # Imported here: pip-audit is needed for --audit only (scripts/ci-deploy's pinned tools lack it).
+    from . import advisories
+
+    wanted = set().union(*(advisories.packages_to_look_up(v.versions) for v in verdicts if v.versions))
+    found = advisories.look_up(wanted, timeout) if wanted else {}
+    for verdict in verdicts:
+        if verdict.versions:
+            lines, problems = advisories.judge(verdict.versions, found, ignored)
+            verdict.details += lines
+            verdict.fail(problems)

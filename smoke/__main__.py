@@ -1,5 +1,6 @@
 """
-    python -m smoke [--base-url /jupyter/] [--ca-file FILE] [--timeout S] [--resolve NAME:ADDRESS] HOST [HOST ...]
+    python -m smoke [--base-url /jupyter/] [--ca-file FILE] [--timeout S] [--resolve NAME:ADDRESS]
+                    [--audit [--ignore-vuln ID ...]] HOST [HOST ...]
 
 HOST is a server name or address (``https://HOST/jupyter/`` is checked) or a full
 https:// URL. The password comes from $JUPYTER_PASSWORD; with an Apache Basic-auth
@@ -7,17 +8,22 @@ layer, also set $JUPYTER_BASIC_AUTH_USER and $JUPYTER_BASIC_AUTH_PASSWORD.
 Certificates are verified against the system's CAs, or only against --ca-file.
 --resolve NAME:ADDRESS (repeatable) connects to ADDRESS for HOST NAME instead of what DNS
 says, keeping NAME for SNI, Host and the certificate check (like curl's --resolve).
+--audit also reports each host's distribution, Python and the versions of notebook,
+jupyter-server, jupyterlab, tornado and jupyter-resource-usage the server runs (and what is
+installed, when a restart is owed), with every published advisory for them (pip-audit's PyPI
+look-up). A host with an advisory fails, unless its ID or an alias is given to --ignore-vuln.
 Exit code: 0 all hosts passed, 1 any host failed, 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from . import check
+from . import audit, check
 
 
 def main(argv=None) -> int:
@@ -35,7 +41,22 @@ def main(argv=None) -> int:
         metavar="NAME:ADDRESS",
         help="connect to ADDRESS for host NAME (SNI, Host and certificate stay NAME)",
     )
+    parser.add_argument(
+        "--audit", action="store_true", help="also look up published advisories for the server each host runs"
+    )
+    parser.add_argument(
+        "--ignore-vuln",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="with --audit: an advisory ID (or alias) that does not fail a host (repeatable)",
+    )
     args = parser.parse_args(argv)
+    if args.ignore_vuln and not args.audit:
+        parser.error("--ignore-vuln goes with --audit")
+    if args.audit and importlib.util.find_spec("pip_audit") is None:
+        print("smoke: --audit needs pip-audit: .venv/bin/pip install '.[audit]'", file=sys.stderr)
+        return 2
     if any(":" not in item for item in args.resolve):
         parser.error("--resolve takes NAME:ADDRESS")
     addresses = dict(item.split(":", 1) for item in args.resolve)
@@ -51,11 +72,20 @@ def main(argv=None) -> int:
         verdicts = list(
             pool.map(
                 lambda host: check(
-                    host, password, args.base_url, ca_file, args.timeout, basic_auth, connect_to=addresses.get(host)
+                    host,
+                    password,
+                    args.base_url,
+                    ca_file,
+                    args.timeout,
+                    basic_auth,
+                    connect_to=addresses.get(host),
+                    audit=args.audit,
                 ),
                 args.hosts,
             )
         )
+    if args.audit:
+        audit(verdicts, set(args.ignore_vuln), args.timeout)
     for verdict in verdicts:
         print(verdict.line(), flush=True)
     failed = [v for v in verdicts if not v.ok]

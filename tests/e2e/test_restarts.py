@@ -10,13 +10,18 @@ command run 60 and 90 seconds (the same code path, a shorter wait), the deadline
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 
 import pytest
 import requests
 
+from smoke import __main__ as smoke_main
+from smoke import advisories
 from smoke.client import Jupyter, execute_request
+from tests.advisory_feed import GHSA, Feed, service
 from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS
 
 NAME = "nb1"
@@ -112,6 +117,21 @@ def wait_for_restart(deployment, pid: str, timeout: float) -> float:
     pytest.fail(f"Jupyter was not restarted within {timeout} s")
 
 
+def audit(deployment, ca_files, *ignore: str) -> tuple[int, str]:
+    """``python -m smoke --audit`` against nb1 (exit code, output), with pip-audit reading the
+    stand-in of PyPI's vulnerability data (tests/advisory_feed.py: PyPI's per-version answers
+    are out of this machine's reach)."""
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setenv("JUPYTER_PASSWORD", PASSWORD)
+        patch.setattr(advisories, "advisory_service", lambda timeout: service(Feed(), timeout))
+        ignored = [word for vuln in ignore for word in ("--ignore-vuln", vuln)]
+        code = smoke_main.main(
+            ["--audit", *ignored, "--ca-file", str(ca_files[NAME]), f"https://{deployment.address(NAME)}/jupyter/"]
+        )
+    return code, out.getvalue()
+
+
 def owed_and_timer(deployment) -> str:
     return deployment.ssh(
         NAME,
@@ -138,6 +158,10 @@ def restarts(deployment, ca_files):
             requests.get(site + path, verify=str(ca_files[NAME]), timeout=10).status_code
             for path in ("/jupyter-deploy/activity", "/jupyter/jupyter-deploy/activity")
         ]
+        # The audit's versions answer: for a signed-in client only.
+        seen["versions without login"] = requests.get(
+            site + "/jupyter/jupyter-deploy/versions", verify=str(ca_files[NAME]), timeout=10
+        ).status_code
         # As Apache would pass it on (with X-Forwarded-For), from the host itself.
         seen["forwarded"] = deployment.ssh(
             NAME, f"curl -s -o /dev/null -w '%{{http_code}}' -H 'X-Forwarded-For: 192.0.2.1' {ACTIVITY}"
@@ -187,15 +211,19 @@ def restarts(deployment, ca_files):
         update = {**CHANGED, "pip_packages": [f"jupyter_server=={OTHER_SERVER}"]}
         seen["update run"] = one.pyinfra(overrides={NAME: update})
         seen["update pid after run"] = main_pid(deployment) == pid
+        seen["audit while owed"] = audit(deployment, ca_files)
         seen["update kernel output"] = kernel.finished(UPDATE_KERNEL_SECONDS + 30)
         seen["update restart after idle"] = wait_for_restart(deployment, pid, 120)
         seen["running after update"] = running(deployment)
+        seen["audit old"] = audit(deployment, ca_files)
+        seen["audit old ignored"] = audit(deployment, ca_files, GHSA)
         seen["update converged"] = one.pyinfra(overrides={NAME: update})
         # Back to the release the stand-in ships (nothing busy: restarted in the run).
         seen["update back"] = one.pyinfra(
             overrides={NAME: {**CHANGED, "pip_packages": [f"jupyter_server=={seen['running before update']}"]}}
         )
         seen["running after back"] = running(deployment)
+        seen["audit fixed"] = audit(deployment, ca_files)
     finally:
         # nb1 as the other tests know it (nothing busy now: restarted in the run).
         seen["restored"] = one.pyinfra()
@@ -212,6 +240,7 @@ def test_the_server_says_what_is_busy_on_loopback_only(restarts):
     assert seen["kernels"] >= 1 and seen["terminals"] >= 1, seen
     assert restarts["through apache"] == [404, 404]
     assert restarts["forwarded"] == "404"
+    assert restarts["versions without login"] in (401, 403)
 
 
 def test_a_run_defers_the_restart_while_a_kernel_and_a_terminal_are_busy(restarts):
@@ -294,3 +323,26 @@ def test_a_server_update_alone_owes_a_restart_that_waits_for_idle(restarts):
     assert f"Jupyter server update: jupyter-server {OTHER_SERVER} -> {before}" in back.output, back.output[-3000:]
     assert DEFERRED not in back.output
     assert restarts["running after back"] == before
+
+
+def test_the_audit_reports_what_runs_and_fails_a_server_with_an_advisory(restarts):
+    before = restarts["running before update"]
+    # While the restart is owed: the release that runs, and the one installed beside it.
+    code, out = restarts["audit while owed"]
+    assert code == 0, out
+    assert f"jupyter-server {before} running ({OTHER_SERVER} installed: the owed restart applies it)" in out, out
+    assert "Debian GNU/Linux" in out and ", Python 3." in out, out
+    # Restarted on the older release: the advisory names it and fails the host.
+    code, out = restarts["audit old"]
+    assert code == 1, out
+    assert out.startswith("FAIL  ") and f"jupyter-server {OTHER_SERVER} running\n" in out, out
+    assert f"ADVISORY PYSEC-STANDIN-0001 (also {GHSA}) jupyter-server {OTHER_SERVER}: " in out, out
+    FIGURES["audit, old release"] = out.strip()
+    # The ignore list turns the failure into a note.
+    code, out = restarts["audit old ignored"]
+    assert code == 0 and f"ignored ({GHSA}) PYSEC-STANDIN-0001" in out, out
+    # Back on the fixed release: it passes and says so.
+    code, out = restarts["audit fixed"]
+    assert code == 0 and out.startswith("ok    ") and f"jupyter-server {before} running\n" in out, out
+    assert "ADVISORY" not in out
+    FIGURES["audit, fixed release"] = out.strip()
