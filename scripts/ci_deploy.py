@@ -5,6 +5,9 @@ What scripts/ci-deploy runs once the pinned tools are installed.
     ci_deploy.py [--dry] --shards K [INVENTORY]       K pyinfra processes, one slice each
     ci_deploy.py [--dry] --shard I/K --result FILE [INVENTORY]
     ci_deploy.py --merge DIRECTORY [--shards K]      the report of the slices' result files (K expected)
+    ci_deploy.py --canary N [--shards K] [INVENTORY]  the first N hosts first; the rest only if they pass
+    ci_deploy.py --canary N --canary-only --result FILE [INVENTORY]   only the canary (a CI job of its own)
+    ci_deploy.py --canary N --shard I/K --result FILE [INVENTORY]     slice I/K of the hosts after the canary
 
 A fleet past one core: ``--shards K`` runs K copies of this script side by side, each with
 ``--shard I/K`` (its slice of the inventory's hosts, by a hash of their names: shards.py; the
@@ -12,6 +15,12 @@ run is pyinfra's with ``--limit`` for each), and merges their results (hosts, ch
 smoke verdicts, exit codes) into one report. On several CI jobs: each runs ``--shard I/K
 --result FILE`` and keeps FILE, a last job ``--merge DIRECTORY`` over all of them
 (.github/workflows/deploy.yml shows it).
+
+A rollout with a canary (``--canary N``): the inventory's first N hosts are deployed and
+smoke-checked first; only when every one of them passes are the others deployed (in one run,
+or in K slices with ``--shards K``). Otherwise the run stops with the canary's report and the
+other hosts untouched. In CI, a canary job (``--canary-only``) runs before the slices' jobs,
+which leave the canary's hosts out (``--canary N --shard I/K``).
 
 Deploy mode: ``pyinfra -y --json INVENTORY deploy.py``; any error fails the job. Then the
 smoke check (``smoke``) logs in and runs a cell on every host. Drift mode (``--dry``):
@@ -169,19 +178,36 @@ def smoke(targets: list[dict], inventory: str, password: str, workdir: Path) -> 
         return list(pool.map(run, plans))
 
 
-def deploy(inventory: str, dry: bool, password: str, shard: str | None = None) -> dict:
-    """One pyinfra run over ``inventory``, or over its slice ``shard`` (``I/K``: pyinfra's
-    ``--limit`` for each of its hosts), and its smoke check: the result the report is made of
-    (JSON-able, so slices can be merged)."""
-    targets = smoke_targets(inventory)
-    limits: list[str] = []
+def chosen(targets: list[dict], shard: str | None = None, canary: int = 0, canary_only: bool = False) -> list[dict]:
+    """The hosts one run deploys, in inventory order: the first ``canary`` of them
+    (``canary_only``), else the ones after them, cut to slice ``shard`` (``I/K``)."""
+    picked = targets[:canary] if canary_only else targets[canary:]
     if shard:
         index, count = shards.parse(shard)
-        targets = [t for t in targets if shards.slice_of(t["host"], count) == index]
+        picked = [t for t in picked if shards.slice_of(t["host"], count) == index]
+    return picked
+
+
+def deploy(
+    inventory: str, dry: bool, password: str, shard: str | None = None, canary: int = 0, canary_only: bool = False
+) -> dict:
+    """One pyinfra run over ``inventory``, or over the hosts ``chosen`` (pyinfra's ``--limit``
+    for each), and its smoke check: the result the report is made of (JSON-able, so slices
+    can be merged)."""
+    everything = smoke_targets(inventory)
+    targets = chosen(everything, shard, canary, canary_only)
+    limits: list[str] = []
+    if len(targets) < len(everything):
         limits = [arg for t in targets for arg in ("--limit", t["host"])]
+    if shard:
+        index, count = shards.parse(shard)
         print(f"ci-deploy: slice {index}/{count}: {len(targets)} host(s)", file=sys.stderr)
+    if canary_only:
+        print(f"ci-deploy: canary: {len(targets)} host(s) first", file=sys.stderr)
     result = {
         "dry": dry,
+        "canary": canary_only,
+        "others": len(everything) - len(targets),
         "hosts": [t["host"] for t in targets],
         "changes": {},
         "errors": {},
@@ -205,17 +231,34 @@ def deploy(inventory: str, dry: bool, password: str, shard: str | None = None) -
     return result
 
 
+def passed(result: dict) -> bool:
+    """Every host of one run deployed without error and passed the smoke check."""
+    smoke_ok = all(v["ok"] for v in result["smoke"]) and (result["smoke"] or not result["hosts"])
+    return result["reported"] and result["code"] == 0 and not result["errors"] and bool(smoke_ok)
+
+
 def report(results: list[dict], dry: bool) -> tuple[str, bool]:
     """The Markdown summary of one run or of several slices' runs, and whether it failed."""
     lines = [f"## {'Jupyter drift check' if dry else 'Jupyter deploy'}", ""]
-    if len(results) > 1:
-        lines += [f"{len(results)} slices of the inventory, deployed side by side.", ""]
+    canaries = [r for r in results if r.get("canary")]
+    slices = [r for r in results if not r.get("canary") and "stopped" not in r]
+    if canaries:
+        hosts = ", ".join(name for r in canaries for name in r["hosts"]) or "no host"
+        lines += [f"Canary: {hosts}, deployed and smoke-checked before the others.", ""]
+    if len(slices) > 1:
+        lines += [f"{len(slices)} slices of the inventory, deployed side by side.", ""]
     failed = False
     rows = []
     for result in results:
+        if "stopped" in result:
+            rows.append(f"**{result['stopped']}**")
+            failed = True
+            continue
         if not result["reported"]:
             unreported = f"pyinfra failed (exit {result['code']}) before it could report: see the log above."
             rows.append(result.get("why") or unreported)
+            # pyinfra reports nothing when every host of its run failed ("No hosts remaining!").
+            rows += [f"| {name} | **failed: no report from pyinfra, see the log above** |" for name in result["hosts"]]
             failed = True
             continue
         for name in result["hosts"]:
@@ -228,8 +271,9 @@ def report(results: list[dict], dry: bool) -> tuple[str, bool]:
     if table:
         lines += [f"| host | {'would change' if dry else 'changed'} |", "|---|---|", *table]
     lines += [row for row in rows if not row.startswith("|")]
-    codes = ", ".join(str(r["code"]) for r in results)
-    slowest = max((r["seconds"] for r in results), default=0.0)
+    codes = ", ".join(str(r["code"]) for r in results if "stopped" not in r)
+    # The canary runs before the others; slices run side by side.
+    slowest = sum(r["seconds"] for r in canaries) + max((r["seconds"] for r in slices), default=0.0)
     lines += ["", f"pyinfra exit {codes} in {slowest:.1f} s."]
     drifted = sum(len(r["changes"]) for r in results)
     if dry and drifted:
@@ -244,13 +288,15 @@ def report(results: list[dict], dry: bool) -> tuple[str, bool]:
     return "\n".join(lines) + "\n", failed
 
 
-def run_shards(count: int, inventory: str, dry: bool) -> list[dict]:
-    """``count`` copies of this script side by side, one slice each; their results."""
+def run_shards(count: int, inventory: str, dry: bool, canary: int = 0) -> list[dict]:
+    """``count`` copies of this script side by side, one slice each (of the hosts after the
+    first ``canary``); their results."""
     with tempfile.TemporaryDirectory() as directory:
         runs = []
         for index in range(1, count + 1):
             result_file = Path(directory) / f"shard-{index}.json"
             command = [sys.executable, str(Path(__file__).resolve()), "--shard", f"{index}/{count}"]
+            command += ["--canary", str(canary)] if canary else []
             command += ["--result", str(result_file), *(["--dry"] if dry else []), inventory]
             # Only the merged report goes to the job's summary.
             env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
@@ -267,6 +313,22 @@ def read_result(path: Path) -> dict:
         return {"hosts": [], "changes": {}, "errors": {}, "smoke": [], "seconds": 0.0, "code": 1, "reported": False}
 
 
+def stopped_result() -> dict:
+    """A run that did not happen (a report line of its own)."""
+    return {"hosts": [], "changes": {}, "errors": {}, "smoke": [], "seconds": 0.0}
+
+
+def roll_out(canary: int, shard_count: int | None, inventory: str, password: str) -> list[dict]:
+    """The canary's run; the others' runs only when it passed, else a line saying they were not."""
+    first = deploy(inventory, False, password, canary=canary, canary_only=True)
+    if not passed(first):
+        why = f"Canary failed: the other {first['others']} host(s) were not deployed."
+        return [first, {**stopped_result(), "stopped": why}]
+    if shard_count and shard_count > 1:
+        return [first, *run_shards(shard_count, inventory, False, canary)]
+    return [first, deploy(inventory, False, password, canary=canary)]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/ci-deploy")
     parser.add_argument("--dry", action="store_true", help="drift check: fail if a deploy would change anything")
@@ -276,16 +338,40 @@ def main(argv=None) -> int:
     parser.add_argument("--shard", help="deploy only slice I/K of the inventory")
     parser.add_argument("--result", help="with --shard: write this slice's result (JSON) here")
     parser.add_argument("--merge", help="report the slices' result files in this directory")
+    parser.add_argument(
+        "--canary",
+        type=int,
+        default=0,
+        metavar="N",
+        help="deploy and smoke-check the inventory's first N hosts first, the others only if they pass",
+    )
+    parser.add_argument(
+        "--canary-only", action="store_true", help="with --canary N: deploy only those N hosts (a CI job of its own)"
+    )
     parser.add_argument("inventory", nargs="?", default="inventory.py")
     args = parser.parse_args(argv)
+    if args.canary < 0 or (args.canary_only and not args.canary):
+        parser.error("--canary takes a number of hosts, 1 or more (and --canary-only needs it)")
+    if args.canary and (args.dry or args.merge):
+        parser.error("--canary goes with a deploy (not --dry or --merge)")
+    if args.canary_only and (args.shard or args.shards):
+        parser.error("--canary-only deploys the canary alone: no --shard or --shards with it")
     if args.merge:
         results = [read_result(path) for path in sorted(Path(args.merge).glob("**/*.json"))]
         if not results:
             print(f"ci-deploy: no result file in {args.merge}", file=sys.stderr)
             return 2
-        if args.shards and len(results) < args.shards:
+        canaries = [r for r in results if r.get("canary")]
+        slices = len(results) - len(canaries)
+        if any(not passed(r) for r in canaries) and not slices:
+            # The canary's job failed, so the slices' jobs never ran.
+            others = max(r.get("others", 0) for r in canaries)
+            results.append(
+                {**stopped_result(), "stopped": f"Canary failed: the other {others} host(s) were not deployed."}
+            )
+        elif args.shards and slices < args.shards:
             # A slice whose job died before writing its result: the run failed, say so.
-            missing = args.shards - len(results)
+            missing = args.shards - slices
             why = f"{missing} of {args.shards} slices left no result: see their jobs."
             results.append({**read_result(Path(args.merge) / "missing"), "why": why})
     else:
@@ -293,7 +379,9 @@ def main(argv=None) -> int:
         if not password:
             print(f"ci-deploy: {settings.PASSWORD_ENV} is not set (a repository secret in CI)", file=sys.stderr)
             return 2
-        if args.shards and args.shards > 1:
+        if args.canary and not args.canary_only and not args.shard:
+            results = roll_out(args.canary, args.shards, args.inventory, password)
+        elif args.shards and args.shards > 1:
             results = run_shards(args.shards, args.inventory, args.dry)
         else:
             if args.shard:
@@ -302,7 +390,7 @@ def main(argv=None) -> int:
                 except ValueError as error:
                     print(f"ci-deploy: --shard {error}", file=sys.stderr)
                     return 2
-            results = [deploy(args.inventory, args.dry, password, args.shard)]
+            results = [deploy(args.inventory, args.dry, password, args.shard, args.canary, args.canary_only)]
             if args.result:
                 Path(args.result).write_text(json.dumps(results[0]))
     summary, failed = report(results, args.dry or any(r.get("dry") for r in results))

@@ -35,6 +35,9 @@ def test_one_failed_slice_fails_the_whole_report_and_names_the_host():
     assert failed and "| b | nothing; **failed at: Conda \\| install** |" in summary
     summary, failed = ci_deploy.report([result(["a"]), result([], code=1, reported=False)], dry=False)
     assert failed and "before it could report" in summary
+    # Every host of a run failed: pyinfra reports nothing, the hosts are still named.
+    summary, failed = ci_deploy.report([result(["a"], code=1, reported=False, smoke=[])], dry=False)
+    assert failed and "| a | **failed: no report from pyinfra, see the log above** |" in summary
 
 
 def test_drift_in_any_slice_is_drift():

@@ -4,6 +4,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -52,8 +53,10 @@ def test_the_job_takes_its_secrets_from_an_environment():
     assert "secrets." not in report and "environment:" not in report
 
 
-def test_the_install_step_has_no_secret_and_runs_before_any_secret_is_used():
-    texts = steps(jobs(WORKFLOW)["deploy"])
+@pytest.mark.parametrize("job", ["canary", "deploy"])
+def test_the_install_step_has_no_secret_and_runs_before_any_secret_is_used(job):
+    assert "\n    environment: production\n" in jobs(WORKFLOW)[job]
+    texts = steps(jobs(WORKFLOW)[job])
     install = [i for i, step in enumerate(texts) if "scripts/ci-deploy --install" in step]
     with_secrets = [i for i, step in enumerate(texts) if "secrets." in step]
     assert len(install) == 1 and with_secrets
@@ -71,12 +74,26 @@ def test_one_job_per_slice_and_a_last_job_merges_their_results():
     assert len(runs) == 2 and all('--shard "${{ matrix.shard }}/$SHARDS"' in step for step in runs)
     assert all('--result "result/shard-${{ matrix.shard }}.json"' in step for step in runs)
     assert sum("--dry" in step for step in runs) == 1
+    # The deploy (not the drift check) leaves out the canary's hosts.
+    assert ['--canary "$CANARY"' in step for step in runs] == ["--dry" not in step for step in runs]
     [upload] = [step for step in steps(deploy) if "actions/upload-artifact@" in step]
     assert "if: always()" in upload and "name: result-shard-${{ matrix.shard }}" in upload
-    assert "\n    needs: deploy\n" in report and "\n    if: always()\n" in report
+    assert "\n    needs: [canary, deploy]\n" in report and "\n    if: always()\n" in report
     [download] = [step for step in steps(report) if "actions/download-artifact@" in step]
-    assert "pattern: result-shard-*" in download and "merge-multiple: true" in download
+    assert "pattern: result-*" in download and "merge-multiple: true" in download
     assert 'scripts/ci-deploy --merge results --shards "$SHARDS"' in report
+
+
+def test_a_canary_job_runs_first_on_a_push_and_the_slices_only_after_it_passed():
+    canary, deploy = jobs(WORKFLOW)["canary"], jobs(WORKFLOW)["deploy"]
+    assert int(re.search(r'\n  CANARY: "(\d+)"', WORKFLOW).group(1)) >= 1
+    assert canary.startswith("    if: github.event_name != 'schedule'\n")
+    [run] = [step for step in steps(canary) if "scripts/ci-deploy" in step and "--install" not in step]
+    assert 'scripts/ci-deploy --canary "$CANARY" --canary-only --result result/canary.json' in run
+    [upload] = [step for step in steps(canary) if "actions/upload-artifact@" in step]
+    assert "if: always()" in upload and "name: result-canary" in upload
+    # A failed canary stops the slices; a skipped one (the nightly drift check) does not.
+    assert "\n    needs: canary\n    if: ${{ !failure() && !cancelled() }}\n" in deploy
 
 
 def test_every_installed_file_is_hash_checked_and_wheels_only_but_for_polling():

@@ -132,6 +132,37 @@ def test_an_unknown_ssh_host_key_stops_the_job_before_any_change(ci, deployment,
     assert "Smoke check" not in summary
 
 
+def test_a_failed_canary_stops_the_rollout_and_the_others_are_not_touched(ci, deployment):
+    """--canary 1 with a broken installer everywhere (a sha256 its download does not match):
+    the first host fails, the others are never connected to; on converged hosts the canary
+    passes and the others follow."""
+    run, _ = ci
+    first, *others = deployment.names
+    broken = deployment.write_inventory({name: {"conda_installer_sha256": "0" * 64} for name in deployment.names})
+    started = time.monotonic()
+    stopped, summary = run("--canary", "1", inventory=broken)
+    FIGURES["ci-deploy --canary 1, a broken installer: stopped after"] = f"{time.monotonic() - started:.1f} s"
+    assert stopped.returncode == 1, stopped.stdout[-3000:]
+    assert f"Canary: {deployment.address(first)}, deployed and smoke-checked before the others." in summary
+    # pyinfra gives no report when every host of its run failed: the log says why.
+    assert rows(summary) == {deployment.address(first): "**failed: no report from pyinfra, see the log above**"}, (
+        summary
+    )
+    assert "sha256 mismatch for " in stopped.stderr, stopped.stderr[-3000:]
+    assert f"**Canary failed: the other {len(others)} host(s) were not deployed.**" in summary
+    assert summary.rstrip().endswith("**FAILED**")
+    for name in others:
+        assert f"[{deployment.address(name)}]" not in stopped.stderr, f"{name} was deployed"
+    # The canary host kept its distribution: the mismatch stopped before the installer ran.
+    marker = deployment.ssh(first, "cat /opt/anaconda3/.jupyter-deploy-installer").stdout.strip()
+    assert marker == deployment.installer_sha256
+
+    passed, summary = run("--canary", "1")
+    assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-3000:]
+    assert rows(summary) == {deployment.address(name): "nothing" for name in deployment.names}
+    assert summary.count("ok    169.254.") == len(deployment.names) and summary.rstrip().endswith("**OK**")
+
+
 def smoke(*args, password=PASSWORD):
     return subprocess.run(
         [sys.executable, "-m", "smoke", *args],
