@@ -18,6 +18,7 @@ the published advisories for that server, and fails a host with one (``smoke/adv
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +36,8 @@ CELL = (
 EXPECTED = "42"
 # Where the server says which versions it runs (files/jupyter_activity.py's VERSIONS_PATH).
 VERSIONS_PATH = "jupyter-deploy/versions"
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}")
 # Let's Encrypt renews 30 days ahead and the deploy renews a self-signed one 30 days ahead:
 # a certificate this close to its end means renewal has stopped working.
 CERTIFICATE_MIN_DAYS = 14
@@ -67,6 +70,37 @@ class Verdict:
         if problems:
             self.error = "; ".join(filter(None, [self.error, *problems]))
             self.ok = False
+
+
+def clean_versions(answer) -> dict:
+    """The server's versions answer, as far as it is names and versions. Whoever has the
+    password can shape it, and it reaches the terminal and the CI summary: no control
+    characters, nothing but a package name and a version where those are expected."""
+    if not isinstance(answer, dict):
+        raise ValueError("the server's versions answer is not a JSON object")
+
+    def text(value) -> str:
+        return "".join(ch for ch in str(value) if ch.isprintable())[:100] or "unknown"
+
+    def packages(value) -> dict[str, str]:
+        if not isinstance(value, dict):
+            return {}
+        return {
+            name: version
+            for name, version in value.items()
+            if isinstance(name, str)
+            and _PACKAGE.fullmatch(name)
+            and isinstance(version, str)
+            and _VERSION.fullmatch(version)
+        }
+
+    python = answer.get("python")
+    return {
+        "distribution": text(answer.get("distribution", "unknown")),
+        "python": python if isinstance(python, str) and _VERSION.fullmatch(python) else "unknown",
+        "running": packages(answer.get("running")),
+        "installed": packages(answer.get("installed")),
+    }
 
 
 def _age(seconds: float) -> str:
@@ -167,7 +201,7 @@ def check(
                 problems.append("the server does not say which versions it runs (deployed before the audit existed?)")
             else:
                 answer.raise_for_status()
-                verdict.versions = answer.json()
+                verdict.versions = clean_versions(answer.json())
         verdict.error = "; ".join(problems)
         verdict.ok = not problems
     except Exception as error:  # one line per host, whatever went wrong

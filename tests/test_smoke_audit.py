@@ -159,3 +159,22 @@ def test_audit_without_pip_audit_says_how_to_get_it(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pip_audit" else real(name, *a))
     assert smoke_main.main(["--audit", "nb1.example.org"]) == 2
     assert "--audit needs pip-audit: .venv/bin/pip install '.[audit]'" in capsys.readouterr().err
+
+
+def test_what_the_server_says_reaches_the_terminal_only_as_names_and_versions():
+    # Whoever has the password can shape the server's answer: no escape sequences through it.
+    shaped = {
+        "distribution": "Debian\x1b]0;owned\x07 12\n",
+        "python": "3.12\x1b[2J",
+        "running": {"jupyter-server": "2.14.1", "tornado": "6.5\x1b[31m", "EVIL\n": "1", "notebook": 7},
+        "installed": "nonsense",
+        "extra": "dropped",
+    }
+    assert smoke.clean_versions(shaped) == {
+        "distribution": "Debian]0;owned 12",
+        "python": "unknown",
+        "running": {"jupyter-server": "2.14.1"},
+        "installed": {},
+    }
+    with pytest.raises(ValueError, match="not a JSON object"):
+        smoke.clean_versions(["jupyter-server", "2.14.1"])
