@@ -65,7 +65,8 @@ def _outcome(error: Exception) -> str:
         return "refused"
     if "timed out" in text.lower() or "timeout" in text.lower():
         return "timeout"
-    return f"error: {type(error).__name__}"
+    # The detail says which failure it was (a closed keep-alive connection, a reset, ...).
+    return f"error: {type(error).__name__}: {text[-160:]}"
 
 
 def guess(url: str, ca: str, count: int, interval: float) -> dict:
