@@ -45,7 +45,7 @@ from there, so only change values, not the comment lines.
 # Published sha256 of that installer; checked before it runs
 # conda_installer_sha256 = '9f49042048e9a8220c1cddf9192054290724052d3b2a86f938f9f5edd911db8f'
 
-# Where the distribution is installed
+# The current distribution's path: a link into conda_prefix.dists, one directory per installer
 # conda_prefix = '/opt/anaconda3'
 
 # How Jupyter gets into the prefix: 'bundled' (Anaconda), 'conda' or 'pip'

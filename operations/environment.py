@@ -90,6 +90,23 @@ def packages_installed(prefix: str, conda: list[str], pip: list[str], requiremen
         )
     """
     installed = host.get_fact(FleetPackages, prefix=prefix)
+    commands, left = install_commands(prefix, conda, pip, requirements, installed, accept_tos)
+    if not commands:
+        host.noop(f"{prefix} has every listed package")
+        return
+    if left:
+        logger.warning(
+            f"{host.name}: no longer listed, left installed in {prefix}: {', '.join(left)} "
+            "(uninstall by hand if it must go)"
+        )
+    yield from commands
+
+
+def install_commands(
+    prefix: str, conda: list[str], pip: list[str], requirements: str, installed: dict, accept_tos: bool = False
+):
+    """What installs the specs ``installed`` (a ``FleetPackages`` record) lacks into ``prefix``,
+    then records them; and the specs no longer listed. No commands when nothing is missing."""
     new_conda = [spec for spec in conda if spec not in installed["conda"]]
     new_pip = [spec for spec in pip if spec not in installed["pip"]]
     requirements_sha = local_sha256(requirements) if requirements else None
@@ -97,35 +114,32 @@ def packages_installed(prefix: str, conda: list[str], pip: list[str], requiremen
     left = [spec for spec in installed["conda"] + installed["pip"] if spec not in conda + pip]
     if installed["requirements"] and not requirements:
         left.append("the packages of the previous pip_requirements file")
-
     if not (new_conda or new_pip or new_requirements or left):
-        host.noop(f"{prefix} has every listed package")
-        return
+        return [], []
+    commands: list = []
     q_prefix = shlex.quote(prefix)
     if new_conda:
         # The prefix's conda, never a `conda` found on PATH; accepting the channels' terms
         # is the user's decision (conda_accept_tos), read by conda's ToS plugin.
         env = "CONDA_PLUGINS_AUTO_ACCEPT_TOS=yes " if accept_tos else ""
-        yield (
+        commands.append(
             f"{env}{q_prefix}/bin/conda install --yes --quiet --prefix {q_prefix} "
             + " ".join(shlex.quote(spec) for spec in new_conda)
         )
     if new_pip:
-        yield f"{pip_install(prefix)} " + " ".join(shlex.quote(spec) for spec in new_pip)
+        commands.append(f"{pip_install(prefix)} " + " ".join(shlex.quote(spec) for spec in new_pip))
     if new_requirements:
         target = f"{prefix}/{REQUIREMENTS}"
-        yield FileUploadCommand(requirements, target)
-        yield f"chmod 644 {shlex.quote(target)}"
-        yield f"{pip_install(prefix)} --requirement {shlex.quote(target)}"
-    if left:
-        logger.warning(
-            f"{host.name}: no longer listed, left installed in {prefix}: {', '.join(left)} "
-            "(uninstall by hand if it must go)"
-        )
+        commands.append(FileUploadCommand(requirements, target))
+        commands.append(f"chmod 644 {shlex.quote(target)}")
+        commands.append(f"{pip_install(prefix)} --requirement {shlex.quote(target)}")
     # Written only after every install above succeeded: a failed install is retried.
     record = json.dumps({"conda": list(conda), "pip": list(pip), "requirements": requirements_sha}, sort_keys=True)
     q_record = shlex.quote(f"{prefix}/{RECORD}")
-    yield StringCommand(f"printf '%s\\n' {shlex.quote(record)} > {q_record}.new && mv {q_record}.new {q_record}")
+    commands.append(
+        StringCommand(f"printf '%s\\n' {shlex.quote(record)} > {q_record}.new && mv {q_record}.new {q_record}")
+    )
+    return commands, left
 
 
 @deploy(

@@ -140,7 +140,7 @@ def converged_responses(
     system_file = ("root", "root", "644")
     # Every managed file older than the last restart and reload (see snapshot_answer).
     service = jupyter.service_snapshot(user, data["notebook_dir"], data["conda_prefix"])
-    installer = conda.installer_snapshot(data["conda_prefix"])
+    installer = conda.installer_snapshot(data["conda_prefix"], data["conda_installer_sha256"])
     updates = restarts.updates_snapshot(data["conda_prefix"])
     jupyter_files = {
         data["notebook_dir"]: ("dir", (user, user, "750")),
@@ -226,8 +226,20 @@ def converged_responses(
         FakeDownloads.key(jupyter.PASSWORD_FILE): passwords.file_content(stored_hash),
         snapshot_command(installer): snapshot_answer(
             installer,
-            {conda.INSTALL_SCRIPT: ((ROOT / "files" / "conda-install").read_text(), ("root", "root", "755"))},
-            probes={"installation": ["present", data["conda_installer_sha256"], "notebook"]},
+            {
+                path: ((ROOT / "files" / path.rsplit("/", 1)[1]).read_text(), ("root", "root", "755"))
+                for path in (conda.INSTALL_SCRIPT, conda.SWITCH_SCRIPT, conda.CHECK_SCRIPT, conda.STRANDED_SCRIPT)
+            },
+            probes={
+                "installation": [
+                    "prefix link",
+                    f"prefix-sha256 {data['conda_installer_sha256']}",
+                    "prefix-notebook",
+                    "target-present",
+                    f"target-sha256 {data['conda_installer_sha256']}",
+                    "target-notebook",
+                ]
+            },
         ),
         "ufw status": [
             "Status: active",

@@ -75,7 +75,8 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
         "apt-get update",
         "-o Dpkg::Options::=--force-confold install ",
         f"conda-install {settings.DEFAULTS['conda_installer_url']} {settings.DEFAULTS['conda_installer_sha256']} "
-        f"{settings.DEFAULTS['conda_prefix']} install",
+        f"{settings.DEFAULTS['conda_prefix']}.dists/{settings.DEFAULTS['conda_installer_sha256'][:16]} install",
+        f"conda-switch link {settings.DEFAULTS['conda_prefix']} {settings.DEFAULTS['conda_prefix']}.dists/",
         "useradd --system --comment 'Jupyter Notebook (jupyter-apache-deploy)' --home-dir /var/lib/jupyter "
         "--create-home --shell /usr/sbin/nologin jupyter",
         "mv /etc/jupyter/password_hash.pyinfra-tmp /etc/jupyter/password_hash",

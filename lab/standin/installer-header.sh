@@ -15,6 +15,8 @@
 #  - PREFIX/conda-meta/history, which marks a conda environment.
 # It has no conda itself. Everything after the __PAYLOAD__ line is a tar archive of the wheels.
 set -eu
+# Which test release this is (lab/standin VARIANTS); set when the installer is built.
+VARIANT=default
 batch=0; update=0; prefix=""
 while getopts "bup:" opt; do
     case "$opt" in
@@ -71,6 +73,16 @@ mkdir -p "$stdlib/site-packages"
 pip_wheel=$(ls "$work"/wheels/pip-*.whl)
 "$prefix/bin/python" "$pip_wheel/pip" install --quiet --no-index --find-links "$work/wheels" --no-warn-script-location pip
 "$prefix/bin/python" -m pip install --quiet --no-index --find-links "$work/wheels" --no-warn-script-location 'notebook>=7'
+site=$("$prefix/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+case "$VARIANT" in
+    next) "$prefix/bin/python" -m pip install --quiet --no-index --find-links "$work/wheels" standin_release ;;
+    cannot-start)
+        echo 'raise SystemExit("stand-in TEST ONLY: this release'"'"'s server cannot start")' >>"$site/notebook/app.py" ;;
+    fails-as-service)
+        printf '%s\n' 'import os' 'if os.environ.get("INVOCATION_ID"):' \
+            '    raise SystemExit("stand-in TEST ONLY: this release'"'"'s server cannot start as a systemd service")' \
+            >>"$site/notebook/app.py" ;;
+esac
 # What tools look for to tell a conda environment (IPython's %conda among them).
 mkdir -p "$prefix/conda-meta"
 touch "$prefix/conda-meta/history"

@@ -138,7 +138,12 @@ GROUPS: tuple[Group, ...] = (
                 "Published sha256 of that installer; checked before it runs",
                 check_sha256,
             ),
-            Setting("conda_prefix", "/opt/anaconda3", "Where the distribution is installed", check_abs_path),
+            Setting(
+                "conda_prefix",
+                "/opt/anaconda3",
+                "The current distribution's path: a link into conda_prefix.dists, one directory per installer",
+                check_abs_path,
+            ),
             Setting(
                 "conda_jupyter_install",
                 "bundled",

@@ -51,11 +51,21 @@ def standin_installer():
 
 
 @pytest.fixture(scope="session")
+def standin_releases(standin_installer):
+    """The releases the upgrade tests switch between (lab.standin VARIANTS): name -> (path, sha256)."""
+    started = time.monotonic()
+    releases = {variant: standin.build(CACHE / "standin", variant) for variant in standin.VARIANTS}
+    TIMINGS["stand-in releases (built or cached)"] = time.monotonic() - started
+    return releases
+
+
+@pytest.fixture(scope="session")
 def lab(standin_installer):
     if os.geteuid() != 0:
         pytest.fail("the e2e layer needs root (it boots systemd-nspawn hosts); run the fast layer with -m 'not e2e'")
     machines = MACHINES + ENV_MACHINES + ACME_MACHINES
-    with Lab(machines, files=standin_installer[0].parent) as running:
+    # Every stand-in release (each in its recipe's directory) is served: see lab.standin.url_path.
+    with Lab(machines, files=standin_installer[0].parent.parent) as running:
         TIMINGS["base images (built or cached)"] = running.timings["base images"]
         TIMINGS[f"boot {len(machines)} hosts to sshd"] = running.timings["boot"]
         yield running
@@ -71,7 +81,7 @@ def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
     deployment = Deployment(
         lab,
         workdir,
-        lab.url(path.name),
+        lab.url(standin.url_path(path)),
         digest,
         names=[name for name, _ in MACHINES + ENV_MACHINES],
         data={"nb3": BAN_DATA["nb3"], "nb6": {**ENV_DATA, **BAN_DATA["nb6"], "pip_requirements": str(requirements)}},

@@ -6,6 +6,8 @@ Tests import from here; ``conftest.py`` holds the fixtures that build it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -14,8 +16,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pytest
+
 from lab import Lab
 from lab.config import BRIDGE_IP
+from smoke import __main__ as smoke_main
+from smoke import advisories
+from tests.advisory_feed import Feed, service
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,3 +199,16 @@ def _text(output: str | bytes | None) -> str:
     if isinstance(output, bytes):
         return output.decode("utf-8", "replace")
     return output or ""
+
+
+def audited(url: str, ca_file, *ignore: str) -> tuple[int, str]:
+    """``python -m smoke --audit URL`` (exit code, output), with pip-audit reading the stand-in
+    of PyPI's vulnerability data (tests/advisory_feed.py: PyPI's per-version answers are out of
+    this machine's reach)."""
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setenv("JUPYTER_PASSWORD", PASSWORD)
+        patch.setattr(advisories, "advisory_service", lambda timeout: service(Feed(), timeout))
+        ignored = [word for vuln in ignore for word in ("--ignore-vuln", vuln)]
+        code = smoke_main.main(["--audit", *ignored, "--ca-file", str(ca_file), url])
+    return code, out.getvalue()

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from lab import standin
 from tests.e2e.scenario import FIGURES, PASSWORD, ROOT, TIMINGS
 
 VHOST = "/etc/apache2/sites-available/jupyter.conf"
@@ -132,30 +133,35 @@ def test_an_unknown_ssh_host_key_stops_the_job_before_any_change(ci, deployment,
     assert "Smoke check" not in summary
 
 
-def test_a_failed_canary_stops_the_rollout_and_the_others_are_not_touched(ci, deployment):
-    """--canary 1 with a broken installer everywhere (a sha256 its download does not match):
-    the first host fails, the others are never connected to; on converged hosts the canary
-    passes and the others follow."""
+def test_a_failed_canary_stops_the_rollout_and_the_others_are_not_touched(ci, deployment, lab, standin_releases):
+    """--canary 1 with a broken release everywhere (its server cannot start): the first host
+    installs it beside its distribution, the check fails, nothing is switched; the others are
+    never connected to. On converged hosts the canary passes and the others follow."""
     run, _ = ci
     first, *others = deployment.names
-    broken = deployment.write_inventory({name: {"conda_installer_sha256": "0" * 64} for name in deployment.names})
+    path, digest = standin_releases["cannot-start"]
+    release = {"conda_installer_url": lab.url(standin.url_path(path)), "conda_installer_sha256": digest}
+    broken = deployment.write_inventory({name: release for name in deployment.names})
     started = time.monotonic()
     stopped, summary = run("--canary", "1", inventory=broken)
-    FIGURES["ci-deploy --canary 1, a broken installer: stopped after"] = f"{time.monotonic() - started:.1f} s"
+    FIGURES["ci-deploy --canary 1, a release that cannot start: stopped after"] = f"{time.monotonic() - started:.1f} s"
     assert stopped.returncode == 1, stopped.stdout[-3000:]
     assert f"Canary: {deployment.address(first)}, deployed and smoke-checked before the others." in summary
     # pyinfra gives no report when every host of its run failed: the log says why.
     assert rows(summary) == {deployment.address(first): "**failed: no report from pyinfra, see the log above**"}, (
         summary
     )
-    assert "sha256 mismatch for " in stopped.stderr, stopped.stderr[-3000:]
+    assert f"the new distribution {digest[:16]} failed its check" in stopped.stderr, stopped.stderr[-3000:]
     assert f"**Canary failed: the other {len(others)} host(s) were not deployed.**" in summary
     assert summary.rstrip().endswith("**FAILED**")
     for name in others:
         assert f"[{deployment.address(name)}]" not in stopped.stderr, f"{name} was deployed"
-    # The canary host kept its distribution: the mismatch stopped before the installer ran.
-    marker = deployment.ssh(first, "cat /opt/anaconda3/.jupyter-deploy-installer").stdout.strip()
-    assert marker == deployment.installer_sha256
+    # Every host still runs its distribution: the canary's was never switched, the others' never touched.
+    for name in deployment.names:
+        marker = deployment.ssh(name, "cat /opt/anaconda3/.jupyter-deploy-installer").stdout.strip()
+        assert marker == deployment.installer_sha256, name
+    for name in others:
+        assert deployment.ssh(name, f"ls /opt/anaconda3.dists/{digest[:16]}", check=False).returncode != 0, name
 
     passed, summary = run("--canary", "1")
     assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-3000:]

@@ -34,7 +34,7 @@ def test_too_little_room_fails_the_host_before_installing_with_one_clear_line(sh
     lines = [line for line in run.output.splitlines() if "not enough free space" in line]
     assert lines, run.output[-3000:]
     found = re.search(
-        rf"conda-install: not enough free space on {SMALL} for {SMALL}/conda "
+        rf"conda-install: not enough free space on {SMALL} for {SMALL}/conda\.dists/[0-9a-f]{{16}} "
         r"\(5 x the (\d+) MiB installer\): 16 MiB free, about (\d+) MiB needed; "
         r"free some space or choose another conda_prefix",
         lines[0],

@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from lab import standin
 from lab.acme import TEST_DOMAIN, AcmeServer
 from smoke.client import Jupyter
 from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS, Deployment
@@ -68,7 +69,7 @@ def le(lab, acme, standin_installer, tmp_path_factory, resolve_test_names, root_
     deployment = Deployment(
         lab,
         tmp_path_factory.mktemp("letsencrypt"),
-        lab.url(path.name),
+        lab.url(standin.url_path(path)),
         digest,
         names=list(NAMES),
         data={

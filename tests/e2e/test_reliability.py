@@ -156,7 +156,7 @@ def test_one_failing_host_does_not_sink_the_fleet(deployment, ca_files):
 
 def test_installer_killed_half_way_is_repaired(deployment, ca_files):
     """A prefix without the completion marker is updated in place (-u) by the next run."""
-    deployment.ssh("nb3", "systemctl stop jupyter && rm -rf /opt/anaconda3")
+    deployment.ssh("nb3", "systemctl stop jupyter && rm -rf /opt/anaconda3 /opt/anaconda3.dists")
     deployment.pyinfra_killed_at("Starting operation: Conda distribution | Install the conda", delay=4)
     state = deployment.ssh(
         "nb3",

@@ -10,19 +10,15 @@ command run 60 and 90 seconds (the same code path, a shorter wait), the deadline
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import time
 
 import pytest
 import requests
 
-from smoke import __main__ as smoke_main
-from smoke import advisories
 from smoke.client import Jupyter, execute_request
-from tests.advisory_feed import GHSA, Feed, service
-from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS
+from tests.advisory_feed import GHSA
+from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS, audited
 
 NAME = "nb1"
 KERNEL_SECONDS = 60
@@ -118,18 +114,8 @@ def wait_for_restart(deployment, pid: str, timeout: float) -> float:
 
 
 def audit(deployment, ca_files, *ignore: str) -> tuple[int, str]:
-    """``python -m smoke --audit`` against nb1 (exit code, output), with pip-audit reading the
-    stand-in of PyPI's vulnerability data (tests/advisory_feed.py: PyPI's per-version answers
-    are out of this machine's reach)."""
-    out = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
-        patch.setenv("JUPYTER_PASSWORD", PASSWORD)
-        patch.setattr(advisories, "advisory_service", lambda timeout: service(Feed(), timeout))
-        ignored = [word for vuln in ignore for word in ("--ignore-vuln", vuln)]
-        code = smoke_main.main(
-            ["--audit", *ignored, "--ca-file", str(ca_files[NAME]), f"https://{deployment.address(NAME)}/jupyter/"]
-        )
-    return code, out.getvalue()
+    """``python -m smoke --audit`` against nb1 (exit code, output)."""
+    return audited(f"https://{deployment.address(NAME)}/jupyter/", ca_files[NAME], *ignore)
 
 
 def owed_and_timer(deployment) -> str:

@@ -148,7 +148,7 @@ def purged(uninstalled, deployment):
         ).stdout,
         "configtest": deployment.ssh(NAME, "apache2ctl configtest", check=False).returncode,
         "left": deployment.ssh(
-            NAME, "ls -d /srv/jupyter /opt/anaconda3 /var/lib/jupyter 2>/dev/null; true"
+            NAME, "ls -d /srv/jupyter /opt/anaconda3 /opt/anaconda3.dists /var/lib/jupyter 2>/dev/null; true"
         ).stdout.split(),
     }
     state["purge"] = one.pyinfra("-v", script="uninstall.py", overrides={NAME: {"uninstall_purge": True}})

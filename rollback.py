@@ -1,0 +1,18 @@
+"""
+Switch each host back to the distribution it ran before the last upgrade (see "Conda
+distributions" in the README).
+
+    pyinfra inventory.py rollback.py
+
+Jupyter restarts from it under ``restart_policy`` (when idle, by default). A host without a
+previous distribution (never upgraded, or already rolled back) changes nothing, so running it
+again changes nothing. The next deploy.py run upgrades again unless ``conda_installer_url`` and
+``conda_installer_sha256`` name the previous installer.
+"""
+
+from pyinfra import host
+
+from operations import conda, settings
+
+settings.validate(host, script="rollback")
+conda.roll_back()
