@@ -76,7 +76,12 @@ def _configure(root: Path, release: str, public_key: str) -> None:
     (root / "etc/apt/sources.list").write_text(_sources(release))
     # The hosts have no route out: apt goes through the caching proxy on the bridge,
     # pip (https) through the same proxy's CONNECT pass-through (pam_env reads /etc/environment).
-    (root / "etc/apt/apt.conf.d/01proxy").write_text(f'Acquire::http::Proxy "http://{BRIDGE_IP}:{PROXY_PORT}";\n')
+    # No pipelining: twice an `apt-get update` hung for good, its http method idle on a
+    # connection the proxy had closed, with the requests still queued on it lost.
+    (root / "etc/apt/apt.conf.d/01proxy").write_text(
+        f'Acquire::http::Proxy "http://{BRIDGE_IP}:{PROXY_PORT}";\n'
+        'Acquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "60";\nAcquire::Retries "3";\n'
+    )
     (root / "etc/environment").write_text(f"https_proxy=http://{BRIDGE_IP}:{PROXY_PORT}\nno_proxy={BRIDGE_IP}\n")
     # This machine's network may intercept TLS with its own CA: hosts trust what it trusts.
     for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):

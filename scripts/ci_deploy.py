@@ -318,12 +318,16 @@ def stopped_result() -> dict:
     return {"hosts": [], "changes": {}, "errors": {}, "smoke": [], "seconds": 0.0}
 
 
+def canary_stopped(others: int) -> dict:
+    """The result standing for the runs a failed canary stopped: it says how many hosts they had."""
+    return {**stopped_result(), "stopped": f"Canary failed: the other {others} host(s) were not deployed."}
+
+
 def roll_out(canary: int, shard_count: int | None, inventory: str, password: str) -> list[dict]:
     """The canary's run; the others' runs only when it passed, else a line saying they were not."""
     first = deploy(inventory, False, password, canary=canary, canary_only=True)
     if not passed(first):
-        why = f"Canary failed: the other {first['others']} host(s) were not deployed."
-        return [first, {**stopped_result(), "stopped": why}]
+        return [first, canary_stopped(first["others"])]
     if shard_count and shard_count > 1:
         return [first, *run_shards(shard_count, inventory, False, canary)]
     return [first, deploy(inventory, False, password, canary=canary)]
@@ -365,10 +369,7 @@ def main(argv=None) -> int:
         slices = len(results) - len(canaries)
         if any(not passed(r) for r in canaries) and not slices:
             # The canary's job failed, so the slices' jobs never ran.
-            others = max(r.get("others", 0) for r in canaries)
-            results.append(
-                {**stopped_result(), "stopped": f"Canary failed: the other {others} host(s) were not deployed."}
-            )
+            results.append(canary_stopped(max(r.get("others", 0) for r in canaries)))
         elif args.shards and slices < args.shards:
             # A slice whose job died before writing its result: the run failed, say so.
             missing = args.shards - slices

@@ -13,6 +13,7 @@ import smoke
 from smoke import __main__ as smoke_main
 from smoke import advisories
 from tests.advisory_feed import GHSA, Feed, service
+from tests.test_jupyter_activity import load as load_activity_extension
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,15 +125,8 @@ def test_ignore_vuln_goes_with_audit(monkeypatch, capsys):
     assert "--ignore-vuln goes with --audit" in capsys.readouterr().err
 
 
-def load_extension():
-    spec = importlib.util.spec_from_file_location("jupyter_activity_audit", ROOT / "files" / "jupyter_activity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_extension_reports_the_server_packages_as_running_and_as_installed(monkeypatch, tmp_path):
-    extension = load_extension()
+    extension = load_activity_extension()
     monkeypatch.setattr(extension, "RUNNING", {"jupyter-server": "2.14.1", "tornado": "6.5.2", "jinja2": "3.1.6"})
     monkeypatch.setattr(extension, "server_versions", lambda: {"jupyter-server": "2.21.1", "tornado": "6.5.2"})
     os_release = tmp_path / "os-release"
