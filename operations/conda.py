@@ -68,10 +68,6 @@ class CondaInstallation(FactBase):
     and ``previous`` (the previous distribution's directory name, ``None`` when there is none).
     """
 
-    @staticmethod
-    def default():
-        return CondaInstallation().process([])
-
     def command(self, prefix, target=None):
         q = shlex.quote
         target = target or prefix
