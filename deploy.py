@@ -23,6 +23,7 @@ from operations import (
     login_ban,
     restarts,
     settings,
+    sign_in,
     system,
     tls,
 )
@@ -31,6 +32,8 @@ settings.validate(host)
 host_checks.check_host()
 system.install_packages()
 conda.install_conda()
+# Before Jupyter and Apache, which use its secrets (auth 'oidc').
+sign_in.configure_sign_in()
 jupyter.install_jupyter()
 # The self-signed certificate (the fallback in letsencrypt mode): Apache's configtest needs
 # the files it names, and on a fresh host it serves :80 for the ACME challenge on it.

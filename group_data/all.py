@@ -82,6 +82,26 @@ from there, so only change values, not the comment lines.
 # Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
 # basic_auth_user = None
 
+# --- Single sign-on and collaboration (operations/sign_in.py, operations/collaboration.py) ---
+
+# How people sign in: 'password' (Jupyter's, one shared password) or 'oidc' (each person at an OpenID Connect provider)
+# auth = 'password'
+
+# auth 'oidc': the provider's issuer URL (its /.well-known/openid-configuration is read)
+# oidc_issuer = None
+
+# auth 'oidc': the client ID registered at the provider; its secret in $JUPYTER_OIDC_CLIENT_SECRET
+# oidc_client_id = None
+
+# auth 'oidc': who may in, e-mail addresses and 'group:NAME' (a value of the groups claim)
+# oidc_allowed = []
+
+# Local PEM file with a private provider's CA, trusted by Apache for it alone; '' for none
+# oidc_ca_bundle = ''
+
+# Real-time collaboration (jupyter-collaboration): people in one notebook see each other's edits and names
+# collaboration = False
+
 # --- Firewall (operations/firewall.py) ---
 
 # Enable ufw: allow SSH, 80 and 443 only

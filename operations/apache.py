@@ -19,7 +19,7 @@ from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand,
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from . import passwords, records, settings, snapshot, system, tls
+from . import passwords, records, settings, sign_in, snapshot, system, tls
 from .render import FILES, render
 
 # What Apache enables and how: the commands that enable and disable each kind.
@@ -239,9 +239,11 @@ def check_version(host_name: str, version) -> None:
         )
 
 
-def needed_modules(basic_auth: bool) -> list[str]:
+def needed_modules(basic_auth: bool, single_sign_on: bool = False) -> list[str]:
     """The modules the vhost uses."""
     modules = ["proxy", "proxy_http", "ssl", "headers", "rewrite"]
+    if single_sign_on:
+        modules += ["authn_core", sign_in.MODULE]
     if basic_auth:
         modules += ["authn_core", "auth_basic", "authn_file", "authz_user", "authn_socache", "socache_shmcb"]
     return modules
@@ -268,6 +270,7 @@ def vhost(data, server_name: str) -> str:
         max_request_bytes=settings.size_bytes(data.get("max_request_size")),
         login_request_bytes=LOGIN_REQUEST_BYTES,
         login_log_name=LOGIN_LOG_NAME,
+        sign_in=sign_in.vhost_values(data, server_name),
     )
 
 
@@ -287,6 +290,11 @@ SITE_SETTINGS = (
     "tls_mode",
     "apache_proxy_timeout",
     "max_request_size",
+    "auth",
+    "oidc_issuer",
+    "oidc_client_id",
+    "oidc_allowed",
+    "oidc_ca_bundle",
 )
 
 
@@ -297,7 +305,7 @@ def site_snapshot(tls_mode: str) -> snapshot.Snapshot:
     """
     return snapshot.Snapshot(
         paths=[SWAP_SCRIPT, SITE_PATH, HARDENING_PATH, RELOAD_STAMP, *served_by_apache(tls_mode)],
-        secret_paths=[HTPASSWD],
+        secret_paths=[HTPASSWD, *sign_in.APACHE_READS],
         probes={f"{kind}-enabled": ApacheEnabled().command(kind) for kind in KINDS},
     )
 
@@ -309,12 +317,14 @@ def served_by_apache(tls_mode: str) -> list[str]:
 
 def reload_watched(tls_mode: str) -> list[str]:
     """Everything Apache reads at a reload: ``served_by_apache`` and the password file."""
-    return [*served_by_apache(tls_mode), HTPASSWD]
+    return [*served_by_apache(tls_mode), HTPASSWD, *sign_in.APACHE_READS]
 
 
 def reload_snapshot(tls_mode: str) -> snapshot.Snapshot:
     """What Apache reads at a reload and the stamp of its last reload, alone."""
-    return snapshot.Snapshot(paths=[RELOAD_STAMP, *served_by_apache(tls_mode)], secret_paths=[HTPASSWD])
+    return snapshot.Snapshot(
+        paths=[RELOAD_STAMP, *served_by_apache(tls_mode)], secret_paths=[HTPASSWD, *sign_in.APACHE_READS]
+    )
 
 
 def reload_pending(state: snapshot.Snapshot, tls_mode: str) -> bool:
@@ -349,7 +359,7 @@ def configure_apache():
     modules = enabled(
         name="Enable the Apache modules the proxy needs",
         kind="mods",
-        names=needed_modules(basic_auth=bool(basic_auth_user)),
+        names=needed_modules(basic_auth=bool(basic_auth_user), single_sign_on=sign_in.enabled(host.data)),
         state=state,
     )
     if basic_auth_user:
@@ -380,6 +390,12 @@ def configure_apache():
         # Only after the vhost that no longer names it: a rejected vhost stops the host
         # first, and the live one, which still names the file, keeps working.
         users = snapshot.absent(name="No Basic-auth password file", path=HTPASSWD, state=state)
+    # After the vhost that no longer uses it (Debian's package enables it when installed).
+    sign_in_module = (
+        disabled(name="Disable single sign-on (mod_auth_openidc)", kind="mods", names=[sign_in.MODULE], state=state)
+        if not sign_in.enabled(host.data)
+        else modules
+    )
     default_site = disabled(name="Disable Apache's default site", kind="sites", names=["000-default"], state=state)
     server.shell(
         name="Remember that the deploy disabled the default site",
@@ -389,7 +405,7 @@ def configure_apache():
         ],
         _if=default_site.did_change,
     )
-    changed = any_changed(modules, users, hardening, site, default_site)
+    changed = any_changed(modules, users, hardening, site, sign_in_module, default_site)
     if host.state.should_check_for_changes() and not reload_pending(state, tls_mode):
         # Planned before any operation ran (no -y): a certificate the TLS concern renews in
         # this run is newer than the last reload only by the time the reload is reached, so

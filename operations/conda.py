@@ -25,7 +25,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 
-from . import environment, records, resource_usage, settings, snapshot, system
+from . import collaboration, environment, records, resource_usage, settings, snapshot, system
 from .render import FILES
 
 MARKER = ".jupyter-deploy-installer"
@@ -231,16 +231,25 @@ def notebook_installed(prefix: str, sha256: str, method: str, state: snapshot.Sn
 
 @operation()
 def carried_over(
-    prefix: str, sha256: str, state: snapshot.Snapshot, conda=(), pip=(), requirements="", accept_tos=False
+    prefix: str,
+    sha256: str,
+    state: snapshot.Snapshot,
+    conda=(),
+    pip=(),
+    requirements="",
+    accept_tos=False,
+    collaborating=False,
 ):
     """
     Before an upgrade's switch, the new distribution carries what the current one does: the
-    fleet's packages (``environment``) and the memory display (``resource_usage``).
+    fleet's packages (``environment``), the memory display (``resource_usage``) and, when on,
+    real-time collaboration (``collaboration``).
 
     + prefix: ``conda_prefix``
     + sha256: the new installer's
     + state: the concern's ``installer_snapshot``
     + conda, pip, requirements, accept_tos: the fleet's packages, as ``environment.packages_installed``
+    + collaborating: the setting ``collaboration``
     """
     current = installation(state)
     target = distribution_dir(prefix, sha256)
@@ -260,6 +269,8 @@ def carried_over(
         # The display on by default, as in the current distribution (when it is).
         now, new = (shlex.quote(resource_usage.overrides_path(p)) for p in (prefix, target))
         commands.append(StringCommand(f"if [ -f {now} ] && [ ! -e {new} ]; then install -D -m 644 {now} {new}; fi"))
+    if collaborating:
+        commands.append(collaboration.install_command(target))
     if not commands:
         host.noop(f"{target} has the fleet's packages and the memory display")
     yield from commands
@@ -337,6 +348,7 @@ def rolled_back(prefix: str, state: snapshot.Snapshot, policy: str, hours: float
         "restart_policy",
         "restart_deadline",
         "backup_repository",
+        "collaboration",
     ),
 )
 def install_conda():
@@ -378,6 +390,7 @@ def install_conda():
         pip=host.data.pip_packages,
         requirements=host.data.pip_requirements,
         accept_tos=host.data.conda_accept_tos,
+        collaborating=host.data.collaboration,
         state=state,
     )
     switched(

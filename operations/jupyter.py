@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import server
 
-from . import passwords, resource_usage, restarts, settings, snapshot
+from . import collaboration, passwords, resource_usage, restarts, settings, sign_in, snapshot
 from .render import FILES, render
 
 CONFIG_DIR = "/etc/jupyter"
@@ -23,6 +23,9 @@ PASSWORD_FILE = f"{CONFIG_DIR}/password_hash"
 # files/jupyter_login_handler.py, imported by the server from CONFIG_DIR.
 LOGIN_HANDLER_MODULE = "jupyter_login_handler"
 LOGIN_HANDLER_FILE = f"{CONFIG_DIR}/{LOGIN_HANDLER_MODULE}.py"
+# files/jupyter_sign_in.py: who is signed in, as Apache says (auth 'oidc').
+SIGN_IN_MODULE = "jupyter_sign_in"
+SIGN_IN_FILE = f"{CONFIG_DIR}/{SIGN_IN_MODULE}.py"
 # files/jupyter_activity.py: tells the deploy whether anything is busy and what the server runs.
 ACTIVITY_FILE = restarts.ACTIVITY_FILE
 MIGRATED_MARKER = f"{CONFIG_DIR}/migrated"
@@ -177,6 +180,10 @@ def server_config(data, server_name: str) -> str:
         password_file=PASSWORD_FILE,
         config_dir=CONFIG_DIR,
         login_handler=f"{LOGIN_HANDLER_MODULE}.LoginHandler",
+        single_sign_on=sign_in.enabled(data),
+        collaboration=data.get("collaboration"),
+        identity_provider=f"{SIGN_IN_MODULE}.ApacheIdentityProvider",
+        logout_url=sign_in.logout_url(server_name, data.get("jupyter_base_url")),
         activity_module=restarts.ACTIVITY_MODULE,
         memory_max_file=resource_usage.MEMORY_MAX_FILE,
         home=settings.home_of(data.get("jupyter_user")),
@@ -190,7 +197,7 @@ def server_config(data, server_name: str) -> str:
     )
 
 
-def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
+def unit_file(user, prefix, notebook_dir, base_url, port, single_sign_on: bool = False) -> str:
     return render(
         "jupyter.service.j2",
         user=user,
@@ -206,6 +213,8 @@ def unit_file(user, prefix, notebook_dir, base_url, port) -> str:
         limits_dropin=LIMITS_DROPIN,
         oom_score_adjust=OOM_SCORE_ADJUST,
         metadata_addresses=METADATA_ADDRESSES,
+        proxy_secret=sign_in.PROXY_SECRET if single_sign_on else None,
+        credential=sign_in.CREDENTIAL,
     )
 
 
@@ -231,7 +240,7 @@ def kernel_spec(prefix, user) -> str:
 
 
 # What the server reads at start: a change to any of them needs a restart.
-RESTART_PATHS = [CONFIG_FILE, LOGIN_HANDLER_FILE, ACTIVITY_FILE, PASSWORD_FILE, UNIT_FILE]
+RESTART_PATHS = [CONFIG_FILE, LOGIN_HANDLER_FILE, SIGN_IN_FILE, ACTIVITY_FILE, PASSWORD_FILE, UNIT_FILE]
 
 
 def service_snapshot(user: str, notebook_dir: str, prefix: str) -> snapshot.Snapshot:
@@ -244,6 +253,7 @@ def service_snapshot(user: str, notebook_dir: str, prefix: str) -> snapshot.Snap
             MIGRATED_MARKER,
             CONFIG_FILE,
             LOGIN_HANDLER_FILE,
+            SIGN_IN_FILE,
             ACTIVITY_FILE,
             KERNEL_DIR,
             USER_KERNELS,
@@ -258,7 +268,11 @@ def service_snapshot(user: str, notebook_dir: str, prefix: str) -> snapshot.Snap
         ],
         secret_paths=[PASSWORD_FILE],
         units=[f"{UNIT}.service", *restarts.UNITS],
-        probes={"account": f"getent passwd {shlex.quote(user)}", "resource_usage": resource_usage.probe(prefix)},
+        probes={
+            "account": f"getent passwd {shlex.quote(user)}",
+            "resource_usage": resource_usage.probe(prefix),
+            "collaboration": collaboration.probe(prefix),
+        },
     )
 
 
@@ -280,6 +294,8 @@ def service_snapshot(user: str, notebook_dir: str, prefix: str) -> snapshot.Snap
         "max_request_size",
         "restart_policy",
         "restart_deadline",
+        "auth",
+        "collaboration",
     ),
 )
 def install_jupyter():
@@ -321,14 +337,25 @@ def install_jupyter():
         mode="640",
         **readable_by_user,
     )
-    password = passwords.password_file(
-        name="Jupyter password hash (never shown)",
-        path=PASSWORD_FILE,
-        password_hash=host.data.jupyter_password_hash,
-        password=passwords.password_from_environment(),
-        group=user,
-        state=state,
+    sign_in_module = snapshot.put(
+        name="Identity from Apache's single sign-on (used with auth 'oidc')",
+        src=FILES / f"{SIGN_IN_MODULE}.py",
+        dest=SIGN_IN_FILE,
+        mode="640",
+        **readable_by_user,
     )
+    if sign_in.enabled(host.data):
+        # People sign in at the provider: Jupyter has no password of its own.
+        password = snapshot.absent(name="No Jupyter password (single sign-on)", path=PASSWORD_FILE, state=state)
+    else:
+        password = passwords.password_file(
+            name="Jupyter password hash (never shown)",
+            path=PASSWORD_FILE,
+            password_hash=host.data.jupyter_password_hash,
+            password=passwords.password_from_environment(),
+            group=user,
+            state=state,
+        )
     snapshot.directory(name="Server data directory", path=KERNEL_DIR, mode="750", **readable_by_user)
     snapshot.directory(name="User kernel specs link directory", path=USER_KERNELS, mode="750", **readable_by_user)
     snapshot.link(
@@ -354,7 +381,14 @@ def install_jupyter():
     unit = snapshot.put(
         name="systemd unit",
         src=snapshot.text(
-            unit_file(user, host.data.conda_prefix, notebook_dir, host.data.jupyter_base_url, host.data.jupyter_port)
+            unit_file(
+                user,
+                host.data.conda_prefix,
+                notebook_dir,
+                host.data.jupyter_base_url,
+                host.data.jupyter_port,
+                single_sign_on=sign_in.enabled(host.data),
+            )
         ),
         dest=UNIT_FILE,
         mode="644",
@@ -370,6 +404,14 @@ def install_jupyter():
     restart_service, restart_timer = restarts.install(state)
     resource_display = resource_usage.installed(
         name="Memory display for the notebook UI (jupyter-resource-usage)", prefix=host.data.conda_prefix, state=state
+    )
+    collaborating = collaboration.installed(
+        name="Real-time collaboration (jupyter-collaboration)"
+        if host.data.collaboration
+        else "No real-time collaboration",
+        prefix=host.data.conda_prefix,
+        wanted=host.data.collaboration,
+        state=state,
     )
     resource_usage.display_on(
         name="The memory display on by default (the prefix's JupyterLab overrides.json)",
@@ -412,10 +454,12 @@ def install_jupyter():
         restarted=snapshot.Changes(
             config,
             login_handler,
+            sign_in_module,
             activity,
             password,
             unit,
             resource_display,
+            collaborating,
             owed=lambda: [] if waiting() else restart_pending(state, f"{UNIT}.service", RESTART_PATHS),
         ),
         restart_commands=restarts.restart_commands(policy, host.data.restart_deadline),

@@ -22,7 +22,7 @@ from pyinfra.api import StringCommand, deploy
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from . import apache, settings, snapshot, system
+from . import apache, settings, sign_in, snapshot, system
 from .render import FILES, render
 
 # nftables: the `nft` fail2ban's ban action runs.
@@ -40,7 +40,12 @@ JAILS = (LOGIN_JAIL, BASIC_AUTH_JAIL)
 @system.needs_packages
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
-    return PACKAGES if data.get("login_ban", settings.DEFAULTS["login_ban"]) else []
+    return PACKAGES if jails_wanted(data) else []
+
+
+def jails_wanted(data) -> bool:
+    """With single sign-on nobody types a password here: failed sign-ins happen at the provider."""
+    return data.get("login_ban", settings.DEFAULTS["login_ban"]) and not sign_in.enabled(data)
 
 
 def jail_config(data) -> str:
@@ -95,12 +100,13 @@ def jail_snapshot() -> snapshot.Snapshot:
         "login_ban_seconds",
         "login_ban_ignore",
         "basic_auth_user",
+        "auth",
     ),
 )
 def configure_login_ban():
     """Ban addresses with repeated failed logins at 80/443, or remove the jails (needs ``packages``)."""
     state = jail_snapshot()
-    if not host.data.login_ban:
+    if not jails_wanted(host.data):
         jail = snapshot.absent(name="No login-ban jails", path=JAIL_FILE, state=state)
         login_filter = snapshot.absent(name="No login-ban filter", path=FILTER_FILE, state=state)
         server.shell(

@@ -14,7 +14,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
 
-from . import apache, backups, conda, jupyter, letsencrypt, login_ban, records, restarts, settings, system, tls
+from . import apache, backups, conda, jupyter, letsencrypt, login_ban, records, restarts, settings, sign_in, system, tls
 from .render import FILES
 
 SCRIPT = "/root/.jupyter-uninstall"
@@ -31,6 +31,7 @@ INSTALLED = [
     jupyter.GUARD_DIR.rsplit("/", 1)[0],
     apache.SITE_PATH,
     apache.HARDENING_PATH,
+    sign_in.DIR,
     tls.CERT,
     tls.KEY,
     tls.SERVED_CERT,

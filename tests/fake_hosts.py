@@ -23,6 +23,7 @@ from operations import (
     resource_usage,
     restarts,
     settings,
+    sign_in,
     snapshot,
     system,
     tls,
@@ -149,6 +150,7 @@ def converged_responses(
         jupyter.MIGRATED_MARKER: ("", readable),
         jupyter.CONFIG_FILE: (config, readable),
         jupyter.LOGIN_HANDLER_FILE: ((ROOT / "files" / "jupyter_login_handler.py").read_text(), readable),
+        jupyter.SIGN_IN_FILE: ((ROOT / "files" / "jupyter_sign_in.py").read_text(), readable),
         jupyter.KERNEL_DIR: ("dir", ("root", user, "750")),
         jupyter.USER_KERNELS: ("dir", ("root", user, "750")),
         f"{jupyter.USER_KERNELS}/kernels": (("link", f"{home}/.local/share/jupyter/kernels"), ("root", user, "777")),
@@ -215,6 +217,8 @@ def converged_responses(
             inactive=() if deferred else [restarts.TIMER],
         ),
         snapshot_command(login_ban.jail_snapshot()): snapshot_answer(login_ban.jail_snapshot(), ban_files),
+        # auth 'password': nothing of the single sign-on.
+        snapshot_command(sign_in.sign_in_snapshot()): snapshot_answer(sign_in.sign_in_snapshot(), {}),
         "db:Status-Abbrev": [f"ii  {p}" for p in system.wanted_packages(data)] + ["index-age 60"],
         # host_checks: the account and Apache's version, in one command.
         **checks_answer(user, [account, f"config-group={user}"], "2.4.71-1~deb12u1"),

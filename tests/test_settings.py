@@ -432,7 +432,12 @@ def string_settings(tmp_path) -> dict[str, str]:
     requirements.write_text("tabulate==0.9.0\n")
     key = tmp_path / "key"
     key.write_text("key\n")
-    files = {"acme_ca_bundle": str(ca), "pip_requirements": str(requirements), "backup_ssh_key": str(key)}
+    files = {
+        "acme_ca_bundle": str(ca),
+        "oidc_ca_bundle": str(ca),
+        "pip_requirements": str(requirements),
+        "backup_ssh_key": str(key),
+    }
     values = {s.name: s.default for s in settings.SETTINGS if isinstance(s.default, str) and s.default}
     return {**values, **STRING_EXAMPLES, **files}
 
@@ -499,3 +504,63 @@ def test_restore_to_is_never_inside_what_the_notebook_user_can_write():
         [error] = settings.check_values({"restore_to": target}, environ=ENV)
         assert f"setting restore_to = {target!r} is not allowed" in error and "notebook user" in error, error
     assert settings.check_values({"restore_to": "/srv/restored"}, environ=ENV) == []
+
+
+# --- Single sign-on -------------------------------------------------------------------------
+
+OIDC = {
+    "auth": "oidc",
+    "oidc_issuer": "https://login.example.org/realms/lab",
+    "oidc_client_id": "jupyter",
+    "oidc_allowed": ["ada@example.org", "group:physics"],
+}
+OIDC_ENV = {settings.OIDC_CLIENT_SECRET_ENV: "s3cret-from-the-provider"}
+
+
+def test_oidc_settings_are_accepted_without_a_jupyter_password():
+    assert settings.check_values(OIDC, environ=OIDC_ENV) == []
+
+
+@pytest.mark.parametrize(
+    "missing, words",
+    [
+        ("oidc_issuer", "needs setting oidc_issuer"),
+        ("oidc_client_id", "needs setting oidc_client_id"),
+        ("oidc_allowed", "needs setting oidc_allowed (a non-empty list"),
+    ],
+)
+def test_oidc_needs_its_issuer_client_and_who_is_allowed(missing, words):
+    values = {**OIDC, missing: [] if missing == "oidc_allowed" else None}
+    errors = settings.check_values(values, environ=OIDC_ENV)
+    assert len(errors) == 1 and words in errors[0], errors
+
+
+def test_oidc_needs_the_client_secret_in_the_environment_and_never_echoes_it():
+    errors = settings.check_values(OIDC, environ={})
+    assert len(errors) == 1 and settings.OIDC_CLIENT_SECRET_ENV in errors[0], errors
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("auth", "saml", "one of 'password', 'oidc'"),
+        ("oidc_issuer", "http://login.example.org", "https:// URL"),
+        ("oidc_client_id", "my client", "no spaces or quotes"),
+        ("oidc_client_id", 'a"b', "no spaces or quotes"),
+        ("oidc_allowed", ["ada"], "e-mail addresses and 'group:NAME'"),
+        ("oidc_allowed", ["group:two words"], "e-mail addresses and 'group:NAME'"),
+        ("oidc_allowed", "ada@example.org", "a list of"),
+        ("oidc_ca_bundle", "/nonexistent/ca.pem", "readable local PEM file"),
+        ("collaboration", "yes", "true or false"),
+    ],
+)
+def test_bad_single_sign_on_values_are_refused_with_one_line(name, value, words):
+    errors = settings.check_values({**OIDC, name: value}, environ=OIDC_ENV)
+    assert any(f"setting {name} = " in e and words in e for e in errors), errors
+
+
+def test_basic_auth_cannot_guard_the_same_path_as_oidc():
+    errors = settings.check_values(
+        {**OIDC, "basic_auth_user": "alice"}, environ={**OIDC_ENV, settings.BASIC_AUTH_PASSWORD_ENV: "x"}
+    )
+    assert len(errors) == 1 and "basic_auth_user = 'alice' is not allowed with auth = 'oidc'" in errors[0]

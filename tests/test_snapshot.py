@@ -224,6 +224,7 @@ def test_apache_reload_is_pending_for_anything_newer_than_its_last_reload():
         )
         paths[apache.tls.CERT] = snapshot.PathState("file", "644", "root", "root", cert)
         paths[apache.HTPASSWD] = snapshot.PathState(None)
+        paths.update({p: snapshot.PathState(None) for p in apache.sign_in.APACHE_READS})
         return Canned(paths)
 
     assert apache.reload_pending(state(20.0, 15.0), "self-signed") is False

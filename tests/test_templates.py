@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from operations import apache, jupyter, letsencrypt, login_ban, resource_usage, settings
+from operations import apache, jupyter, letsencrypt, login_ban, resource_usage, settings, sign_in
 from tests import apache_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -428,3 +428,67 @@ def test_login_ban_jail_takes_the_settings_and_adds_basic_auth_when_it_is_on():
     assert "ErrorLog ${APACHE_LOG_DIR}/" + apache.HTTPS_ERROR_LOG.rsplit("/", 1)[1] in vhost
     assert apache.LOGIN_LOG == f"{apache.LOG_DIR}/{apache.LOGIN_LOG_NAME}"
     assert f"CustomLog ${{APACHE_LOG_DIR}}/{apache.LOGIN_LOG_NAME} jupyter_login" in vhost
+
+
+# --- Single sign-on (auth 'oidc') and collaboration ------------------------------------------
+
+SSO = {
+    "auth": "oidc",
+    "oidc_issuer": "https://login.example.org/realms/lab",
+    "oidc_client_id": "jupyter",
+    "oidc_allowed": ["ada@example.org", "group:physics"],
+    "oidc_ca_bundle": "/tmp/provider-ca.pem",
+}
+
+
+@needs_apache
+def test_vhost_with_single_sign_on_passes_apache_configtest(tmp_path, keypair):
+    cert, key = keypair
+    vhost = apache_local.vhost("nb.test", cert, key, **SSO)
+    for path, content in (
+        (sign_in.CLIENT_SECRET_CONF, 'OIDCClientSecret "x"\n'),
+        (sign_in.HOST_SECRETS_CONF, 'OIDCCryptoPassphrase "y"\nRequestHeader set X-Jupyter-Proxy-Secret "z"\n'),
+        (sign_in.CA_BUNDLE, "not read by configtest\n"),
+    ):
+        local = tmp_path / path.rsplit("/", 1)[1]
+        local.write_text(content)
+        vhost = vhost.replace(path, str(local))
+    modules = apache.needed_modules(basic_auth=False, single_sign_on=True)
+    assert sign_in.MODULE in modules
+    result = configtest(tmp_path, vhost, modules)
+    assert result.returncode == 0, result.stderr
+
+
+def test_single_sign_on_lets_in_only_the_allowed_and_names_them_to_jupyter_itself():
+    vhost = apache_local.vhost("nb.test", **SSO)
+    location = vhost.split("<Location /jupyter/>", 1)[1].split("</Location>", 1)[0]
+    assert "AuthType openid-connect" in location
+    assert "Require claim email:ada@example.org" in location and "Require claim groups:physics" in location
+    assert "valid-user" not in location
+    # Set by Apache, so whatever a client sends under these names is replaced.
+    assert 'RequestHeader set X-Jupyter-User "expr=%{REMOTE_USER}"' in vhost
+    assert 'RequestHeader set X-Jupyter-User-Name "expr=%{reqenv:OIDC_CLAIM_name}"' in vhost
+    assert f"Include {sign_in.HOST_SECRETS_CONF}" in vhost and f"Include {sign_in.CLIENT_SECRET_CONF}" in vhost
+    # The module's own endpoint is never passed on; everything else is, websockets included.
+    assert vhost.index("ProxyPass /jupyter/oidc-redirect !") < vhost.index("ProxyPass /jupyter/ http://")
+    assert "OIDCRedirectURI https://nb.test/jupyter/oidc-redirect" in vhost
+    assert 'OIDCScope "openid email profile groups"' in vhost
+    assert f"OIDCCABundlePath {sign_in.CA_BUNDLE}" in vhost
+    assert "OIDCCookiePath /jupyter/" in vhost and "OIDCCookieHTTPOnly On" in vhost
+    assert "OIDCClientSecret" not in vhost and "OIDCCryptoPassphrase" not in vhost
+    password_vhost = apache_local.vhost("nb.test")
+    assert "OIDC" not in password_vhost and "X-Jupyter-User" not in password_vhost
+
+
+def test_jupyter_in_single_sign_on_mode_has_no_password_and_takes_the_person_from_apache(tmp_path):
+    source, values = load_server_config(tmp_path, **SSO, collaboration=True)
+    assert values["ServerApp.identity_provider_class"] == "jupyter_sign_in.ApacheIdentityProvider"
+    assert values["ApacheIdentityProvider.logout_url"] == (
+        "/jupyter/oidc-redirect?logout=https%3A%2F%2Fnb.example.org%2Fjupyter%2F"
+    )
+    assert "PasswordIdentityProvider.hashed_password" not in values
+    assert values["IdentityProvider.token"] == ""
+    assert values["BaseFileIdManager.db_path"].startswith(settings.home_of("jupyter"))
+    unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888, single_sign_on=True)
+    assert f"LoadCredential={sign_in.CREDENTIAL}:{sign_in.PROXY_SECRET}" in unit
+    assert "LoadCredential" not in jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)

@@ -24,7 +24,13 @@ from pyinfra_cli.exceptions import CliError
 from . import rules
 from .addresses import is_hostname_or_ip, is_ip, is_ipv6, is_network
 from .checks import KEEP_KINDS, size_bytes
-from .environ import BACKUP_PASSWORD_ENV, BASIC_AUTH_PASSWORD_ENV, PASSWORD_ENV, S3_CREDENTIAL_ENVS
+from .environ import (
+    BACKUP_PASSWORD_ENV,
+    BASIC_AUTH_PASSWORD_ENV,
+    OIDC_CLIENT_SECRET_ENV,
+    PASSWORD_ENV,
+    S3_CREDENTIAL_ENVS,
+)
 from .paths import check_abs_path, home_of, sftp_parts, shown_repository
 from .registry import (
     ANACONDA_SHA256,
@@ -48,6 +54,7 @@ __all__ = [
     "GROUPS",
     "KEEP_KINDS",
     "LETSENCRYPT_DIRECTORY",
+    "OIDC_CLIENT_SECRET_ENV",
     "PASSWORD_ENV",
     "S3_CREDENTIAL_ENVS",
     "SETTINGS",

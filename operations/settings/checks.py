@@ -86,6 +86,32 @@ def check_https_url(value):
     return "an https:// URL (an ACME directory, e.g. Let's Encrypt's)"
 
 
+def check_https_url_or_none(value):
+    if value is None or (isinstance(value, str) and re.fullmatch(r"https://[^\s/'\"]+(/[^\s'\"]*)?", value)):
+        return None
+    return "None or an https:// URL (the provider's issuer, as its discovery document names it)"
+
+
+def check_client_id(value):
+    if value is None or (isinstance(value, str) and re.fullmatch(r"[\x21-\x7e]{1,255}", value) and '"' not in value):
+        return None
+    return "None or the client ID the provider gave (printable, no spaces or quotes)"
+
+
+# A group name of a groups claim, after "group:".
+_GROUP = re.compile(r"[A-Za-z0-9._@-]{1,128}")
+
+
+def check_oidc_allowed(value):
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, str)
+        and (_EMAIL.fullmatch(v) or (v.startswith("group:") and _GROUP.fullmatch(v.removeprefix("group:"))))
+        for v in value
+    ):
+        return None
+    return "a list of e-mail addresses and 'group:NAME' values (NAME: letters, digits, '.', '_', '@', '-')"
+
+
 def check_ca_bundle(value):
     # Read on the control machine, before any host is touched: a typo in the path
     # fails here rather than as a TLS error from certbot on every host.

@@ -20,6 +20,7 @@ from .checks import (
     check_bool,
     check_ca_bundle,
     check_calendar,
+    check_client_id,
     check_conda_packages,
     check_count,
     check_cpu_limit,
@@ -27,9 +28,11 @@ from .checks import (
     check_email,
     check_hours,
     check_https_url,
+    check_https_url_or_none,
     check_keep,
     check_local_file_or_empty,
     check_memory_limit,
+    check_oidc_allowed,
     check_password_hash,
     check_pip_packages,
     check_port,
@@ -42,7 +45,7 @@ from .checks import (
     check_user,
     one_of,
 )
-from .environ import BASIC_AUTH_PASSWORD_ENV, PASSWORD_ENV
+from .environ import BASIC_AUTH_PASSWORD_ENV, OIDC_CLIENT_SECRET_ENV, PASSWORD_ENV
 from .paths import check_abs_path, check_backup_repository, check_restore_to, shown_repository
 
 # The current Anaconda Distribution for Linux x86_64 and its published sha256.
@@ -217,6 +220,50 @@ GROUPS: tuple[Group, ...] = (
                 f"Optional second login (Apache Basic auth) for this user, password in ${BASIC_AUTH_PASSWORD_ENV}; "
                 "None means off",
                 check_basic_auth_user,
+            ),
+        ),
+    ),
+    Group(
+        "Single sign-on and collaboration",
+        "operations/sign_in.py, operations/collaboration.py",
+        (
+            Setting(
+                "auth",
+                "password",
+                "How people sign in: 'password' (Jupyter's, one shared password) or 'oidc' (each person at an "
+                "OpenID Connect provider)",
+                one_of("password", "oidc"),
+            ),
+            Setting(
+                "oidc_issuer",
+                None,
+                "auth 'oidc': the provider's issuer URL (its /.well-known/openid-configuration is read)",
+                check_https_url_or_none,
+            ),
+            Setting(
+                "oidc_client_id",
+                None,
+                f"auth 'oidc': the client ID registered at the provider; its secret in ${OIDC_CLIENT_SECRET_ENV}",
+                check_client_id,
+            ),
+            Setting(
+                "oidc_allowed",
+                [],
+                "auth 'oidc': who may in, e-mail addresses and 'group:NAME' (a value of the groups claim)",
+                check_oidc_allowed,
+            ),
+            Setting(
+                "oidc_ca_bundle",
+                "",
+                "Local PEM file with a private provider's CA, trusted by Apache for it alone; '' for none",
+                check_ca_bundle,
+            ),
+            Setting(
+                "collaboration",
+                False,
+                "Real-time collaboration (jupyter-collaboration): people in one notebook see each other's edits "
+                "and names",
+                check_bool,
             ),
         ),
     ),

@@ -10,7 +10,13 @@ from typing import Any
 
 from .addresses import is_dns_name, is_hostname_or_ip
 from .checks import check_basic_auth_user
-from .environ import BACKUP_PASSWORD_ENV, BASIC_AUTH_PASSWORD_ENV, PASSWORD_ENV, S3_CREDENTIAL_ENVS
+from .environ import (
+    BACKUP_PASSWORD_ENV,
+    BASIC_AUTH_PASSWORD_ENV,
+    OIDC_CLIENT_SECRET_ENV,
+    PASSWORD_ENV,
+    S3_CREDENTIAL_ENVS,
+)
 from .paths import check_abs_path, check_backup_repository, check_restore_to, home_of, overlap, shown_repository
 from .registry import DEFAULTS
 
@@ -36,7 +42,9 @@ class Run:
 
 
 def password_given(run: Run) -> list[str]:
-    if run.secrets and run["jupyter_password_hash"] is None and not run.environ.get(PASSWORD_ENV):
+    # With auth 'oidc' Jupyter has no password: people sign in at the provider.
+    needed = run["auth"] == "password" and run.secrets
+    if needed and run["jupyter_password_hash"] is None and not run.environ.get(PASSWORD_ENV):
         return [
             f"setting jupyter_password_hash is not set and {PASSWORD_ENV} is empty: "
             f"give an argon2 hash or export {PASSWORD_ENV} on the control machine"
@@ -52,6 +60,31 @@ def basic_auth_password_given(run: Run) -> list[str]:
             f"export {BASIC_AUTH_PASSWORD_ENV} on the control machine (or set basic_auth_user to None)"
         ]
     return []
+
+
+def oidc_complete(run: Run) -> list[str]:
+    if run["auth"] != "oidc":
+        return []
+    errors = [
+        f"setting auth = 'oidc' needs setting {name} ({what})"
+        for name, what in (
+            ("oidc_issuer", "the provider's https:// issuer URL"),
+            ("oidc_client_id", "the client ID registered at the provider"),
+            ("oidc_allowed", "a non-empty list of e-mail addresses and 'group:NAME' values"),
+        )
+        if not run[name]
+    ]
+    if run.secrets and not run.environ.get(OIDC_CLIENT_SECRET_ENV):
+        errors.append(
+            f"setting auth = 'oidc' needs the client secret: export {OIDC_CLIENT_SECRET_ENV} on the control machine"
+        )
+    if run["basic_auth_user"]:
+        # Apache takes one AuthType per path: Basic auth and OpenID Connect cannot both guard it.
+        errors.append(
+            f"setting basic_auth_user = {run['basic_auth_user']!r} is not allowed with auth = 'oidc': "
+            "set it to None (the provider does the sign-in)"
+        )
+    return errors
 
 
 def notebooks_apart_from_the_prefix(run: Run) -> list[str]:
@@ -137,6 +170,7 @@ def letsencrypt_has_a_dns_name(run: Run) -> list[str]:
 
 RULES = (
     basic_auth_password_given,
+    oidc_complete,
     notebooks_apart_from_the_prefix,
     backup_repository_usable,
     restore_has_a_repository,

@@ -22,6 +22,7 @@ from tests.e2e.scenario import (
     FIGURES,
     FLEET_REQUIREMENTS,
     MACHINES,
+    SSO_MACHINES,
     TIMINGS,
     Deployment,
 )
@@ -63,7 +64,7 @@ def standin_releases(standin_installer):
 def lab(standin_installer):
     if os.geteuid() != 0:
         pytest.fail("the e2e layer needs root (it boots systemd-nspawn hosts); run the fast layer with -m 'not e2e'")
-    machines = MACHINES + ENV_MACHINES + ACME_MACHINES
+    machines = MACHINES + ENV_MACHINES + ACME_MACHINES + SSO_MACHINES
     # Every stand-in release (each in its recipe's directory) is served: see lab.standin.url_path.
     with Lab(machines, files=standin_installer[0].parent.parent) as running:
         TIMINGS["base images (built or cached)"] = running.timings["base images"]

@@ -51,6 +51,9 @@ BAN_DATA = {"nb3": {"login_ban_seconds": BAN_SECONDS}, "nb6": {"login_ban_second
 LAB_DATA = {"login_ban_ignore": [BRIDGE_IP]}
 # Deployed in their own run with tls_mode letsencrypt, against pebble (test_letsencrypt.py).
 ACME_MACHINES = [("nb4", "bookworm"), ("nb5", "trixie")]
+# Single sign-on (test_single_sign_on.py): nb7 deployed with auth 'oidc' in its own run, and a
+# host of its own for the OpenID Connect provider (LemonLDAP::NG).
+SSO_MACHINES = [("nb7", "bookworm"), ("idp", "bookworm")]
 
 
 # Wall times and other figures worth reporting (printed at the end of the session).

@@ -1,0 +1,334 @@
+"""
+Single sign-on against a real OpenID Connect provider: LemonLDAP::NG on a lab host of its own
+(lab/idp.py), over HTTPS from a lab CA. Its demo users stand in for alice (let in as a member
+of the group timelords), bob (not let in) and carol (let in by her address).
+
+nb7 is deployed with auth 'oidc' and collaboration on, in a run of its own with -vvv --diff
+(its output is searched for the secrets) while the provider installs; a rerun changes nothing.
+People sign in in headless Chromium, as they would; API, kernel and terminal checks use the
+session a browser got. Last, auth 'password' again: the password works, the sign-on is gone
+and a rerun changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import websocket
+
+from lab import standin
+from lab.idp import PEOPLE, Provider
+from smoke.client import Jupyter
+from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS, Deployment
+
+NAME, IDP = "nb7", "idp"
+BASE_PATH = "/jupyter/"
+CLIENT_ID = "jupyter-nb7"
+# Made per session; the provider's and the deploy's copy must match.
+CLIENT_SECRET = f"lab-oidc-{secrets.token_hex(16)}"
+ALLOWED = ["group:timelords", PEOPLE["carol"].email]
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
+FORGED = {"X-Jupyter-User": PEOPLE["alice"].email, "X-Jupyter-User-Name": "Forged", "X-Jupyter-Proxy-Secret": "guess"}
+ROUND_TRIPS = 20
+
+
+@pytest.fixture(scope="module")
+def sso(lab, standin_installer, tmp_path_factory):
+    """The provider installs while nb7 is deployed (-vvv --diff); then a rerun."""
+    path, digest = standin_installer
+    workdir = tmp_path_factory.mktemp("sso")
+    address = lab.hosts[NAME].ip
+    provider = Provider(lab, lab.hosts[IDP], workdir / "provider")
+    deployment = Deployment(
+        lab,
+        workdir,
+        lab.url(standin.url_path(path)),
+        digest,
+        names=[NAME],
+        data={
+            NAME: {
+                "auth": "oidc",
+                "oidc_issuer": provider.issuer,
+                "oidc_client_id": CLIENT_ID,
+                "oidc_allowed": ALLOWED,
+                "oidc_ca_bundle": str(provider.ca),
+                "collaboration": True,
+            }
+        },
+    )
+    errors = []
+
+    def install_provider():
+        started = time.monotonic()
+        try:
+            provider.install(
+                client_id=CLIENT_ID,
+                client_secret=CLIENT_SECRET,
+                redirect_uris=[f"https://{address}{BASE_PATH}oidc-redirect"],
+                logout_uris=[f"https://{address}{BASE_PATH}"],
+            )
+        except Exception as error:  # reported by the fixture, on the test's thread
+            errors.append(error)
+        TIMINGS["OpenID provider (LemonLDAP::NG) installed"] = time.monotonic() - started
+
+    installing = threading.Thread(target=install_provider)
+    installing.start()
+    env = {"JUPYTER_OIDC_CLIENT_SECRET": CLIENT_SECRET}
+    first = deployment.runs["first"] = deployment.pyinfra("-vvv", "--diff", env=env)
+    installing.join()
+    assert not errors, errors
+    assert first.returncode == 0, first.output[-6000:]
+    deployment.runs["second"] = deployment.pyinfra(env=env)
+    for run in ("first", "second"):
+        TIMINGS[f"single sign-on: {run} run (nb7)"] = deployment.runs[run].seconds
+    provider.resolve_on(lab.hosts[NAME])
+    cert = workdir / "nb7.pem"
+    cert.write_text(deployment.ssh(NAME, "cat /etc/ssl/certs/jupyter-apache.crt").stdout)
+    deployment.base = f"https://{address}{BASE_PATH}"
+    deployment.cert = str(cert)
+    deployment.provider = provider
+    deployment.env = env
+    return deployment
+
+
+@pytest.fixture(scope="module")
+def browser(sso, tmp_path_factory):
+    """Chromium trusting exactly nb7's certificate and the provider's CA, finding the provider
+    at its lab host."""
+    from playwright.sync_api import sync_playwright
+
+    home = tmp_path_factory.mktemp("sso-browser-home")
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
+    for nickname, trust, pem in (("nb7", "P,,", sso.cert), ("lab-idp-ca", "C,,", str(sso.provider.ca))):
+        subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-A", "-t", trust, "-n", nickname, "-i", pem], check=True)
+    resolve = f"--host-resolver-rules=MAP {sso.provider.issuer.split('//')[1]} {sso.provider.host.ip}"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=[*FLAGS, resolve], env={"HOME": str(home), "PATH": "/usr/bin:/bin"}
+        )
+        yield chromium
+        chromium.close()
+
+
+def sign_in(browser, sso, who: str, path: str = ""):
+    """A new browser context: open the site, sign in at the provider as ``who``; the page where
+    that lands, with ``seconds`` from opening the site to there."""
+    person = PEOPLE[who]
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    started = time.monotonic()
+    page.goto(sso.base + path)
+    page.wait_for_url(f"{sso.provider.issuer}/**")
+    page.fill("input[name=user]", person.login)
+    page.fill("input[name=password]", person.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{sso.base}**")
+    page.wait_for_load_state("load")
+    page.seconds = time.monotonic() - started
+    return page
+
+
+def client_from(page, sso) -> Jupyter:
+    """A script's client holding the browser's cookies (Apache's session, Jupyter's _xsrf)."""
+    client = Jupyter(sso.base, ca_file=sso.cert)
+    for cookie in page.context.cookies(sso.base):
+        client.session.cookies.set(cookie["name"], cookie["value"], domain=cookie["domain"], path=cookie["path"])
+    return client
+
+
+def in_page(page, path: str) -> int:
+    """The status a script of the page gets for ``path`` (a fetch, as the notebook UI makes)."""
+    return page.evaluate(f"fetch({json.dumps(sso_path(path))}).then(r => r.status)")
+
+
+def sso_path(path: str) -> str:
+    return BASE_PATH + path
+
+
+def round_trip_ms(client: Jupyter) -> float:
+    """The median time of a cell ``pass`` in one kernel, over its websocket through Apache."""
+    kernel = client.start_kernel()
+    try:
+        ws = client.websocket(f"api/kernels/{kernel}/channels")
+        try:
+            from smoke.client import _run_cell
+
+            _run_cell(ws, "pass", client.timeout)
+            times = []
+            for _ in range(ROUND_TRIPS):
+                started = time.monotonic()
+                _run_cell(ws, "pass", client.timeout)
+                times.append((time.monotonic() - started) * 1000)
+            return statistics.median(times)
+        finally:
+            ws.close()
+    finally:
+        client.api("DELETE", f"kernels/{kernel}")
+
+
+def test_the_first_run_deploys_and_a_rerun_changes_nothing(sso):
+    assert sso.runs["second"].returncode == 0, sso.runs["second"].output[-3000:]
+    assert sso.runs["second"].changed().get(sso.address(NAME), []) == []
+    enabled = sso.ssh(NAME, "ls /etc/apache2/mods-enabled/").stdout.split()
+    assert "auth_openidc.load" in enabled
+    assert sso.ssh(NAME, "test -e /etc/jupyter/password_hash", check=False).returncode != 0
+
+
+def test_without_a_session_pages_go_to_the_provider_and_scripts_get_401(sso):
+    page = requests.get(sso.base, headers={"Accept": "text/html"}, verify=sso.cert, allow_redirects=False, timeout=20)
+    assert page.status_code == 302
+    assert page.headers["Location"].startswith(f"{sso.provider.issuer}/oauth2/authorize?")
+    assert f"client_id={CLIENT_ID}" in page.headers["Location"]
+    api = requests.get(sso.base + "api/contents", verify=sso.cert, allow_redirects=False, timeout=20)
+    assert api.status_code == 401
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(
+            sso.base.replace("https://", "wss://") + f"api/kernels/{uuid.uuid4()}/channels",
+            sslopt={"ca_certs": sso.cert},
+            timeout=20,
+        )
+    assert refused.value.status_code == 401
+
+
+def test_alice_signs_in_lands_in_the_tree_named_and_runs_a_cell_and_a_terminal(browser, sso):
+    page = sign_in(browser, sso, "alice")
+    page.wait_for_url(f"{sso.base}tree**")
+    FIGURES["sign-in round trip (site -> provider -> tree)"] = f"{page.seconds:.2f} s"
+    page.goto(sso.base + "lab")
+    # Her initials in the top bar, her name on her user icon.
+    page.locator("#jp-top-bar").get_by_text("DW", exact=True).first.wait_for()
+    page.locator(f"[title='{PEOPLE['alice'].name}']").first.wait_for(state="attached")
+    client = client_from(page, sso)
+    identity = client.api("GET", "me").json()["identity"]
+    assert (identity["username"], identity["name"]) == (PEOPLE["alice"].email, PEOPLE["alice"].name)
+    assert client.execute("print(6 * 7)").strip() == "42"
+    assert "42" in client.terminal_echo("echo $((6 * 7)) $(id -un)", "42")
+    sso.oidc_round_trip_ms = round_trip_ms(client)
+    page.context.close()
+
+
+def test_bob_signs_in_at_the_provider_but_is_not_let_in(browser, sso):
+    page = sign_in(browser, sso, "bob")
+    assert "Forbidden" in page.content()
+    assert in_page(page, "api/contents") == 403
+    page.context.close()
+
+
+def test_a_forged_user_header_is_refused_from_clients_and_from_the_host(browser, sso):
+    page = sign_in(browser, sso, "carol")
+    client = client_from(page, sso)
+    seen = client.session.get(sso.base + "api/me", headers=FORGED, verify=sso.cert, timeout=20)
+    assert seen.json()["identity"]["username"] == PEOPLE["carol"].email
+    page.context.close()
+    anonymous = requests.get(sso.base + "api/me", headers=FORGED, verify=sso.cert, timeout=20)
+    assert anonymous.status_code == 401
+    # On the host, past Apache: as root and as another user, straight to Jupyter's port.
+    probe = (
+        "python3 -c 'import urllib.request, urllib.error, json, sys\n"
+        'request = urllib.request.Request("http://127.0.0.1:8888/jupyter/api/me", headers=json.loads(sys.argv[1]))\n'
+        "try:\n    print(urllib.request.urlopen(request).status)\n"
+        "except urllib.error.HTTPError as error:\n    print(error.code)' "
+    )
+    headers = json.dumps(FORGED).replace("'", "")
+    for user in ("root", "nobody"):
+        answered = sso.ssh(NAME, f"runuser -u {user} -- {probe}'{headers}'").stdout.strip()
+        assert answered == "403", (user, answered)
+
+
+def test_logout_ends_the_session(browser, sso):
+    page = sign_in(browser, sso, "carol")
+    client = client_from(page, sso)
+    assert client.get("api/contents").status_code == 200
+    page.goto(sso.base + "logout")
+    # Apache's session ends at once; the provider asks before it ends its own.
+    assert client.get("api/contents", allow_redirects=False).status_code == 401
+    page.wait_for_url(f"{sso.provider.issuer}/**")
+    page.get_by_role("button", name="Accept").click()
+    # Back at the notebook, which sends her to the provider's sign-in form: its session ended
+    # too (else it would sign her in again at once).
+    page.locator("input[name=user]").wait_for()
+    page.context.close()
+
+
+def test_two_people_edit_one_notebook_and_see_each_others_text_and_name(browser, sso):
+    alice, carol = sign_in(browser, sso, "alice", "lab"), sign_in(browser, sso, "carol", "lab")
+    notebook = f"together-{uuid.uuid4().hex[:8]}.ipynb"
+    kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    cell = {"cell_type": "code", "source": "", "metadata": {}, "outputs": [], "execution_count": None}
+    content = {"cells": [cell], "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}
+    client_from(alice, sso).api("PUT", f"contents/{notebook}", json={"type": "notebook", "content": content})
+    for page in (alice, carol):
+        page.goto(f"{sso.base}lab/tree/{notebook}")
+        page.locator(".jp-Cell .cm-content").first.wait_for()
+    seconds = {}
+    for writer, reader, text, name in (
+        (alice, carol, "alice_typed = 1", PEOPLE["alice"].name),
+        (carol, alice, "carol_typed = 2", PEOPLE["carol"].name),
+    ):
+        writer.locator(".jp-Cell .cm-content").first.click()
+        writer.keyboard.press("End")
+        writer.keyboard.type(f" ; {text}")
+        started = time.monotonic()
+        reader.locator(".jp-Cell .cm-content", has_text=text).first.wait_for(timeout=2000)
+        seconds[text] = time.monotonic() - started
+        # The writer's cursor in the reader's notebook, flagged with the writer's name.
+        reader.locator(".jp-remote-userFlag-name", has_text=name).first.wait_for(state="attached", timeout=5000)
+    FIGURES["collaboration: the other's text seen after"] = ", ".join(f"{s:.2f} s" for s in seconds.values())
+    for page in (alice, carol):
+        page.context.close()
+
+
+def test_no_secret_is_in_the_run_output_units_journal_or_process_list(sso):
+    stored = sso.ssh(NAME, "cat /etc/apache2/jupyter-sign-in/host-secrets.conf").stdout
+    passphrase = stored.split("OIDCCryptoPassphrase", 1)[1].split('"')[1]
+    proxy_secret = sso.ssh(NAME, "cat /etc/apache2/jupyter-sign-in/proxy-secret").stdout.strip()
+    assert len(passphrase) == len(proxy_secret) == 64
+    places = {
+        "run output (-vvv --diff, then a rerun)": sso.runs["first"].output + sso.runs["second"].output,
+        "units": sso.ssh(NAME, "systemctl cat jupyter.service apache2.service").stdout,
+        "journal": sso.ssh(NAME, "journalctl --no-pager -o verbose", timeout=120).stdout,
+        "process list": sso.ssh(NAME, "ps -eww -o args").stdout,
+        "Jupyter's config": sso.ssh(NAME, "cat /etc/jupyter/jupyter_server_config.py").stdout,
+    }
+    for place, text in places.items():
+        for name, secret in (("client secret", CLIENT_SECRET), ("passphrase", passphrase), ("proxy", proxy_secret)):
+            assert secret not in text, f"the {name} is in the {place}"
+
+
+def test_back_to_the_password_the_sign_on_is_gone_and_a_rerun_changes_nothing(sso):
+    overrides = {NAME: {"auth": "password"}}
+    back = sso.pyinfra(overrides=overrides)
+    assert back.returncode == 0, back.output[-4000:]
+    again = sso.pyinfra(overrides=overrides)
+    assert again.changed().get(sso.address(NAME), []) == []
+    assert sso.ssh(NAME, "test -e /etc/apache2/jupyter-sign-in", check=False).returncode != 0
+    assert "auth_openidc.load" not in sso.ssh(NAME, "ls /etc/apache2/mods-enabled/").stdout.split()
+    assert "OIDC" not in sso.ssh(NAME, "cat /etc/apache2/sites-available/jupyter.conf").stdout
+    client = Jupyter(sso.base, ca_file=sso.cert)
+    client.login(PASSWORD)
+    assert client.execute("print(6 * 7)").strip() == "42"
+    password_ms = round_trip_ms(client)
+    oidc_ms = getattr(sso, "oidc_round_trip_ms", None)
+    FIGURES["kernel round trip (median of 20), oidc vs password"] = (
+        f"{oidc_ms:.1f} ms vs {password_ms:.1f} ms" if oidc_ms else f"password {password_ms:.1f} ms"
+    )
