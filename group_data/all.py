@@ -93,7 +93,7 @@ from there, so only change values, not the comment lines.
 # auth 'oidc': the client ID registered at the provider; its secret in $JUPYTER_OIDC_CLIENT_SECRET
 # oidc_client_id = None
 
-# auth 'oidc': who may in, e-mail addresses and 'group:NAME' (a value of the groups claim)
+# auth 'oidc': who is let in: e-mail addresses and 'group:NAME' (a value of the groups claim)
 # oidc_allowed = []
 
 # Local PEM file with a private provider's CA, trusted by Apache for it alone; '' for none

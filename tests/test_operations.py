@@ -167,3 +167,47 @@ def test_given_hash_is_compared_with_the_stored_line():
 def test_the_snapshot_reads_nothing_of_a_password_files_content():
     command = snapshot.HostSnapshot().command(secret_paths=["/etc/jupyter/password_hash"])
     assert "sha256sum" not in command and "cat" not in command and "stat --printf" in command
+
+
+# -- sign_in.client_secret: the stored file is downloaded and compared, the secret uploaded ---
+
+from operations import sign_in  # noqa: E402
+
+
+def client_secret_commands(stored: str | None, secret: str):
+    path = sign_in.CLIENT_SECRET_CONF
+    lines = [f"P\t{path}\tfile\t600\troot\troot\t100.0\t"] if stored is not None else []
+    state = fed_snapshot({"of": "sign_in.sign_in_snapshot"}, lines)
+    host = create_host(FakeState(), facts={})
+    host.get_file = lambda remote, buffer, *a, **k: buffer.write((stored or "").encode()) or True
+    with ctx_state.use(FakeState()), ctx_host.use(host):
+        commands = list(sign_in.client_secret._inner(secret=secret, state=state))
+    return commands, getattr(host, "noop_description", None)
+
+
+def test_the_same_client_secret_is_a_noop_and_a_new_one_is_uploaded_never_on_a_command_line():
+    commands, noop = client_secret_commands(sign_in.client_secret_conf("s3cret"), "s3cret")
+    assert commands == [] and noop == f"{sign_in.CLIENT_SECRET_CONF} holds this client secret"
+    for stored in (None, sign_in.client_secret_conf("old")):
+        commands, _ = client_secret_commands(stored, 'new"s3cret')
+        uploads = [c for c in commands if isinstance(c, FileUploadCommand)]
+        assert [u.src.getvalue() for u in uploads] == ['OIDCClientSecret "new\\"s3cret"\n']
+        assert not any("s3cret" in str(c) for c in commands if not isinstance(c, FileUploadCommand))
+        assert "install -m 600 -o root -g root /dev/null" in str(commands[0])
+
+
+def test_the_host_secrets_script_makes_both_once_root_only_and_the_same_proxy_secret(tmp_path):
+    import stat
+    import subprocess
+
+    conf, proxy = tmp_path / "host-secrets.conf", tmp_path / "proxy-secret"
+    script = Path(__file__).parent.parent / "files" / "sign-in-secrets"
+    subprocess.run([str(script), str(conf), str(proxy), sign_in.SECRET_HEADER], check=True)
+    first = (conf.read_text(), proxy.read_text())
+    secret = proxy.read_text().strip()
+    assert len(secret) == 64 and f'RequestHeader set {sign_in.SECRET_HEADER} "{secret}"' in first[0]
+    passphrase = first[0].split("OIDCCryptoPassphrase", 1)[1].split('"')[1]
+    assert len(passphrase) == 64 and passphrase != secret
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in (conf, proxy))
+    subprocess.run([str(script), str(conf), str(proxy), sign_in.SECRET_HEADER], check=True)
+    assert (conf.read_text(), proxy.read_text()) == first

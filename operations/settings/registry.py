@@ -249,7 +249,7 @@ GROUPS: tuple[Group, ...] = (
             Setting(
                 "oidc_allowed",
                 [],
-                "auth 'oidc': who may in, e-mail addresses and 'group:NAME' (a value of the groups claim)",
+                "auth 'oidc': who is let in: e-mail addresses and 'group:NAME' (a value of the groups claim)",
                 check_oidc_allowed,
             ),
             Setting(
