@@ -70,7 +70,7 @@ class SignOutHandler(JupyterHandler):
 class ApacheIdentityProvider(IdentityProvider):
     """The person is whoever Apache says, on requests that carry Apache's secret."""
 
-    credential = Unicode("jupyter-proxy-secret", config=True, help="The systemd credential holding the secret.")
+    credential = Unicode("", config=True, help="The systemd credential holding the secret.")
     logout_url = Unicode("", config=True, help="Where /logout sends the browser (Apache's logout).")
 
     _secret: bytes | None = None
@@ -79,7 +79,8 @@ class ApacheIdentityProvider(IdentityProvider):
         if self._secret is None:
             directory = os.environ.get("CREDENTIALS_DIRECTORY", "")
             try:
-                self._secret = Path(directory, self.credential).read_bytes().strip() if directory else b""
+                found = directory and self.credential
+                self._secret = Path(directory, self.credential).read_bytes().strip() if found else b""
             except OSError:
                 self._secret = b""
             if not self._secret:

@@ -390,12 +390,12 @@ def configure_apache():
         # Only after the vhost that no longer names it: a rejected vhost stops the host
         # first, and the live one, which still names the file, keeps working.
         users = snapshot.absent(name="No Basic-auth password file", path=HTPASSWD, state=state)
-    # After the vhost that no longer uses it (Debian's package enables it when installed).
-    sign_in_module = (
-        disabled(name="Disable single sign-on (mod_auth_openidc)", kind="mods", names=[sign_in.MODULE], state=state)
-        if not sign_in.enabled(host.data)
-        else modules
-    )
+    changes = [modules, users, hardening, site]
+    if not sign_in.enabled(host.data):
+        # After the vhost that no longer uses it (Debian's package enables it when installed).
+        changes.append(
+            disabled(name="Disable single sign-on (mod_auth_openidc)", kind="mods", names=[sign_in.MODULE], state=state)
+        )
     default_site = disabled(name="Disable Apache's default site", kind="sites", names=["000-default"], state=state)
     server.shell(
         name="Remember that the deploy disabled the default site",
@@ -405,7 +405,7 @@ def configure_apache():
         ],
         _if=default_site.did_change,
     )
-    changed = any_changed(modules, users, hardening, site, sign_in_module, default_site)
+    changed = any_changed(*changes, default_site)
     if host.state.should_check_for_changes() and not reload_pending(state, tls_mode):
         # Planned before any operation ran (no -y): a certificate the TLS concern renews in
         # this run is newer than the last reload only by the time the reload is reached, so

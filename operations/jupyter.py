@@ -183,6 +183,7 @@ def server_config(data, server_name: str) -> str:
         single_sign_on=sign_in.enabled(data),
         collaboration=data.get("collaboration"),
         identity_provider=f"{SIGN_IN_MODULE}.ApacheIdentityProvider",
+        credential=sign_in.CREDENTIAL,
         logout_url=sign_in.logout_url(server_name, data.get("jupyter_base_url")),
         activity_module=restarts.ACTIVITY_MODULE,
         memory_max_file=resource_usage.MEMORY_MAX_FILE,
@@ -239,8 +240,17 @@ def kernel_spec(prefix, user) -> str:
     return render("python3-kernel.json.j2", prefix=prefix, home=settings.home_of(user))
 
 
-# What the server reads at start: a change to any of them needs a restart.
-RESTART_PATHS = [CONFIG_FILE, LOGIN_HANDLER_FILE, SIGN_IN_FILE, ACTIVITY_FILE, PASSWORD_FILE, UNIT_FILE]
+# What the server reads at start (the proxy secret: as its systemd credential): a change to
+# any of them needs a restart.
+RESTART_PATHS = [
+    CONFIG_FILE,
+    LOGIN_HANDLER_FILE,
+    SIGN_IN_FILE,
+    ACTIVITY_FILE,
+    PASSWORD_FILE,
+    UNIT_FILE,
+    sign_in.PROXY_SECRET,
+]
 
 
 def service_snapshot(user: str, notebook_dir: str, prefix: str) -> snapshot.Snapshot:
@@ -266,7 +276,7 @@ def service_snapshot(user: str, notebook_dir: str, prefix: str) -> snapshot.Snap
             resource_usage.MEMORY_MAX_FILE,
             resource_usage.overrides_path(prefix),
         ],
-        secret_paths=[PASSWORD_FILE],
+        secret_paths=[PASSWORD_FILE, sign_in.PROXY_SECRET],
         units=[f"{UNIT}.service", *restarts.UNITS],
         probes={
             "account": f"getent passwd {shlex.quote(user)}",

@@ -107,6 +107,40 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
     assert len(changed) >= 15
 
 
+def test_fresh_host_with_single_sign_on_gets_its_secrets_before_jupyter_and_no_password(monkeypatch, tmp_path):
+    ca = tmp_path / "provider-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    secret = "s3cr3t-FROM-the-provider-91"
+    monkeypatch.setenv(settings.OIDC_CLIENT_SECRET_ENV, secret)
+    data = {
+        "server_name": NAME,
+        "fake_responses": FRESH,
+        "auth": "oidc",
+        "oidc_issuer": "https://login.example.org",
+        "oidc_client_id": "jupyter",
+        "oidc_allowed": ["ada@example.org"],
+        "oidc_ca_bundle": str(ca),
+        "collaboration": True,
+    }
+    [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", data)], password="").values()
+    joined = "\n".join(commands)
+    steps = [
+        "sign-in-secrets /etc/apache2/jupyter-sign-in/host-secrets.conf /etc/apache2/jupyter-sign-in/proxy-secret",
+        "/etc/apache2/jupyter-sign-in/client-secret.conf.pyinfra-tmp /etc/apache2/jupyter-sign-in/client-secret.conf",
+        "'jupyter-collaboration>=4,<6'",
+        "systemctl start jupyter.service",
+        "apache-config-swap mods /var/lib/jupyter-apache-deploy/created proxy proxy_http ssl headers rewrite "
+        "authn_core auth_openidc",
+        "apache-config-swap sites jupyter",
+    ]
+    positions = [joined.find(step) for step in steps]
+    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
+    assert positions == sorted(positions), "steps ran out of order"
+    [install] = [c for c in commands if " install " in c and "apt-get" in c]
+    assert "libapache2-mod-auth-openidc" in install and "fail2ban" not in install
+    assert secret not in joined and "password_hash.pyinfra-tmp" not in joined
+
+
 def test_converged_host_runs_only_facts(monkeypatch):
     [(commands, changed)] = run_deploy(
         monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": converged_responses()})]

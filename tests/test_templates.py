@@ -483,6 +483,7 @@ def test_single_sign_on_lets_in_only_the_allowed_and_names_them_to_jupyter_itsel
 def test_jupyter_in_single_sign_on_mode_has_no_password_and_takes_the_person_from_apache(tmp_path):
     source, values = load_server_config(tmp_path, **SSO, collaboration=True)
     assert values["ServerApp.identity_provider_class"] == "jupyter_sign_in.ApacheIdentityProvider"
+    assert values["ApacheIdentityProvider.credential"] == sign_in.CREDENTIAL
     assert values["ApacheIdentityProvider.logout_url"] == (
         "/jupyter/oidc-redirect?logout=https%3A%2F%2Fnb.example.org%2Fjupyter%2F"
     )
@@ -492,3 +493,11 @@ def test_jupyter_in_single_sign_on_mode_has_no_password_and_takes_the_person_fro
     unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888, single_sign_on=True)
     assert f"LoadCredential={sign_in.CREDENTIAL}:{sign_in.PROXY_SECRET}" in unit
     assert "LoadCredential" not in jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
+
+
+def test_the_servers_identity_provider_reads_the_headers_apache_sets():
+    source = (apache.FILES / "jupyter_sign_in.py").read_text()
+    for name in ("USER_HEADER", "NAME_HEADER", "SECRET_HEADER"):
+        assert f'{name} = "{getattr(sign_in, name)}"' in source
+    # Constant-time comparison of the secret; no secret, nobody.
+    assert "hmac.compare_digest(sent, expected)" in source and "if not expected or" in source
