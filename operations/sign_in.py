@@ -48,8 +48,8 @@ REDIRECT_PATH = "oidc-redirect"
 USER_HEADER = "X-Jupyter-User"
 NAME_HEADER = "X-Jupyter-User-Name"
 SECRET_HEADER = "X-Jupyter-Proxy-Secret"
-# Idle time after which Apache's session ends (its default, 5 minutes, would sign out
-# someone reading a notebook); the provider's own session decides how long a sign-in lasts.
+# Idle time after which Apache's session ends. The module's default, 5 minutes, would sign out
+# someone reading a notebook; this equals the session's longest life (the module's default).
 SESSION_IDLE_SECONDS = 8 * 3600
 # What Apache reads at a reload from here: a change needs one.
 APACHE_READS = [CLIENT_SECRET_CONF, HOST_SECRETS_CONF, CA_BUNDLE]

@@ -218,11 +218,20 @@ def test_alice_signs_in_lands_in_the_tree_named_and_runs_a_cell_and_a_terminal(b
     # Her initials in the top bar, her name on her user icon.
     page.locator("#jp-top-bar").get_by_text("DW", exact=True).first.wait_for()
     page.locator(f"[title='{PEOPLE['alice'].name}']").first.wait_for(state="attached")
+    # Apache's session cookie: for the notebook's path only, never over plain HTTP or to scripts.
+    [session] = [c for c in page.context.cookies(sso.base) if c["name"] == "mod_auth_openidc_session"]
+    assert (session["path"], session["secure"], session["httpOnly"], session["sameSite"]) == (
+        BASE_PATH,
+        True,
+        True,
+        "Lax",
+    )
     client = client_from(page, sso)
     identity = client.api("GET", "me").json()["identity"]
     assert (identity["username"], identity["name"]) == (PEOPLE["alice"].email, PEOPLE["alice"].name)
     assert client.execute("print(6 * 7)").strip() == "42"
     assert "42" in client.terminal_echo("echo $((6 * 7)) $(id -un)", "42")
+    client.websocket("api/events/subscribe").close()
     sso.oidc_round_trip_ms = round_trip_ms(client)
     page.context.close()
 
