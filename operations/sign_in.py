@@ -105,7 +105,6 @@ def vhost_values(data, server_name: str) -> dict | None:
         session_idle_seconds=SESSION_IDLE_SECONDS,
         user_header=USER_HEADER,
         name_header=NAME_HEADER,
-        secret_header=SECRET_HEADER,
     )
 
 

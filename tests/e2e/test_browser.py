@@ -11,39 +11,19 @@ database), so a certificate problem would fail here rather than be clicked throu
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.browser import CHROMIUM, FLAGS, trusting_home
 from tests.e2e.scenario import FIGURES, PASSWORD
-
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-dev-shm-usage",
-]
 
 
 @pytest.fixture(scope="module")
 def browser_home(deployment, ca_files, tmp_path_factory):
-    """A HOME whose NSS database trusts nb1's certificate (Chromium on Linux reads ~/.pki/nssdb)."""
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
-    home = tmp_path_factory.mktemp("browser-home")
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
-    subprocess.run(
-        ["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "P,,", "-n", "nb1", "-i", str(ca_files["nb1"])], check=True
-    )
-    return home
+    """A HOME whose NSS database trusts nb1's certificate."""
+    return trusting_home(tmp_path_factory.mktemp("browser-home"), [("nb1", "P,,", str(ca_files["nb1"]))])
 
 
 @pytest.fixture(scope="module")

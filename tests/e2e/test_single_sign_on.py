@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import secrets
 import statistics
-import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -27,7 +25,8 @@ import websocket
 
 from lab import standin
 from lab.idp import PEOPLE, Provider
-from smoke.client import Jupyter
+from smoke.client import Jupyter, _run_cell
+from tests.e2e.browser import CHROMIUM, FLAGS, trusting_home
 from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS, Deployment
 
 NAME, IDP = "nb7", "idp"
@@ -36,15 +35,6 @@ CLIENT_ID = "jupyter-nb7"
 # Made per session; the provider's and the deploy's copy must match.
 CLIENT_SECRET = f"lab-oidc-{secrets.token_hex(16)}"
 ALLOWED = ["group:timelords", PEOPLE["carol"].email]
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-dev-shm-usage",
-]
 FORGED = {"X-Jupyter-User": PEOPLE["alice"].email, "X-Jupyter-User-Name": "Forged", "X-Jupyter-Proxy-Secret": "guess"}
 ROUND_TRIPS = 20
 
@@ -104,7 +94,6 @@ def sso(lab, standin_installer, tmp_path_factory):
     deployment.base = f"https://{address}{BASE_PATH}"
     deployment.cert = str(cert)
     deployment.provider = provider
-    deployment.env = env
     return deployment
 
 
@@ -114,12 +103,10 @@ def browser(sso, tmp_path_factory):
     at its lab host."""
     from playwright.sync_api import sync_playwright
 
-    home = tmp_path_factory.mktemp("sso-browser-home")
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
-    for nickname, trust, pem in (("nb7", "P,,", sso.cert), ("lab-idp-ca", "C,,", str(sso.provider.ca))):
-        subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-A", "-t", trust, "-n", nickname, "-i", pem], check=True)
+    home = trusting_home(
+        tmp_path_factory.mktemp("sso-browser-home"),
+        [("nb7", "P,,", sso.cert), ("lab-idp-ca", "C,,", str(sso.provider.ca))],
+    )
     resolve = f"--host-resolver-rules=MAP {sso.provider.issuer.split('//')[1]} {sso.provider.host.ip}"
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
@@ -158,11 +145,7 @@ def client_from(page, sso) -> Jupyter:
 
 def in_page(page, path: str) -> int:
     """The status a script of the page gets for ``path`` (a fetch, as the notebook UI makes)."""
-    return page.evaluate(f"fetch({json.dumps(sso_path(path))}).then(r => r.status)")
-
-
-def sso_path(path: str) -> str:
-    return BASE_PATH + path
+    return page.evaluate(f"fetch({json.dumps(BASE_PATH + path)}).then(r => r.status)")
 
 
 def round_trip_ms(client: Jupyter) -> float:
@@ -171,8 +154,6 @@ def round_trip_ms(client: Jupyter) -> float:
     try:
         ws = client.websocket(f"api/kernels/{kernel}/channels")
         try:
-            from smoke.client import _run_cell
-
             _run_cell(ws, "pass", client.timeout)
             times = []
             for _ in range(ROUND_TRIPS):
