@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import subprocess
 
-from .config import PREFIX_LEN
+from .config import LAB_IPV6_NETWORK, PREFIX_LEN
 from .network import netns_off_bridge, netns_on_bridge
 
 PREFIX = "jdlab-client-"
 
 
 class ClientAddress:
-    def __init__(self, name: str, ip: str):
+    """``ip`` and, in the same namespace, ``more`` addresses (IPv4 on the bridge's network, IPv6
+    anywhere in ``LAB_IPV6_NETWORK``, which the hosts reach): one client, or many sharing it
+    (a program picks its source address per connection)."""
+
+    def __init__(self, name: str, ip: str, more: list[str] | None = None):
         self.name = name
         self.ip = ip
+        self.more = list(more or [])
         self.netns = PREFIX + name
         # Interface names have at most 15 characters.
         self.veths = (f"jdc-{name}"[:15], f"jdc-{name}"[:13] + "-i")
@@ -30,6 +35,13 @@ class ClientAddress:
     def __enter__(self) -> ClientAddress:
         self.close()
         netns_on_bridge(self.netns, self.veths, f"{self.ip}/{PREFIX_LEN}")
+        for address in self.more:
+            if ":" in address:
+                # No duplicate detection: an IPv6 address is usable at once.
+                extra = [f"{address}/{LAB_IPV6_NETWORK.split('/')[1]}", "dev", "eth0", "nodad"]
+            else:
+                extra = [f"{address}/{PREFIX_LEN}", "dev", "eth0"]
+            subprocess.run(["ip", "-n", self.netns, "addr", "add", *extra], check=True, capture_output=True)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -23,5 +23,8 @@ METADATA_IPV6 = ("fd00:a9fe:a9fe::1", "fe80::a9fe:a9fe")
 # The hosts' IPv6 addresses on the bridge (host N: ...::(10 + N)), so they reach the
 # stand-in's ULA address as a Linode reaches Linode's.
 LAB_IPV6_PREFIX = "fd77:77::"
+# Client addresses a test puts on the bridge may sit in other /64s of this /48 (an IPv6 client
+# is banned as its /64): every host reaches the whole /48 on the bridge.
+LAB_IPV6_NETWORK = "fd77:77::/48"
 # Host N gets 169.254.77.(10 + N).
 FIRST_HOST = 11

@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import remove_tree
-from .config import BRIDGE_IP, FIRST_HOST, LAB_IPV6_PREFIX, METADATA_IP, METADATA_IPV6, PREFIX_LEN, PROXY_PORT, STATE
+from .config import (
+    BRIDGE_IP,
+    FIRST_HOST,
+    LAB_IPV6_NETWORK,
+    LAB_IPV6_PREFIX,
+    METADATA_IP,
+    METADATA_IPV6,
+    PREFIX_LEN,
+    PROXY_PORT,
+    STATE,
+)
 from .network import netns_off_bridge, netns_on_bridge
 
 HOSTS_DIR = STATE / "hosts"
@@ -91,6 +101,7 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     # IPv4 and IPv6 (the link-local address needs no route).
     _run("ip", "-n", name, "route", "add", f"{METADATA_IP}/32", "dev", "eth0")
     _run("ip", "-n", name, "addr", "add", f"{LAB_IPV6_PREFIX}{FIRST_HOST - 1 + index}/64", "dev", "eth0", "nodad")
+    _run("ip", "-n", name, "-6", "route", "add", LAB_IPV6_NETWORK, "dev", "eth0")
     _run("ip", "-n", name, "-6", "route", "add", f"{METADATA_IPV6[0]}/128", "dev", "eth0")
 
     for tree in CGROUP_TREES:

@@ -38,6 +38,9 @@ SITE = "jupyter"
 SITE_PATH = f"/etc/apache2/sites-available/{SITE}.conf"
 HARDENING_CONF = "zz-jupyter-hardening"
 HARDENING_PATH = f"/etc/apache2/conf-available/{HARDENING_CONF}.conf"
+# Apache's workers, ready before a burst of connections (files/apache-mpm.conf).
+WORKERS_CONF = "zz-jupyter-workers"
+WORKERS_PATH = f"/etc/apache2/conf-available/{WORKERS_CONF}.conf"
 PACKAGES = ["apache2"]
 # The optional Basic-auth layer's users (setting basic_auth_user).
 HTPASSWD = "/etc/apache2/jupyter.htpasswd"
@@ -175,7 +178,26 @@ def available_path(kind: str, config_name: str) -> str:
     return f"/etc/apache2/{kind}-available/{config_name}.conf"
 
 
-@snapshot.claiming(lambda arguments: [available_path(arguments["kind"], arguments["config_name"])])
+def enabled_path(kind: str, config_name: str) -> str:
+    """Where a2ensite (a2enconf) puts its link to ``available_path``."""
+    return f"/etc/apache2/{kind}-enabled/{config_name}.conf"
+
+
+def enabled_link(kind: str, config_name: str) -> str:
+    """The link's target, as a2ensite (a2enconf) writes it."""
+    return f"../{kind}-available/{config_name}.conf"
+
+
+# The deploy's own site and conf file, each with its enabled link.
+OWN_CONFIGS = [("sites", SITE), ("conf", HARDENING_CONF), ("conf", WORKERS_CONF)]
+
+
+@snapshot.claiming(
+    lambda arguments: [
+        available_path(arguments["kind"], arguments["config_name"]),
+        enabled_path(arguments["kind"], arguments["config_name"]),
+    ]
+)
 @operation()
 def config_file(kind: str, config_name: str, content: str, state: snapshot.Snapshot):
     """
@@ -191,20 +213,43 @@ def config_file(kind: str, config_name: str, content: str, state: snapshot.Snaps
     moved in and enabled, ``apache2ctl configtest`` runs. When it fails, the previous file
     (and enabled state) is restored, Apache's own error is printed and the operation fails.
 
+    Decided from the file (content, owner root, mode 644) and the enabled link (a2ensite's,
+    both in ``state.paths``): whatever differs is put back, and what changed outside the
+    deploy since it last made them is said (an edited copy in place of the enabled link is
+    set aside, in ``snapshot.SET_ASIDE_DIR``).
+
     **Example:**
 
     .. code:: python
 
         apache.config_file(name="Jupyter vhost", kind="sites", config_name="jupyter", content=vhost, state=state)
     """
-    path = available_path(kind, config_name)
-    was_enabled = config_name in enabled_names(kind, state)
-    if state.sha256(path) == hashlib.sha256(content.encode()).hexdigest() and was_enabled:
+    path, link = available_path(kind, config_name), enabled_path(kind, config_name)
+    target = enabled_link(kind, config_name)
+    sha256 = hashlib.sha256(content.encode()).hexdigest()
+    current, enabled = state.path(path), state.path(link)
+    if (current.kind, current.detail, current.user, current.group, current.mode) == (
+        "file",
+        sha256,
+        "root",
+        "root",
+        "644",
+    ) and (enabled.kind, enabled.detail) == ("link", target):
         host.noop(f"{path} is up to date and enabled")
         return
+    yield from snapshot.repairing(path, state)
+    yield from snapshot.repairing(link, state)
     staged = f"{path}.pyinfra-new"
     yield FileUploadCommand(StringIO(content), staged)
-    yield StringCommand(QuoteString(SWAP_SCRIPT), kind, QuoteString(config_name), QuoteString(staged))
+    yield StringCommand(
+        QuoteString(SWAP_SCRIPT),
+        kind,
+        QuoteString(config_name),
+        QuoteString(staged),
+        QuoteString(snapshot.SET_ASIDE_DIR),
+        "&&",
+        records.made(path, sha256, "root:root", "644", (link, f"link:{target}", "root:root", "-")),
+    )
 
 
 @operation(is_idempotent=False)
@@ -304,7 +349,15 @@ def site_snapshot(tls_mode: str) -> snapshot.Snapshot:
     the modification times that tell whether Apache has reloaded since they last changed.
     """
     return snapshot.Snapshot(
-        paths=[SWAP_SCRIPT, SITE_PATH, HARDENING_PATH, RELOAD_STAMP, *served_by_apache(tls_mode)],
+        paths=[
+            SWAP_SCRIPT,
+            SITE_PATH,
+            HARDENING_PATH,
+            WORKERS_PATH,
+            *(enabled_path(kind, name) for kind, name in OWN_CONFIGS),
+            RELOAD_STAMP,
+            *served_by_apache(tls_mode),
+        ],
         secret_paths=[HTPASSWD, *sign_in.APACHE_READS],
         probes={f"{kind}-enabled": ApacheEnabled().command(kind) for kind in KINDS},
     )
@@ -312,7 +365,12 @@ def site_snapshot(tls_mode: str) -> snapshot.Snapshot:
 
 def served_by_apache(tls_mode: str) -> list[str]:
     """What Apache reads at a reload, apart from the password file: a change to any of them needs one."""
-    return [f"/etc/apache2/{kind}-enabled" for kind in KINDS] + [SITE_PATH, HARDENING_PATH, *tls.served_paths(tls_mode)]
+    return [f"/etc/apache2/{kind}-enabled" for kind in KINDS] + [
+        SITE_PATH,
+        HARDENING_PATH,
+        WORKERS_PATH,
+        *tls.served_paths(tls_mode),
+    ]
 
 
 def reload_watched(tls_mode: str) -> list[str]:
@@ -379,6 +437,13 @@ def configure_apache():
         content=(FILES / "apache-hardening.conf").read_text(),
         state=state,
     )
+    workers = config_file(
+        name="Apache workers ready for a burst of connections",
+        kind="conf",
+        config_name=WORKERS_CONF,
+        content=(FILES / "apache-mpm.conf").read_text(),
+        state=state,
+    )
     site = config_file(
         name="Jupyter vhost (:80 redirect, :443 proxy)",
         kind="sites",
@@ -390,7 +455,7 @@ def configure_apache():
         # Only after the vhost that no longer names it: a rejected vhost stops the host
         # first, and the live one, which still names the file, keeps working.
         users = snapshot.absent(name="No Basic-auth password file", path=HTPASSWD, state=state)
-    changes = [modules, users, hardening, site]
+    changes = [modules, users, hardening, workers, site]
     if not sign_in.enabled(host.data):
         # After the vhost that no longer uses it (Debian's package enables it when installed).
         changes.append(

@@ -38,6 +38,10 @@ USER_KERNELS = f"{CONFIG_DIR}/user"
 # The `conda` first on the notebook user's PATH (files/conda-shared-prefix-guard).
 GUARD_DIR = "/usr/local/lib/jupyter-deploy/bin"
 GUARD_FILE = f"{GUARD_DIR}/conda"
+# The smoke check's cell on the host itself (files/jupyter-cell-check and the client it runs),
+# for a single sign-on host nobody can log in to with a password: run as root over SSH.
+CELL_CHECK = "/usr/local/lib/jupyter-deploy/jupyter-cell-check"
+CELL_CHECK_CLIENT = "/usr/local/lib/jupyter-deploy/jupyter_cell_check.py"
 NOLOGIN = "/usr/sbin/nologin"
 # Ceilings of the unit whatever the settings: see the unit template.
 TASKS_MAX = 2048
@@ -50,6 +54,9 @@ METADATA_ADDRESSES = ("169.254.169.254", "fd00:a9fe:a9fe::1", "fe80::a9fe:a9fe")
 UNIT = "jupyter"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"
 LIMITS_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/limits.conf"
+# What confines the server, its kernels and terminals; files/conda-switch runs the check of a
+# new distribution with the same properties (it reads this file).
+SANDBOX_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/sandbox.conf"
 
 
 def restart_pending(state: snapshot.Snapshot, unit: str, paths: list[str]) -> list[str]:
@@ -212,10 +219,22 @@ def unit_file(user, prefix, notebook_dir, base_url, port, single_sign_on: bool =
         guard_dir=GUARD_DIR,
         user_kernels=USER_KERNELS,
         limits_dropin=LIMITS_DROPIN,
-        oom_score_adjust=OOM_SCORE_ADJUST,
-        metadata_addresses=METADATA_ADDRESSES,
+        sandbox_dropin=SANDBOX_DROPIN,
         proxy_secret=sign_in.PROXY_SECRET if single_sign_on else None,
         credential=sign_in.CREDENTIAL,
+    )
+
+
+def sandbox_dropin(user: str, notebook_dir: str) -> str:
+    """The unit's sandbox (a drop-in): what the server, its kernels and terminals, and the
+    check of a new distribution (files/conda-switch) run under."""
+    return render(
+        "jupyter-sandbox.conf.j2",
+        user=user,
+        home=settings.home_of(user),
+        notebook_dir=notebook_dir,
+        oom_score_adjust=OOM_SCORE_ADJUST,
+        metadata_addresses=METADATA_ADDRESSES,
     )
 
 
@@ -249,6 +268,7 @@ RESTART_PATHS = [
     ACTIVITY_FILE,
     PASSWORD_FILE,
     UNIT_FILE,
+    SANDBOX_DROPIN,
     sign_in.PROXY_SECRET,
 ]
 
@@ -270,7 +290,10 @@ def service_snapshot(user: str, notebook_dir: str, prefix: str) -> snapshot.Snap
             f"{USER_KERNELS}/kernels",
             KERNEL_SPEC,
             GUARD_FILE,
+            CELL_CHECK,
+            CELL_CHECK_CLIENT,
             UNIT_FILE,
+            SANDBOX_DROPIN,
             LIMITS_DROPIN,
             *restarts.PATHS,
             resource_usage.MEMORY_MAX_FILE,
@@ -388,6 +411,22 @@ def install_jupyter():
         src=FILES / "conda-shared-prefix-guard",
         state=state,
     )
+    snapshot.script(
+        name="The smoke check's cell on the host (single sign-on hosts)",
+        dest=CELL_CHECK,
+        src=FILES / "jupyter-cell-check",
+        state=state,
+    )
+    snapshot.put(
+        name="The smoke check's client for that cell",
+        src=FILES / "jupyter_cell_check.py",
+        dest=CELL_CHECK_CLIENT,
+        user="root",
+        group="root",
+        mode="644",
+        create_remote_dir=True,
+        state=state,
+    )
     unit = snapshot.put(
         name="systemd unit",
         src=snapshot.text(
@@ -401,6 +440,13 @@ def install_jupyter():
             )
         ),
         dest=UNIT_FILE,
+        mode="644",
+        **system_file,
+    )
+    sandbox = snapshot.put(
+        name="Sandbox of the server, its kernels and terminals (systemd drop-in)",
+        src=snapshot.text(sandbox_dropin(user, notebook_dir)),
+        dest=SANDBOX_DROPIN,
         mode="644",
         **system_file,
     )
@@ -460,7 +506,7 @@ def install_jupyter():
     snapshot.service(
         name="Jupyter running with its current config",
         service=f"{UNIT}.service",
-        daemon_reload=snapshot.Changes(unit, limits, restart_service, restart_timer),
+        daemon_reload=snapshot.Changes(unit, sandbox, limits, restart_service, restart_timer),
         restarted=snapshot.Changes(
             config,
             login_handler,
@@ -468,6 +514,7 @@ def install_jupyter():
             activity,
             password,
             unit,
+            sandbox,
             resource_display,
             collaborating,
             owed=lambda: [] if waiting() else restart_pending(state, f"{UNIT}.service", RESTART_PATHS),

@@ -30,6 +30,9 @@ PACKAGES = ["fail2ban", "nftables"]
 SERVICE = "fail2ban"
 FILTER_NAME = "jupyter-login"
 FILTER_FILE = f"/etc/fail2ban/filter.d/{FILTER_NAME}.conf"
+# The ban itself (files/fail2ban-jupyter-ban.conf): nftables sets that hold an IPv6 /64.
+ACTION_NAME = "jupyter-web-ban"
+ACTION_FILE = f"/etc/fail2ban/action.d/{ACTION_NAME}.conf"
 JAIL_FILE = "/etc/fail2ban/jail.d/jupyter-apache-deploy.local"
 # The jails this deploy runs: failed Jupyter logins, failed Basic-auth logins.
 LOGIN_JAIL = "jupyter-login"
@@ -63,6 +66,7 @@ def jail_config(data) -> str:
         jails=jails,
         max_failures=data.get("login_ban_max_failures"),
         window=data.get("login_ban_window"),
+        action=ACTION_NAME,
         ban_seconds=data.get("login_ban_seconds"),
         ignore=list(data.get("login_ban_ignore")),
     )
@@ -87,8 +91,8 @@ WAIT_FOR_JAIL = (
 
 
 def jail_snapshot() -> snapshot.Snapshot:
-    """The login ban's host state in one command: its two files and fail2ban's unit."""
-    return snapshot.Snapshot(paths=[FILTER_FILE, JAIL_FILE], units=[f"{SERVICE}.service"])
+    """The login ban's host state in one command: its three files and fail2ban's unit."""
+    return snapshot.Snapshot(paths=[FILTER_FILE, ACTION_FILE, JAIL_FILE], units=[f"{SERVICE}.service"])
 
 
 @deploy(
@@ -109,10 +113,11 @@ def configure_login_ban():
     if not jails_wanted(host.data):
         jail = snapshot.absent(name="No login-ban jails", path=JAIL_FILE, state=state)
         login_filter = snapshot.absent(name="No login-ban filter", path=FILTER_FILE, state=state)
+        ban_action = snapshot.absent(name="No login-ban action", path=ACTION_FILE, state=state)
         server.shell(
             name="Stop the login-ban jails and lift their bans",
             commands=[StringCommand(STOP_JAILS)],
-            _if=any_changed(jail, login_filter),
+            _if=any_changed(jail, login_filter, ban_action),
         )
         return
     config = {"user": "root", "group": "root", "mode": "644", "state": state}
@@ -120,6 +125,12 @@ def configure_login_ban():
         name="fail2ban filter for failed Jupyter logins",
         src=FILES / "fail2ban-jupyter-login.conf",
         dest=FILTER_FILE,
+        **config,
+    )
+    ban_action = snapshot.put(
+        name="fail2ban ban action (nftables, an IPv6 client's /64 whole)",
+        src=FILES / "fail2ban-jupyter-ban.conf",
+        dest=ACTION_FILE,
         **config,
     )
     jail = snapshot.put(
@@ -132,7 +143,7 @@ def configure_login_ban():
     snapshot.service(
         name="fail2ban running and enabled, its jails loaded",
         service=f"{SERVICE}.service",
-        reloaded=snapshot.Changes(login_filter, jail),
+        reloaded=snapshot.Changes(login_filter, ban_action, jail),
         check_command="fail2ban-client --test >/dev/null",
         ready_command=WAIT_FOR_JAIL,
         state=state,

@@ -16,6 +16,9 @@ This concern keeps the secrets of that sign-in in ``DIR`` (each file root's alon
 - ``CA_BUNDLE``: a private provider's CA (``oidc_ca_bundle``), for Apache alone (not the
   system's trust store), readable by its workers.
 
+Apache keeps each person's session in ``CACHE_DIR`` (its workers' alone, each file encrypted
+with the passphrase), so a reload of Apache signs nobody out.
+
 The Apache concern includes the two conf files in the vhost (``vhost_values``) and enables
 ``MODULE``; the Jupyter concern loads ``files/jupyter_sign_in.py`` as its identity provider.
 With ``auth = 'password'`` the directory is removed (the vhost that named it is replaced in
@@ -40,6 +43,11 @@ HOST_SECRETS_CONF = f"{DIR}/host-secrets.conf"
 PROXY_SECRET = f"{DIR}/proxy-secret"
 CA_BUNDLE = f"{DIR}/provider-ca.pem"
 SECRETS_SCRIPT = "/usr/local/lib/jupyter-deploy/sign-in-secrets"
+# Apache's sessions, one file each, encrypted with the session passphrase (mod_auth_openidc's
+# file cache): unlike its default shared memory they outlive a reload or restart of Apache
+# (a rerun that changes the vhost, a renewed certificate, an update of Apache itself).
+CACHE_DIR = "/var/cache/apache2/jupyter-sign-in"
+APACHE_USER = "www-data"
 # Jupyter's systemd credential, read by files/jupyter_sign_in.py.
 CREDENTIAL = "jupyter-proxy-secret"
 # Under jupyter_base_url: mod_auth_openidc's own endpoint (the provider's redirect and logout).
@@ -100,6 +108,7 @@ def vhost_values(data, server_name: str) -> dict | None:
         redirect_path=f"{data.get('jupyter_base_url')}{REDIRECT_PATH}",
         client_secret_conf=CLIENT_SECRET_CONF,
         host_secrets_conf=HOST_SECRETS_CONF,
+        cache_dir=CACHE_DIR,
         ca_bundle=CA_BUNDLE if data.get("oidc_ca_bundle") else None,
         requirements=requirements(allowed),
         session_idle_seconds=SESSION_IDLE_SECONDS,
@@ -156,7 +165,8 @@ def host_secrets(state: snapshot.Snapshot):
 def sign_in_snapshot() -> snapshot.Snapshot:
     """The concern's host state in one command."""
     return snapshot.Snapshot(
-        paths=[DIR, SECRETS_SCRIPT, CA_BUNDLE], secret_paths=[CLIENT_SECRET_CONF, HOST_SECRETS_CONF, PROXY_SECRET]
+        paths=[DIR, SECRETS_SCRIPT, CA_BUNDLE, CACHE_DIR],
+        secret_paths=[CLIENT_SECRET_CONF, HOST_SECRETS_CONF, PROXY_SECRET],
     )
 
 
@@ -166,6 +176,7 @@ def configure_sign_in():
     state = sign_in_snapshot()
     if not enabled(host.data):
         snapshot.absent(name="No single sign-on secrets", path=DIR, state=state)
+        snapshot.absent(name="No single sign-on sessions", path=CACHE_DIR, state=state)
         return
     snapshot.directory(
         # Apache's workers (www-data) read the CA at each request to the provider: they may
@@ -175,6 +186,15 @@ def configure_sign_in():
         user="root",
         group="root",
         mode="711",
+        state=state,
+    )
+    snapshot.directory(
+        # Apache's workers keep the sessions here; nobody else reads them.
+        name="Single sign-on sessions directory (Apache's alone)",
+        path=CACHE_DIR,
+        user=APACHE_USER,
+        group=APACHE_USER,
+        mode="700",
         state=state,
     )
     snapshot.script(

@@ -42,8 +42,9 @@ from pyinfra.operations.util.files import generate_color_diff
 
 from . import records
 
-# Marks each line of the fact's output: a path, a unit, or a probe's line.
-PATH, UNIT, PROBE = "P", "U", "X"
+# Marks each line of the fact's output: a path, a unit, a probe's line, or what the deploy
+# last made at a path (records.MADE).
+PATH, UNIT, PROBE, MADE = "P", "U", "X", "M"
 UNIT_PROPERTIES = ("ActiveState", "UnitFileState", "NeedDaemonReload", "MainPID", "ExecMainStartTimestamp")
 
 
@@ -58,6 +59,16 @@ class PathState:
     mtime: float = 0.0
     # A file's sha256 (not read for secret paths), or a link's target.
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Made:
+    """What the deploy last made at a path (``records.MADE``): ``what`` is a file's sha256,
+    ``link:TARGET`` or ``dir``; ``owner`` is ``user:group``; ``mode`` is ``-`` for a link."""
+
+    what: str
+    owner: str
+    mode: str
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,7 @@ class HostSnapshot(FactBase):
 
     @staticmethod
     def default():
-        return {"paths": {}, "units": {}, "probes": {}}
+        return {"paths": {}, "units": {}, "probes": {}, "made": {}}
 
     def command(self, paths=(), secret_paths=(), units=(), probes=None):
         q = shlex.quote
@@ -118,10 +129,18 @@ class HostSnapshot(FactBase):
         for name, probe in (probes or {}).items():
             # GNU sed reads \t as a tab; probe names are identifiers of this code.
             parts.append(f"{{ {probe}; }} 2>/dev/null | sed 's/^/{PROBE}\\t{name}\\t/'")
+        if paths:
+            # awk reads escapes in -v values: each path's backslashes doubled, one path a line.
+            wanted = "\\n".join(p.replace("\\", "\\\\") for p in paths)
+            parts.append(
+                f"awk -F '\\t' -v want={q(wanted)} "
+                '\'BEGIN { n = split(want, list, "\\n"); for (i = 1; i <= n; i++) w[list[i]] = 1 } '
+                f'($1 in w) {{ print "{MADE}\\t" $0 }}\' {q(records.MADE)} 2>/dev/null'
+            )
         return "; ".join(parts + ["true"])
 
     def process(self, output):
-        paths, units, probes = {}, {}, {}
+        paths, units, probes, made = {}, {}, {}, {}
         unit_values: dict[str, dict[str, str]] = {}
         for line in output:
             fields = line.rstrip("\n").split("\t")
@@ -136,6 +155,8 @@ class HostSnapshot(FactBase):
                 unit_values.setdefault(fields[1], {})[key] = value
             elif fields[0] == PROBE and len(fields) >= 2:
                 probes.setdefault(fields[1], []).append("\t".join(fields[2:]))
+            elif fields[0] == MADE and len(fields) == 5:
+                made[fields[1]] = Made(*fields[2:5])
         for unit, values in unit_values.items():
             units[unit] = UnitState(
                 active=values.get("ActiveState", ""),
@@ -144,7 +165,7 @@ class HostSnapshot(FactBase):
                 main_pid=int(values.get("MainPID") or 0),
                 started=_systemd_time(values.get("ExecMainStartTimestamp", "")),
             )
-        return {"paths": paths, "units": units, "probes": probes}
+        return {"paths": paths, "units": units, "probes": probes, "made": made}
 
 
 class Snapshot:
@@ -201,6 +222,35 @@ class Snapshot:
     def probe(self, name: str) -> list[str]:
         assert name in self.probes, f"no probe {name} in this snapshot"
         return self.read()["probes"].get(name, [])
+
+    def made(self, path: str) -> Made | None:
+        """What the deploy last made at ``path`` (``None``: no record, e.g. a host deployed before
+        the record existed)."""
+        assert path in self.paths, f"{path} is not in this snapshot"
+        return self.read().get("made", {}).get(path)
+
+    def drift(self, path: str) -> str | None:
+        """How ``path`` changed outside the deploy since the deploy last made it, in words
+        (``None``: as the deploy left it, or no record of it)."""
+        last = self.made(path)
+        if last is None:
+            return None
+        current = self.path(path)
+        kind = "link" if last.what.startswith("link:") else "dir" if last.what == "dir" else "file"
+        if current.kind is None:
+            return f"the {kind} the deploy made there was removed"
+        if current.kind != kind:
+            return f"a {current.kind} stood where the deploy's {kind} belongs"
+        changes = []
+        if kind == "file" and current.detail != last.what:
+            changes.append("its content was changed")
+        if kind == "link" and f"link:{current.detail}" != last.what:
+            changes.append(f"it pointed at {current.detail}")
+        if f"{current.user}:{current.group}" != last.owner:
+            changes.append(f"its owner was {current.user}:{current.group}, not {last.owner}")
+        if last.mode != "-" and current.mode != last.mode:
+            changes.append(f"its mode was {current.mode}, not {last.mode}")
+        return ", ".join(changes) or None
 
     def newer_than(self, paths, since: float) -> list[str]:
         """Which of ``paths`` exist and were modified after ``since`` (seconds since the epoch)."""
@@ -272,6 +322,21 @@ def _owner_and_mode(path: str, current: PathState, user: str, group: str, mode: 
         yield StringCommand(f"chmod {q(mode)} {q(path)}")
 
 
+def say_repaired(message: str) -> None:
+    """Run as a ``FunctionCommand`` when the operation executes: the line in the run's output."""
+    host.log(message, logger.warning)
+
+
+def repairing(path: str, state: Snapshot) -> list:
+    """For an operation that is about to put ``path`` back: a line in the run's output (when it
+    executes) saying what had changed there outside the deploy, if anything did."""
+    drift = state.drift(path)
+    if drift is None:
+        return []
+    message = f"Repairing {path}: {drift} (outside the deploy); put back as the deploy makes it"
+    return [FunctionCommand(say_repaired, (message,), {})]
+
+
 @claiming("dest")
 @operation()
 def put(src, dest: str, user: str, group: str, mode: str, state: Snapshot, create_remote_dir: bool = False):
@@ -296,14 +361,22 @@ def put(src, dest: str, user: str, group: str, mode: str, state: Snapshot, creat
     """
     current = state.path(dest)
     data = _content(src)
-    if current.kind == "file" and current.detail == hashlib.sha256(data).hexdigest():
+    sha256 = hashlib.sha256(data).hexdigest()
+    if current.kind == "file" and current.detail == sha256:
         changes = list(_owner_and_mode(dest, current, user, group, mode))
         if not changes:
             host.noop(f"{dest} is up to date")
+            return
+        yield from repairing(dest, state)
         yield from changes
+        yield StringCommand(records.made(dest, sha256, f"{user}:{group}", mode))
         return
+    yield from repairing(dest, state)
     if host.state.config.DIFF:
         _show_diff(dest, data, current.kind == "file")
+    if current.kind not in (None, "file", "link"):
+        # A directory (or other) where the file belongs: kept aside, not deleted.
+        yield StringCommand(set_aside(dest))
     yield from staged_upload(data, dest, user, group, mode, create_remote_dir)
 
 
@@ -316,8 +389,20 @@ def staged_upload(data: bytes, dest: str, user: str, group: str, mode: str, crea
         yield StringCommand(f"mkdir -p {q(dest.rsplit('/', 1)[0])}")
     yield FileUploadCommand(BytesIO(data), staged)
     yield StringCommand(
-        f"chown {q(f'{user}:{group}')} {q(staged)} && chmod {q(mode)} {q(staged)} && mv -f {q(staged)} {q(dest)}"
+        f"chown {q(f'{user}:{group}')} {q(staged)} && chmod {q(mode)} {q(staged)} && mv -f {q(staged)} {q(dest)} && "
+        + records.made(dest, hashlib.sha256(data).hexdigest(), f"{user}:{group}", mode)
     )
+
+
+# Where something that stood where the deploy's file, link or directory belongs is kept.
+SET_ASIDE_DIR = f"{records.STATE_DIR}/set-aside"
+
+
+def set_aside(path: str) -> str:
+    """A shell command moving ``path`` (whatever it is) into ``SET_ASIDE_DIR``, stamped."""
+    q = shlex.quote
+    aside = q(f"{SET_ASIDE_DIR}/{path.strip('/').replace('/', '_')}.")
+    return f'mkdir -p {q(SET_ASIDE_DIR)} && mv -T {q(path)} {aside}"$(date +%s.%N)"'
 
 
 def text(content: str) -> StringIO:
@@ -367,20 +452,28 @@ def directory(path: str, user: str, group: str, mode: str, state: Snapshot, reco
                            group="jupyter", mode="750", state=state)
     """
     current = state.path(path)
+    made = records.made(path, "dir", f"{user}:{group}", mode)
     if current.kind not in (None, "dir"):
-        yield StringCommand(f"rm -f {shlex.quote(path)}")
+        yield from repairing(path, state)
+        yield StringCommand(set_aside(path))
         current = PathState(None)
+    elif current.kind is None:
+        yield from repairing(path, state)
     if current.kind is None:
         q = shlex.quote
         record = f" && {records.append(record_as, path)}" if record_as else ""
         yield StringCommand(
             f"mkdir -p {q(path)} && chown {q(f'{user}:{group}')} {q(path)} && chmod {q(mode)} {q(path)}{record}"
+            f" && {made}"
         )
         return
     changes = list(_owner_and_mode(path, current, user, group, mode))
     if not changes:
         host.noop(f"{path} is up to date")
+        return
+    yield from repairing(path, state)
     yield from changes
+    yield StringCommand(made)
 
 
 @claiming("path")
@@ -408,11 +501,18 @@ def link(path: str, target: str, user: str, group: str, state: Snapshot):
         if (current.user, current.group) == (user, group):
             host.noop(f"{path} points at {target}")
             return
+        yield from repairing(path, state)
     elif current.kind == "dir":
         raise ValueError(f"{path} is a directory, not a link")
     else:
+        yield from repairing(path, state)
+        if current.kind == "file":
+            # A file where the link belongs (an edited copy, say): kept aside, not deleted.
+            yield StringCommand(set_aside(path))
         yield StringCommand(f"ln -sfn {q(target)} {q(path)}")
-    yield StringCommand(f"chown -h {q(f'{user}:{group}')} {q(path)}")
+    yield StringCommand(
+        f"chown -h {q(f'{user}:{group}')} {q(path)} && {records.made(path, f'link:{target}', f'{user}:{group}', '-')}"
+    )
 
 
 @claiming("path")

@@ -35,7 +35,10 @@ verified SSH connection's word only: its certificate and the address it was reac
 that one certificate and nothing else (``server_name`` goes in SNI and Host), so a stale
 DNS record for ``server_name`` cannot receive the password. Let's Encrypt hosts are checked
 by name through DNS against the system CAs (plus ``$SMOKE_CA_FILE`` if set, e.g. a private
-ACME server's root).
+ACME server's root). A single sign-on host (``auth = 'oidc'``) has no password: it is checked
+from outside without one (``smoke.check_single_sign_on``), and its cell runs on the host over
+the same SSH connection the deploy uses (``smoke.cell_check_command``, one pyinfra fact run
+for all such hosts), so a broken server fails its canary like any other.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 import shards  # noqa: E402
 from operations import settings, tls  # noqa: E402
-from smoke import Verdict, check  # noqa: E402
+from smoke import Verdict, cell_check_command, check, check_single_sign_on  # noqa: E402
 
 STRICT = ["--data", "ssh_strict_host_key_checking=yes"]
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
@@ -116,6 +119,7 @@ def smoke_targets(inventory: str) -> list[dict]:
                 "server_name": data["server_name"] or host["name"],
                 "base_url": data["jupyter_base_url"],
                 "tls_mode": data["tls_mode"],
+                "auth": data["auth"],
             }
         )
     return targets
@@ -137,6 +141,19 @@ def probe_self_signed(inventory: str, targets: list[dict]) -> dict[str, str]:
     return {name: by_host.get(name) or "" for name in names}
 
 
+def probe_cells(inventory: str, targets: list[dict]) -> dict[str, str]:
+    """host name -> what the cell check printed there, for the single sign-on hosts (one pyinfra
+    run per base URL: the command names it)."""
+    found: dict[str, str] = {}
+    for path in sorted({t["base_url"] for t in targets if t.get("auth") == "oidc"}):
+        names = [t["host"] for t in targets if t.get("auth") == "oidc" and t["base_url"] == path]
+        limits = [arg for name in names for arg in ("--limit", name)]
+        _, facts = run_pyinfra(*limits, inventory, "fact", "server.Command", f"command={cell_check_command(path)}")
+        by_host = next(iter(facts.values()), {}) if isinstance(facts, dict) else {}
+        found.update({name: by_host.get(name) or "" for name in names})
+    return found
+
+
 def smoke_plan(targets: list[dict], probes: dict[str, str], directory: Path) -> list[dict]:
     """Per host: ``check()``'s arguments. Self-signed: its own certificate, its SSH address."""
     public = []
@@ -153,6 +170,8 @@ def smoke_plan(targets: list[dict], probes: dict[str, str], directory: Path) -> 
             "ca_file": str(public_bundle),
             "connect_to": None,
             "error": None,
+            "host": target["host"],
+            "single_sign_on": target.get("auth") == "oidc",
         }
         if target["tls_mode"] == "self-signed":
             first, _, certificate = (probes.get(target["host"]) or "").partition("\n")
@@ -168,10 +187,18 @@ def smoke_plan(targets: list[dict], probes: dict[str, str], directory: Path) -> 
 
 def smoke(targets: list[dict], inventory: str, password: str, workdir: Path) -> list:
     plans = smoke_plan(targets, probe_self_signed(inventory, targets), workdir)
+    cells = probe_cells(inventory, targets)
 
     def run(plan):
         if plan["error"]:
             return Verdict(plan["target"], ok=False, error=plan["error"])
+        if plan["single_sign_on"]:
+            answer = cells.get(plan["host"], "")
+            return check_single_sign_on(
+                plan["target"], lambda: answer, plan["path"], plan["ca_file"], connect_to=plan["connect_to"]
+            )
+        if not password:
+            return Verdict(plan["target"], ok=False, error=f"{settings.PASSWORD_ENV} is not set: no login to check")
         return check(plan["target"], password, plan["path"], plan["ca_file"], connect_to=plan["connect_to"])
 
     with ThreadPoolExecutor(max_workers=min(16, len(plans) or 1)) as pool:
@@ -377,8 +404,12 @@ def main(argv=None) -> int:
             results.append({**read_result(Path(args.merge) / "missing"), "why": why})
     else:
         password = os.environ.get(settings.PASSWORD_ENV, "")
-        if not password:
-            print(f"ci-deploy: {settings.PASSWORD_ENV} is not set (a repository secret in CI)", file=sys.stderr)
+        if not password and not os.environ.get(settings.OIDC_CLIENT_SECRET_ENV):
+            print(
+                f"ci-deploy: {settings.PASSWORD_ENV} is not set (a repository secret in CI; a fleet on single "
+                f"sign-on sets {settings.OIDC_CLIENT_SECRET_ENV} instead)",
+                file=sys.stderr,
+            )
             return 2
         if args.canary and not args.canary_only and not args.shard:
             results = roll_out(args.canary, args.shards, args.inventory, password)

@@ -13,16 +13,32 @@ and the real-host tests use the same client (``smoke/client.py``).
 
 With ``--audit`` it also reports each host's distribution, Python and the server it runs, with
 the published advisories for that server, and fails a host with one (``smoke/advisories.py``).
+
+A single sign-on host (``auth = 'oidc'``) has no password to log in with: ``check_single_sign_on``
+checks from outside what a person meets first (TLS and the certificate's days, a page sending
+the browser to the provider, 401 for the API), and runs the same cell on the host itself over
+SSH (``files/jupyter-cell-check``: through Jupyter on loopback, with what Apache would add).
+
+Whatever a host sends back (an error, a kernel's output, the versions it runs) is the
+notebook user's to shape: only printable text of it reaches a terminal or the CI summary.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shlex
+import ssl
+import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from .client import Jupyter
+import requests
+
+from .client import Jupyter, LoginFailed
 
 # The cell run on every host: its first line proves a kernel really executed it; the
 # second is the backup status (operations/backups.py's STATUS_FILE), or {} without backups.
@@ -45,6 +61,12 @@ CERTIFICATE_MIN_DAYS = 14
 BACKUP_STALE_INTERVALS = 2
 
 
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` without control characters (no escape sequence rewrites the terminal), at most
+    ``limit`` characters: what a host said, as a terminal or the CI summary may show it."""
+    return "".join(ch for ch in str(text) if ch.isprintable())[:limit]
+
+
 @dataclass
 class Verdict:
     target: str
@@ -58,13 +80,16 @@ class Verdict:
     details: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        spent = "  ".join(f"{what} {seconds:.2f} s" for what, seconds in self.timings.items())
-        notes = "  " + "  ".join(self.notes) if self.notes else ""
+        """The host's line (and its details' lines), printable text only."""
+        spent = "  ".join(f"{printable(what)} {seconds:.2f} s" for what, seconds in self.timings.items())
+        notes = "  " + "  ".join(printable(note) for note in self.notes) if self.notes else ""
+        target = printable(self.target)
         if self.ok:
-            first = f"ok    {self.target}  {spent}{notes}"
+            first = f"ok    {target}  {spent}{notes}"
         else:
-            first = f"FAIL  {self.target}  {self.error}{notes}" + (f"  (after: {spent})" if spent else "")
-        return "\n".join([first, *(f"      {detail}" for detail in self.details)])
+            error = printable(self.error, 600)
+            first = f"FAIL  {target}  {error}{notes}" + (f"  (after: {spent})" if spent else "")
+        return "\n".join([first, *(f"      {printable(detail, 600)}" for detail in self.details)])
 
     def fail(self, problems: list[str]) -> None:
         if problems:
@@ -205,10 +230,25 @@ def check(
         verdict.error = "; ".join(problems)
         verdict.ok = not problems
     except Exception as error:  # one line per host, whatever went wrong
-        verdict.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+        verdict.error = why(error, ca_file)
     finally:
         verdict.timings["total"] = time.monotonic() - started
     return verdict
+
+
+def why(error: Exception, ca_file: str | bool = True) -> str:
+    """One line for what went wrong, pointing at the fix where there is a usual one."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    if isinstance(error, LoginFailed) and "401" in text:
+        return f"{text}: is JUPYTER_PASSWORD this host's notebook password?"
+    if "CERTIFICATE_VERIFY_FAILED" in str(error) or isinstance(error, ssl.SSLCertVerificationError):
+        hint = (
+            "not the certificate --ca-file trusts"
+            if isinstance(ca_file, str)
+            else "a self-signed host is checked with --ca-file FILE, FILE its /etc/ssl/certs/jupyter-apache.crt"
+        )
+        return f"its certificate is not trusted ({hint})"
+    return printable(f"{type(error).__name__}: {text}")
 
 
 def audit(verdicts: list[Verdict], ignored: set[str], timeout: float = 30) -> None:
@@ -223,3 +263,138 @@ def audit(verdicts: list[Verdict], ignored: set[str], timeout: float = 30) -> No
             lines, problems = advisories.judge(verdict.versions, found, ignored)
             verdict.details += lines
             verdict.fail(problems)
+
+
+# Where the deploy puts the on-host cell check (operations/jupyter.py CELL_CHECK), and what it
+# hands to it (operations/sign_in.py): kept in step by tests/test_smoke_single_sign_on.py.
+CELL_CHECK = "/usr/local/lib/jupyter-deploy/jupyter-cell-check"
+PROXY_SECRET = "/etc/apache2/jupyter-sign-in/proxy-secret"
+SECRET_HEADER = "X-Jupyter-Proxy-Secret"
+USER_HEADER = "X-Jupyter-User"
+
+
+def cell_check_command(path: str = "/jupyter/") -> str:
+    """The command that runs ``CELL`` on a single sign-on host itself (as root, over SSH); the
+    code goes base64-encoded, one word whatever shell or command line carries it."""
+    code = base64.b64encode(CELL.encode()).decode()
+    words = (CELL_CHECK, path, PROXY_SECRET, SECRET_HEADER, USER_HEADER, code)
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def check_single_sign_on(
+    target: str,
+    on_host: Callable[[], str],
+    path: str = "/jupyter/",
+    ca_file: str | bool = True,
+    timeout: float = 30,
+    connect_to: str | None = None,
+) -> Verdict:
+    """A single sign-on host: from outside, TLS and the certificate's days, a page sent to the
+    provider, 401 for the API; then ``on_host()``, which runs ``cell_check_command`` on the host
+    (over SSH) and returns what it printed: the cell's output. Never raises."""
+    verdict = Verdict(target, ok=False)
+    started = time.monotonic()
+    try:
+        jupyter = Jupyter(base_url(target, path), ca_file=ca_file, timeout=timeout, connect_to=connect_to)
+        began = time.monotonic()
+        page = jupyter.get("", headers={"Accept": "text/html"}, allow_redirects=False)
+        verdict.timings["sign-in redirect"] = time.monotonic() - began
+        location = page.headers.get("Location", "")
+        ours = urlsplit(jupyter.base).netloc
+        if page.status_code != 302 or urlsplit(location).netloc in ("", ours) or "client_id=" not in location:
+            verdict.error = (
+                f"a page answered {page.status_code}, not a redirect to the sign-in provider "
+                "(is this host deployed with auth 'oidc'?)"
+            )
+            return verdict
+        began = time.monotonic()
+        api = jupyter.get("api/status", allow_redirects=False)
+        verdict.timings["api"] = time.monotonic() - began
+        if api.status_code != 401:
+            verdict.error = f"the API answered {api.status_code} without a session, not 401"
+            return verdict
+        began = time.monotonic()
+        answer = on_host()
+        verdict.timings["cell on the host"] = time.monotonic() - began
+        lines = answer.strip().splitlines()
+        try:
+            report = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            report = {}
+        if not isinstance(report, dict) or "ok" not in report:
+            verdict.error = (
+                f"the check on the host said nothing it understands: {printable(answer.strip()) or '(nothing)'}"
+            )
+            return verdict
+        if not report["ok"]:
+            verdict.error = f"on the host: {printable(report.get('error', ''))}"
+            return verdict
+        output = str(report.get("output", "")).strip().splitlines()
+        if not output or output[0] != EXPECTED:
+            verdict.error = f"the cell printed {printable(' '.join(output[:2]))!r}, not {EXPECTED!r} first"
+            return verdict
+        now = time.time()
+        problems = []
+        for note, problem in (
+            certificate_problem(jupyter.certificate_expires(), now),
+            backup_problem(json.loads(output[1]) if len(output) > 1 else {}, now),
+        ):
+            if note:
+                verdict.notes.append(note)
+            if problem:
+                problems.append(problem)
+        verdict.error = "; ".join(problems)
+        verdict.ok = not problems
+    except Exception as error:  # one line per host, whatever went wrong
+        verdict.error = why(error, ca_file)
+    finally:
+        verdict.timings["total"] = time.monotonic() - started
+    return verdict
+
+
+def over_ssh(
+    address: str,
+    command: str,
+    user: str = "root",
+    key: str | None = None,
+    known_hosts: str | None = None,
+    timeout: float = 60,
+) -> Callable[[], str]:
+    """``on_host`` for ``check_single_sign_on``: ``command`` run by ssh as ``user`` on ``address``
+    (never asking anything: keys only, a host key from ``known_hosts`` or ssh's own)."""
+
+    def run() -> str:
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(min(timeout, 30))}"]
+        if key:
+            argv += ["-i", key, "-o", "IdentitiesOnly=yes"]
+        if known_hosts:
+            argv += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+        result = subprocess.run([*argv, f"{user}@{address}", command], capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            said = printable(result.stderr.strip(), 200) or "(nothing)"
+            raise RuntimeError(f"ssh {user}@{address} failed ({result.returncode}): {said}")
+        return result.stdout
+
+    return run
+
+
+def is_single_sign_on(
+    target: str, path: str = "/jupyter/", ca_file: str | bool = True, timeout: float = 30, connect_to: str | None = None
+) -> bool:
+    """Whether ``target``'s page sends a browser to an OpenID Connect provider (``False`` when it
+    cannot be told: the password check then says what is wrong)."""
+    try:
+        jupyter = Jupyter(base_url(target, path), ca_file=ca_file, timeout=timeout, connect_to=connect_to)
+        page = jupyter.get("", headers={"Accept": "text/html"}, allow_redirects=False)
+    except (requests.RequestException, ValueError, OSError):
+        return False
+    location = page.headers.get("Location", "")
+    return (
+        page.status_code == 302
+        and "client_id=" in location
+        and urlsplit(location).netloc
+        not in (
+            "",
+            urlsplit(jupyter.base).netloc,
+        )
+    )

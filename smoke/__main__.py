@@ -1,5 +1,6 @@
 """
     python -m smoke [--base-url /jupyter/] [--ca-file FILE] [--timeout S] [--resolve NAME:ADDRESS]
+                    [--ssh-user USER] [--ssh-key FILE] [--ssh-known-hosts FILE]
                     [--audit [--ignore-vuln ID ...]] HOST [HOST ...]
 
 HOST is a server name or address (``https://HOST/jupyter/`` is checked) or a full
@@ -8,6 +9,9 @@ layer, also set $JUPYTER_BASIC_AUTH_USER and $JUPYTER_BASIC_AUTH_PASSWORD.
 Certificates are verified against the system's CAs, or only against --ca-file.
 --resolve NAME:ADDRESS (repeatable) connects to ADDRESS for HOST NAME instead of what DNS
 says, keeping NAME for SNI, Host and the certificate check (like curl's --resolve).
+A single sign-on host (auth 'oidc': its page sends the browser to the provider) needs no
+password: it is checked from outside, and its cell runs on the host itself over SSH
+(--ssh-user, root by default, --ssh-key, --ssh-known-hosts: the deploy's own SSH access).
 --audit also reports each host's distribution, Python and the versions of notebook,
 jupyter-server, jupyterlab, tornado and jupyter-resource-usage the server runs (and what is
 installed, when a restart is owed), with every published advisory for them (pip-audit's PyPI
@@ -22,12 +26,29 @@ import importlib.util
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
-from . import audit, check
+from . import Verdict, audit, base_url, cell_check_command, check, check_single_sign_on, is_single_sign_on, over_ssh
+
+EPILOG = """\
+environment:
+  JUPYTER_PASSWORD             the notebook password (hosts with auth 'password')
+  JUPYTER_BASIC_AUTH_USER      with an Apache Basic-auth layer in front: its user
+  JUPYTER_BASIC_AUTH_PASSWORD  ... and its password
+
+A self-signed host is checked with --ca-file and its certificate, /etc/ssl/certs/jupyter-apache.crt
+on the host. A single sign-on host (auth 'oidc') needs no password: its cell runs on the host
+over SSH (--ssh-user, --ssh-key, --ssh-known-hosts). Exit code: 0 all passed, 1 any failed, 2 usage.
+"""
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m smoke", description="Log in and run one cell on each host.")
+    parser = argparse.ArgumentParser(
+        prog="python -m smoke",
+        description="Log in and run one cell on each host, as a user would, and check its certificate and backups.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("hosts", nargs="+", metavar="HOST")
     parser.add_argument("--base-url", default="/jupyter/", help="URL path of the notebook (default /jupyter/)")
     parser.add_argument(
@@ -41,6 +62,9 @@ def main(argv=None) -> int:
         metavar="NAME:ADDRESS",
         help="connect to ADDRESS for host NAME (SNI, Host and certificate stay NAME)",
     )
+    parser.add_argument("--ssh-user", default="root", help="single sign-on hosts: the SSH user (default root)")
+    parser.add_argument("--ssh-key", help="single sign-on hosts: the SSH private key (default: ssh's own)")
+    parser.add_argument("--ssh-known-hosts", help="single sign-on hosts: the known_hosts file to check host keys with")
     parser.add_argument(
         "--audit", action="store_true", help="also look up published advisories for the server each host runs"
     )
@@ -61,29 +85,30 @@ def main(argv=None) -> int:
         parser.error("--resolve takes NAME:ADDRESS")
     addresses = dict(item.split(":", 1) for item in args.resolve)
     password = os.environ.get("JUPYTER_PASSWORD", "")
-    if not password:
-        print("smoke: set JUPYTER_PASSWORD to the notebook password", file=sys.stderr)
-        return 2
     basic_auth = None
     if os.environ.get("JUPYTER_BASIC_AUTH_USER"):
         basic_auth = (os.environ["JUPYTER_BASIC_AUTH_USER"], os.environ.get("JUPYTER_BASIC_AUTH_PASSWORD", ""))
     ca_file = args.ca_file or True
-    with ThreadPoolExecutor(max_workers=min(16, len(args.hosts))) as pool:
-        verdicts = list(
-            pool.map(
-                lambda host: check(
-                    host,
-                    password,
-                    args.base_url,
-                    ca_file,
-                    args.timeout,
-                    basic_auth,
-                    connect_to=addresses.get(host),
-                    audit=args.audit,
-                ),
-                args.hosts,
+
+    def one(host: str) -> Verdict:
+        connect_to = addresses.get(host)
+        if not basic_auth and is_single_sign_on(host, args.base_url, ca_file, args.timeout, connect_to):
+            address = connect_to or urlsplit(base_url(host, args.base_url)).hostname
+            on_host = over_ssh(
+                address,
+                cell_check_command(args.base_url),
+                args.ssh_user,
+                args.ssh_key,
+                args.ssh_known_hosts,
+                timeout=4 * args.timeout,
             )
-        )
+            return check_single_sign_on(host, on_host, args.base_url, ca_file, args.timeout, connect_to)
+        if not password:
+            return Verdict(host, ok=False, error="set JUPYTER_PASSWORD to this host's notebook password")
+        return check(host, password, args.base_url, ca_file, args.timeout, basic_auth, connect_to, audit=args.audit)
+
+    with ThreadPoolExecutor(max_workers=min(16, len(args.hosts))) as pool:
+        verdicts = list(pool.map(one, args.hosts))
     if args.audit:
         audit(verdicts, set(args.ignore_vuln), args.timeout)
     for verdict in verdicts:

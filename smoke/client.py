@@ -27,15 +27,21 @@ class LoginFailed(Exception):
 
 class _AddressAdapter(HTTPAdapter):
     """HTTPS to one fixed address, whatever the URL's name resolves to; the name is still
-    what the request says (Host), what TLS asks for (SNI) and what the certificate must match."""
+    what the request says (Host), what TLS asks for (SNI) and what the certificate must match.
+    ``source``: the local address connections come from (a client of several addresses)."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str | None, source: str | None = None):
         self.address = address
+        self.source = source
         super().__init__()
 
     def init_poolmanager(self, *args, **kwargs):
+        if self.source:
+            kwargs["source_address"] = (self.source, 0)
         super().init_poolmanager(*args, **kwargs)
         address = self.address
+        if address is None:
+            return
 
         class Connection(HTTPSConnection):
             def _new_conn(self):
@@ -55,17 +61,24 @@ class _AddressAdapter(HTTPAdapter):
 
 class Jupyter:
     def __init__(
-        self, base: str, ca_file: str | bool = True, timeout: float = 20, basic_auth=None, connect_to: str | None = None
+        self,
+        base: str,
+        ca_file: str | bool = True,
+        timeout: float = 20,
+        basic_auth=None,
+        connect_to: str | None = None,
+        source: str | None = None,
     ):
         """``base``: e.g. ``https://169.254.77.11/jupyter/``; ``ca_file``: CA/cert to trust;
         ``basic_auth``: ``(user, password)`` for an Apache Basic-auth layer in front;
-        ``connect_to``: the address to connect to instead of what the URL's name resolves to."""
+        ``connect_to``: the address to connect to instead of what the URL's name resolves to;
+        ``source``: the local address to connect from (HTTP requests only)."""
         self.base = base if base.endswith("/") else base + "/"
         self.origin = "/".join(self.base.split("/")[:3])
         self.connect_to = connect_to
         self.session = requests.Session()
-        if connect_to:
-            self.session.mount("https://", _AddressAdapter(connect_to))
+        if connect_to or source:
+            self.session.mount("https://", _AddressAdapter(connect_to, source))
         # Passed on every request: a Session-level `verify` loses to REQUESTS_CA_BUNDLE.
         self.verify = ca_file
         self.timeout = timeout

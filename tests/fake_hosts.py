@@ -156,7 +156,10 @@ def converged_responses(
         f"{jupyter.USER_KERNELS}/kernels": (("link", f"{home}/.local/share/jupyter/kernels"), ("root", user, "777")),
         jupyter.KERNEL_SPEC: (jupyter.kernel_spec(data["conda_prefix"], user), readable),
         jupyter.GUARD_FILE: ((ROOT / "files" / "conda-shared-prefix-guard").read_text(), ("root", "root", "755")),
+        jupyter.CELL_CHECK: ((ROOT / "files" / "jupyter-cell-check").read_text(), ("root", "root", "755")),
+        jupyter.CELL_CHECK_CLIENT: ((ROOT / "files" / "jupyter_cell_check.py").read_text(), system_file),
         jupyter.UNIT_FILE: (unit, system_file),
+        jupyter.SANDBOX_DROPIN: (jupyter.sandbox_dropin(user, data["notebook_dir"]), system_file),
         jupyter.LIMITS_DROPIN: (
             jupyter.limits_dropin(data["memory_limit"], data["cpu_limit"]),
             ("root", "root", "644"),
@@ -176,17 +179,23 @@ def converged_responses(
         apache.SWAP_SCRIPT: ((ROOT / "files" / "apache-config-swap").read_text(), ("root", "root", "755")),
         apache.SITE_PATH: (vhost, system_file),
         apache.HARDENING_PATH: ((ROOT / "files" / "apache-hardening.conf").read_text(), system_file),
+        apache.WORKERS_PATH: ((ROOT / "files" / "apache-mpm.conf").read_text(), system_file),
         **{path: ("certificate", system_file) for path in tls.served_paths(data["tls_mode"])},
         **{f"/etc/apache2/{kind}-enabled": ("dir", ("root", "root", "755")) for kind in apache.KINDS},
+        **{
+            apache.enabled_path(kind, name): (("link", apache.enabled_link(kind, name)), ("root", "root", "777"))
+            for kind, name in apache.OWN_CONFIGS
+        },
     }
     enabled = {
         "mods-enabled": [f"{m}.load" for m in apache.needed_modules(basic_auth=False)] + ["mpm_event.load"],
         "sites-enabled": [f"{apache.SITE}.conf"],
-        "conf-enabled": ["security.conf", f"{apache.HARDENING_CONF}.conf"],
+        "conf-enabled": ["security.conf", f"{apache.HARDENING_CONF}.conf", f"{apache.WORKERS_CONF}.conf"],
     }
     jail = login_ban.jail_config(data)
     ban_files = {
         login_ban.FILTER_FILE: ((ROOT / "files" / "fail2ban-jupyter-login.conf").read_text(), system_file),
+        login_ban.ACTION_FILE: ((ROOT / "files" / "fail2ban-jupyter-ban.conf").read_text(), system_file),
         login_ban.JAIL_FILE: (jail, system_file),
     }
     responses = {

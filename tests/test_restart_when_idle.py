@@ -28,10 +28,14 @@ case "$1 $3" in
     "restart "*) date -u '+%a %Y-%m-%d %H:%M:%S UTC' >"$FAKE/started" ;;
 esac
 """
-# ss: process 812 (the main PID) listens on 8888, a kernel (900) on another port.
+# ss (`ss -Hltne`): the server's socket (inode 4242, among process 812's open files: see
+# Host) on 8888; before it a kernel's listener (inode 5151) whose process named itself
+# "pid=812," (what `ss -p` would show as its name), and one on a public address.
 FAKE_SS = """#!/bin/bash
-echo 'LISTEN 0 128 127.0.0.1:41000 0.0.0.0:* users:(("python",pid=900,fd=3))'
-echo 'LISTEN 0 128 127.0.0.1:8888 0.0.0.0:* users:(("python",pid=812,fd=5))'
+echo "ss $*" >>"$FAKE/calls"
+echo 'LISTEN 0 128 0.0.0.0:22 0.0.0.0:* ino:1000 sk:1 cgroup:/system.slice/ssh.service <->'
+echo 'LISTEN 0 128 127.0.0.1:41000 0.0.0.0:* users:(("pid=812,",pid=900,fd=3)) uid:998 ino:5151 sk:2 <->'
+echo 'LISTEN 0 128 127.0.0.1:8888 0.0.0.0:* uid:998 ino:4242 sk:3 cgroup:/system.slice/jupyter.service <->'
 """
 # sleep: the script's waits for a server still starting, counted instead of slept.
 FAKE_SLEEP = """#!/bin/bash
@@ -52,10 +56,16 @@ class Host:
         for name, text in (("systemctl", FAKE_SYSTEMCTL), ("curl", FAKE_CURL), ("ss", FAKE_SS), ("sleep", FAKE_SLEEP)):
             (self.bin / name).write_text(text)
             (self.bin / name).chmod(0o755)
+        # /proc as the script sees it: the main process (812) holds the server's socket.
+        self.proc = tmp_path / "proc"
+        (self.proc / "812" / "fd").mkdir(parents=True)
+        (self.proc / "812" / "fd" / "0").symlink_to("/dev/null")
+        (self.proc / "812" / "fd" / "5").symlink_to("socket:[4242]")
         self.state = tmp_path / "state"
         self.report = tmp_path / "report"
         self.jupyter_started(seconds_ago=3600)
         (tmp_path / "active.jupyter.service").write_text("active")
+        self.env: dict[str, str] = {}
 
     def jupyter_started(self, seconds_ago: int) -> None:
         stamp = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() - seconds_ago))
@@ -75,8 +85,12 @@ class Host:
             "PATH": f"{self.bin}:{os.environ['PATH']}",
             "FAKE": str(self.dir),
             "JUPYTER_RESTART_STATE_DIR": str(self.state),
+            "JUPYTER_RESTART_PROC": str(self.proc),
+            **self.env,
         }
-        return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30, cwd=self.dir
+        )
 
     def request(self, hours: str = "24") -> subprocess.CompletedProcess:
         return self.run("request", hours, str(self.report))
@@ -87,7 +101,7 @@ class Host:
 
     def calls(self) -> list[str]:
         calls = (self.dir / "calls").read_text().splitlines()
-        return [c for c in calls if not c.startswith(("curl", "is-active", "show"))]
+        return [c for c in calls if not c.startswith(("curl", "is-active", "show", "ss"))]
 
     def owed(self) -> dict[str, int]:
         path = self.state / "restart-owed"
@@ -250,3 +264,78 @@ def test_versions_starts_no_python_unless_the_prefix_changed_since_the_server_st
     result = fake_host.run("versions", str(prefix), "/etc/jupyter/jupyter_activity.py")
     assert result.stdout.splitlines() == [IDLE, "running tornado 6.5.1", "installed tornado 6.5.2"]
     assert "python -I /etc/jupyter/jupyter_activity.py" in (fake_host.dir / "calls").read_text()
+
+
+def test_a_listener_of_the_notebook_user_named_after_the_main_process_is_not_asked(fake_host):
+    """A kernel named itself "pid=812," and listens first: root asks only the socket the main
+    process holds (its inode among /proc/812/fd), never by a name the user chose."""
+    fake_host.answers(BUSY)
+    fake_host.request()
+    assert fake_host.asked() == [URL]
+    assert fake_host.calls() == [f"start {restarts.TIMER}"]
+
+
+def test_a_server_holding_no_listening_socket_is_not_asked(fake_host):
+    (fake_host.proc / "812" / "fd" / "5").unlink()
+    fake_host.answers(IDLE)
+    fake_host.request()
+    assert fake_host.asked() == []
+    assert "cannot say whether anything is busy" in fake_host.report.read_text()
+
+
+def test_no_word_of_the_answer_is_expanded_by_the_shell(fake_host):
+    """A file in the working directory named like a count: "kernels_busy=*" in the answer is
+    not a count (expanded, it would have read as 0: idle, and a busy server restarted)."""
+    (fake_host.dir / "kernels_busy=0").write_text("")
+    fake_host.answers("kernels=1 kernels_busy=* terminals=0 terminals_busy=0")
+    fake_host.request()
+    assert "restart jupyter.service" not in fake_host.calls()
+    assert "cannot say whether anything is busy" in fake_host.report.read_text()
+
+
+def test_the_answer_is_cut_to_a_few_printable_kilobytes(fake_host):
+    """100 MiB with control characters: root keeps 64 KiB of printable text."""
+    noise = "\x1b[2K" + "x" * 1000 + "\n"
+    (fake_host.dir / "answer").write_text(IDLE + "\n" + noise * (100 * 1024))
+    result = fake_host.run("answer")
+    assert len(result.stdout.encode()) <= 65536
+    assert result.stdout.startswith(IDLE + "\n[2K") and "\x1b" not in result.stdout
+    fake_host.request()
+    assert "restart jupyter.service" in fake_host.calls()
+
+
+def test_at_the_deadline_the_server_is_not_asked(fake_host):
+    fake_host.answers(BUSY)
+    fake_host.request()
+    fake_host.set_owed(deadline=int(time.time()) - 1)
+    fake_host.run("check")
+    assert fake_host.asked() == [] and "restart jupyter.service" in fake_host.calls()
+    # A run's request past a deadline owed before restarts without asking either.
+    fake_host.request()
+    fake_host.set_owed(deadline=int(time.time()) - 1)
+    fake_host.request()
+    assert fake_host.asked() == [] and "restart jupyter.service" in fake_host.calls()
+
+
+def test_a_lock_held_too_long_fails_the_run_with_a_line_instead_of_waiting(fake_host):
+    fake_host.state.mkdir(exist_ok=True)
+    fake_host.env["JUPYTER_RESTART_LOCK_SECONDS"] = "1"
+    holder = subprocess.Popen(["flock", str(fake_host.state / "restart.lock"), "sleep", "20"])
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        result = fake_host.request()
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1 and "held" in result.stderr and "restart.lock" in result.stderr
+    assert waited < 10 and fake_host.calls() == []
+
+
+def test_port_is_the_one_the_main_process_holds(fake_host):
+    result = fake_host.run("port")
+    assert (result.returncode, result.stdout) == (0, "8888\n")
+    (fake_host.proc / "812" / "fd" / "5").unlink()
+    result = fake_host.run("port")
+    assert result.returncode == 1 and "listens on no loopback port" in result.stderr

@@ -9,11 +9,11 @@ import os
 import subprocess
 
 import pytest
-from pyinfra.api import FileUploadCommand
+from pyinfra.api import FileUploadCommand, FunctionCommand
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra_testing.util import FakeState, create_host
 
-from operations import apache, jupyter, snapshot
+from operations import apache, jupyter, records, snapshot
 
 
 def read_for_real(**kwargs):
@@ -69,9 +69,9 @@ def test_units_are_parsed_from_systemctl_show():
 class Canned(snapshot.Snapshot):
     """A snapshot whose state is given, not read."""
 
-    def __init__(self, paths=None, units=None, probes=None):
+    def __init__(self, paths=None, units=None, probes=None, made=None):
         super().__init__(paths=list(paths or {}), units=list(units or {}), probes={k: "true" for k in probes or {}})
-        self._state = {"paths": paths or {}, "units": units or {}, "probes": probes or {}}
+        self._state = {"paths": paths or {}, "units": units or {}, "probes": probes or {}, "made": made or {}}
 
 
 def run(op, **kwargs):
@@ -95,13 +95,14 @@ def test_put_same_content_and_owner_is_a_noop_and_otherwise_only_what_differs_is
 
     same = Canned({"/etc/x y": snapshot.PathState("file", "640", "root", "jupyter", 1.0, SUM)})
     assert run(snapshot.put, state=same, **args()) == ([], "/etc/x y is up to date")
+    made = records.made("/etc/x y", SUM, "root:jupyter", "640")
     wrong_mode = Canned({"/etc/x y": snapshot.PathState("file", "644", "root", "jupyter", 1.0, SUM)})
-    assert run(snapshot.put, state=wrong_mode, **args())[0] == ["chmod 640 '/etc/x y'"]
+    assert run(snapshot.put, state=wrong_mode, **args())[0] == ["chmod 640 '/etc/x y'", made]
     changed = Canned({"/etc/x y": snapshot.PathState("file", "640", "root", "jupyter", 1.0, "0" * 64)})
     assert run(snapshot.put, state=changed, **args())[0] == [
         "upload c = 1\n to /etc/x y.pyinfra-new",
         "chown root:jupyter '/etc/x y.pyinfra-new' && chmod 640 '/etc/x y.pyinfra-new' && "
-        "mv -f '/etc/x y.pyinfra-new' '/etc/x y'",
+        "mv -f '/etc/x y.pyinfra-new' '/etc/x y' && " + made,
     ]
 
 
@@ -131,10 +132,11 @@ def test_directory_link_absent_and_service_decide_from_the_snapshot():
     assert run(snapshot.directory, path="/d", user="jupyter", group="root", mode="750", state=state)[0] == [
         "chown jupyter:root /d",
         "chmod 750 /d",
+        records.made("/d", "dir", "jupyter:root", "750"),
     ]
     assert run(snapshot.link, path="/l", target="/new", user="root", group="jupyter", state=state)[0] == [
         "ln -sfn /new /l",
-        "chown -h root:jupyter /l",
+        "chown -h root:jupyter /l && " + records.made("/l", "link:/new", "root:jupyter", "-"),
     ]
     assert run(snapshot.link, path="/l", target="/old", user="root", group="jupyter", state=state)[0] == []
     assert run(snapshot.absent, path="/gone", state=state) == ([], "/gone is absent")
@@ -230,3 +232,61 @@ def test_apache_reload_is_pending_for_anything_newer_than_its_last_reload():
     assert apache.reload_pending(state(20.0, 15.0), "self-signed") is False
     assert apache.reload_pending(state(20.0, 25.0), "self-signed") is True
     assert apache.reload_pending(state(None, 1.0), "self-signed") is True
+
+
+def test_what_the_deploy_made_is_recorded_and_read_back_with_the_snapshot(tmp_path, monkeypatch):
+    """records.made's command, run for real, then the snapshot's command reading it back."""
+    monkeypatch.setattr(records, "STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(records, "MADE", str(tmp_path / "state" / "made"))
+    odd = str(tmp_path / "odd 'name' $HOME")
+    for what in ("1" * 64, "2" * 64):  # a second record of a path replaces the first
+        subprocess.run(["sh", "-c", records.made(odd, what, "root:jupyter", "0640")], check=True)
+    subprocess.run(["sh", "-c", records.made("/l", "link:../a b", "root:root", "-")], check=True)
+    state = read_for_real(paths=[odd, "/l", "/never"])
+    assert state["made"] == {
+        odd: snapshot.Made("2" * 64, "root:jupyter", "640"),
+        "/l": snapshot.Made("link:../a b", "root:root", "-"),
+    }
+
+
+def test_what_changed_outside_the_deploy_is_named_and_said_when_it_is_put_back():
+    made = {
+        "/etc/f": snapshot.Made(SUM, "root:root", "644"),
+        "/etc/l": snapshot.Made("link:../available/x.conf", "root:root", "-"),
+        "/etc/gone": snapshot.Made(SUM, "root:root", "644"),
+    }
+    edited = Canned(
+        {
+            "/etc/f": snapshot.PathState("file", "666", "root", "root", 1.0, "0" * 64),
+            "/etc/l": snapshot.PathState("file", "644", "root", "root", 1.0, "0" * 64),
+            "/etc/gone": snapshot.PathState(None),
+            "/etc/new": snapshot.PathState(None),
+        },
+        made=made,
+    )
+    assert edited.drift("/etc/f") == "its content was changed, its mode was 666, not 644"
+    assert edited.drift("/etc/l") == "a file stood where the deploy's link belongs"
+    assert edited.drift("/etc/gone") == "the file the deploy made there was removed"
+    assert edited.drift("/etc/new") is None  # never made by the deploy: a first write, not a repair
+    as_left = Canned({"/etc/f": snapshot.PathState("file", "644", "root", "root", 1.0, SUM)}, made=made)
+    assert as_left.drift("/etc/f") is None
+    # A new content the settings call for is an update, not a repair: the deploy made what is there.
+    host = create_host(FakeState())
+    said = []
+    host.log = lambda message, log_func=None: said.append(message)
+    with ctx_state.use(FakeState()), ctx_host.use(host):
+        commands = list(snapshot.put._inner(snapshot.text("c = 2\n"), "/etc/f", "root", "root", "644", as_left))
+        assert not [c for c in commands if isinstance(c, FunctionCommand)]
+        commands = list(snapshot.put._inner(snapshot.text(CONTENT), "/etc/f", "root", "root", "644", edited))
+        for command in commands:
+            if isinstance(command, FunctionCommand):
+                command.function(*command.args, **command.kwargs)
+        # The link's place held an edited file: kept aside, then the link made again.
+        links = list(snapshot.link._inner("/etc/l", "../available/x.conf", "root", "root", edited))
+    assert said == [
+        "Repairing /etc/f: its content was changed, its mode was 666, not 644 (outside the deploy); "
+        "put back as the deploy makes it"
+    ]
+    shown = [str(c) for c in links if not isinstance(c, FunctionCommand)]
+    assert shown[0].startswith(f"mkdir -p {snapshot.SET_ASIDE_DIR} && mv -T /etc/l {snapshot.SET_ASIDE_DIR}/etc_l.")
+    assert shown[1] == "ln -sfn ../available/x.conf /etc/l"

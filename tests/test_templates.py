@@ -240,12 +240,17 @@ def test_login_form_checks_passwords_off_the_event_loop(tmp_path):
     handler = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name)
     assert [base.id for base in handler.bases] == ["LoginFormHandler"]
     post = next(node for node in handler.body if getattr(node, "name", "") == "post")
-    # An async post that awaits the check on an executor, never the check itself inline.
+    # An async post that hands the check to the fair queue (as a function, never called
+    # inline), which runs it on an executor.
     assert isinstance(post, ast.AsyncFunctionDef)
-    calls = [
-        node.func.attr for node in ast.walk(post) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-    ]
-    assert "run_in_executor" in calls and "process_login_form" not in calls
+    awaited = [node.value for node in ast.walk(post) if isinstance(node, ast.Await)]
+    assert [ast.unparse(call.func) for call in awaited] == ["CHECKS.run"]
+    [check] = [arg for arg in awaited[0].args if isinstance(arg, ast.Lambda)]
+    assert "process_login_form" in ast.unparse(check)
+    outside = [node for node in ast.walk(post) if isinstance(node, ast.Lambda)]
+    assert sum("process_login_form" in ast.unparse(node) for node in outside) == 1
+    queue = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "FairChecks")
+    assert "run_in_executor" in ast.unparse(queue)
 
 
 def test_ip_server_name_relies_on_apache_host_check(tmp_path):
@@ -258,17 +263,23 @@ def test_ip_server_name_relies_on_apache_host_check(tmp_path):
 
 def test_unit_runs_jupyter_unprivileged_and_hardened():
     unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
+    sandbox = jupyter.sandbox_dropin("jupyter", "/srv/jupyter")
     assert "ExecStart=/opt/anaconda3/bin/python -I -m notebook\n" in unit
     assert "User=jupyter\n" in unit
     assert "Environment=SHELL=/bin/bash" in unit
-    assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" in unit
-    assert "NoNewPrivileges=yes" in unit and "ProtectSystem=strict" in unit
-    assert "ReadWritePaths=/srv/jupyter /var/lib/jupyter" in unit
     assert "Environment=JUPYTER_CONFIG_DIR=/etc/jupyter" in unit
     assert "/dev/tcp/127.0.0.1/8888" in unit
+    assert jupyter.SANDBOX_DROPIN in unit
+    assert "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" in sandbox
+    assert "NoNewPrivileges=yes" in sandbox and "ProtectSystem=strict" in sandbox
+    assert "ReadWritePaths=/srv/jupyter /var/lib/jupyter" in sandbox
     # Linode's metadata service, over IPv4 and IPv6.
-    assert "\nIPAddressDeny=169.254.169.254 fd00:a9fe:a9fe::1 fe80::a9fe:a9fe\n" in unit
-    assert "IPAddressAllow" not in unit
+    assert "\nIPAddressDeny=169.254.169.254 fd00:a9fe:a9fe::1 fe80::a9fe:a9fe\n" in sandbox
+    assert "IPAddressAllow" not in sandbox + unit
+    # Only the sandbox's directives there: files/conda-switch hands each line to systemd-run.
+    directives = [line for line in sandbox.splitlines() if line and not line.startswith(("#", "["))]
+    assert all(re.fullmatch(r"[A-Z][A-Za-z]+=[^\n]*", line) for line in directives), directives
+    assert not {"ExecStart", "User", "Environment", "WorkingDirectory"} & {d.split("=")[0] for d in directives}
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is installed by .ci/run")
@@ -277,9 +288,10 @@ def test_unit_file_verifies(tmp_path):
     unit = jupyter.unit_file("jupyter", "/bin", "/srv/jupyter", "/jupyter/", 8888).replace(
         "/bin/python -I -m notebook", "/bin/true"
     )
-    # The limits drop-in's [Service] lines, checked in the same pass.
+    # The drop-ins' [Service] lines (sandbox, limits), checked in the same pass.
+    sandbox = jupyter.sandbox_dropin("jupyter", "/srv/jupyter").split("[Service]\n", 1)[1]
     limits = jupyter.limits_dropin("2G", 1.5).split("[Service]\n", 1)[1]
-    path.write_text(unit.replace("[Install]", limits + "\n[Install]"))
+    path.write_text(unit.replace("[Install]", sandbox + limits + "\n[Install]"))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
     assert "Unknown key" not in result.stderr and "Unknown section" not in result.stderr, result.stderr
 
@@ -309,7 +321,8 @@ def test_limits_dropin_caps_memory_without_swap_cpu_and_tasks():
 
 def test_unit_makes_jupyter_the_oom_killers_first_choice_and_isolates_the_server():
     unit = jupyter.unit_file("jupyter", "/opt/anaconda3", "/srv/jupyter", "/jupyter/", 8888)
-    assert f"OOMScoreAdjust={jupyter.OOM_SCORE_ADJUST}\n" in unit and jupyter.OOM_SCORE_ADJUST > 0
+    sandbox = jupyter.sandbox_dropin("jupyter", "/srv/jupyter")
+    assert f"OOMScoreAdjust={jupyter.OOM_SCORE_ADJUST}\n" in sandbox and jupyter.OOM_SCORE_ADJUST > 0
     assert "Environment=JUPYTER_DATA_DIR=/etc/jupyter/data\n" in unit
     assert "Environment=PATH=/usr/local/lib/jupyter-deploy/bin:/opt/anaconda3/bin:" in unit
     assert "Environment=CONDA_EXE=/usr/local/lib/jupyter-deploy/bin/conda\n" in unit
@@ -402,7 +415,12 @@ def test_login_ban_jail_bans_at_the_web_ports_only_and_never_ssh():
     # which kernels and terminals write to as well.
     assert (jail["backend"], jail["logpath"]) == ("polling", apache.LOGIN_LOG)
     assert "journalmatch" not in jail
-    assert (jail["banaction"], jail["port"], jail["protocol"]) == ("nftables-multiport", "http,https", "tcp")
+    assert (jail["banaction"], jail["port"], jail["protocol"]) == (login_ban.ACTION_NAME, "http,https", "tcp")
+    # fail2ban's nftables action, with sets that hold prefixes (an IPv6 client's /64).
+    action = configparser.ConfigParser(interpolation=None)
+    action.read_string((ROOT / "files" / "fail2ban-jupyter-ban.conf").read_text())
+    assert action["INCLUDES"]["before"] == "nftables.conf" and action["Definition"]["type"] == "multiport"
+    assert "flags interval" in action["Definition"]["_nft_add_set"]
     assert jail["ignoreip"].split() == ["127.0.0.1/8", "::1"]
 
 
@@ -453,6 +471,10 @@ def test_vhost_with_single_sign_on_passes_apache_configtest(tmp_path, keypair):
         local = tmp_path / path.rsplit("/", 1)[1]
         local.write_text(content)
         vhost = vhost.replace(path, str(local))
+    # The sessions' directory must exist (the sign-in concern makes it before Apache's turn).
+    assert f"OIDCCacheType file\n    OIDCCacheDir {sign_in.CACHE_DIR}\n" in vhost
+    (tmp_path / "sessions").mkdir()
+    vhost = vhost.replace(sign_in.CACHE_DIR, str(tmp_path / "sessions"))
     modules = apache.needed_modules(basic_auth=False, single_sign_on=True)
     assert sign_in.MODULE in modules
     result = configtest(tmp_path, vhost, modules)

@@ -30,8 +30,8 @@ REQUIREMENTS = ("notebook>=7,<8", "pip")
 #  older             an earlier Jupyter Notebook release (the distribution upgraded from)
 #  next              the default plus a marker package, standin_release 2.0 (upgraded to)
 #  cannot-start      the default, but its server exits at start (kernels still work)
-#  fails-as-service  the default, but its server exits when systemd starts it (INVOCATION_ID
-#                    set): it passes a check run outside the service and fails in it
+#  fails-as-service  the default, but its server exits when it runs as jupyter.service (its
+#                    cgroup says so): it passes the check (a unit of its own) and fails as the service
 VARIANTS = {
     "default": REQUIREMENTS,
     "older": ("notebook==7.5.8", "pip"),

@@ -79,8 +79,8 @@ case "$VARIANT" in
     cannot-start)
         echo 'raise SystemExit("stand-in TEST ONLY: this release'"'"'s server cannot start")' >>"$site/notebook/app.py" ;;
     fails-as-service)
-        printf '%s\n' 'import os' 'if os.environ.get("INVOCATION_ID"):' \
-            '    raise SystemExit("stand-in TEST ONLY: this release'"'"'s server cannot start as a systemd service")' \
+        printf '%s\n' 'if "/jupyter.service" in open("/proc/self/cgroup").read():' \
+            '    raise SystemExit("stand-in TEST ONLY: this release'"'"'s server cannot start as jupyter.service")' \
             >>"$site/notebook/app.py" ;;
 esac
 # What tools look for to tell a conda environment (IPython's %conda among them).

@@ -8,6 +8,12 @@ namespace (``ip netns exec``), one process per client. Prints one JSON document.
     login_traffic.py user URL CA --seconds 60        log in, run cells, log in again now and then
     login_traffic.py flood URL CA --count 200 --seconds 10
     login_traffic.py burst URL CA --count 50         that many wrong passwords at once, each on its own connection
+    login_traffic.py class URL CA --sources A,B,...  each source address logs in once (right password), all at once
+    login_traffic.py swarm URL CA --sources A,B,... --seconds 15   wrong passwords from every source, without pause
+    login_traffic.py logins URL CA --count 20        log in that many times, one after the other
+
+``--connect-to6 ADDRESS``: an IPv6 source connects to this address of the host (the Host
+header and the certificate stay the URL's name).
 
 Every loop is bounded in count and time and stops by itself. The password the user logs
 in with comes from $JUPYTER_PASSWORD; the checkout must be on PYTHONPATH (smoke.client).
@@ -107,23 +113,45 @@ def basic(url: str, ca: str, count: int, interval: float) -> dict:
     return {"attempts": attempts}
 
 
-def probe(url: str, ca: str, timeout: float) -> dict:
+def probe(url: str, ca: str, timeout: float, source: str | None = None, connect_to6: str | None = None) -> dict:
     try:
-        response = requests.get(url + "login", verify=ca, timeout=timeout)
+        response = _client_for(url, ca, source, connect_to6, timeout).get("login")
         return {"t": time.time(), "reached": True, "status": response.status_code}
     except requests.RequestException as error:
         return {"t": time.time(), "reached": False, "status": _outcome(error)}
 
 
+def closed_unanswered(error: Exception) -> bool:
+    """The server closed the connection as the request went out, without an answer."""
+    return "RemoteDisconnected" in repr(error) or "Connection reset by peer" in repr(error)
+
+
 def poll_status(client: Jupyter, until: float, interval: float, seen: list) -> None:
-    """GET api/status every ``interval`` s until ``until`` (monotonic): each answer's time and status."""
+    """GET api/status every ``interval`` s until ``until`` (monotonic): each answer's time and status.
+
+    Like a browser, a GET sent on a kept-alive connection that the server closed without an
+    answer is sent once more, on a new connection (``retried``). Apache's event MPM closes its
+    kept-alive connections when every worker of its process is busy, as a burst of TLS
+    handshakes makes them for a moment (its error log at trace1: "All workers are busy or
+    dying, will shutdown N keep-alive connections"); a request already on its way over one of
+    them gets no answer (RFC 9112 9.3.1: a client retries an idempotent request then). Any
+    other failure, or a second one, is recorded as it is."""
+    reused = False
     while time.monotonic() < until:
         started, at = time.monotonic(), time.time()
+        retried = False
         try:
-            status = client.session.get(client.base + "api/status", timeout=10, verify=client.verify).status_code
+            try:
+                status = client.session.get(client.base + "api/status", timeout=10, verify=client.verify).status_code
+            except requests.ConnectionError as error:
+                if not (reused and closed_unanswered(error)):
+                    raise
+                retried = True
+                status = client.session.get(client.base + "api/status", timeout=10, verify=client.verify).status_code
+            reused = True
         except requests.RequestException as error:
-            status = _outcome(error)
-        seen.append({"t": at, "seconds": time.monotonic() - started, "status": status})
+            status, reused = _outcome(error), False
+        seen.append({"t": at, "seconds": time.monotonic() - started, "status": status, "retried": retried})
         time.sleep(interval)
 
 
@@ -244,9 +272,103 @@ def burst(url: str, ca: str, count: int) -> dict:
     return {"posts": sorted(results, key=lambda r: r["t"])}
 
 
+def _client_for(url: str, ca: str, source: str | None, connect_to6: str | None, timeout: float) -> Jupyter:
+    """A client connecting from ``source`` (to ``connect_to6`` when ``source`` is IPv6)."""
+    ipv6 = source is not None and ":" in source
+    return Jupyter(url, ca_file=ca, timeout=timeout, source=source, connect_to=connect_to6 if ipv6 else None)
+
+
+def login_once(url: str, ca: str, source: str | None, connect_to6: str | None, password: str) -> dict:
+    """One login (the form, then the password): its status (or what went wrong) and time."""
+    client = _client_for(url, ca, source, connect_to6, 15)
+    started, at = time.monotonic(), time.time()
+    try:
+        client.login(password)
+        status = client.login_response.status_code
+    except LoginFailed:
+        status = client.login_response.status_code
+    except requests.RequestException as error:
+        status = _outcome(error)
+    return {"t": at, "source": source, "status": status, "seconds": time.monotonic() - started}
+
+
+def class_logins(url: str, ca: str, sources: list[str], connect_to6: str | None) -> dict:
+    """Every source logs in with the right password at the same moment."""
+    password = os.environ["JUPYTER_PASSWORD"]
+    results: list[dict] = []
+    ready = threading.Barrier(len(sources))
+
+    def one(source: str) -> None:
+        ready.wait()
+        results.append(login_once(url, ca, source, connect_to6, password))
+
+    threads = [threading.Thread(target=one, args=(source,)) for source in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"logins": sorted(results, key=lambda r: r["t"])}
+
+
+def swarm(url: str, ca: str, sources: list[str], seconds: float, workers: int, connect_to6: str | None) -> dict:
+    """Wrong passwords from every source (``workers`` at a time each), each on a connection of
+    its own, for ``seconds``; a source whose connection is refused or times out (banned) pauses."""
+    deadline = time.monotonic() + seconds
+    results: list[dict] = []
+    lock = threading.Lock()
+
+    def worker(source: str) -> None:
+        try:
+            form = _client_for(url, ca, source, connect_to6, 5)
+            form.get("login").raise_for_status()
+        except requests.RequestException as error:
+            with lock:
+                results.append({"t": time.time(), "source": source, "status": _outcome(error)})
+            return
+        xsrf, cookies = form.xsrf(), form.session.cookies.get_dict()
+        while time.monotonic() < deadline:
+            client = _client_for(url, ca, source, connect_to6, 5)
+            client.session.cookies.update(cookies)
+            at = time.time()
+            try:
+                response = client.session.post(
+                    client.base + "login",
+                    data={"password": WRONG, "_xsrf": xsrf},
+                    allow_redirects=False,
+                    timeout=min(5.0, max(0.5, deadline + 2 - time.monotonic())),
+                    verify=ca,
+                )
+                status = response.status_code
+            except requests.RequestException as error:
+                status = _outcome(error)
+            with lock:
+                results.append({"t": at, "source": source, "status": status})
+            if not isinstance(status, int):
+                time.sleep(0.5)
+
+    threads = [threading.Thread(target=worker, args=(source,)) for source in sources for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"posts": sorted(results, key=lambda r: r["t"])}
+
+
+def logins(url: str, ca: str, count: int, interval: float) -> dict:
+    """``count`` logins with the right password, one after the other."""
+    password = os.environ["JUPYTER_PASSWORD"]
+    done = []
+    for _ in range(count):
+        done.append(login_once(url, ca, None, None, password))
+        time.sleep(interval)
+    return {"logins": done}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["guess", "basic", "probe", "user", "flood", "burst"])
+    parser.add_argument(
+        "mode", choices=["guess", "basic", "probe", "user", "flood", "burst", "class", "swarm", "logins"]
+    )
     parser.add_argument("url")
     parser.add_argument("ca")
     parser.add_argument("--count", type=int, default=5)
@@ -256,17 +378,26 @@ def main() -> int:
     parser.add_argument("--relogin-every", type=int, default=0)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--status-every", type=float, default=0)
+    parser.add_argument("--sources", default="")
+    parser.add_argument("--connect-to6")
     args = parser.parse_args()
+    sources = [source for source in args.sources.split(",") if source][:64]
     if args.mode == "guess":
         result = guess(args.url, args.ca, min(args.count, 100), args.interval)
     elif args.mode == "basic":
         result = basic(args.url, args.ca, min(args.count, 100), args.interval)
     elif args.mode == "probe":
-        result = probe(args.url, args.ca, args.timeout)
+        result = probe(args.url, args.ca, args.timeout, (sources or [None])[0], args.connect_to6)
     elif args.mode == "user":
         result = user(args.url, args.ca, min(args.seconds, 600), args.interval, args.relogin_every, args.status_every)
     elif args.mode == "burst":
         result = burst(args.url, args.ca, min(args.count, 100))
+    elif args.mode == "class":
+        result = class_logins(args.url, args.ca, sources, args.connect_to6)
+    elif args.mode == "swarm":
+        result = swarm(args.url, args.ca, sources, min(args.seconds, 60), min(args.workers, 4), args.connect_to6)
+    elif args.mode == "logins":
+        result = logins(args.url, args.ca, min(args.count, 100), args.interval)
     else:
         result = flood(args.url, args.ca, min(args.count, 1000), min(args.seconds, 60), args.workers)
     json.dump(result, sys.stdout)

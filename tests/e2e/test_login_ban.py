@@ -177,6 +177,7 @@ def test_switching_login_ban_off_removes_the_jails_and_their_bans_and_prints_no_
         off = deployment.pyinfra(overrides={name: {"login_ban": False}})
         assert off.returncode == 0, off.output[-3000:]
         assert sorted(off.changed()[address]) == [
+            "Login ban | No login-ban action",
             "Login ban | No login-ban filter",
             "Login ban | No login-ban jails",
             "Login ban | Stop the login-ban jails and lift their bans",
@@ -327,6 +328,10 @@ def test_a_burst_from_many_addresses_leaves_the_user_and_the_server_answering(de
     FIGURES["login burst: slowest answer"] = f"{max(p['seconds'] for p in posts):.1f} s"
     slowest = max(s["seconds"] for s in user["statuses"])
     FIGURES["login burst: slowest api/status of the user's run"] = f"{slowest * 1000:.0f} ms"
+    retried = sum(1 for s in user["statuses"] if s.get("retried"))
+    FIGURES["login burst: api/status sent again (kept-alive connection closed by Apache)"] = (
+        f"{retried} of {len(user['statuses'])}"
+    )
     before = [c["seconds"] * 1000 for c in user["cells"][5:] if c["t"] < started]
     during = [c["seconds"] * 1000 for c in user["cells"] if started <= c["t"] <= ended]
     FIGURES["login burst: user cells before / in the 10 s from it"] = (
@@ -340,3 +345,80 @@ def test_a_burst_from_many_addresses_leaves_the_user_and_the_server_answering(de
     # The cap answered most guesses at once: 503 with Retry-After, no password checked.
     assert len(refused) > 100 and all(p["retry_after"] == "5" for p in refused), statuses
     assert before and during and statistics.median(during) <= 1.5 * statistics.median(before)
+
+
+# A swarm of 16 clients: twelve IPv4 addresses and four of one IPv6 /64 (which the login
+# queue and the ban treat as one client), and an address of that /64 that never posts.
+SWARM_IPV4 = [f"169.254.77.{n}" for n in range(120, 132)]
+SWARM_IPV6 = [f"fd77:77:0:64::{n}" for n in range(1, 5)]
+SWARM_IPV6_QUIET = "fd77:77:0:64::99"
+SWARM_USER = "169.254.77.133"
+SWARM_LOGINS = 20
+# A class: 30 people logging in at once, each from an address of their own.
+CLASS = [f"169.254.77.{n}" for n in range(150, 180)]
+
+
+def host_ipv6(deployment, name: str) -> str:
+    return deployment.ssh(
+        name, "ip -6 -o addr show dev eth0 scope global | awk '{print $4}' | cut -d/ -f1"
+    ).stdout.strip()
+
+
+def test_a_swarm_from_16_addresses_leaves_every_login_of_a_user_within_two_seconds(deployment, ca_files, scenarios):
+    """Wrong passwords without pause from 16 addresses (4 of them in one IPv6 /64) while a user
+    logs in 20 times: each client waits its turn for a password check, so the user's login
+    waits one check per flooding client at most, never a whole queue of them, and is never
+    refused; the /64 is counted and banned as one client."""
+    name = "nb3"
+    url, ca = f"https://{deployment.address(name)}/jupyter/", str(ca_files[name])
+    ipv6 = host_ipv6(deployment, name)
+    with (
+        ClientAddress("swarm", SWARM_IPV4[0], more=SWARM_IPV4[1:] + SWARM_IPV6 + [SWARM_IPV6_QUIET]) as swarm,
+        ClientAddress("swarm-user", SWARM_USER) as user,
+    ):
+        flood = swarm.popen(
+            login_traffic.command("swarm", url, ca, "--sources", ",".join(SWARM_IPV4 + SWARM_IPV6))
+            + ["--seconds", "20", "--workers", "2", "--connect-to6", ipv6],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=login_traffic.environment(PASSWORD),
+        )
+        try:
+            time.sleep(1)
+            seen = traffic(user, "logins", url, ca, "--count", str(SWARM_LOGINS), "--interval", "0.2")
+        finally:
+            out, err = flood.communicate(timeout=120)
+        assert flood.returncode == 0, err[-2000:]
+        posts = json.loads(out)["posts"]
+        # The /64 as one client: an address of it that never posted is refused too.
+        quiet = login_traffic.run(
+            swarm, "probe", url, ca, "--timeout", "2", "--sources", SWARM_IPV6_QUIET, "--connect-to6", ipv6
+        )
+    logins = seen["logins"]
+    statuses = Counter(str(p["status"]) for p in posts)
+    slowest = max(login["seconds"] for login in logins)
+    FIGURES["login swarm (16 addresses, 20 s): the user's slowest login"] = f"{slowest:.2f} s of {len(logins)}"
+    FIGURES["login swarm: answers to the swarm"] = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+    assert [login["status"] for login in logins] == [302] * SWARM_LOGINS, logins
+    assert slowest <= 2.0, [round(login["seconds"], 2) for login in logins]
+    # The swarm did reach the checks (401s) and was turned away beyond its share (503s).
+    assert statuses["401"] >= MAX_FAILURES and statuses["503"] > 0, statuses
+    ipv6_failures = sum(1 for p in posts if ":" in p["source"] and p["status"] == 401)
+    assert ipv6_failures >= MAX_FAILURES, posts
+    assert not quiet["reached"], "an address of the banned /64 still reached the site"
+
+
+def test_a_class_logging_in_at_once_is_never_turned_away(deployment, ca_files, scenarios):
+    """30 people with the right password from 30 addresses in the same second: every one is
+    signed in within 5 s, none answered 503."""
+    name = "nb6"
+    url, ca = f"https://{deployment.address(name)}/jupyter/", str(ca_files[name])
+    with ClientAddress("class", CLASS[0], more=CLASS[1:]) as room:
+        seen = traffic(room, "class", url, ca, "--sources", ",".join(CLASS))
+    logins = seen["logins"]
+    slowest = max(login["seconds"] for login in logins)
+    FIGURES["a class of 30 logging in at once: slowest"] = f"{slowest:.2f} s"
+    assert len(logins) == len(CLASS) and {login["source"] for login in logins} == set(CLASS)
+    assert [login["status"] for login in logins] == [302] * len(CLASS), Counter(str(x["status"]) for x in logins)
+    assert slowest <= 5.0, sorted(round(login["seconds"], 2) for login in logins)

@@ -31,6 +31,35 @@ DEFERRED = "Jupyter restart deferred: "
 OTHER_SERVER = "2.14.1"
 UPDATE_KERNEL_SECONDS = 30
 SERVICE_OP = "Jupyter Notebook service | Jupyter running with its current config"
+RESTART_SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-restart-when-idle"
+IMPOSTOR_KERNEL_SECONDS = 25
+IMPOSTOR_CHANGE = {"cull_idle_kernels_after": 1800}
+# A kernel's cell: the kernel process takes the name "pid=MAINPID," and answers "nothing busy"
+# on 25 more loopback ports (each run of the cell adds 25), in threads that outlive the cell.
+IMPOSTOR = """
+import socket, threading
+with open("/proc/self/comm", "w") as comm:
+    comm.write("pid=MAINPID,")
+IDLE = b"HTTP/1.0 200 OK\\r\\n\\r\\nkernels=0 kernels_busy=0 terminals=0 terminals_busy=0\\n"
+def serve(listener):
+    while True:
+        connection, _ = listener.accept()
+        connection.recv(4096)
+        connection.sendall(IDLE)
+        connection.close()
+for _ in range(25):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    threading.Thread(target=serve, args=(listener,), daemon=True).start()
+print("listening")
+"""
+# How the restart script found the server's port before (ss's process column): the port it
+# would have asked.
+OLD_PORT_LOOKUP = (
+    "ss -Hltnp | awk -v owner='pid=MAINPID,' 'index($0, owner) && $4 ~ /^127\\.0\\.0\\.1:[0-9]+$/ "
+    '{ sub(/.*:/, "", $4); print $4; exit }\''
+)
 
 
 def client(deployment, ca_files) -> Jupyter:
@@ -210,6 +239,25 @@ def restarts(deployment, ca_files):
         )
         seen["running after back"] = running(deployment)
         seen["audit fixed"] = audit(deployment, ca_files)
+
+        # 5. A kernel names itself after the server's main process ("pid=MAINPID," in its
+        #    /proc/self/comm, as `ss -p` shows names) and answers "idle" on loopback ports that
+        #    ss lists before the server's; another kernel is busy. Root asks the server's own
+        #    socket (its inode among /proc/MAINPID/fd): the restart is deferred.
+        jupyter = client(deployment, ca_files)
+        kernel = BusyKernel(jupyter, IMPOSTOR_KERNEL_SECONDS)
+        pid = main_pid(deployment)
+        impostor = jupyter.start_kernel()
+        for _ in range(8):
+            jupyter.execute_in(impostor, IMPOSTOR.replace("MAINPID", pid))
+            seen["impostor first"] = deployment.ssh(NAME, OLD_PORT_LOOKUP.replace("MAINPID", pid)).stdout.strip()
+            if seen["impostor first"] not in ("", "8888"):
+                break
+        seen["port root asks"] = deployment.ssh(NAME, f"{RESTART_SCRIPT} port").stdout.strip()
+        seen["impostor run"] = one.pyinfra(overrides={NAME: IMPOSTOR_CHANGE})
+        seen["impostor pid kept"] = main_pid(deployment) == pid
+        seen["impostor kernel output"] = kernel.finished(IMPOSTOR_KERNEL_SECONDS + 30)
+        seen["impostor restart after idle"] = wait_for_restart(deployment, pid, 150)
     finally:
         # nb1 as the other tests know it (nothing busy now: restarted in the run).
         seen["restored"] = one.pyinfra()
@@ -332,3 +380,16 @@ def test_the_audit_reports_what_runs_and_fails_a_server_with_an_advisory(restart
     assert code == 0 and out.startswith("ok    ") and f"jupyter-server {before} running\n" in out, out
     assert "ADVISORY" not in out
     FIGURES["audit, fixed release"] = out.strip()
+
+
+def test_a_kernel_named_after_the_server_cannot_answer_for_it(restarts):
+    """The listener in front of root's check: found first by the lookup the script used to
+    make (ss's process column), never asked now; the busy kernel's restart waits."""
+    assert restarts["impostor first"] not in ("", "8888"), "no impostor listed before the server: nothing tested"
+    assert restarts["port root asks"] == "8888"
+    run = restarts["impostor run"]
+    assert run.returncode == 0, run.output[-3000:]
+    assert "Jupyter restart deferred: 1 kernel busy" in run.output, run.output[-3000:]
+    assert restarts["impostor pid kept"], "a kernel's answer got a busy server restarted"
+    assert restarts["impostor kernel output"] == "done\n"
+    assert restarts["impostor restart after idle"] <= 150

@@ -13,8 +13,11 @@ and a rerun changes nothing.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,7 +30,7 @@ from lab import standin
 from lab.idp import PEOPLE, Provider
 from smoke.client import Jupyter, _run_cell
 from tests.e2e.browser import CHROMIUM, FLAGS, trusting_home
-from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS, Deployment
+from tests.e2e.scenario import FIGURES, LAB_DATA, PASSWORD, ROOT, TIMINGS, Deployment
 
 NAME, IDP = "nb7", "idp"
 BASE_PATH = "/jupyter/"
@@ -36,6 +39,9 @@ CLIENT_ID = "jupyter-nb7"
 CLIENT_SECRET = f"lab-oidc-{secrets.token_hex(16)}"
 ALLOWED = ["group:timelords", PEOPLE["carol"].email]
 FORGED = {"X-Jupyter-User": PEOPLE["alice"].email, "X-Jupyter-User-Name": "Forged", "X-Jupyter-Proxy-Secret": "guess"}
+ENV = {"JUPYTER_OIDC_CLIENT_SECRET": CLIENT_SECRET}
+CERT = "/etc/ssl/certs/jupyter-apache.crt"
+RELOAD = "Apache reverse proxy | Reload Apache (after configtest)"
 ROUND_TRIPS = 20
 
 
@@ -80,12 +86,11 @@ def sso(lab, standin_installer, tmp_path_factory):
 
     installing = threading.Thread(target=install_provider)
     installing.start()
-    env = {"JUPYTER_OIDC_CLIENT_SECRET": CLIENT_SECRET}
-    first = deployment.runs["first"] = deployment.pyinfra("-vvv", "--diff", env=env)
+    first = deployment.runs["first"] = deployment.pyinfra("-vvv", "--diff", env=ENV)
     installing.join()
     assert not errors, errors
     assert first.returncode == 0, first.output[-6000:]
-    deployment.runs["second"] = deployment.pyinfra(env=env)
+    deployment.runs["second"] = deployment.pyinfra(env=ENV)
     for run in ("first", "second"):
         TIMINGS[f"single sign-on: {run} run (nb7)"] = deployment.runs[run].seconds
     provider.resolve_on(lab.hosts[NAME])
@@ -286,6 +291,120 @@ def test_two_people_edit_one_notebook_and_see_each_others_text_and_name(browser,
     FIGURES["collaboration: the other's text seen after"] = ", ".join(f"{s:.2f} s" for s in seconds.values())
     for page in (alice, carol):
         page.context.close()
+
+
+def test_a_session_outlives_a_rerun_that_changes_the_vhost_a_reload_and_a_certificate_renewal(browser, sso, tmp_path):
+    """Apache keeps sessions in files (encrypted with the kept passphrase), not in memory a
+    reload drops: a signed-in person is still signed in after each of these."""
+    page = sign_in(browser, sso, "carol")
+    client = client_from(page, sso)
+    page.context.close()
+
+    def me() -> int:
+        answer = client.get("api/me", allow_redirects=False)
+        if answer.status_code == 200:
+            assert answer.json()["identity"]["username"] == PEOPLE["carol"].email
+        return answer.status_code
+
+    assert me() == 200
+    seen = {}
+    # A rerun that lets one more person in: the vhost changes and Apache reloads.
+    wider = sso.pyinfra(overrides={NAME: {"oidc_allowed": [*ALLOWED, "someone.else@example.org"]}}, env=ENV)
+    assert wider.returncode == 0, wider.output[-3000:]
+    assert RELOAD in wider.changed()[sso.address(NAME)], wider.changed()
+    seen["after a rerun that changed the vhost"] = me()
+    sso.ssh(NAME, "systemctl reload apache2")
+    seen["after systemctl reload apache2"] = me()
+    # A certificate 10 days from its end: the next run renews it (and reloads Apache).
+    sso.ssh(
+        NAME,
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 10 -subj /CN=short "
+        f"-addext subjectAltName=IP:{sso.address(NAME)} -keyout /etc/ssl/private/jupyter-apache.key "
+        f"-out {CERT} 2>/dev/null",
+    )
+    renewed = sso.pyinfra(env=ENV)
+    assert renewed.returncode == 0, renewed.output[-3000:]
+    assert RELOAD in renewed.changed()[sso.address(NAME)], renewed.changed()
+    new_cert = tmp_path / "renewed.pem"
+    new_cert.write_text(sso.ssh(NAME, f"cat {CERT}").stdout)
+    assert sso.ssh(NAME, f"openssl x509 -in {CERT} -noout -checkend {300 * 86400}", check=False).returncode == 0
+    client.verify = str(new_cert)
+    seen["after a certificate renewal"] = me()
+    sso.cert = str(new_cert)
+    assert seen == dict.fromkeys(seen, 200), seen
+    # The sessions are Apache's alone, and nothing of them is readable as text.
+    listing = sso.ssh(NAME, "stat -c '%U %a' /var/cache/apache2/jupyter-sign-in; ls /var/cache/apache2/jupyter-sign-in")
+    assert listing.stdout.splitlines()[0] == "www-data 700" and len(listing.stdout.splitlines()) > 1
+    stored = sso.ssh(NAME, "cat /var/cache/apache2/jupyter-sign-in/*").stdout
+    assert PEOPLE["carol"].email not in stored
+
+
+def test_the_smoke_check_checks_a_single_sign_on_host_from_outside_and_over_ssh(sso, lab):
+    """python -m smoke: no password; the page goes to the provider, the API gets 401, and the
+    cell runs on the host over SSH (through Jupyter on loopback, as Apache would ask)."""
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_PASSWORD"}
+    result = subprocess.run(
+        [sys.executable, "-m", "smoke", "--ca-file", sso.cert, "--ssh-key", str(lab.key)]
+        + ["--ssh-known-hosts", str(lab.known_hosts), sso.base],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = result.stdout.strip()
+    assert line.startswith(f"ok    {sso.base}  sign-in redirect ") and "cell on the host" in line, line
+    assert "certificate " in line and "days left" in line
+    FIGURES["smoke check of a single sign-on host"] = line
+    # No session: the check ran as nobody a browser could be, and left no kernel behind.
+    kernels = sso.ssh(NAME, "ls /var/lib/jupyter/.local/share/jupyter/runtime/ | grep -c '^kernel-' || true")
+    assert kernels.stdout.strip() == "0", kernels.stdout
+
+
+def test_a_canary_of_a_single_sign_on_host_with_a_broken_server_stops_the_rollout(sso, lab, tmp_path):
+    """scripts/ci-deploy --canary 1 over [nb7, nb2]: nb7's kernels cannot start (ipykernel moved
+    away, which no deploy puts back), so its smoke check fails and nb2 is never connected to."""
+    other = lab.hosts["nb2"].ip
+    inventory = lab.write_inventory(
+        tmp_path / "canary.py",
+        {
+            sso.address(NAME): {
+                "conda_installer_url": sso.installer_url,
+                "conda_installer_sha256": sso.installer_sha256,
+                **LAB_DATA,
+                **sso.data[NAME],
+            },
+            # Deployed as the main run deploys it, had the canary passed.
+            other: {
+                "conda_installer_url": sso.installer_url,
+                "conda_installer_sha256": sso.installer_sha256,
+                **LAB_DATA,
+            },
+        },
+    )
+    site = "$(echo /opt/anaconda3/lib/python3*/site-packages)"
+    sso.ssh(NAME, f"mv {site}/ipykernel /root/ipykernel.aside")
+    try:
+        env = {**os.environ, **ENV, "PATH": os.environ["PATH"]}
+        env.pop("JUPYTER_PASSWORD", None)
+        stopped = subprocess.run(
+            [sys.executable, "scripts/ci_deploy.py", "--canary", "1", str(inventory)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+    finally:
+        sso.ssh(NAME, f"mv /root/ipykernel.aside {site}/ipykernel")
+    assert stopped.returncode == 1, stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    assert f"FAIL  {sso.address(NAME)}  on the host: " in stopped.stdout, stopped.stdout
+    assert "**Canary failed: the other 1 host(s) were not deployed.**" in stopped.stdout
+    assert f"[{other}]" not in stopped.stderr, "the other host was deployed"
+    FIGURES["canary of a broken single sign-on host"] = next(
+        line for line in stopped.stdout.splitlines() if line.startswith("FAIL")
+    )
 
 
 def test_no_secret_is_in_the_run_output_units_journal_or_process_list(sso):

@@ -32,6 +32,27 @@ HOME = "/var/lib/jupyter"
 # Backups on: an upgrade backs up before its switch.
 REPOSITORY = "/srv/backups/upgrades"
 BACKUP_ENV = {"JUPYTER_BACKUP_PASSWORD": "lab backup password for the upgrades, not secret"}
+MARK = "user-code-ran"
+LEFT_BEHIND = "sleep 3141"
+# Both files leave a line in ~/MARK and a detached `sleep 3141`.
+RUN_AND_LEAVE = (
+    "import pathlib, subprocess, sys; "
+    f"pathlib.Path.home().joinpath({MARK!r}).open('a').write(sys.argv[0] + '\\n'); "
+    f"subprocess.Popen({LEFT_BEHIND.split()!r}, start_new_session=True)"
+)
+PLANT = f"""
+import pathlib, site
+startup = pathlib.Path.home() / ".ipython/profile_default/startup"
+startup.mkdir(parents=True, exist_ok=True)
+(startup / "00-mark.py").write_text({RUN_AND_LEAVE!r} + "\\n")
+user_site = pathlib.Path(site.getusersitepackages())
+user_site.mkdir(parents=True, exist_ok=True)
+(user_site / "00-mark.pth").write_text({RUN_AND_LEAVE!r} + "\\n")
+print("planted")
+"""
+PLANTED_AWAY = (
+    f"rm -f {HOME}/.ipython/profile_default/startup/00-mark.py {HOME}/.local/lib/python3*/site-packages/00-mark.pth"
+)
 
 
 class StatusPoller(threading.Thread):
@@ -138,10 +159,18 @@ def upgrades(deployment, lab, ca_files, standin_releases):
     )
     base_prefix = "-c 'import sys; print(sys.base_prefix)'"
 
+    # What whoever has the password can plant for the next kernel: an IPython startup file and
+    # a .pth file in the user site, each leaving a mark and a detached process. The check of
+    # the new distribution must run neither.
+    assert signed_in().execute(PLANT).strip() == "planted"
     # old -> new, polled.
     state["upgrade"], state["upgrade_poll"], state["to_switch"] = polled(
         lambda: one.pyinfra("-v", overrides=settings("next"), env=BACKUP_ENV)
     )
+    # Read before any kernel starts (the real server's kernels run the user's files, as they should).
+    state["user code ran"] = host(f"cat {HOME}/{MARK} 2>/dev/null || true").stdout
+    state["left behind"] = host(f"pgrep -a -f '{LEFT_BEHIND}' || true").stdout
+    host(f"pkill -f '{LEFT_BEHIND}' || true; {PLANTED_AWAY}")
     jupyter = signed_in()
     state["after_upgrade"] = {
         "link": host(f"readlink {PREFIX}").stdout.strip(),
@@ -271,7 +300,7 @@ def test_a_release_failing_as_the_service_is_switched_back_by_itself(upgrades):
         f"switched back to {name['older']}, which Jupyter runs again: the new distribution "
         f"{name['fails-as-service']} failed as the service"
     ) in run.output
-    assert "cannot start as a systemd service" in run.output  # the reason, from the journal
+    assert "cannot start as jupyter.service" in run.output  # the reason, from the journal
     assert after["link"] == f"{DISTS}/{name['older']}"
     assert after["active"] == "active"
     assert after["running"]["notebook"] == "7.5.8"
@@ -280,3 +309,12 @@ def test_a_release_failing_as_the_service_is_switched_back_by_itself(upgrades):
     assert poll.back_within(60), poll.answers[-5:]
     runs = ("upgrade", "again", "rollback", "rollback_again", "cannot_start", "fails_as_service")
     TIMINGS["upgrades scenario (its runs)"] = sum(upgrades[run].seconds for run in runs)
+
+
+def test_the_check_of_a_new_distribution_runs_none_of_the_users_files(upgrades):
+    """The check runs in a unit of its own with the service's sandbox, its kernel isolated with
+    an IPython directory of its own: the planted startup file and .pth file never ran (before,
+    both did, and their process outlived the check, outside the sandbox)."""
+    assert upgrades["upgrade"].returncode == 0
+    assert upgrades["user code ran"] == "", upgrades["user code ran"]
+    assert upgrades["left behind"] == "", upgrades["left behind"]

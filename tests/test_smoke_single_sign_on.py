@@ -1,0 +1,148 @@
+"""The smoke check's own rules, without a deployed host: what a host's answer may print, the
+hints of its messages, and the single sign-on check against a local HTTPS stand-in (a page that
+sends the browser to a provider, 401 for the API) with the on-host cell answer given.
+
+The real-host proof (an oidc host checked from outside and over SSH, a canary whose broken
+server stops the rollout) is tests/e2e/test_single_sign_on.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import shlex
+import ssl
+import threading
+
+import pytest
+
+import smoke
+from operations import jupyter, sign_in
+from smoke import __main__ as smoke_main
+from tests import apache_local
+
+NAME = "nb.sso.test"
+
+
+def test_what_a_host_says_reaches_the_terminal_as_printable_text_only():
+    # A kernel's traceback rewrote the line on a terminal: erase it, go to column 1, say "ok".
+    forged = "the cell failed:\x1b[2K\x1b[1Gok    nb1  login 0.1 s\r\n"
+    verdict = smoke.Verdict(
+        "nb1\x1b[31m", ok=False, error=forged, notes=["backup\x07 1 h ago"], details=["x\x1b]0;t\x07"]
+    )
+    line = verdict.line()
+    assert "\x1b" not in line and "\r" not in line and "\x07" not in line
+    assert line.startswith("FAIL  nb1[31m  the cell failed:[2K[1Gok    nb1  login 0.1 s")
+    assert line.count("\n") == 1  # the one detail line, nothing a host sent
+
+
+def test_an_untrusted_certificate_says_how_to_trust_a_self_signed_one():
+    error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    assert "--ca-file" in smoke.why(error) and "/etc/ssl/certs/jupyter-apache.crt" in smoke.why(error)
+    assert "not the certificate --ca-file trusts" in smoke.why(error, ca_file="/tmp/nb.crt")
+    assert "JUPYTER_PASSWORD" in smoke.why(smoke.LoginFailed("login answered 401"))
+
+
+def test_help_says_where_the_password_comes_from(capsys):
+    with pytest.raises(SystemExit):
+        smoke_main.main(["--help"])
+    shown = capsys.readouterr().out
+    assert "JUPYTER_PASSWORD" in shown and "--ssh-key" in shown and "jupyter-apache.crt" in shown
+
+
+def test_the_smoke_check_names_what_the_deploy_installs():
+    assert smoke.CELL_CHECK == jupyter.CELL_CHECK
+    assert smoke.PROXY_SECRET == sign_in.PROXY_SECRET
+    assert (smoke.SECRET_HEADER, smoke.USER_HEADER) == (sign_in.SECRET_HEADER, sign_in.USER_HEADER)
+    words = shlex.split(smoke.cell_check_command("/lab/"))
+    assert words[:5] == [jupyter.CELL_CHECK, "/lab/", sign_in.PROXY_SECRET, sign_in.SECRET_HEADER, sign_in.USER_HEADER]
+    assert base64.b64decode(words[5]).decode() == smoke.CELL
+
+
+class SignOnHost:
+    """HTTPS on loopback answering as a single sign-on host does: a page goes to the provider,
+    the API gets 401 (or ``api_status``)."""
+
+    def __init__(self, cert: str, key: str, api_status: int = 401, page_location: str | None = None):
+        location = page_location or "https://login.example.org/authorize?client_id=jupyter-nb&state=x"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith("/jupyter/api/"):
+                    self.send_response(api_status)
+                else:
+                    self.send_response(302)
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def keypair(tmp_path):
+    return apache_local.keypair(tmp_path, NAME)
+
+
+def checked(keypair, answer: str, **host) -> smoke.Verdict:
+    cert, key = keypair
+    server = SignOnHost(cert, key, **host)
+    try:
+        url = f"https://{NAME}:{server.port}/jupyter/"
+        assert smoke.is_single_sign_on(url, ca_file=str(cert), connect_to="127.0.0.1")
+        return smoke.check_single_sign_on(url, lambda: answer, ca_file=str(cert), connect_to="127.0.0.1")
+    finally:
+        server.close()
+
+
+def cell(output: str, ok: bool = True) -> str:
+    return json.dumps({"ok": ok, "output": output, "seconds": {"kernel": 0.4, "cell": 0.1}}) + "\n"
+
+
+def test_a_single_sign_on_host_passes_with_its_cell_run_on_the_host(keypair):
+    verdict = checked(keypair, cell("42\n{}\n"))
+    # Everything passed but the stand-in's one-day certificate, which the check reads and judges.
+    assert verdict.error == "the certificate expires in 1.0 days (under 14: is renewal working?)"
+    assert "certificate 1 days left" in verdict.notes
+    assert {"sign-in redirect", "api", "cell on the host"} <= set(verdict.timings)
+
+
+@pytest.mark.parametrize(
+    "answer,host,said",
+    [
+        (cell("41\n"), {}, "the cell printed '41', not '42' first"),
+        (json.dumps({"ok": False, "error": "Jupyter is not running on this host"}), {}, "on the host: Jupyter is"),
+        ("bash: jupyter-cell-check: not found\n", {}, "said nothing it understands: bash: jupyter-cell-check"),
+        (cell("42\n"), {"api_status": 200}, "the API answered 200 without a session, not 401"),
+        (cell("42\n"), {"page_location": "/jupyter/login"}, "not a redirect to the sign-in provider"),
+    ],
+)
+def test_a_broken_single_sign_on_host_fails_with_the_reason(keypair, answer, host, said):
+    if "page_location" in host:
+        cert, key = keypair
+        server = SignOnHost(cert, key, **host)
+        try:
+            url = f"https://{NAME}:{server.port}/jupyter/"
+            verdict = smoke.check_single_sign_on(url, lambda: answer, ca_file=str(cert), connect_to="127.0.0.1")
+        finally:
+            server.close()
+    else:
+        verdict = checked(keypair, answer, **host)
+    assert not verdict.ok and said in verdict.error, verdict.error
+
+
+def test_a_cell_printing_escape_sequences_fails_as_printable_text(keypair):
+    verdict = checked(keypair, cell("\x1b[2K\x1b[1Gok 42\n"))
+    assert not verdict.ok and "\x1b" not in verdict.line()
