@@ -15,8 +15,9 @@ The proxy secret is read from its root-only file and sent on loopback only, neve
 """
 
 import base64
-import http.cookiejar
+import http.cookies
 import json
+import re
 import sys
 import time
 import urllib.request
@@ -39,20 +40,25 @@ class Server:
         self.root = f"http://127.0.0.1:{int(port)}{base_url}"
         self.ws_root = f"ws://127.0.0.1:{int(port)}{base_url}"
         self.headers = headers
-        self.cookies = http.cookiejar.CookieJar()
+        # The server's _xsrf cookie is marked Secure (it is served over HTTPS through Apache),
+        # which a cookie jar keeps off plain loopback HTTP: it is sent back by hand, as Apache
+        # passes a browser's on.
+        self.xsrf = ""
         # Loopback only: never through a proxy the environment names.
-        self.opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.cookies)
-        )
-
-    def xsrf(self) -> str:
-        return next((c.value for c in self.cookies if c.name == "_xsrf"), "")
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def request(self, method: str, path: str, body: dict | None = None) -> bytes:
         data = None if body is None else json.dumps(body).encode()
-        headers = {**self.headers, "X-XSRFToken": self.xsrf(), "Content-Type": "application/json"}
+        headers = {**self.headers, "Content-Type": "application/json"}
+        if self.xsrf:
+            headers.update({"Cookie": f"_xsrf={self.xsrf}", "X-XSRFToken": self.xsrf})
         request = urllib.request.Request(self.root + path, data=data, headers=headers, method=method)
         with self.opener.open(request, timeout=TIMEOUT) as answer:
+            for value in answer.headers.get_all("Set-Cookie") or ():
+                cookie = http.cookies.SimpleCookie()
+                cookie.load(value)
+                if "_xsrf" in cookie:
+                    self.xsrf = cookie["_xsrf"].value
             return answer.read(1 << 20)
 
     def run_cell(self, kernel: str, code: str) -> str:
@@ -115,6 +121,10 @@ def main() -> int:
     code = base64.b64decode(encoded).decode()
     with open(secret_file) as stored:
         secret = stored.read().strip()
+    # What files/sign-in-secrets makes: hex digits. Anything else is not sent (nor shown).
+    if not re.fullmatch(r"[0-9A-Za-z]{16,256}", secret):
+        print(json.dumps({"ok": False, "error": f"{secret_file} holds no proxy secret the deploy made"}))
+        return 0
     server = Server(port, base_url, {secret_header: secret, user_header: CHECKER})
     seconds = {}
     try:
@@ -130,7 +140,7 @@ def main() -> int:
         finally:
             server.request("DELETE", f"api/kernels/{kernel}")
     except Exception as error:  # one line, whatever went wrong
-        said = f"{type(error).__name__}: {error}".replace(secret, "(secret)") if secret else str(error)
+        said = f"{type(error).__name__}: {error}".replace(secret, "(secret)")
         print(json.dumps({"ok": False, "error": printable(said, 300), "seconds": seconds}))
         return 0
     print(json.dumps({"ok": True, "output": printable(output, OUTPUT_CHARS), "seconds": seconds}))

@@ -12,7 +12,7 @@ run one after another.
 
 Who waits is fair per client (``FairChecks``): each client (an IPv4 address, or an IPv6
 /64, which one subscriber usually holds whole) has at most ``PER_CLIENT`` checks waiting or
-running, and clients take turns, one check each. A flood from a few addresses then costs a
+running (a quarter of the queue), and clients take turns, one check each. A flood from a few addresses then costs a
 real user one check per flooding client at most, not a place at the end of the flood; a
 class logging in at once (one check each) all wait their turn. Beyond ``PER_CLIENT``, or
 when ``MAX_PENDING_CHECKS`` wait and the newcomer's client holds none of them while another
@@ -64,10 +64,12 @@ def _lower_priority() -> None:
 
 # At most this many checks waiting or running (a few seconds of argon2): each one holds a
 # connection and an Apache worker, so a burst from many addresses must not hold them all
-# (Debian's Apache has 150). Enough for a class that logs in at once.
+# (the deploy gives Apache 250). Enough for a class that logs in at once.
 MAX_PENDING_CHECKS = 64
-# At most this many of them for one client: its share.
-PER_CLIENT = 2
+# At most this many of them for one client: its share (a class behind one NAT address still
+# gets in together; one flooding address holds a quarter of the queue at most, and, taking
+# turns with everyone else, delays nobody by more than one check per turn).
+PER_CLIENT = MAX_PENDING_CHECKS // 4
 RETRY_AFTER_SECONDS = 5
 
 

@@ -206,20 +206,9 @@ def check(
             output = step("cell", lambda: jupyter.execute_in(kernel, CELL))
         finally:
             jupyter.api("DELETE", f"kernels/{kernel}")
-        lines = output.strip().splitlines()
-        if not lines or lines[0] != EXPECTED:
-            verdict.error = f"the cell printed {output.strip()!r}, not {EXPECTED!r} first"
+        problems = judged_cell(verdict, output, jupyter)
+        if problems is None:
             return verdict
-        now = time.time()
-        problems = []
-        for note, problem in (
-            certificate_problem(jupyter.certificate_expires(), now),
-            backup_problem(json.loads(lines[1]) if len(lines) > 1 else {}, now),
-        ):
-            if note:
-                verdict.notes.append(note)
-            if problem:
-                problems.append(problem)
         if audit:
             answer = step("versions", lambda: jupyter.get(VERSIONS_PATH))
             if answer.status_code == 404:
@@ -234,6 +223,27 @@ def check(
     finally:
         verdict.timings["total"] = time.monotonic() - started
     return verdict
+
+
+def judged_cell(verdict: Verdict, output: str, jupyter: Jupyter) -> list[str] | None:
+    """What is wrong with a host, from ``CELL``'s ``output`` and its served certificate (the ages
+    worth seeing go to ``verdict.notes``); ``None`` when the cell did not print what it must
+    (``verdict.error`` says so)."""
+    lines = output.strip().splitlines()
+    if not lines or lines[0] != EXPECTED:
+        verdict.error = f"the cell printed {printable(' '.join(lines[:2]))!r}, not {EXPECTED!r} first"
+        return None
+    now = time.time()
+    problems = []
+    for note, problem in (
+        certificate_problem(jupyter.certificate_expires(), now),
+        backup_problem(json.loads(lines[1]) if len(lines) > 1 else {}, now),
+    ):
+        if note:
+            verdict.notes.append(note)
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def why(error: Exception, ca_file: str | bool = True) -> str:
@@ -329,20 +339,9 @@ def check_single_sign_on(
         if not report["ok"]:
             verdict.error = f"on the host: {printable(report.get('error', ''))}"
             return verdict
-        output = str(report.get("output", "")).strip().splitlines()
-        if not output or output[0] != EXPECTED:
-            verdict.error = f"the cell printed {printable(' '.join(output[:2]))!r}, not {EXPECTED!r} first"
+        problems = judged_cell(verdict, str(report.get("output", "")), jupyter)
+        if problems is None:
             return verdict
-        now = time.time()
-        problems = []
-        for note, problem in (
-            certificate_problem(jupyter.certificate_expires(), now),
-            backup_problem(json.loads(output[1]) if len(output) > 1 else {}, now),
-        ):
-            if note:
-                verdict.notes.append(note)
-            if problem:
-                problems.append(problem)
         verdict.error = "; ".join(problems)
         verdict.ok = not problems
     except Exception as error:  # one line per host, whatever went wrong

@@ -9,6 +9,7 @@ import http.server
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -143,3 +144,36 @@ class Backend:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class LoopbackHTTPS:
+    """An HTTPS server on 127.0.0.1 (a free port) with ``cert``/``key``, for a client under test:
+    each GET is answered by ``answer(path, headers, sni)`` -> (status, headers, body), where
+    ``sni`` is the name the client's TLS asked for."""
+
+    def __init__(self, cert: str, key: str, answer):
+        sni: dict[str, str | None] = {"name": None}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                status, headers, body = answer(self.path, self.headers, sni["name"])
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        context.sni_callback = lambda sock, name, ctx: sni.__setitem__("name", name)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()

@@ -516,3 +516,21 @@ def test_switching_backups_off_keeps_what_restores_moved_aside_and_says_how_big(
     [removal] = [c for c in commands if c.startswith("rm -rf ") and backups.CONFIG_DIR in c]
     assert backups.MOVED_ASIDE not in removal and backups.STATE_DIR + " " not in removal + " "
     assert f"kept {backups.MOVED_ASIDE} (12 KiB)" in caplog.text
+
+
+def test_the_uninstall_script_removes_every_path_the_deploy_leaves():
+    """Each of uninstall.INSTALLED is named in files/jupyter-uninstall, itself or a directory
+    it is in: a path the deploy leaves and the script forgets makes every uninstall run report
+    a change (seen: the login ban's action file)."""
+    from operations import records, uninstall
+
+    script = (ROOT / "files" / "jupyter-uninstall").read_text()
+
+    def named(path: str) -> bool:
+        if path.startswith(records.STATE_DIR + "/"):
+            return "$state_dir" in script  # the script's name for records.STATE_DIR
+        # The path, or a directory it is in (not a top one such as /etc or /var/lib).
+        candidates = [path] + [path.rsplit("/", depth)[0] for depth in range(1, path.count("/") - 1)]
+        return any(f"{candidate} " in script or f"{candidate}\n" in script for candidate in candidates)
+
+    assert [path for path in uninstall.INSTALLED if not named(path)] == []

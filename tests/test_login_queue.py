@@ -94,15 +94,24 @@ def flood(handler, rounds: int = 3):
 
 
 def test_a_user_waits_one_check_per_flooding_client_at_most(handler):
-    arrivals = flood(handler) + [("192.0.2.50", "user")]
+    arrivals = flood(handler, rounds=handler.PER_CLIENT + 1) + [("192.0.2.50", "user")]
     ran, refused = run_checks(handler, arrivals)
     # 12 IPv4 clients and one /64: 13 clients ahead of the user, one turn each, after the
     # check that was already running when the user came.
     assert ran.index("user") <= 1 + 13, ran
-    # Each flooding client had its share of two; the third post of each was refused at once,
-    # and the /64's four addresses shared one share.
-    assert len(refused) == 12 * 1 + (4 * 3 - 2)
-    assert sum(1 for label in ran if label.startswith("flood 2001:db8:7:7::")) == 2
+    # The queue filled up (64), then each newcomer post of a client over its share was refused
+    # at once; the /64's four addresses shared one share; the user was never refused.
+    assert "user" not in refused
+    assert sum(1 for label in ran if label.startswith("flood 2001:db8:7:7::")) <= handler.PER_CLIENT
+    assert len(ran) + len(refused) == len(arrivals)
+
+
+def test_one_client_holds_its_share_at_most(handler):
+    ran, refused = run_checks(handler, [("198.51.100.7", f"guess {i}") for i in range(handler.PER_CLIENT + 5)])
+    assert len(ran) == handler.PER_CLIENT and len(refused) == 5
+    # A class behind one address (a NAT) of up to a share logs in together.
+    ran, refused = run_checks(handler, [("203.0.113.9", f"student {i}") for i in range(handler.PER_CLIENT)])
+    assert refused == []
 
 
 def test_a_class_logging_in_at_once_is_never_refused(handler):
@@ -112,7 +121,7 @@ def test_a_class_logging_in_at_once_is_never_refused(handler):
 
 def test_a_full_queue_makes_room_for_a_new_client_from_one_holding_more(handler):
     hogs = [(f"198.51.100.{n}", f"hog {n} #{i}") for n in range(4) for i in range(2)]
-    ran, refused = run_checks(handler, [*hogs, ("192.0.2.50", "user")], limit=8)
+    ran, refused = run_checks(handler, [*hogs, ("192.0.2.50", "user")], limit=8, per_client=2)
     assert "user" in ran and len(refused) == 1 and refused[0].startswith("hog ") and refused[0].endswith("#1")
     # Full of clients holding one each: a newcomer is refused (nobody holds more than its share).
     ran, refused = run_checks(

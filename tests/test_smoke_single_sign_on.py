@@ -9,11 +9,9 @@ server stops the rollout) is tests/e2e/test_single_sign_on.py.
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import shlex
 import ssl
-import threading
 
 import pytest
 
@@ -60,35 +58,19 @@ def test_the_smoke_check_names_what_the_deploy_installs():
     assert base64.b64decode(words[5]).decode() == smoke.CELL
 
 
-class SignOnHost:
-    """HTTPS on loopback answering as a single sign-on host does: a page goes to the provider,
-    the API gets 401 (or ``api_status``)."""
+class SignOnHost(apache_local.LoopbackHTTPS):
+    """Answers as a single sign-on host does: a page goes to the provider, the API gets 401 (or
+    ``api_status``)."""
 
     def __init__(self, cert: str, key: str, api_status: int = 401, page_location: str | None = None):
         location = page_location or "https://login.example.org/authorize?client_id=jupyter-nb&state=x"
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                if self.path.startswith("/jupyter/api/"):
-                    self.send_response(api_status)
-                else:
-                    self.send_response(302)
-                    self.send_header("Location", location)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+        def answer(path, headers, sni):
+            if path.startswith("/jupyter/api/"):
+                return api_status, {}, b""
+            return 302, {"Location": location}, b""
 
-            def log_message(self, *args):
-                pass
-
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
+        super().__init__(cert, key, answer)
 
 
 @pytest.fixture

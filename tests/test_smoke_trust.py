@@ -7,9 +7,7 @@ points at: both present a certificate for the same name. The name itself never r
 
 from __future__ import annotations
 
-import http.server
 import ssl
-import threading
 from pathlib import Path
 
 import pytest
@@ -24,33 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 NAME = "nb1.stale-dns.test"
 
 
-class Server:
-    """HTTPS on 127.0.0.1:<free port>; records the SNI name and Host header of each request."""
+class Server(apache_local.LoopbackHTTPS):
+    """Records the SNI name and Host header of each request; answers "ok"."""
 
     def __init__(self, cert: str, key: str):
         self.seen: list[tuple[str | None, str | None]] = []
-        seen, sni = self.seen, {}
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                seen.append((sni.get("name"), self.headers.get("Host")))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
+        def answer(path, headers, sni):
+            self.seen.append((sni, headers.get("Host")))
+            return 200, {}, b"ok"
 
-            def log_message(self, *args):
-                pass
-
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        context.sni_callback = lambda sock, name, ctx: sni.__setitem__("name", name)
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
+        super().__init__(cert, key, answer)
 
 
 @pytest.fixture

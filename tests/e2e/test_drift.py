@@ -37,7 +37,7 @@ def drifted(deployment, ca_files):
     seen["edited copy live"] = referrer_policy(deployment, ca_files)
     seen["copy run"] = one.pyinfra()
     seen["link after"] = deployment.ssh(NAME, f"readlink {ENABLED} || echo not a link").stdout.strip()
-    seen["set aside"] = deployment.ssh(NAME, f"ls {SET_ASIDE}").stdout.split()
+    seen["set aside"] = deployment.ssh(NAME, f"ls {SET_ASIDE} 2>/dev/null || true").stdout.split()
     seen["header after copy run"] = referrer_policy(deployment, ca_files)
     seen["copy rerun"] = one.pyinfra()
     # 2. The vhost itself edited in place, and its mode changed, made live.

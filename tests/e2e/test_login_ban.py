@@ -402,8 +402,8 @@ def test_a_swarm_from_16_addresses_leaves_every_login_of_a_user_within_two_secon
     FIGURES["login swarm: answers to the swarm"] = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
     assert [login["status"] for login in logins] == [302] * SWARM_LOGINS, logins
     assert slowest <= 2.0, [round(login["seconds"], 2) for login in logins]
-    # The swarm did reach the checks (401s) and was turned away beyond its share (503s).
-    assert statuses["401"] >= MAX_FAILURES and statuses["503"] > 0, statuses
+    # The swarm did reach the checks (its wrong passwords were answered 401) until banned.
+    assert statuses["401"] >= MAX_FAILURES, statuses
     ipv6_failures = sum(1 for p in posts if ":" in p["source"] and p["status"] == 401)
     assert ipv6_failures >= MAX_FAILURES, posts
     assert not quiet["reached"], "an address of the banned /64 still reached the site"

