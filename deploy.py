@@ -30,7 +30,20 @@ from operations import (
 
 settings.validate(host)
 host_checks.check_host()
-system.install_packages()
+# Every concern's distribution packages, in one apt transaction.
+system.install_packages(
+    needs=[
+        conda.packages,
+        restarts.packages,
+        sign_in.packages,
+        tls.packages,
+        apache.packages,
+        firewall.packages,
+        login_ban.packages,
+        backups.packages,
+        letsencrypt.packages,
+    ]
+)
 conda.install_conda()
 # Before Jupyter and Apache, which use its secrets (auth 'oidc').
 sign_in.configure_sign_in()

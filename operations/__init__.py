@@ -1,9 +1,5 @@
-"""Packaged pyinfra deploys, facts and operations: one module per concern.
+"""Packaged pyinfra deploys, their operations and what they read of a host: one module per concern.
 
-Importing the package first makes pyinfra's planning cheaper (``planning``): every file that
-calls an operation of ours (deploy.py, restore.py, uninstall.py) imports it.
+Importing the package changes nothing: the files you run install pyinfra's cheaper planning
+(``planning``) themselves, through ``config.py``, which pyinfra reads first.
 """
-
-from . import planning
-
-planning.install()

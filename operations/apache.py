@@ -15,11 +15,11 @@ import shlex
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from . import passwords, records, settings, sign_in, snapshot, system, tls
+from . import passwords, records, settings, sign_in, snapshot, tls
 from .render import FILES, render
 
 # What Apache enables and how: the commands that enable and disable each kind.
@@ -60,19 +60,16 @@ RELOAD_STAMP = f"{records.STATE_DIR}/apache-reloaded"
 DEFAULT_SITE_MARKER = f"{records.STATE_DIR}/default-site-disabled"
 
 
-class ApacheEnabled(FactBase):
-    """
-    Returns the names enabled in ``/etc/apache2/{kind}-enabled`` (kind: mods, sites, conf).
-    """
+class ApacheEnabled(snapshot.Probe):
+    """The names enabled in ``/etc/apache2/{kind}-enabled`` (kind: mods, sites, conf), sorted."""
 
-    @staticmethod
-    def default():
-        return []
+    def __init__(self, kind: str):
+        self.kind = kind
 
-    def command(self, kind):
-        return f"ls -1 {shlex.quote(f'/etc/apache2/{kind}-enabled/')} 2>/dev/null || true"
+    def command(self):
+        return f"ls -1 {shlex.quote(f'/etc/apache2/{self.kind}-enabled/')} 2>/dev/null || true"
 
-    def process(self, output):
+    def parse(self, output):
         return sorted(
             {
                 re.sub(r"\.(load|conf)$", "", line.strip())
@@ -82,10 +79,10 @@ class ApacheEnabled(FactBase):
         )
 
 
-class ApacheVersion(FactBase):
+class ApacheVersion(snapshot.Probe):
     """
-    Returns Apache's version as a tuple, from the installed package or else the apt
-    candidate (so a fresh host's vhost is right on the first run), or ``None``.
+    Apache's version as a tuple, from the installed package or else the apt candidate (so a
+    fresh host's vhost is right on the first run), or ``None``.
     """
 
     def command(self):
@@ -94,7 +91,7 @@ class ApacheVersion(FactBase):
             "apt-cache policy apache2 2>/dev/null | sed -n 's/^ *Candidate: //p'"
         )
 
-    def process(self, output):
+    def parse(self, output):
         for line in output:
             match = re.match(r"^(?:\d+:)?(\d+)\.(\d+)\.(\d+)", line.strip())
             if match:
@@ -111,7 +108,7 @@ def _configtest_or(undo: str, what: str) -> str:
 
 def enabled_names(kind: str, state: snapshot.Snapshot) -> list[str]:
     """What ``ApacheEnabled`` says of ``kind``, from the Apache snapshot (``site_snapshot``)."""
-    return ApacheEnabled().process(state.probe(f"{kind}-enabled"))
+    return state.probe(f"{kind}-enabled")
 
 
 def _switched(kind: str, names: list[str], on: bool, state: snapshot.Snapshot):
@@ -319,7 +316,6 @@ def vhost(data, server_name: str) -> str:
     )
 
 
-@system.needs_packages
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
     return PACKAGES
@@ -359,7 +355,7 @@ def site_snapshot(tls_mode: str) -> snapshot.Snapshot:
             *served_by_apache(tls_mode),
         ],
         secret_paths=[HTPASSWD, *sign_in.APACHE_READS],
-        probes={f"{kind}-enabled": ApacheEnabled().command(kind) for kind in KINDS},
+        probes={f"{kind}-enabled": ApacheEnabled(kind) for kind in KINDS},
     )
 
 

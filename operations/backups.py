@@ -17,7 +17,7 @@ import shlex
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FactBase, OperationError, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import OperationError, QuoteString, StringCommand, deploy, operation
 
 from . import jupyter, passwords, records, settings, snapshot, system
 from .render import FILES, render
@@ -56,7 +56,6 @@ HOME_EXCLUDES = (".cache", ".local/lib", ".local/share/jupyter/runtime")
 NIGHT_START, NIGHT_MINUTES = 60, 240
 
 
-@system.needs_packages
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
     return PACKAGES if data.get("backup_repository", settings.DEFAULTS["backup_repository"]) else []
@@ -162,29 +161,31 @@ def secret_file(path: str, content: str, state: snapshot.Snapshot):
     )
 
 
-class BackupRepositoryState(FactBase):
+class BackupRepositoryState(snapshot.Probe):
     """
-    Returns ``{"exit": N, "status_file": bool, "schedule_ok": bool, "reason": str}``:
+    ``{"exit": N, "status_file": bool, "schedule_ok": bool, "reason": str}``:
     ``jupyter-backup check-repository``'s exit code (0 opens, 3 none yet, else failed:
     ``reason`` is restic's), whether the status file the smoke check reads exists, and
-    whether systemd accepts ``schedule``.
+    whether systemd accepts ``schedule``. It runs the concern's own script: read before the
+    script is on the host (a fresh host), it is read again once the script is there.
     """
 
     MARKERS = ("status-file", "bad-schedule")
 
-    @staticmethod
-    def default():
-        return {"exit": 1, "status_file": False, "schedule_ok": True, "reason": "the host gave no answer"}
+    def __init__(self, schedule: str):
+        self.schedule = schedule
 
-    def command(self, script, status_file, schedule):
+    def command(self):
         return (
-            f'{shlex.quote(script)} check-repository 2>&1; echo "exit=$?"; '
-            f"test -e {shlex.quote(status_file)} && echo status-file; "
-            f"systemd-analyze calendar {shlex.quote(schedule)} >/dev/null 2>&1 || echo bad-schedule; true"
+            f'{shlex.quote(SCRIPT)} check-repository 2>&1; echo "exit=$?"; '
+            f"test -e {shlex.quote(STATUS_FILE)} && echo status-file; "
+            f"systemd-analyze calendar {shlex.quote(self.schedule)} >/dev/null 2>&1 || echo bad-schedule; true"
         )
 
-    def process(self, output):
+    def parse(self, output):
         lines = list(output)
+        if not lines:
+            return {"exit": 1, "status_file": False, "schedule_ok": True, "reason": "the host gave no answer"}
         exit_code = next((int(line[5:]) for line in lines if line.startswith("exit=")), 1)
         reason = " ".join(line.strip() for line in lines if not line.startswith("exit=") and line not in self.MARKERS)
         return {
@@ -195,8 +196,13 @@ class BackupRepositoryState(FactBase):
         }
 
 
+def repository_snapshot(schedule: str) -> snapshot.Snapshot:
+    """The repository's state (``BackupRepositoryState``)."""
+    return snapshot.Snapshot(probes={"repository": BackupRepositoryState(schedule)})
+
+
 @operation()
-def repository_ready(schedule: str):
+def repository_ready(schedule: str, state: snapshot.Snapshot):
     """
     Create the backup repository when there is none; fail with restic's reason when it
     exists but does not open (a wrong password, an unreachable server). Never initialises
@@ -204,8 +210,9 @@ def repository_ready(schedule: str):
 
     + schedule: the timer's OnCalendar: the host's systemd must accept it (checked here,
       before the timer is written)
+    + state: ``repository_snapshot(schedule)``
     """
-    state = host.get_fact(BackupRepositoryState, script=SCRIPT, status_file=STATUS_FILE, schedule=schedule)
+    state = state.probe("repository")
     if not state["schedule_ok"]:
         raise OperationError(
             f"setting backup_schedule = {schedule!r} is not allowed: this host's systemd does not "
@@ -244,18 +251,44 @@ def moved_aside_note(sizes: dict[str, int]) -> str | None:
     )
 
 
+class DiskUse(snapshot.Probe):
+    """KiB used by each of ``paths`` that exists: ``{path: KiB}``."""
+
+    def __init__(self, *paths: str):
+        self.paths = paths
+
+    def command(self):
+        return f"du -sk {' '.join(shlex.quote(p) for p in self.paths)} 2>/dev/null || true"
+
+    def parse(self, output):
+        sizes = {}
+        for line in output:
+            kib, _, path = line.partition("\t")
+            if kib.isdigit():
+                sizes[path] = int(kib)
+        return sizes
+
+
+def removal_snapshot() -> snapshot.Snapshot:
+    """What there is to remove when backups are switched off, and how big ``MOVED_ASIDE`` is."""
+    return snapshot.Snapshot(paths=INSTALLED, probes={"kept": DiskUse(MOVED_ASIDE)})
+
+
 @operation()
-def backups_removed():
-    """No backup timer, unit, scripts, settings or secrets (the repository and ``MOVED_ASIDE`` are kept)."""
-    state = host.get_fact(system.ExistingPaths, paths=INSTALLED, measure=[MOVED_ASIDE])
-    note = moved_aside_note(state["sizes"])
-    if not state["paths"]:
+def backups_removed(state: snapshot.Snapshot):
+    """No backup timer, unit, scripts, settings or secrets (the repository and ``MOVED_ASIDE`` are kept).
+
+    + state: ``removal_snapshot()``
+    """
+    note = moved_aside_note(state.probe("kept"))
+    present = [path for path in INSTALLED if state.path(path).kind]
+    if not present:
         host.noop("no backups are set up" + (f"; {note}" if note else ""))
         return
     if note:
         host.log(note)
     yield f"systemctl disable --now {UNIT}.timer 2>/dev/null || true"
-    yield StringCommand("rm", "-rf", *(shlex.quote(p) for p in state["paths"]))
+    yield StringCommand("rm", "-rf", *(shlex.quote(p) for p in present))
     # An interrupted restore's staging, then the state directory if nothing else is left.
     state_dir = shlex.quote(STATE_DIR)
     yield StringCommand(f"rm -rf {state_dir}/restore.*; rmdir {state_dir} 2>/dev/null || true")
@@ -272,11 +305,11 @@ def configure_backups():
     """restic backups on a timer, or none (needs ``packages``)."""
     repository = host.data.backup_repository
     if not repository:
-        backups_removed(name="No backups")
+        backups_removed(name="No backups", state=removal_snapshot())
         return
     schedule = host.data.backup_schedule or default_schedule(host.name)
     ssh_key = host.data.backup_ssh_key
-    # The repository's own state is read later, by repository_ready: it runs the script
+    # The repository's own state is its own snapshot (repository_snapshot): it runs the script
     # this concern uploads first.
     state = snapshot.Snapshot(
         paths=[CONFIG_DIR, SCRIPT, RESTORE_SCRIPT, CONFIG_FILE, STATE_DIR, SERVICE_FILE, TIMER_FILE],
@@ -328,7 +361,9 @@ def configure_backups():
             state=state,
         )
     snapshot.directory(name="Backup state directory", path=STATE_DIR, mode="755", **root_only)
-    repository_ready(name="Backup repository (created when there is none)", schedule=schedule)
+    repository_ready(
+        name="Backup repository (created when there is none)", schedule=schedule, state=repository_snapshot(schedule)
+    )
     service = snapshot.put(
         name="Backup service", src=snapshot.text(service_unit(repository)), dest=SERVICE_FILE, mode="644", **root_only
     )

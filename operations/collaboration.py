@@ -27,9 +27,9 @@ SPEC = "jupyter-collaboration>=4,<6"
 PACKAGES = (PACKAGE, "jupyter-collaboration-ui", "jupyter-docprovider", "jupyter-server-ydoc")
 
 
-def probe(prefix: str) -> str:
+def probe(prefix: str) -> snapshot.Probe:
     """For the Jupyter concern's snapshot: the package's directory in the prefix, if any."""
-    return f"ls -d {shlex.quote(prefix)}/lib/python3*/site-packages/jupyter_collaboration"
+    return snapshot.Lines(f"ls -d {shlex.quote(prefix)}/lib/python3*/site-packages/jupyter_collaboration")
 
 
 def install_command(prefix: str) -> StringCommand:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
 from . import collaboration, environment, records, resource_usage, settings, snapshot, system
 from .render import FILES
@@ -42,7 +42,6 @@ SWITCH_REPORT = f"{records.STATE_DIR}/conda-switch-report"
 PACKAGES = ["curl", "ca-certificates", "bzip2"]
 
 
-@system.needs_packages
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
     return PACKAGES
@@ -58,9 +57,9 @@ def distribution_dir(prefix: str, sha256: str) -> str:
     return f"{distributions_dir(prefix)}/{sha256.lower()[:16]}"
 
 
-class CondaInstallation(FactBase):
+class CondaInstallation(snapshot.Probe):
     """
-    Returns what the host has of ``prefix`` and of ``target`` (the directory of the configured
+    What the host has of ``prefix`` and of ``target`` (the directory of the configured
     installer's distribution): ``prefix`` (``link``, ``dir``, ``other`` or ``None``),
     ``prefix_sha256`` (its marker: ``None`` when the install never finished),
     ``prefix_notebook``, ``target_present``, ``target_sha256``, ``target_notebook``,
@@ -68,9 +67,12 @@ class CondaInstallation(FactBase):
     and ``previous`` (the previous distribution's directory name, ``None`` when there is none).
     """
 
-    def command(self, prefix, target=None):
+    def __init__(self, prefix: str, target: str | None = None):
+        self.prefix, self.target = prefix, target or prefix
+
+    def command(self):
         q = shlex.quote
-        target = target or prefix
+        prefix, target = self.prefix, self.target
         p, t = q(prefix), q(target)
         previous = q(f"{distributions_dir(prefix)}/previous")
 
@@ -94,7 +96,7 @@ class CondaInstallation(FactBase):
         ]
         return "; ".join(parts)
 
-    def process(self, output):
+    def parse(self, output):
         values: dict[str, str] = {}
         for line in output:
             key, _, value = line.strip().partition(" ")
@@ -107,14 +109,14 @@ class CondaInstallation(FactBase):
             "target_sha256": values.get("target-sha256") or None,
             "target_notebook": "target-notebook" in values,
             "target_resource_usage": "target-resource-usage" in values,
-            "target_packages": environment.FleetPackages().process([values.get("target-packages", "")]),
+            "target_packages": environment.FleetPackages.record([values.get("target-packages", "")]),
             "previous": values.get("previous") or None,
         }
 
 
 def installation(state: snapshot.Snapshot):
     """What ``CondaInstallation`` says, from the concern's snapshot (``installer_snapshot``)."""
-    return CondaInstallation().process(state.probe("installation"))
+    return state.probe("installation")
 
 
 def installer_snapshot(prefix: str, sha256: str = "") -> snapshot.Snapshot:
@@ -123,7 +125,7 @@ def installer_snapshot(prefix: str, sha256: str = "") -> snapshot.Snapshot:
     target = distribution_dir(prefix, sha256) if sha256 else prefix
     return snapshot.Snapshot(
         paths=[INSTALL_SCRIPT, SWITCH_SCRIPT, CHECK_SCRIPT, STRANDED_SCRIPT],
-        probes={"installation": CondaInstallation().command(prefix, target)},
+        probes={"installation": CondaInstallation(prefix, target)},
     )
 
 

@@ -18,35 +18,45 @@ import json
 import shlex
 
 from pyinfra import host, logger
-from pyinfra.api import FactBase, FileUploadCommand, StringCommand, deploy, operation
+from pyinfra.api import FileUploadCommand, StringCommand, deploy, operation
 
-from . import settings
+from . import settings, snapshot
 
 RECORD = ".jupyter-deploy-packages.json"
 REQUIREMENTS = ".jupyter-deploy-requirements.txt"
 
 
-class FleetPackages(FactBase):
+class FleetPackages(snapshot.Probe):
     """
-    Returns what this deploy installed into ``prefix``: a dict with ``conda`` and ``pip``
-    (lists of specs) and ``requirements`` (sha256 of the installed requirements file, or
-    ``None``). Empty lists when nothing was recorded yet.
+    What this deploy installed into ``prefix``: a dict with ``conda`` and ``pip`` (lists of
+    specs) and ``requirements`` (sha256 of the installed requirements file, or ``None``).
+    Empty lists when nothing was recorded yet.
     """
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def command(self):
+        return f"cat {shlex.quote(f'{self.prefix}/{RECORD}')} 2>/dev/null || true"
+
+    def parse(self, output):
+        return self.record(output)
 
     @staticmethod
-    def default():
-        return {"conda": [], "pip": [], "requirements": None}
-
-    def command(self, prefix):
-        return f"cat {shlex.quote(f'{prefix}/{RECORD}')} 2>/dev/null || true"
-
-    def process(self, output):
+    def record(output: list[str]) -> dict:
+        """The record file's lines, read (what ``parse`` returns)."""
         text = "\n".join(output).strip()
         try:
             record = json.loads(text) if text else {}
         except json.JSONDecodeError:
             record = {}
-        return {**self.default(), **{k: v for k, v in record.items() if k in ("conda", "pip", "requirements")}}
+        empty = {"conda": [], "pip": [], "requirements": None}
+        return {**empty, **{k: v for k, v in record.items() if k in empty}}
+
+
+def packages_snapshot(prefix: str) -> snapshot.Snapshot:
+    """The concern's host state: what it installed into ``prefix`` (``FleetPackages``)."""
+    return snapshot.Snapshot(probes={"installed": FleetPackages(prefix)})
 
 
 def pip_install(prefix: str) -> str:
@@ -64,7 +74,14 @@ def local_sha256(path: str) -> str:
 
 
 @operation()
-def packages_installed(prefix: str, conda: list[str], pip: list[str], requirements: str = "", accept_tos: bool = False):
+def packages_installed(
+    prefix: str,
+    conda: list[str],
+    pip: list[str],
+    state: snapshot.Snapshot,
+    requirements: str = "",
+    accept_tos: bool = False,
+):
     """
     Install conda and pip packages into a conda prefix, only what is not installed yet.
 
@@ -74,6 +91,7 @@ def packages_installed(prefix: str, conda: list[str], pip: list[str], requiremen
     + requirements: a local requirements file, uploaded and installed with ``pip install -r``
       whenever its content changed; ``''`` for none
     + accept_tos: accept Anaconda's channel Terms of Service for the conda install
+    + state: ``packages_snapshot(prefix)``
 
     Specs are compared as written: changing ``x==1`` to ``x==2`` installs ``x==2``.
     A spec no longer listed is left installed (and reported once).
@@ -87,9 +105,10 @@ def packages_installed(prefix: str, conda: list[str], pip: list[str], requiremen
             prefix="/opt/anaconda3",
             conda=["scipy>=1.11"],
             pip=["tabulate==0.9.0"],
+            state=environment.packages_snapshot("/opt/anaconda3"),
         )
     """
-    installed = host.get_fact(FleetPackages, prefix=prefix)
+    installed = state.probe("installed")
     commands, left = install_commands(prefix, conda, pip, requirements, installed, accept_tos)
     if not commands:
         host.noop(f"{prefix} has every listed package")
@@ -157,4 +176,5 @@ def install_packages():
         pip=host.data.pip_packages,
         requirements=host.data.pip_requirements,
         accept_tos=host.data.conda_accept_tos,
+        state=packages_snapshot(host.data.conda_prefix),
     )

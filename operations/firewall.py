@@ -12,29 +12,24 @@ through, as the host sees it (``$SSH_CONNECTION``: pyinfra may have taken the po
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import FactBase, deploy, operation
+from pyinfra.api import deploy, operation
 
-from . import records, settings, system
+from . import records, settings, snapshot
 
 
-@system.needs_packages
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
     return ["ufw"] if data.get("firewall", settings.DEFAULTS["firewall"]) else []
 
 
-class UfwState(FactBase):
+class UfwState(snapshot.Probe):
     """
-    Returns a dict: ``installed``, ``active``, ``default_incoming`` (e.g. ``deny``),
+    A dict: ``installed``, ``active``, ``default_incoming`` (e.g. ``deny``),
     ``added`` (rules as ``ufw show added`` prints them, e.g. ``ufw allow 22/tcp``; listed
     even while ufw is inactive) and ``ssh_port``: the local port of the SSH connection
     the command came in on (``$SSH_CONNECTION``), ``None`` when it is not known (a local
     or sudo connection that drops the variable).
     """
-
-    @staticmethod
-    def default():
-        return {"installed": False, "active": False, "default_incoming": None, "added": [], "ssh_port": None}
 
     def command(self):
         return (
@@ -43,9 +38,9 @@ class UfwState(FactBase):
             "echo installed; ufw status verbose; echo '--added--'; ufw show added; fi"
         )
 
-    def process(self, output):
+    def parse(self, output):
         lines = [line.strip() for line in output]
-        state = self.default()
+        state = {"installed": False, "active": False, "default_incoming": None, "added": [], "ssh_port": None}
         in_added = False
         for line in lines:
             if line.startswith("ssh-connection="):
@@ -78,13 +73,19 @@ ENABLE_UNLESS_LOCKOUT = (
 )
 
 
+def firewall_snapshot() -> snapshot.Snapshot:
+    """The concern's host state: ufw's (``UfwState``)."""
+    return snapshot.Snapshot(probes={"ufw": UfwState()})
+
+
 @operation()
-def ufw_allows(tcp_ports: list[int]):
+def ufw_allows(tcp_ports: list[int], state: snapshot.Snapshot):
     """
     Allow only the given TCP ports in (and the port of this SSH connection), deny the
     rest, and enable ufw.
 
     + tcp_ports: ports to allow, e.g. ``[22, 80, 443]``
+    + state: ``firewall_snapshot()``
 
     Rules are added before ufw is enabled, so the SSH session in use survives, and ufw
     is not enabled at all while that session's port is not allowed. Extra rules added by
@@ -94,26 +95,26 @@ def ufw_allows(tcp_ports: list[int]):
 
     .. code:: python
 
-        firewall.ufw_allows(name="Firewall", tcp_ports=[22, 80, 443])
+        firewall.ufw_allows(name="Firewall", tcp_ports=[22, 80, 443], state=firewall.firewall_snapshot())
     """
-    state = host.get_fact(UfwState)
-    if state["ssh_port"] and state["ssh_port"] not in tcp_ports:
-        tcp_ports = [state["ssh_port"], *tcp_ports]
+    ufw = state.probe("ufw")
+    if ufw["ssh_port"] and ufw["ssh_port"] not in tcp_ports:
+        tcp_ports = [ufw["ssh_port"], *tcp_ports]
     if (
-        state["active"]
-        and state["default_incoming"] == "deny"
-        and all(f"ufw allow {port}/tcp" in state["added"] for port in tcp_ports)
+        ufw["active"]
+        and ufw["default_incoming"] == "deny"
+        and all(f"ufw allow {port}/tcp" in ufw["added"] for port in tcp_ports)
     ):
         host.noop(f"ufw is active, denies incoming by default and allows tcp {tcp_ports}")
         return
     for port in tcp_ports:
         rule = f"ufw allow {int(port)}/tcp"
-        if rule not in state["added"]:
+        if rule not in ufw["added"]:
             # Recorded: uninstall deletes only the web ports' rules the deploy added.
             yield f"{rule} && {records.append('ufw', rule.removeprefix('ufw '))}"
-    if state["default_incoming"] != "deny":
+    if ufw["default_incoming"] != "deny":
         yield "ufw default deny incoming"
-    if not state["active"]:
+    if not ufw["active"]:
         yield ENABLE_UNLESS_LOCKOUT
 
 
@@ -125,4 +126,8 @@ def configure_firewall():
     """
     if not host.data.firewall:
         return
-    ufw_allows(name="Allow SSH, HTTP, HTTPS only", tcp_ports=[host.data.get("ssh_port") or 22, 80, 443])
+    ufw_allows(
+        name="Allow SSH, HTTP, HTTPS only",
+        tcp_ports=[host.data.get("ssh_port") or 22, 80, 443],
+        state=firewall_snapshot(),
+    )

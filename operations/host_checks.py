@@ -22,9 +22,7 @@ from . import apache, jupyter, settings, snapshot
 def checks_snapshot(user: str) -> snapshot.Snapshot:
     """What the checks read, in one command: the account (``jupyter.AccountOrigin``) and
     Apache's version (``apache.ApacheVersion``), as two probes."""
-    return snapshot.Snapshot(
-        probes={"account": jupyter.AccountOrigin().command(user), "apache": apache.ApacheVersion().command()}
-    )
+    return snapshot.Snapshot(probes={"account": jupyter.AccountOrigin(user), "apache": apache.ApacheVersion()})
 
 
 @operation()
@@ -42,8 +40,8 @@ def suitable(user: str, state: snapshot.Snapshot):
 
         host_checks.suitable(name="Host checks", user="jupyter", state=host_checks.checks_snapshot("jupyter"))
     """
-    account = jupyter.AccountOrigin().process(state.probe("account"))
-    version = apache.ApacheVersion().process(state.probe("apache"))
+    account = state.probe("account")
+    version = state.probe("apache")
     problems = []
     for check in (
         lambda: jupyter.check_account(host.name, user, account),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import server
 
 from . import collaboration, passwords, resource_usage, restarts, settings, sign_in, snapshot
@@ -74,6 +74,19 @@ def restart_pending(state: snapshot.Snapshot, unit: str, paths: list[str]) -> li
     return state.newer_than(paths, current.started) if current.main_pid > 0 and current.started else []
 
 
+class Account(snapshot.Probe):
+    """``user``'s passwd entry as its seven fields (``None``: no such account)."""
+
+    def __init__(self, user: str):
+        self.user = user
+
+    def command(self):
+        return f"getent passwd {shlex.quote(self.user)}"
+
+    def parse(self, lines):
+        return next((line.split(":") for line in lines if line.count(":") == 6), None)
+
+
 @operation()
 def account(user: str, comment: str, home: str, state: snapshot.Snapshot):
     """
@@ -92,7 +105,7 @@ def account(user: str, comment: str, home: str, state: snapshot.Snapshot):
                         home="/var/lib/jupyter", state=state)
     """
     q = shlex.quote
-    entry = next((line.split(":") for line in state.probe("account") if line.count(":") == 6), None)
+    entry = state.probe("account")
     if entry is None:
         yield StringCommand(
             f"useradd --system --comment {q(comment)} --home-dir {q(home)} --create-home --shell {NOLOGIN} {q(user)}"
@@ -108,17 +121,21 @@ def account(user: str, comment: str, home: str, state: snapshot.Snapshot):
 ACCOUNT_COMMENT = "Jupyter Notebook (jupyter-apache-deploy)"
 
 
-class AccountOrigin(FactBase):
+class AccountOrigin(snapshot.Probe):
     """
-    Returns ``None`` when ``user`` does not exist, else a dict: ``comment`` and ``home``
-    from passwd, and ``config_group``, the group owning the deploy's config directory
-    (how hosts deployed before the comment existed are recognised).
+    ``None`` when ``user`` does not exist, else a dict: ``comment`` and ``home`` from passwd,
+    and ``config_group``, the group owning the deploy's config directory (how hosts deployed
+    before the comment existed are recognised).
     """
 
-    def command(self, user):
-        return f"getent passwd {shlex.quote(user)} || true; stat -c 'config-group=%G' {CONFIG_DIR} 2>/dev/null || true"
+    def __init__(self, user: str):
+        self.user = user
 
-    def process(self, output):
+    def command(self):
+        q = shlex.quote
+        return f"getent passwd {q(self.user)} || true; stat -c 'config-group=%G' {CONFIG_DIR} 2>/dev/null || true"
+
+    def parse(self, output):
         account, config_group = None, None
         for line in output:
             if line.startswith("config-group="):
@@ -302,7 +319,7 @@ def service_snapshot(user: str, notebook_dir: str, prefix: str) -> snapshot.Snap
         secret_paths=[PASSWORD_FILE, sign_in.PROXY_SECRET],
         units=[f"{UNIT}.service", *restarts.UNITS],
         probes={
-            "account": f"getent passwd {shlex.quote(user)}",
+            "account": Account(user),
             "resource_usage": resource_usage.probe(prefix),
             "collaboration": collaboration.probe(prefix),
         },

@@ -21,10 +21,9 @@ import shlex
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, StringCommand, deploy, operation
-from pyinfra.operations.util import any_changed
+from pyinfra.api import FileUploadCommand, StringCommand, deploy, operation
 
-from . import apache, settings, snapshot, system, tls
+from . import apache, settings, snapshot, tls
 from .render import render
 
 RENEWAL = "/etc/letsencrypt/renewal"
@@ -38,17 +37,20 @@ PACKAGES = ["certbot", "ca-certificates"]
 live_paths = tls.live_paths
 
 
-class RenewalConfig(FactBase):
+class RenewalConfig(snapshot.Probe):
     """
-    Returns ``None`` when certbot keeps no renewal configuration named ``cert_name``,
-    else a dict: ``server`` (the ACME directory it renews from) and ``authenticator``.
+    ``None`` when certbot keeps no renewal configuration named ``cert_name``, else a dict:
+    ``server`` (the ACME directory it renews from) and ``authenticator``.
     """
 
-    def command(self, cert_name):
-        renewal = shlex.quote(f"{RENEWAL}/{cert_name}.conf")
+    def __init__(self, cert_name: str):
+        self.cert_name = cert_name
+
+    def command(self):
+        renewal = shlex.quote(f"{RENEWAL}/{self.cert_name}.conf")
         return f"[ ! -f {renewal} ] || sed -n 's/^\\(server\\|authenticator\\) *= *\\(.*\\)$/\\1=\\2/p' {renewal}"
 
-    def process(self, output):
+    def parse(self, output):
         values = dict(line.strip().split("=", 1) for line in output if "=" in line)
         if not values:
             return None
@@ -81,8 +83,8 @@ def certificate(server_name: str, webroot: str, server: str, state: snapshot.Sna
                                 server="https://acme-v02.api.letsencrypt.org/directory",
                                 state=certbot_snapshot("nb.example.org"))
     """
-    current = tls.Certificate().process(state.probe("live"))
-    renewal = RenewalConfig().process(state.probe("renewal"))
+    current = state.probe("live")
+    renewal = state.probe("renewal")
     if (
         current
         and not current["expiring"]
@@ -108,9 +110,13 @@ def certificate(server_name: str, webroot: str, server: str, state: snapshot.Sna
     )
     # certbot's full output is long; on failure the ACME server's own reason
     # (its Type:/Detail: lines) and one summary line are what the run shows.
+    # After a new certificate, the deploy hook (as certbot runs it after a renewal) points
+    # Apache at it and reloads Apache, after its configtest.
+    lineage = tls.live_dir(server_name)
     yield StringCommand(
         f"out=$({certbot} 2>&1) || {{ printf '%s\\n' \"$out\" | grep -i -E '^ *(Domain|Type|Detail|Hint):|error' >&2 "
-        f"|| printf '%s\\n' \"$out\" | tail -n 5 >&2; echo {q(failed)} >&2; exit 1; }}",
+        f"|| printf '%s\\n' \"$out\" | tail -n 5 >&2; echo {q(failed)} >&2; exit 1; }}; "
+        f"RENEWED_LINEAGE={q(lineage)} {q(DEPLOY_HOOK)}",
     )
 
 
@@ -147,10 +153,20 @@ def ca_trusted(path: str, pem: str | None, state: snapshot.Snapshot):
     yield f"chmod 644 {shlex.quote(path)} && update-ca-certificates --fresh >/dev/null"
 
 
-@system.needs_packages
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
     return PACKAGES if data.get("tls_mode", settings.DEFAULTS["tls_mode"]) == "letsencrypt" else []
+
+
+def deploy_hook(server_name: str) -> str:
+    """certbot's deploy hook: the served links to the new certificate, configtest, reload."""
+    return render(
+        "certbot-deploy-hook.sh.j2",
+        lineage=tls.live_dir(server_name),
+        served_cert=tls.SERVED_CERT,
+        served_key=tls.SERVED_KEY,
+        reload_stamp=apache.RELOAD_STAMP,
+    )
 
 
 def certbot_snapshot(server_name: str) -> snapshot.Snapshot:
@@ -160,8 +176,8 @@ def certbot_snapshot(server_name: str) -> snapshot.Snapshot:
         paths=[TRUSTED_CA, DEPLOY_HOOK, WEBROOT],
         units=["certbot.timer"],
         probes={
-            "live": tls.Certificate().command(cert, key, renew_before_days=0),
-            "renewal": RenewalConfig().command(server_name),
+            "live": tls.Certificate(cert, key, renew_before_days=0),
+            "renewal": RenewalConfig(server_name),
         },
     )
 
@@ -191,8 +207,8 @@ def configure_letsencrypt():
     if not letsencrypt_mode:
         return
     snapshot.put(
-        name="certbot renewal hook: configtest, then reload Apache",
-        src=snapshot.text(render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP)),
+        name="certbot deploy hook: serve the new certificate, configtest, then reload Apache",
+        src=snapshot.text(deploy_hook(name)),
         dest=DEPLOY_HOOK,
         user="root",
         group="root",
@@ -202,7 +218,9 @@ def configure_letsencrypt():
     )
     snapshot.service(name="certbot.timer renews certificates", service="certbot.timer", state=state)
     snapshot.directory(name="ACME challenge webroot", path=WEBROOT, user="root", group="root", mode="755", state=state)
-    issued = certificate(
+    # A new certificate is served at once: the deploy hook points the served links at it and
+    # reloads Apache, as it does after each renewal.
+    certificate(
         name="Certificate for the server name from the ACME server (certbot, webroot)",
         server_name=name,
         webroot=WEBROOT,
@@ -210,8 +228,3 @@ def configure_letsencrypt():
         email=host.data.letsencrypt_email,
         state=state,
     )
-    # Read when it runs, after certbot: the links move to the new certificate.
-    served = tls.served_links(
-        name="Apache serves the issued certificate", server_name=name, state=tls.certificate_snapshot(name)
-    )
-    apache.reloaded(name="Reload Apache for the new certificate (after configtest)", _if=any_changed(issued, served))

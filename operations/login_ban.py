@@ -22,7 +22,7 @@ from pyinfra.api import StringCommand, deploy
 from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
-from . import apache, settings, sign_in, snapshot, system
+from . import apache, settings, sign_in, snapshot
 from .render import FILES, render
 
 # nftables: the `nft` fail2ban's ban action runs.
@@ -40,7 +40,6 @@ BASIC_AUTH_JAIL = "jupyter-basic-auth"
 JAILS = (LOGIN_JAIL, BASIC_AUTH_JAIL)
 
 
-@system.needs_packages
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
     return PACKAGES if jails_wanted(data) else []

@@ -39,9 +39,9 @@ def overrides_path(prefix: str) -> str:
     return f"{prefix}/share/jupyter/lab/settings/overrides.json"
 
 
-def probe(prefix: str) -> str:
+def probe(prefix: str) -> snapshot.Probe:
     """For the Jupyter concern's snapshot: the package's directory in the prefix, if any."""
-    return f"ls -d {shlex.quote(prefix)}/lib/python3*/site-packages/jupyter_resource_usage"
+    return snapshot.Lines(f"ls -d {shlex.quote(prefix)}/lib/python3*/site-packages/jupyter_resource_usage")
 
 
 @operation()

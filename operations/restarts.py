@@ -43,19 +43,9 @@ PATHS = [SCRIPT, SERVICE_FILE, TIMER_FILE, OWED]
 UNITS = [TIMER]
 
 
-@system.needs_packages
 def packages(data) -> list[str]:
     """The script finds the server's port (ss) and asks it over HTTP (curl)."""
     return ["curl", "iproute2"]
-
-
-def version_probe(prefix: str) -> str:
-    """The server's packages as the running server loaded them (it says so on loopback) and as
-    installed in ``prefix`` now (root runs the root-owned prefix's Python, isolated, on the
-    root-owned file): only when the prefix's site-packages changed since the server started,
-    else the one line "unchanged"."""
-    q = shlex.quote
-    return f"test -x {q(SCRIPT)} && test -f {q(ACTIVITY_FILE)} && {q(SCRIPT)} versions {q(prefix)} {q(ACTIVITY_FILE)}"
 
 
 # What a distribution's name and version may look like; anything else from the server (whose
@@ -64,21 +54,38 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
 
 
-def _versions(lines: list[str], kind: str) -> dict[str, str]:
-    versions = {}
-    for line in lines:
-        words = line.split()
-        if len(words) == 3 and words[0] == kind and _NAME.fullmatch(words[1]) and _VERSION.fullmatch(words[2]):
-            versions[words[1]] = words[2]
-    return versions
+class ServerVersions(snapshot.Probe):
+    """
+    The server's packages as the running server loaded them (it says so on loopback) and as
+    installed in ``prefix`` now (root runs the root-owned prefix's Python, isolated, on the
+    root-owned file): ``{"running": {name: version}, "installed": {...}}``, both read only when
+    the prefix's site-packages changed since the server started (else both empty: a no-op
+    run's cost stays one stat).
+    """
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def command(self):
+        q = shlex.quote
+        script, activity = q(SCRIPT), q(ACTIVITY_FILE)
+        return f"test -x {script} && test -f {activity} && {script} versions {q(self.prefix)} {activity}"
+
+    def parse(self, lines):
+        found: dict[str, dict[str, str]] = {"running": {}, "installed": {}}
+        for line in lines:
+            words = line.split()
+            if len(words) == 3 and words[0] in found and _NAME.fullmatch(words[1]) and _VERSION.fullmatch(words[2]):
+                found[words[0]][words[1]] = words[2]
+        return found
 
 
 def server_updates(state: snapshot.Snapshot) -> list[str]:
     """Each of the server's packages whose installed version is not the one the running server
     loaded, as "name old -> new" (empty when either side cannot be read: a server that is not
     running, or predates the extension, reads its packages when it starts)."""
-    running = _versions(state.probe("versions"), "running")
-    installed = _versions(state.probe("versions"), "installed")
+    versions = state.probe("versions")
+    running, installed = versions["running"], versions["installed"]
     if not running or not installed:
         return []
     return [
@@ -132,7 +139,7 @@ def install(state: snapshot.Snapshot):
 def updates_snapshot(prefix: str) -> snapshot.Snapshot:
     """What the server-updates step reads, after the packages are in: the server's packages
     installed and running, whether Jupyter runs and a restart is already owed."""
-    return snapshot.Snapshot(paths=[OWED], units=[JUPYTER_UNIT, TIMER], probes={"versions": version_probe(prefix)})
+    return snapshot.Snapshot(paths=[OWED], units=[JUPYTER_UNIT, TIMER], probes={"versions": ServerVersions(prefix)})
 
 
 @operation()

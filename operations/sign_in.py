@@ -32,7 +32,7 @@ from urllib.parse import quote
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
-from . import passwords, settings, snapshot, system
+from . import passwords, settings, snapshot
 from .render import FILES
 
 PACKAGE = "libapache2-mod-auth-openidc"
@@ -67,7 +67,6 @@ def enabled(data) -> bool:
     return data.get("auth", settings.DEFAULTS["auth"]) == "oidc"
 
 
-@system.needs_packages
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
     return [PACKAGE] if enabled(data) else []

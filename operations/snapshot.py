@@ -1,25 +1,29 @@
 """
-A concern's host state, read in one command, and the operations that decide from it.
+A host's state, read in one command for the whole run, and the operations that decide from it.
 
 pyinfra 3.10 caches no facts: every ``host.get_fact`` is one SSH round trip, and its own
 ``files.put`` reads three facts per file, ``systemd.service`` two, ``server.user`` three.
 A concern instead names everything it manages in one ``Snapshot`` (paths, systemd units,
-and any probe of its own); the first of its operations to run reads it all with one
-command (the ``HostSnapshot`` fact) and every other operation of the concern decides
-from that copy.
+and ``Probe``s: a command and its parser, for anything else it reads). Every snapshot of a
+host registers when its concern is planned; the first one an operation reads reads them all,
+with one command (the ``HostSnapshot`` fact), and each later one decides from that copy as
+long as no operation of the run has changed the host since. Once one has, a snapshot read
+after it reads the host again (with every other one not read yet). So a run that changes
+nothing reads each host once; a first deploy reads it about once per concern, as it changes.
 
-The copy is the host as it was when the concern began, which is what pyinfra's facts
-describe when a run is planned without ``-y``. That is sound because each path and unit
-of a snapshot is decided by one operation of the concern (``Snapshot.claim``: a second
-claim raises while the run is planned): no operation decides from something an earlier
-operation of the same concern changed. What a change calls for (a restart, a reload) is
-``Changes``: the operations it follows, asked what they will do while the run is planned
-and what they did once it runs.
+The copy is the host as it was when the read was made, which is what pyinfra's facts
+describe when a run is planned without ``-y``. That is sound because each path and unit is
+decided by one operation of the whole deploy (``Snapshot.claim``: a second claim, by any
+operation of any concern, raises while the run is planned): no operation decides from
+something an earlier operation changed. What a change calls for (a restart, a reload, a
+command) is ``Changes``: the operations it follows, asked what they will do while the run is
+planned and what they did once it runs.
 
 The operations mirror pyinfra's own: ``put`` (``files.put``), ``directory``
 (``files.directory``), ``link`` (``files.link``), ``absent`` (``files.file`` with
-``present=False``) and ``service`` (``systemd.service``), each with ``state``, the
-concern's ``Snapshot``, added: going back to pyinfra's operation is a one-line change.
+``present=False``), ``service`` (``systemd.service``) and ``shell`` (``server.shell`` with
+``_if``), each with ``state``, the concern's ``Snapshot``, added: going back to pyinfra's
+operation is a one-line change.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from . import records
 # Marks each line of the fact's output: a path, a unit, a probe's line, or what the deploy
 # last made at a path (records.MADE).
 PATH, UNIT, PROBE, MADE = "P", "U", "X", "M"
+READ_MARKER = "jupyter-deploy-host-read"
 UNIT_PROPERTIES = ("ActiveState", "UnitFileState", "NeedDaemonReload", "MainPID", "ExecMainStartTimestamp")
 
 
@@ -83,6 +88,49 @@ class UnitState:
     started: float = 0.0
 
 
+class Probe:
+    """
+    What a concern reads of a host beyond paths and units: one shell command (``command``) and
+    the parser of the lines it prints (``parse``). Read with the concern's snapshot, never on
+    its own; its errors are not shown (what it prints on stdout is all it says).
+    """
+
+    def command(self) -> str:
+        raise NotImplementedError
+
+    def parse(self, lines: list[str]):
+        return lines
+
+
+def probe_key(probe: Probe) -> str:
+    """The name a probe's lines carry in a read: the same probe (the same command) in two
+    concerns' snapshots is run once."""
+    return hashlib.sha256(probe.command().encode()).hexdigest()[:16]
+
+
+class Lines(Probe):
+    """A command whose output lines are the answer."""
+
+    def __init__(self, command: str):
+        self._command = command
+
+    def command(self) -> str:
+        return self._command
+
+
+class FileLines(Probe):
+    """The non-empty lines of a file (``[]`` when there is none)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def command(self) -> str:
+        return f"cat {shlex.quote(self.path)} 2>/dev/null || true"
+
+    def parse(self, lines: list[str]) -> list[str]:
+        return [line for line in lines if line.strip()]
+
+
 def _systemd_time(value: str) -> float:
     # `--timestamp=us+utc`: "Wed 2026-12-02 12:00:00.123456 UTC"
     try:
@@ -105,7 +153,8 @@ class HostSnapshot(FactBase):
 
     def command(self, paths=(), secret_paths=(), units=(), probes=None):
         q = shlex.quote
-        parts = []
+        # A no-op word naming the read (a fake host answers it: tests/fake_hosts.py).
+        parts = [f": {READ_MARKER}"]
         for names, read_sum in ((paths, True), (secret_paths, False)):
             if not names:
                 continue
@@ -168,42 +217,110 @@ class HostSnapshot(FactBase):
         return {"paths": paths, "units": units, "probes": probes, "made": made}
 
 
+def _current_host():
+    """The host being planned or run (``None`` outside a pyinfra run: a test's own snapshot)."""
+    return host._get_module()
+
+
+def _changes_so_far() -> int:
+    """How many operations of this run have changed the current host (done, with commands)."""
+    current = _current_host()
+    operations = getattr(current.state, "ops", {}).get(current, {}) if current is not None else {}
+    return sum(
+        1 for data in operations.values() if data.operation_meta.is_complete() and data.operation_meta.did_change()
+    )
+
+
+class HostReads:
+    """
+    Every snapshot of one host in this run, and what the host's operations claim: the first
+    snapshot read reads all that are not read yet, with one command; a snapshot whose copy came
+    from a read made before an operation changed the host reads again (with all that are not
+    read yet).
+    """
+
+    def __init__(self):
+        self.snapshots: list[Snapshot] = []
+        self.claims: dict[str, str] = {}
+        # How many operations had changed the host when the last read was made.
+        self.changes_at_read = -1
+
+    def state_for(self, wanted: Snapshot) -> dict:
+        if wanted._fetched is None or _changes_so_far() != self.changes_at_read:
+            self.read([wanted, *(s for s in self.snapshots if s is not wanted and s._state is None)])
+        return wanted._fetched
+
+    def read(self, group: list[Snapshot]) -> None:
+        plain = list(dict.fromkeys(p for s in group for p in s.paths))
+        secret = [p for p in dict.fromkeys(p for s in group for p in s.secret_paths) if p not in plain]
+        units = list(dict.fromkeys(u for s in group for u in s.units))
+        probes = {probe_key(probe): probe.command() for s in group for probe in s.probes.values()}
+        self.changes_at_read = _changes_so_far()
+        found = host.get_fact(HostSnapshot, paths=plain, secret_paths=secret, units=units, probes=probes)
+        for s in group:
+            s._fetched = {
+                "paths": {p: found["paths"][p] for p in [*s.paths, *s.secret_paths] if p in found["paths"]},
+                "units": {u: found["units"][u] for u in s.units if u in found["units"]},
+                "probes": {name: found["probes"].get(probe_key(probe), []) for name, probe in s.probes.items()},
+                "made": {p: found["made"][p] for p in s.paths if p in found.get("made", {})},
+            }
+
+
+def host_reads() -> HostReads | None:
+    """The current host's ``HostReads`` (made at its first snapshot of the run; ``None``
+    outside a run)."""
+    current = _current_host()
+    if current is None:
+        return None
+    reads = getattr(current, "_jupyter_deploy_reads", None)
+    if reads is None:
+        reads = HostReads()
+        current._jupyter_deploy_reads = reads
+    return reads
+
+
 class Snapshot:
     """
-    What one concern manages on the current host, read once (``read``) when its first
-    operation runs; create it inside the concern's ``@deploy`` so each host gets its own.
+    What one concern manages on the current host, read with every other concern's (``read``)
+    when the first of them is needed; create it inside the concern's ``@deploy`` so each host
+    gets its own, registered for the host's one read.
 
     + paths: files, directories and links (each file's sha256 is read)
     + secret_paths: files whose content must not be hashed in a command's output (owner, mode)
     + units: systemd units
-    + probes: name -> shell command, for state of the concern's own (its lines are kept)
+    + probes: name -> ``Probe``, for state of the concern's own (``probe(name)``: its answer)
     """
 
     def __init__(self, paths=(), secret_paths=(), units=(), probes=None):
         self.paths = list(dict.fromkeys(paths))
         self.secret_paths = list(dict.fromkeys(secret_paths))
         self.units = list(dict.fromkeys(units))
-        self.probes = dict(probes or {})
+        self.probes: dict[str, Probe] = dict(probes or {})
+        assert all(isinstance(probe, Probe) for probe in self.probes.values()), "probes are Probe objects"
         self.claims: dict[str, str] = {}
         self._state = None
+        self._fetched = None
+        self._reads = host_reads()
+        if self._reads is not None:
+            self._reads.snapshots.append(self)
 
     def claim(self, what: str, by: str) -> None:
         """Record that the operation named ``by`` decides ``what`` (a path or unit of this
-        snapshot); a second operation claiming it would decide from a stale copy: refused."""
+        snapshot); a second operation claiming it, in any concern of the run, would decide from
+        a stale copy: refused."""
         assert what in self.paths or what in self.secret_paths or what in self.units, f"{what} is not in this snapshot"
-        if what in self.claims:
-            raise ValueError(f"{what} is decided by two operations: {self.claims[what]!r} and {by!r}")
+        claims = self._reads.claims if self._reads is not None else self.claims
+        if what in claims:
+            raise ValueError(f"{what} is decided by two operations: {claims[what]!r} and {by!r}")
+        claims[what] = by
         self.claims[what] = by
 
     def read(self) -> dict:
         if self._state is None:
-            self._state = host.get_fact(
-                HostSnapshot,
-                paths=self.paths,
-                secret_paths=self.secret_paths,
-                units=self.units,
-                probes=self.probes,
-            )
+            if self._reads is None:
+                self._reads = HostReads()
+                self._reads.snapshots.append(self)
+            self._state = self._reads.state_for(self)
         return self._state
 
     def path(self, path: str) -> PathState:
@@ -219,9 +336,10 @@ class Snapshot:
         assert unit in self.units, f"{unit} is not in this snapshot"
         return self.read()["units"].get(unit, UnitState())
 
-    def probe(self, name: str) -> list[str]:
+    def probe(self, name: str):
+        """The answer of the probe ``name`` (its ``parse`` of what its command printed)."""
         assert name in self.probes, f"no probe {name} in this snapshot"
-        return self.read()["probes"].get(name, [])
+        return self.probes[name].parse(self.read()["probes"].get(name, []))
 
     def made(self, path: str) -> Made | None:
         """What the deploy last made at ``path`` (``None``: no record, e.g. a host deployed before

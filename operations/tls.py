@@ -17,9 +17,9 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
-from . import settings, snapshot, system
+from . import settings, snapshot
 
 CERT = "/etc/ssl/certs/jupyter-apache.crt"
 KEY = "/etc/ssl/private/jupyter-apache.key"
@@ -35,15 +35,19 @@ LIVE = "/etc/letsencrypt/live"
 ACME_WEBROOT = "/var/www/acme-challenge"
 
 
-@system.needs_packages
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
     return PACKAGES
 
 
+def live_dir(name: str) -> str:
+    """certbot's lineage directory for ``name`` (its ``--cert-name``)."""
+    return f"{LIVE}/{name}"
+
+
 def live_paths(name: str) -> tuple[str, str]:
     """The certificate (with its chain: Apache must send the intermediate) and key certbot keeps current."""
-    return f"{LIVE}/{name}/fullchain.pem", f"{LIVE}/{name}/privkey.pem"
+    return f"{live_dir(name)}/fullchain.pem", f"{live_dir(name)}/privkey.pem"
 
 
 def served_paths(tls_mode: str) -> tuple[str, str]:
@@ -51,23 +55,26 @@ def served_paths(tls_mode: str) -> tuple[str, str]:
     return (SERVED_CERT, SERVED_KEY) if tls_mode == "letsencrypt" else (CERT, KEY)
 
 
-class Certificate(FactBase):
+class Certificate(snapshot.Probe):
     """
-    Returns ``None`` when the certificate or key is missing, else a dict: ``expiring``
-    (within ``renew_before_days``) and ``names`` (its subjectAltName entries, e.g.
+    ``None`` when the certificate or key is missing, else a dict: ``expiring`` (within
+    ``renew_before_days``) and ``names`` (its subjectAltName entries, e.g.
     ``"DNS:nb.example.org"``, ``"IP:203.0.113.7"``).
     """
 
-    def command(self, cert, key, renew_before_days=RENEW_BEFORE_DAYS):
-        seconds = int(renew_before_days) * 86400
-        q_cert, q_key = shlex.quote(cert), shlex.quote(key)
+    def __init__(self, cert: str, key: str, renew_before_days: int = RENEW_BEFORE_DAYS):
+        self.cert, self.key, self.renew_before_days = cert, key, renew_before_days
+
+    def command(self):
+        seconds = int(self.renew_before_days) * 86400
+        q_cert, q_key = shlex.quote(self.cert), shlex.quote(self.key)
         return (
             f"if [ -f {q_cert} ] && [ -f {q_key} ]; then "
             f"openssl x509 -in {q_cert} -noout -checkend {seconds} >/dev/null && echo valid || echo expiring; "
             f"openssl x509 -in {q_cert} -noout -ext subjectAltName 2>/dev/null | tail -n +2; fi"
         )
 
-    def process(self, output):
+    def parse(self, output):
         lines = [line.strip() for line in output if line.strip()]
         if not lines:
             return None
@@ -103,7 +110,7 @@ def self_signed(cert: str, key: str, server_name: str, state: snapshot.Snapshot,
                         key="/etc/ssl/private/nb.key", server_name="nb.example.org",
                         state=tls.certificate_snapshot("nb.example.org"))
     """
-    current = Certificate().process(state.probe("self-signed"))
+    current = state.probe("self-signed")
     san = san_for(server_name)
     if current and not current["expiring"] and current["names"] == [san]:
         host.noop(f"certificate for {san} is valid for more than {RENEW_BEFORE_DAYS} days")
@@ -126,8 +133,8 @@ def certificate_snapshot(server_name: str) -> snapshot.Snapshot:
     return snapshot.Snapshot(
         paths=[SERVED_CERT, SERVED_KEY],
         probes={
-            "self-signed": Certificate().command(CERT, KEY),
-            "live": Certificate().command(live_cert, live_key, renew_before_days=0),
+            "self-signed": Certificate(CERT, KEY),
+            "live": Certificate(live_cert, live_key, renew_before_days=0),
         },
     )
 
@@ -149,7 +156,7 @@ def served_links(server_name: str, state: snapshot.Snapshot):
         tls.served_links(name="Serve the issued certificate", server_name="nb.example.org",
                          state=tls.certificate_snapshot("nb.example.org"))
     """
-    live = Certificate().process(state.probe("live"))
+    live = state.probe("live")
     issued = live and not live["expiring"] and live["names"] == [f"DNS:{server_name}"]
     targets = live_paths(server_name) if issued else (CERT, KEY)
     todo = [

@@ -12,9 +12,23 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, deploy, operation
 
-from . import apache, backups, conda, jupyter, letsencrypt, login_ban, records, restarts, settings, sign_in, system, tls
+from . import (
+    apache,
+    backups,
+    conda,
+    jupyter,
+    letsencrypt,
+    login_ban,
+    records,
+    restarts,
+    settings,
+    sign_in,
+    snapshot,
+    system,
+    tls,
+)
 from .render import FILES
 
 SCRIPT = "/root/.jupyter-uninstall"
@@ -49,46 +63,46 @@ INSTALLED = [
 ]
 
 
-class UninstallState(FactBase):
+class UninstallState(snapshot.Probe):
     """
-    Returns ``{"paths": [...], "undo": bool, "data": [...], "foreign_account": bool, "moved_aside_kib": int|None}``:
+    ``{"paths": [...], "undo": bool, "data": [...], "foreign_account": bool, "moved_aside_kib": int|None}``:
     which of ``paths`` exist; whether ``records.RECORD`` names a module or rule to undo;
     with ``purge``, which data the deploy made are still there (``account``, ``notebook_dir``,
     ``prefix``, ``repository``, ``certificate``) and whether ``user`` exists without being the
     deploy's; the size of the files restores moved aside.
     """
 
-    def command(self, paths, user, notebook_dir, prefix, repository, server_name, purge):
+    def __init__(self, paths, user, notebook_dir, prefix, repository, server_name, purge):
+        self.paths, self.user, self.notebook_dir, self.prefix = paths, user, notebook_dir, prefix
+        self.repository, self.server_name, self.purge = repository, server_name, purge
+
+    def command(self):
         q = shlex.quote
         record = q(records.RECORD)
         lines = [
-            f"for p in {' '.join(q(p) for p in paths)}; do "
+            f"for p in {' '.join(q(p) for p in self.paths)}; do "
             '{ [ -e "$p" ] || [ -L "$p" ]; } && printf \'path %s\\n\' "$p"; done',
             f"grep -q -e '^module ' -e '^ufw ' {record} 2>/dev/null && echo undo",
             f"du -sk {q(backups.MOVED_ASIDE)} 2>/dev/null | sed 's/^/moved-aside /'",
         ]
-        if purge:
+        if self.purge:
             lines += [
-                f"printf 'for-user %s\\n' {q(user)}",
-                jupyter.AccountOrigin().command(user),
-                f"[ -e {q(notebook_dir)} ] && grep -qxF {q(f'notebook_dir {notebook_dir}')} {record} "
+                f"printf 'for-user %s\\n' {q(self.user)}",
+                jupyter.AccountOrigin(self.user).command(),
+                f"[ -e {q(self.notebook_dir)} ] && grep -qxF {q(f'notebook_dir {self.notebook_dir}')} {record} "
                 "2>/dev/null && echo notebook_dir",
-                f"[ -f {q(f'{prefix}/{conda.MARKER}')} ] && echo prefix",
-                f"[ -e /etc/letsencrypt/renewal/{q(f'{server_name}.conf')} ] && echo certificate",
+                f"[ -f {q(f'{self.prefix}/{conda.MARKER}')} ] && echo prefix",
+                f"[ -e /etc/letsencrypt/renewal/{q(f'{self.server_name}.conf')} ] && echo certificate",
             ]
-            if repository:
+            if self.repository:
                 lines.append(
-                    f"[ -e {q(repository)} ] && grep -qxF {q(f'repository {repository}')} {record} "
+                    f"[ -e {q(self.repository)} ] && grep -qxF {q(f'repository {self.repository}')} {record} "
                     "2>/dev/null && echo repository"
                 )
         return "; ".join([*lines, "true"])
 
-    @staticmethod
-    def default():
-        return {"paths": [], "undo": False, "data": [], "foreign_account": False, "moved_aside_kib": None}
-
-    def process(self, output):
-        state = self.default()
+    def parse(self, output):
+        state = {"paths": [], "undo": False, "data": [], "foreign_account": False, "moved_aside_kib": None}
         account, user = [], None
         for line in output:
             kind, _, rest = line.partition(" ")
@@ -104,7 +118,7 @@ class UninstallState(FactBase):
                 state["data"].append(line)
             else:
                 account.append(line)
-        origin = jupyter.AccountOrigin().process(account)
+        origin = jupyter.AccountOrigin(user or "").parse(account)
         if origin is not None:
             ours = jupyter.made_by_deploy(user, origin)
             state["data"] += ["account"] if ours else []
@@ -118,8 +132,23 @@ def local_repository(repository: str | None) -> str:
     return repository if repository and repository.startswith("/") else ""
 
 
+def uninstall_snapshot(user, notebook_dir, prefix, server_name, repository, purge) -> snapshot.Snapshot:
+    """What is left of the deploy on the host (``UninstallState``)."""
+    paths = INSTALLED + ([backups.MOVED_ASIDE, records.STATE_DIR] if purge else [])
+    probe = UninstallState(paths, user, notebook_dir, prefix, local_repository(repository), server_name, purge)
+    return snapshot.Snapshot(probes={"left": probe})
+
+
 @operation()
-def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, repository: str | None, purge: bool):
+def uninstalled(
+    user: str,
+    notebook_dir: str,
+    prefix: str,
+    server_name: str,
+    repository: str | None,
+    purge: bool,
+    state: snapshot.Snapshot,
+):
     """
     Nothing of the deploy left on the host; with ``purge``, none of the data it made either.
 
@@ -128,18 +157,10 @@ def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, rep
     + purge: also delete the notebooks, the user and its home, the conda prefix, a local
       backup repository, the files restores moved aside and certbot's certificate, each
       only when the deploy made it
+    + state: ``uninstall_snapshot`` of the same arguments
     """
     local = local_repository(repository)
-    state = host.get_fact(
-        UninstallState,
-        paths=INSTALLED + ([backups.MOVED_ASIDE, records.STATE_DIR] if purge else []),
-        user=user,
-        notebook_dir=notebook_dir,
-        prefix=prefix,
-        repository=local,
-        server_name=server_name,
-        purge=purge,
-    )
+    state = state.probe("left")
     if not (state["paths"] or state["undo"] or state["data"]):
         kept = []
         if purge and state["foreign_account"]:
@@ -188,6 +209,14 @@ def uninstalled(user: str, notebook_dir: str, prefix: str, server_name: str, rep
 )
 def uninstall():
     """Remove the deploy from the host (``uninstall_purge``: the data it made too)."""
+    arguments = dict(
+        user=host.data.jupyter_user,
+        notebook_dir=host.data.notebook_dir,
+        prefix=host.data.conda_prefix,
+        server_name=settings.server_name(host),
+        repository=host.data.backup_repository,
+        purge=host.data.uninstall_purge,
+    )
     uninstalled(
         name="Remove the deploy"
         + (
@@ -195,10 +224,6 @@ def uninstall():
             if host.data.uninstall_purge
             else " (notebooks, user, conda and backups kept)"
         ),
-        user=host.data.jupyter_user,
-        notebook_dir=host.data.notebook_dir,
-        prefix=host.data.conda_prefix,
-        server_name=settings.server_name(host),
-        repository=host.data.backup_repository,
-        purge=host.data.uninstall_purge,
+        state=uninstall_snapshot(**arguments),
+        **arguments,
     )

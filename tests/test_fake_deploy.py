@@ -16,17 +16,18 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
-from operations import apache, letsencrypt, passwords, restarts, settings, tls
+from operations import apache, letsencrypt, passwords, restarts, settings, snapshot, tls
 from tests.fake_hosts import (
     FRESH,
     NAME,
     PASSWORD,
     SERVER_PACKAGES,
     FakeDownloads,
-    checks_answer,
+    FakeHost,
+    checked,
+    converged_host,
     converged_responses,
-    snapshot_answer,
-    snapshot_command,
+    fresh_host,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -302,8 +303,9 @@ def test_letsencrypt_fresh_host_serves_port_80_before_certbot_then_switches(monk
         monkeypatch, [("@fake/nb1", {"server_name": NAME, **LE_DATA, "fake_responses": FRESH})]
     ).values()
     joined = "\n".join(commands)
+    [install] = [c for c in commands if "apt-get" in c and " install " in c]
+    assert "certbot" in install.split(" install ", 1)[1].split()
     steps = [
-        " certbot ",
         "openssl req -x509",  # the fallback certificate, so the first vhost passes configtest
         "apache-config-swap sites jupyter",
         "apache2ctl configtest && systemctl reload-or-restart apache2",
@@ -317,11 +319,13 @@ def test_letsencrypt_fresh_host_serves_port_80_before_certbot_then_switches(monk
         position = found + 1
     # The fake host keeps no file, so it never holds the certificate certbot made: which
     # target the links get after certbot is checked on real hosts (tests/e2e/test_letsencrypt.py).
-    assert changed[-3:] == [
-        "Let's Encrypt certificate | Certificate for the server name from the ACME server (certbot, webroot)",
-        "Let's Encrypt certificate | Apache serves the issued certificate",
-        "Let's Encrypt certificate | Reload Apache for the new certificate (after configtest)",
-    ]
+    assert changed[-1] == (
+        "Let's Encrypt certificate | Certificate for the server name from the ACME server (certbot, webroot)"
+    )
+    # Once certbot has it, the deploy hook points Apache at it and reloads (after configtest),
+    # as after each renewal: one operation decides the served links, the hook keeps them.
+    [certbot] = [c for c in commands if "certbot certonly" in c]
+    assert certbot.endswith(f"RENEWED_LINEAGE={tls.live_dir(NAME)} {letsencrypt.DEPLOY_HOOK}")
     # Until certbot's certificate exists, the links point at the self-signed pair.
     assert joined.index(f"ln -sfn {tls.CERT} {tls.SERVED_CERT}") < joined.index("apache-config-swap sites jupyter")
     assert "certbot.timer" in joined and letsencrypt.DEPLOY_HOOK in joined
@@ -346,17 +350,13 @@ def test_letsencrypt_failed_issuance_fails_the_host_after_the_site_is_up(monkeyp
 
 def letsencrypt_converged_responses(server=ACME):
     """A converged letsencrypt-mode host whose certificate certbot renews from ``server``."""
-    hook = apache.render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP)
-    state = letsencrypt.certbot_snapshot(NAME)
-    certbot = snapshot_answer(
-        state,
-        {
-            letsencrypt.DEPLOY_HOOK: (hook, ("root", "root", "755")),
-            letsencrypt.WEBROOT: ("dir", ("root", "root", "755")),
-        },
-        probes={"live": ["valid", f"    DNS:{NAME}"], "renewal": [f"server={server}", "authenticator=webroot"]},
-    )
-    return {snapshot_command(state): certbot, **converged_responses(LE_DATA)}
+    hook = letsencrypt.deploy_hook(NAME)
+    host = converged_host(data=LE_DATA)
+    host.units["certbot.timer"] = True
+    host.files[letsencrypt.DEPLOY_HOOK] = (hook, ("root", "root", "755"))
+    host.files[letsencrypt.WEBROOT] = ("dir", ("root", "root", "755"))
+    host.answer(letsencrypt.RenewalConfig(NAME), [f"server={server}", "authenticator=webroot"])
+    return host.responses()
 
 
 def test_letsencrypt_converged_host_requests_nothing(monkeypatch):
@@ -373,11 +373,12 @@ def test_letsencrypt_certificate_from_another_server_is_replaced_and_reloaded(mo
     [(commands, changed)] = run_deploy(
         monkeypatch, [("@fake/nb1", {"server_name": NAME, **LE_DATA, "fake_responses": responses})]
     ).values()
+    # One operation: certbot, then its deploy hook serves the new certificate and reloads Apache.
     assert changed == [
         "Let's Encrypt certificate | Certificate for the server name from the ACME server (certbot, webroot)",
-        "Let's Encrypt certificate | Reload Apache for the new certificate (after configtest)",
     ]
-    assert any("certbot certonly" in c and "--force-renewal" in c for c in commands)
+    [certbot] = [c for c in commands if "certbot certonly" in c]
+    assert "--force-renewal" in certbot and certbot.endswith(letsencrypt.DEPLOY_HOOK)
 
 
 # The command that prints a host check's reason and fails (the fake host answers success).
@@ -386,11 +387,11 @@ REFUSAL = "printf '%s\\n' '@fake/nb1: "
 
 def test_an_existing_account_not_made_by_the_deploy_is_refused_before_any_change(monkeypatch):
     """www-data (which can read the htpasswd) or a person's login must not become the notebook user."""
-    responses = {
-        **FRESH,
-        **checks_answer("www-data", ["www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin"], "2.4.71-1~deb12u1"),
-        REFUSAL: {"success": False},
-    }
+    host = checked(
+        fresh_host(), "www-data", ["www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin"], "2.4.71-1~deb12u1"
+    )
+    host.commands[REFUSAL] = {"success": False}
+    responses = host.responses()
     [(commands, changed)] = run_deploy(
         monkeypatch,
         [("@fake/nb1", {"server_name": NAME, "jupyter_user": "www-data", "fake_responses": responses})],
@@ -400,7 +401,7 @@ def test_an_existing_account_not_made_by_the_deploy_is_refused_before_any_change
     assert changed == []
     # As `pyinfra -y` runs: the check's fact, then the command that fails the host with the
     # reason; nothing else reaches it.
-    assert len(commands) == 2 and "X\\taccount" in commands[0]
+    assert len(commands) == 2 and snapshot.READ_MARKER in commands[0]
     assert commands[1].startswith(
         "printf '%s\\n' '@fake/nb1: setting jupyter_user = '\"'\"'www-data'\"'\"' is not allowed: "
     )
@@ -408,11 +409,9 @@ def test_an_existing_account_not_made_by_the_deploy_is_refused_before_any_change
 
 
 def test_an_apache_too_old_for_the_vhost_is_refused_before_any_change(monkeypatch):
-    responses = {
-        **FRESH,
-        **checks_answer("jupyter", [], "2.4.41-4ubuntu3.17"),
-        REFUSAL: {"success": False},
-    }
+    host = checked(fresh_host(), "jupyter", [], "2.4.41-4ubuntu3.17")
+    host.commands[REFUSAL] = {"success": False}
+    responses = host.responses()
     [(commands, changed)] = run_deploy(
         monkeypatch,
         [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})],
@@ -485,14 +484,35 @@ def test_with_y_nothing_but_the_two_safety_checks_reaches_the_host_while_plannin
         assert results["@fake/nb1"][1] == []
 
 
+def uninstall_probe(data):
+    """What uninstall.py reads of a host with these settings."""
+    from operations import uninstall
+
+    merged = {**settings.DEFAULTS, **data}
+    state = uninstall.uninstall_snapshot(
+        merged["jupyter_user"],
+        merged["notebook_dir"],
+        merged["conda_prefix"],
+        merged["server_name"],
+        merged["backup_repository"],
+        merged["uninstall_purge"],
+    )
+    return state.probes["left"]
+
+
 def test_uninstall_never_puts_a_repository_url_on_a_command_line(monkeypatch):
     """A rest: URL may carry credentials: the script only needs to know it is not a local path."""
     secret = "s3cret-pw"
+    data_for_uninstall = {
+        "server_name": NAME,
+        "backup_repository": f"rest:https://user:{secret}@backup.example.org/nb1",
+        "uninstall_purge": True,
+    }
     data = {
         "server_name": NAME,
         "backup_repository": f"rest:https://user:{secret}@backup.example.org/nb1",
         "uninstall_purge": True,
-        "fake_responses": {"for-user": ["path /etc/jupyter"]},
+        "fake_responses": FakeHost().answer(uninstall_probe(data_for_uninstall), ["path /etc/jupyter"]).responses(),
     }
     [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", data)], script="uninstall.py").values()
     joined = "\n".join(commands)
@@ -505,10 +525,10 @@ def test_switching_backups_off_keeps_what_restores_moved_aside_and_says_how_big(
     from operations import backups
 
     caplog.set_level("INFO")
-    responses = {
-        **converged_responses(),
-        f"du -sk {backups.MOVED_ASIDE}": [f"path {backups.CONFIG_DIR}", f"size 12\t{backups.MOVED_ASIDE}"],
-    }
+    host = converged_host()
+    host.files[backups.CONFIG_DIR] = ("dir", ("root", "root", "700"))
+    host.answer(backups.DiskUse(backups.MOVED_ASIDE), [f"12\t{backups.MOVED_ASIDE}"])
+    responses = host.responses()
     [(commands, changed)] = run_deploy(
         monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
     ).values()

@@ -24,16 +24,19 @@ from tests.fake_hosts import PASSWORD
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = """\
 from pyinfra.connectors.fake import FakeConnector
-from tests.fake_hosts import FRESH, NAME, FakeDownloads, converged_responses
+from operations import backups
+from tests.fake_hosts import FRESH, NAME, FakeDownloads, converged_responses, fresh_host
 
 FakeConnector.get_file = FakeDownloads.get_file
 instant = {"fake_delay": 0, "fake_delay_jitter": 0}
+# No backup repository yet (its check says so: exit 3).
+no_repository = backups.BackupRepositoryState(backups.default_schedule("@fake/letsencrypt"))
 notebooks = [
     ("@fake/fresh", {**instant, "server_name": "fresh.test", "fake_responses": FRESH}),
     ("@fake/converged", {**instant, "server_name": NAME, "fake_responses": converged_responses()}),
     ("@fake/letsencrypt", {**instant, "server_name": "le.example.org", "tls_mode": "letsencrypt",
                            "backup_repository": "/srv/backups/nb",
-                           "fake_responses": {**FRESH, "check-repository": ["exit=3"]}}),
+                           "fake_responses": fresh_host().answer(no_repository, ["exit=3"]).responses()}),
 ]
 """
 

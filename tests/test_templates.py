@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from operations import apache, jupyter, letsencrypt, login_ban, resource_usage, settings, sign_in
+from operations import apache, jupyter, letsencrypt, login_ban, resource_usage, settings, sign_in, tls
 from tests import apache_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,18 +62,41 @@ def test_vhost_for_letsencrypt_serves_the_challenge_over_plain_http(tmp_path, ke
     assert "Alias" not in plain
 
 
-def test_renewal_hook_reloads_only_after_configtest(tmp_path):
+def test_renewal_hook_serves_the_deploys_certificate_and_reloads_only_after_configtest(tmp_path):
+    text = letsencrypt.deploy_hook("nb.test")
+    assert text.startswith("#!/bin/sh\n") and f"{tls.live_dir('nb.test')}/fullchain.pem {tls.SERVED_CERT}" in text
+    # Run for real, on paths of its own, with stand-ins for apache2ctl and systemctl.
+    lineage, served_cert, served_key, stamp = (tmp_path / n for n in ("live-nb", "served.crt", "served.key", "stamp"))
     hook = tmp_path / "hook"
-    hook.write_text(apache.render("certbot-deploy-hook.sh.j2", reload_stamp=apache.RELOAD_STAMP))
-    assert subprocess.run(["sh", "-n", str(hook)]).returncode == 0
-    text = hook.read_text()
-    assert text.startswith("#!/bin/sh\n")
-    assert (
-        text.index("apache2ctl configtest")
-        < text.index("systemctl reload apache2")
-        < text.index(f"touch {apache.RELOAD_STAMP}")
+    hook.write_text(
+        apache.render(
+            "certbot-deploy-hook.sh.j2",
+            lineage=lineage,
+            served_cert=served_cert,
+            served_key=served_key,
+            reload_stamp=stamp,
+        )
     )
-    assert "exit 1" in text.split("systemctl reload apache2")[0]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("apache2ctl", 'exit "${CONFIGTEST_EXIT:-0}"'), ("systemctl", 'echo "$*" >> "$0.calls"')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+
+    def run(renewed: str, configtest_exit: str = "0") -> subprocess.CompletedProcess:
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RENEWED_LINEAGE": renewed, "CONFIGTEST_EXIT": configtest_exit}
+        return subprocess.run(["sh", str(hook)], env=env, capture_output=True, text=True)
+
+    served_cert.symlink_to("/etc/ssl/certs/self-signed.crt")
+    assert run("/etc/letsencrypt/live/another-site").returncode == 0
+    assert served_cert.readlink() == Path("/etc/ssl/certs/self-signed.crt")  # not the deploy's lineage
+    assert run(str(lineage)).returncode == 0
+    assert (served_cert.readlink(), served_key.readlink()) == (lineage / "fullchain.pem", lineage / "privkey.pem")
+    assert (bin_dir / "systemctl.calls").read_text() == "reload apache2\n" * 2 and stamp.exists()
+    stamp.unlink()
+    refused = run(str(lineage), configtest_exit="1")
+    assert refused.returncode == 1 and "NOT reloaded" in refused.stderr
+    assert (bin_dir / "systemctl.calls").read_text() == "reload apache2\n" * 2 and not stamp.exists()
 
 
 @needs_apache

@@ -18,7 +18,6 @@ import inspect
 import json
 import sys
 
-import operations  # noqa: F401 - installs the frame walk, as deploy.py's import does
 from operations import planning
 
 pyinfra_operation = importlib.import_module("pyinfra.api.operation")
@@ -31,6 +30,8 @@ def broken(state):
 def main() -> None:
     mode, output, separator, *arguments = sys.argv[1:]
     assert separator == "--"
+    # As config.py does for every run (it calls planning.install, which each mode decides here).
+    planning.install()
     if mode == "stock":
         planning.uninstall()
     elif mode == "broken":
@@ -38,6 +39,8 @@ def main() -> None:
     elif mode == "upstream":
         assert pyinfra_operation.get_operation_order_from_stack is not planning.operation_order
         assert "sys._getframe()" in inspect.getsource(pyinfra_operation.get_operation_order_from_stack)
+    # config.py's call, when pyinfra reads it below, leaves the mode as it is now.
+    planning.install = lambda: []
     records = []
     solve = pyinfra_operation.solve_operation_consistency
 
