@@ -16,7 +16,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
-from operations import apache, letsencrypt, passwords, restarts, settings, snapshot, tls
+from operations import letsencrypt, passwords, restarts, settings, snapshot, tls
 from tests.fake_hosts import (
     FRESH,
     NAME,
