@@ -21,7 +21,6 @@ from operations import (
     jupyter,
     letsencrypt,
     login_ban,
-    restarts,
     settings,
     sign_in,
     system,
@@ -34,7 +33,7 @@ host_checks.check_host()
 system.install_packages(
     needs=[
         conda.packages,
-        restarts.packages,
+        jupyter.restarts.packages,
         sign_in.packages,
         tls.packages,
         apache.packages,
@@ -44,7 +43,13 @@ system.install_packages(
         letsencrypt.packages,
     ]
 )
+# Before anything restarts Jupyter (the conda switch does, through it).
+jupyter.install_restarts()
 conda.install_conda()
+# The fleet's packages, before Jupyter's service decides its restart: a package the server
+# imports that changed owes one (when idle). A package that does not exist fails the host
+# here, with pip's or conda's reason; the running server and the environment are as before.
+environment.install_packages()
 # Before Jupyter and Apache, which use its secrets (auth 'oidc').
 sign_in.configure_sign_in()
 jupyter.install_jupyter()
@@ -55,11 +60,6 @@ apache.configure_apache()
 firewall.configure_firewall()
 login_ban.configure_login_ban()
 backups.configure_backups()
-# After the site is up: a package that does not exist fails the host here, with pip's or
-# conda's reason, and leaves a working server behind.
-environment.install_packages()
-# After every package is in: a change to the server's own packages restarts it (when idle).
-restarts.restart_for_server_updates()
 # Last: when issuance fails (DNS not pointing here yet) the host is reported as failed
 # with the ACME server's reason, everything above is done, the site is up on the
 # fallback certificate, and the next run tries again.

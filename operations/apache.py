@@ -16,10 +16,8 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, deploy, operation
-from pyinfra.operations import server
-from pyinfra.operations.util import any_changed
 
-from . import passwords, records, settings, sign_in, snapshot, tls
+from . import layout, passwords, records, settings, sign_in, snapshot, tls
 from .render import FILES, render
 
 # What Apache enables and how: the commands that enable and disable each kind.
@@ -34,6 +32,7 @@ KINDS = {
 WEBSOCKET_UPGRADE_VERSION = (2, 4, 47)
 # The login form's body: a password and the _xsrf token (bytes).
 LOGIN_REQUEST_BYTES = 8192
+UNIT = "apache2.service"
 SITE = "jupyter"
 SITE_PATH = f"/etc/apache2/sites-available/{SITE}.conf"
 HARDENING_CONF = "zz-jupyter-hardening"
@@ -53,11 +52,11 @@ HTTPS_ERROR_LOG = f"{LOG_DIR}/jupyter-ssl-error.log"
 LOGIN_LOG_NAME = "jupyter-login.log"
 LOGIN_LOG = f"{LOG_DIR}/{LOGIN_LOG_NAME}"
 # Stages, enables and configtests a site or conf file (files/apache-config-swap; config_file).
-SWAP_SCRIPT = "/usr/local/lib/jupyter-deploy/apache-config-swap"
+SWAP_SCRIPT = f"{layout.LIB}/apache-config-swap"
 # Touched after every successful reload: config newer than this is not live yet.
-RELOAD_STAMP = f"{records.STATE_DIR}/apache-reloaded"
+RELOAD_STAMP = f"{layout.STATE_DIR}/apache-reloaded"
 # Written when the deploy disables Apache's default site: uninstall.py enables it again.
-DEFAULT_SITE_MARKER = f"{records.STATE_DIR}/default-site-disabled"
+DEFAULT_SITE_MARKER = f"{layout.STATE_DIR}/default-site-disabled"
 
 
 class ApacheEnabled(snapshot.Probe):
@@ -249,23 +248,6 @@ def config_file(kind: str, config_name: str, content: str, state: snapshot.Snaps
     )
 
 
-@operation(is_idempotent=False)
-def reloaded():
-    """
-    Reload Apache after ``apache2ctl configtest`` passes (starts it if stopped).
-
-    Always reports a change: gate it with ``_if`` on the operations that changed config.
-
-    **Example:**
-
-    .. code:: python
-
-        apache.reloaded(name="Reload Apache", _if=vhost.did_change)
-    """
-    q_stamp, q_dir = shlex.quote(RELOAD_STAMP), shlex.quote(RELOAD_STAMP.rsplit("/", 1)[0])
-    yield f"apache2ctl configtest && systemctl reload-or-restart apache2 && mkdir -p {q_dir} && touch {q_stamp}"
-
-
 class ApacheTooOld(settings.SettingsError):
     """The host's Apache predates ``ProxyPass ... upgrade=websocket``."""
 
@@ -355,6 +337,7 @@ def site_snapshot(tls_mode: str) -> snapshot.Snapshot:
             *served_by_apache(tls_mode),
         ],
         secret_paths=[HTPASSWD, *sign_in.APACHE_READS],
+        units=[UNIT],
         probes={f"{kind}-enabled": ApacheEnabled(kind) for kind in KINDS},
     )
 
@@ -372,13 +355,6 @@ def served_by_apache(tls_mode: str) -> list[str]:
 def reload_watched(tls_mode: str) -> list[str]:
     """Everything Apache reads at a reload: ``served_by_apache`` and the password file."""
     return [*served_by_apache(tls_mode), HTPASSWD, *sign_in.APACHE_READS]
-
-
-def reload_snapshot(tls_mode: str) -> snapshot.Snapshot:
-    """What Apache reads at a reload and the stamp of its last reload, alone."""
-    return snapshot.Snapshot(
-        paths=[RELOAD_STAMP, *served_by_apache(tls_mode)], secret_paths=[HTPASSWD, *sign_in.APACHE_READS]
-    )
 
 
 def reload_pending(state: snapshot.Snapshot, tls_mode: str) -> bool:
@@ -458,24 +434,23 @@ def configure_apache():
             disabled(name="Disable single sign-on (mod_auth_openidc)", kind="mods", names=[sign_in.MODULE], state=state)
         )
     default_site = disabled(name="Disable Apache's default site", kind="sites", names=["000-default"], state=state)
-    server.shell(
+    snapshot.shell(
         name="Remember that the deploy disabled the default site",
         commands=[
             StringCommand("mkdir", "-p", QuoteString(DEFAULT_SITE_MARKER.rsplit("/", 1)[0])),
             StringCommand("touch", QuoteString(DEFAULT_SITE_MARKER)),
         ],
-        _if=default_site.did_change,
+        when=snapshot.Changes(default_site),
     )
-    changed = any_changed(*changes, default_site)
-    if host.state.should_check_for_changes() and not reload_pending(state, tls_mode):
-        # Planned before any operation ran (no -y): a certificate the TLS concern renews in
-        # this run is newer than the last reload only by the time the reload is reached, so
-        # it is asked then (a snapshot of what Apache reads, one command).
-        served = reload_snapshot(tls_mode)
-        gate = {"_if": lambda: changed() or reload_pending(served, tls_mode)}
-    elif host.state.should_check_for_changes():
-        gate = {}
-    else:
-        # Read when the run gets here: the snapshot was taken after the TLS concern ran.
-        gate = {"_if": lambda: changed() or reload_pending(state, tls_mode)}
-    reloaded(name="Reload Apache (after configtest)", **gate)
+    # A reload for what this concern changed, and for anything Apache reads that is newer than
+    # its last reload (a certificate the TLS concern renewed, what an interrupted run wrote):
+    # the snapshot is as the host is when the run gets here (read again after any change).
+    q_stamp, q_dir = shlex.quote(RELOAD_STAMP), shlex.quote(RELOAD_STAMP.rsplit("/", 1)[0])
+    snapshot.service(
+        name="Reload Apache (after configtest)",
+        service=UNIT,
+        reloaded=snapshot.Changes(*changes, default_site, owed=lambda: reload_pending(state, tls_mode)),
+        check_command="apache2ctl configtest",
+        ready_command=f"mkdir -p {q_dir} && touch {q_stamp}",
+        state=state,
+    )

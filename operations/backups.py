@@ -19,7 +19,7 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, deploy, operation
 
-from . import jupyter, passwords, records, settings, snapshot, system
+from . import jupyter, layout, passwords, records, settings, snapshot, system
 from .render import FILES, render
 
 # procps: pgrep, with which a restore waits until no process of the notebook user is left.
@@ -29,9 +29,9 @@ CONFIG_FILE = f"{CONFIG_DIR}/backup.conf"
 SECRETS_FILE = f"{CONFIG_DIR}/restic.env"
 PASSWORD_FILE = f"{CONFIG_DIR}/password"
 SSH_KEY_FILE = f"{CONFIG_DIR}/ssh_key"
-SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-backup"
+SCRIPT = f"{layout.LIB}/jupyter-backup"
 # files/jupyter-restore-files: the part of an in-place restore that runs as the notebook user.
-RESTORE_SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-restore-files"
+RESTORE_SCRIPT = f"{layout.LIB}/jupyter-restore-files"
 STATE_NAME = "jupyter-backup"
 STATE_DIR = f"/var/lib/{STATE_NAME}"
 # What the smoke check reads (through a notebook kernel): times and a snapshot id.
@@ -45,8 +45,8 @@ LAST_RESTORE = f"{STATE_DIR}/last-restore"
 # (root only; switching backups off keeps it too).
 MOVED_ASIDE = f"{STATE_DIR}/moved-aside"
 UNIT = "jupyter-backup"
-SERVICE_FILE = f"/etc/systemd/system/{UNIT}.service"
-TIMER_FILE = f"/etc/systemd/system/{UNIT}.timer"
+SERVICE_FILE = f"{layout.SYSTEMD_DIR}/{UNIT}.service"
+TIMER_FILE = f"{layout.SYSTEMD_DIR}/{UNIT}.timer"
 # Left out of the home (all three come back by themselves or are worthless after a restart):
 # caches; packages the user pip-installed (large, binary, reinstallable from PyPI: keep a
 # `pip freeze --user` in the notebooks to have the list backed up); kernel connection files

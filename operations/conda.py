@@ -25,11 +25,12 @@ import shlex
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
-from . import collaboration, environment, records, resource_usage, settings, snapshot, system
+from . import environment, layout, settings, snapshot, system
+from .jupyter import collaboration, resource_usage
 from .render import FILES
 
 MARKER = ".jupyter-deploy-installer"
-LIB = "/usr/local/lib/jupyter-deploy"
+LIB = layout.LIB
 # files/conda-install, uploaded by install_conda (it holds the installer lock).
 INSTALL_SCRIPT = f"{LIB}/conda-install"
 # files/conda-switch and what it runs: the check before a switch, the list of what is left behind.
@@ -37,7 +38,7 @@ SWITCH_SCRIPT = f"{LIB}/conda-switch"
 CHECK_SCRIPT = f"{LIB}/conda-check"
 STRANDED_SCRIPT = f"{LIB}/conda-stranded"
 # Root's: the lines a switch or a rollback wrote for the run's output.
-SWITCH_REPORT = f"{records.STATE_DIR}/conda-switch-report"
+SWITCH_REPORT = f"{layout.STATE_DIR}/conda-switch-report"
 # What the download and the installer need on the host.
 PACKAGES = ["curl", "ca-certificates", "bzip2"]
 

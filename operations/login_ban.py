@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy
-from pyinfra.operations import server
-from pyinfra.operations.util import any_changed
 
 from . import apache, settings, sign_in, snapshot
 from .render import FILES, render
@@ -113,10 +111,10 @@ def configure_login_ban():
         jail = snapshot.absent(name="No login-ban jails", path=JAIL_FILE, state=state)
         login_filter = snapshot.absent(name="No login-ban filter", path=FILTER_FILE, state=state)
         ban_action = snapshot.absent(name="No login-ban action", path=ACTION_FILE, state=state)
-        server.shell(
+        snapshot.shell(
             name="Stop the login-ban jails and lift their bans",
             commands=[StringCommand(STOP_JAILS)],
-            _if=any_changed(jail, login_filter, ban_action),
+            when=snapshot.Changes(jail, login_filter, ban_action),
         )
         return
     config = {"user": "root", "group": "root", "mode": "644", "state": state}

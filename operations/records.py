@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import shlex
 
-# The deploy's own state on the host (also Apache's reload stamp and default-site marker).
-STATE_DIR = "/var/lib/jupyter-apache-deploy"
+from .layout import STATE_DIR
+
 RECORD = f"{STATE_DIR}/created"
 
 

@@ -32,7 +32,7 @@ from urllib.parse import quote
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
-from . import passwords, settings, snapshot
+from . import layout, passwords, settings, snapshot
 from .render import FILES
 
 PACKAGE = "libapache2-mod-auth-openidc"
@@ -42,7 +42,7 @@ CLIENT_SECRET_CONF = f"{DIR}/client-secret.conf"
 HOST_SECRETS_CONF = f"{DIR}/host-secrets.conf"
 PROXY_SECRET = f"{DIR}/proxy-secret"
 CA_BUNDLE = f"{DIR}/provider-ca.pem"
-SECRETS_SCRIPT = "/usr/local/lib/jupyter-deploy/sign-in-secrets"
+SECRETS_SCRIPT = f"{layout.LIB}/sign-in-secrets"
 # Apache's sessions, one file each, encrypted with the session passphrase (mod_auth_openidc's
 # file cache): unlike its default shared memory they outlive a reload or restart of Apache
 # (a rerun that changes the vhost, a renewed certificate, an update of Apache itself).

@@ -44,7 +44,7 @@ from pyinfra.api.output import format_text
 from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
-from . import records
+from . import layout, records
 
 # Marks each line of the fact's output: a path, a unit, a probe's line, or what the deploy
 # last made at a path (records.MADE).
@@ -222,6 +222,12 @@ def _current_host():
     return host._get_module()
 
 
+def _executing() -> bool:
+    """Whether the run executes its operations now (not planning them)."""
+    current = _current_host()
+    return bool(current is not None and getattr(current.state, "is_executing", False))
+
+
 def _changes_so_far() -> int:
     """How many operations of this run have changed the current host (done, with commands)."""
     current = _current_host()
@@ -242,12 +248,12 @@ class HostReads:
     def __init__(self):
         self.snapshots: list[Snapshot] = []
         self.claims: dict[str, str] = {}
-        # How many operations had changed the host when the last read was made.
-        self.changes_at_read = -1
 
     def state_for(self, wanted: Snapshot) -> dict:
-        if wanted._fetched is None or _changes_so_far() != self.changes_at_read:
-            self.read([wanted, *(s for s in self.snapshots if s is not wanted and s._state is None)])
+        """``wanted``'s copy: the one read with the others, unless an operation changed the host
+        since that read (then read again, with every snapshot not in use yet)."""
+        if wanted._fetched is None or wanted._fetched_at != _changes_so_far():
+            self.read([wanted, *(s for s in self.snapshots if s is not wanted and not s._in_use)])
         return wanted._fetched
 
     def read(self, group: list[Snapshot]) -> None:
@@ -255,9 +261,10 @@ class HostReads:
         secret = [p for p in dict.fromkeys(p for s in group for p in s.secret_paths) if p not in plain]
         units = list(dict.fromkeys(u for s in group for u in s.units))
         probes = {probe_key(probe): probe.command() for s in group for probe in s.probes.values()}
-        self.changes_at_read = _changes_so_far()
+        changes = _changes_so_far()
         found = host.get_fact(HostSnapshot, paths=plain, secret_paths=secret, units=units, probes=probes)
         for s in group:
+            s._fetched_at = changes
             s._fetched = {
                 "paths": {p: found["paths"][p] for p in [*s.paths, *s.secret_paths] if p in found["paths"]},
                 "units": {u: found["units"][u] for u in s.units if u in found["units"]},
@@ -299,7 +306,12 @@ class Snapshot:
         assert all(isinstance(probe, Probe) for probe in self.probes.values()), "probes are Probe objects"
         self.claims: dict[str, str] = {}
         self._state = None
+        # Its copy from the host's last read that included it, and how many operations had
+        # changed the host then; whether an operation decides from the copy already.
         self._fetched = None
+        self._fetched_at = -1
+        self._in_use = False
+        self._used_executing = False
         self._reads = host_reads()
         if self._reads is not None:
             self._reads.snapshots.append(self)
@@ -316,11 +328,16 @@ class Snapshot:
         self.claims[what] = by
 
     def read(self) -> dict:
-        if self._state is None:
+        """The copy its operations decide from: the host as it was when the first of them ran
+        (in a run planned first, without ``-y``: as planned, unless an operation has changed the
+        host since, when the run gets there)."""
+        executing = _executing()
+        if self._state is None or (executing and not self._used_executing):
             if self._reads is None:
                 self._reads = HostReads()
                 self._reads.snapshots.append(self)
             self._state = self._reads.state_for(self)
+            self._in_use, self._used_executing = True, executing
         return self._state
 
     def path(self, path: str) -> PathState:
@@ -513,7 +530,7 @@ def staged_upload(data: bytes, dest: str, user: str, group: str, mode: str, crea
 
 
 # Where something that stood where the deploy's file, link or directory belongs is kept.
-SET_ASIDE_DIR = f"{records.STATE_DIR}/set-aside"
+SET_ASIDE_DIR = f"{layout.STATE_DIR}/set-aside"
 
 
 def set_aside(path: str) -> str:
@@ -718,5 +735,28 @@ def service(
         said = f"{service} is {'running' if running else 'stopped'} and {'enabled' if enabled else 'disabled'}"
         note = note() if callable(note) else note
         host.noop(f"{said}; {note}" if note else said)
+    for command in commands:
+        yield command if isinstance(command, (StringCommand, FunctionCommand)) else StringCommand(command)
+
+
+@operation()
+def shell(commands: list, when):
+    """
+    Run ``commands`` when ``when`` (a ``Changes``) says an earlier operation changed what they
+    follow: pyinfra's ``server.shell(commands=..., _if=...)``, the one way this deploy reacts.
+
+    + commands: shell commands (strings or ``StringCommand``)
+    + when: a ``Changes`` (or any callable), asked while the run is planned and when it runs
+
+    **Example:**
+
+    .. code:: python
+
+        snapshot.shell(name="Apply the new limits", commands=["systemctl set-property ..."],
+                       when=snapshot.Changes(limits))
+    """
+    if not _wanted(when):
+        host.noop("nothing it follows changed")
+        return
     for command in commands:
         yield command if isinstance(command, (StringCommand, FunctionCommand)) else StringCommand(command)

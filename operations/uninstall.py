@@ -19,16 +19,17 @@ from . import (
     backups,
     conda,
     jupyter,
+    layout,
     letsencrypt,
     login_ban,
     records,
-    restarts,
     settings,
     sign_in,
     snapshot,
     system,
     tls,
 )
+from .jupyter import restarts
 from .render import FILES
 
 SCRIPT = "/root/.jupyter-uninstall"
@@ -134,7 +135,7 @@ def local_repository(repository: str | None) -> str:
 
 def uninstall_snapshot(user, notebook_dir, prefix, server_name, repository, purge) -> snapshot.Snapshot:
     """What is left of the deploy on the host (``UninstallState``)."""
-    paths = INSTALLED + ([backups.MOVED_ASIDE, records.STATE_DIR] if purge else [])
+    paths = INSTALLED + ([backups.MOVED_ASIDE, layout.STATE_DIR] if purge else [])
     probe = UninstallState(paths, user, notebook_dir, prefix, local_repository(repository), server_name, purge)
     return snapshot.Snapshot(probes={"left": probe})
 

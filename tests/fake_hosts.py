@@ -11,7 +11,6 @@ from pathlib import Path
 from operations import (
     apache,
     backups,
-    collaboration,
     conda,
     environment,
     firewall,
@@ -19,14 +18,13 @@ from operations import (
     letsencrypt,
     login_ban,
     passwords,
-    resource_usage,
-    restarts,
     settings,
     sign_in,
     snapshot,
     system,
     tls,
 )
+from operations.jupyter import collaboration, resource_usage, restarts
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every package a concern can want (a converged host has them all, whatever its settings).
@@ -119,9 +117,11 @@ class FakeHost:
 
 
 def fresh_host() -> FakeHost:
-    """A fresh Debian host; apt's apache2 package enables its default site (the fake host
-    answers as it would once the package is in)."""
-    return FakeHost().answer(apache.ApacheEnabled("sites"), ["000-default.conf"])
+    """A fresh Debian host; apt's apache2 package enables its default site and starts Apache
+    (the fake host answers as it would once the package is in)."""
+    host = FakeHost().answer(apache.ApacheEnabled("sites"), ["000-default.conf"])
+    host.units[apache.UNIT] = True
+    return host
 
 
 FRESH = fresh_host().responses()
@@ -231,7 +231,9 @@ def converged_host(
     )
     host.newer.update([jupyter.CONFIG_FILE, apache.SITE_PATH] if interrupted else [])
     host.newer.update([restarts.OWED] if deferred else [])
-    host.units.update({f"{jupyter.UNIT}.service": True, "fail2ban.service": True, restarts.TIMER: deferred})
+    host.units.update(
+        {f"{jupyter.UNIT}.service": True, "fail2ban.service": True, apache.UNIT: True, restarts.TIMER: deferred}
+    )
     checked(host, user, [account_line(user, account_comment), f"config-group={user}"], "2.4.71-1~deb12u1")
     host.answer(jupyter.Account(user), [account_line(user, account_comment)])
     host.answer(resource_usage.probe(prefix), [f"{prefix}/lib/python3.13/site-packages/jupyter_resource_usage"])

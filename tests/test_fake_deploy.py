@@ -16,7 +16,8 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
-from operations import letsencrypt, passwords, restarts, settings, snapshot, tls
+from operations import letsencrypt, passwords, settings, snapshot, tls
+from operations.jupyter import restarts
 from tests.fake_hosts import (
     FRESH,
     NAME,
@@ -89,7 +90,7 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
         "apache-config-swap conf zz-jupyter-hardening",
         "apache-config-swap sites jupyter",
         "a2dissite -q 000-default",
-        "apache2ctl configtest && systemctl reload-or-restart apache2",
+        "apache2ctl configtest\nsystemctl reload-or-restart apache2.service",
         "ufw --force enable",
         "fail2ban-client --test",
         "systemctl start fail2ban.service",
@@ -221,7 +222,8 @@ def test_config_an_interrupted_run_left_unapplied_is_applied(monkeypatch, yes):
         "Apache reverse proxy | Reload Apache (after configtest)",
     ]
     assert RESTART_WHEN_IDLE in commands
-    assert any(c.startswith("apache2ctl configtest && systemctl reload-or-restart apache2") for c in commands)
+    reload = commands.index("systemctl reload-or-restart apache2.service")
+    assert commands[reload - 1] == "apache2ctl configtest"
 
 
 def test_a_deferred_restart_is_not_owed_again_and_now_restarts_in_the_run(monkeypatch):
@@ -308,7 +310,7 @@ def test_letsencrypt_fresh_host_serves_port_80_before_certbot_then_switches(monk
     steps = [
         "openssl req -x509",  # the fallback certificate, so the first vhost passes configtest
         "apache-config-swap sites jupyter",
-        "apache2ctl configtest && systemctl reload-or-restart apache2",
+        "apache2ctl configtest\nsystemctl reload-or-restart apache2.service",
         "ufw --force enable",
         f"{CERTBOT} --server {ACME} --webroot -w {letsencrypt.WEBROOT} -d {NAME} --cert-name {NAME}",
     ]

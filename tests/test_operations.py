@@ -1,6 +1,7 @@
 """Custom operations, from JSON fixtures (pyinfra's own test style, via pyinfra-testing).
 
-Each folder under tests/operations is ``<module>.<operation>`` in ``operations/``; each
+Each folder under tests/operations is ``<module>.<operation>`` in ``operations/`` (the module
+dotted when it is in a package, e.g. ``jupyter.collaboration``); each
 file is one case: what the host reports, the arguments, and the exact commands the
 operation must yield -- none at all (with the no-op message) when the host is converged.
 
@@ -37,7 +38,7 @@ for _op_path in FOLDERS:
 def fed_snapshot(spec: dict, host_lines: list[str]) -> snapshot.Snapshot:
     """The snapshot ``spec`` describes, holding what ``HostSnapshot`` makes of ``host_lines``."""
     if "of" in spec:
-        module, function = spec["of"].split(".")
+        module, function = spec["of"].rsplit(".", 1)
         state = getattr(import_module(f"operations.{module}"), function)(*spec.get("args", []))
     else:
         state = snapshot.Snapshot(**spec)
@@ -56,7 +57,7 @@ SNAPSHOT_CASES = [
 @pytest.mark.parametrize("folder,case", SNAPSHOT_CASES, ids=[f"{f}/{c.stem}" for f, c in SNAPSHOT_CASES])
 def test_operation_deciding_from_its_snapshot(folder, case):
     data = json.loads(case.read_text())
-    module, name = folder.split(".")
+    module, name = folder.rsplit(".", 1)
     operation = getattr(import_module(f"operations.{module}"), name)
     host = create_host(FakeState(), facts={})
     state = fed_snapshot(data["snapshot"], data["host"])

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from operations import restarts
+from operations.jupyter import layout
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "files" / restarts.UNIT
+SCRIPT = ROOT / "files" / layout.RESTART_NAME
 URL = "http://127.0.0.1:8888/jupyter-deploy/activity"
 
 # systemctl: logs each call; `is-active` answers from ./active.UNIT, `show` the main PID
@@ -62,6 +62,7 @@ class Host:
         (self.proc / "812" / "fd" / "0").symlink_to("/dev/null")
         (self.proc / "812" / "fd" / "5").symlink_to("socket:[4242]")
         self.state = tmp_path / "state"
+        self.owed_file = self.state / "restart-owed"
         self.report = tmp_path / "report"
         self.jupyter_started(seconds_ago=3600)
         (tmp_path / "active.jupyter.service").write_text("active")
@@ -84,16 +85,20 @@ class Host:
             **os.environ,
             "PATH": f"{self.bin}:{os.environ['PATH']}",
             "FAKE": str(self.dir),
-            "JUPYTER_RESTART_STATE_DIR": str(self.state),
             "JUPYTER_RESTART_PROC": str(self.proc),
             **self.env,
         }
+        options = ["--unit", layout.UNIT, "--timer", layout.RESTART_TIMER, "--owed", str(self.owed_file)]
+        options += ["--activity-path", layout.ACTIVITY_PATH]
         return subprocess.run(
-            ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30, cwd=self.dir
+            ["bash", str(SCRIPT), *options, *args], env=env, capture_output=True, text=True, timeout=30, cwd=self.dir
         )
 
     def request(self, hours: str = "24") -> subprocess.CompletedProcess:
-        return self.run("request", hours, str(self.report))
+        return self.run("restart", "when-idle", hours, str(self.report))
+
+    def now(self) -> subprocess.CompletedProcess:
+        return self.run("restart", "now", "24", str(self.report))
 
     def asked(self) -> list[str]:
         """The URLs curl was given."""
@@ -104,14 +109,14 @@ class Host:
         return [c for c in calls if not c.startswith(("curl", "is-active", "show", "ss"))]
 
     def owed(self) -> dict[str, int]:
-        path = self.state / "restart-owed"
+        path = self.owed_file
         if not path.exists():
             return {}
         return {k: int(v) for k, v in (line.split("=") for line in path.read_text().split())}
 
     def set_owed(self, **values: int) -> None:
         owed = {**self.owed(), **values}
-        (self.state / "restart-owed").write_text("".join(f"{k}={v}\n" for k, v in owed.items()))
+        self.owed_file.write_text("".join(f"{k}={v}\n" for k, v in owed.items()))
 
 
 IDLE = "kernels=2 kernels_busy=0 terminals=1 terminals_busy=0"
@@ -138,7 +143,7 @@ def test_busy_kernels_and_terminals_defer_with_one_line_and_the_timer(fake_host)
     before = int(time.time())
     result = fake_host.request(hours="2")
     assert result.returncode == 0, result.stderr
-    assert fake_host.calls() == [f"start {restarts.TIMER}"]
+    assert fake_host.calls() == [f"start {layout.RESTART_TIMER}"]
     owed = fake_host.owed()
     assert before <= owed["requested"] <= time.time() and owed["deadline"] == owed["requested"] + 7200
     deadline = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(owed["deadline"]))
@@ -164,7 +169,7 @@ def test_a_second_request_keeps_the_first_deadline_until_jupyter_restarts(fake_h
 def test_a_server_that_cannot_say_counts_as_busy(fake_host):
     fake_host.answers(None)
     fake_host.request()
-    assert fake_host.calls() == [f"start {restarts.TIMER}"]
+    assert fake_host.calls() == [f"start {layout.RESTART_TIMER}"]
     assert "the running server cannot say whether anything is busy" in fake_host.report.read_text()
     # It was given five more tries, 2 s apart, in case it was still starting.
     assert (fake_host.dir / "slept").read_text() == "sleep 2\n" * 5
@@ -201,7 +206,7 @@ def test_the_timer_restarts_after_a_minute_of_idle(fake_host):
     assert fake_host.calls() == []
     fake_host.set_owed(idle_since=int(time.time()) - 70)
     result = fake_host.run("check")
-    assert fake_host.calls() == [f"stop {restarts.TIMER}", "restart jupyter.service"]
+    assert fake_host.calls() == [f"stop {layout.RESTART_TIMER}", "restart jupyter.service"]
     assert "nothing busy since" in result.stdout and fake_host.owed() == {}
 
 
@@ -220,14 +225,14 @@ def test_a_restart_done_meanwhile_settles_what_was_owed(fake_host):
     fake_host.set_owed(requested=int(time.time()) - 120)
     fake_host.jupyter_started(seconds_ago=30)
     fake_host.run("check")
-    assert fake_host.calls() == [f"stop {restarts.TIMER}"] and fake_host.owed() == {}
+    assert fake_host.calls() == [f"stop {layout.RESTART_TIMER}"] and fake_host.owed() == {}
 
 
 def test_now_restarts_and_forgets_a_deferred_restart(fake_host):
     fake_host.answers(BUSY)
     fake_host.request()
-    fake_host.run("now", str(fake_host.report))
-    assert fake_host.calls() == [f"stop {restarts.TIMER}", "restart jupyter.service"]
+    fake_host.now()
+    assert fake_host.calls() == [f"stop {layout.RESTART_TIMER}", "restart jupyter.service"]
     assert fake_host.owed() == {} and fake_host.report.read_text() == ""
 
 
@@ -272,7 +277,7 @@ def test_a_listener_of_the_notebook_user_named_after_the_main_process_is_not_ask
     fake_host.answers(BUSY)
     fake_host.request()
     assert fake_host.asked() == [URL]
-    assert fake_host.calls() == [f"start {restarts.TIMER}"]
+    assert fake_host.calls() == [f"start {layout.RESTART_TIMER}"]
 
 
 def test_a_server_holding_no_listening_socket_is_not_asked(fake_host):
@@ -320,7 +325,7 @@ def test_at_the_deadline_the_server_is_not_asked(fake_host):
 def test_a_lock_held_too_long_fails_the_run_with_a_line_instead_of_waiting(fake_host):
     fake_host.state.mkdir(exist_ok=True)
     fake_host.env["JUPYTER_RESTART_LOCK_SECONDS"] = "1"
-    holder = subprocess.Popen(["flock", str(fake_host.state / "restart.lock"), "sleep", "20"])
+    holder = subprocess.Popen(["flock", f"{fake_host.owed_file}.lock", "sleep", "20"])
     try:
         time.sleep(0.3)
         started = time.monotonic()
@@ -329,7 +334,7 @@ def test_a_lock_held_too_long_fails_the_run_with_a_line_instead_of_waiting(fake_
     finally:
         holder.kill()
         holder.wait()
-    assert result.returncode == 1 and "held" in result.stderr and "restart.lock" in result.stderr
+    assert result.returncode == 1 and "held" in result.stderr and "restart-owed.lock" in result.stderr
     assert waited < 10 and fake_host.calls() == []
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from operations import apache, jupyter, letsencrypt, login_ban, resource_usage, settings, sign_in, tls
+from operations import apache, jupyter, letsencrypt, login_ban, settings, sign_in, tls
+from operations.jupyter import resource_usage
 from tests import apache_local
 
 ROOT = Path(__file__).resolve().parent.parent

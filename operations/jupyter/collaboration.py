@@ -18,7 +18,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from . import environment, snapshot
+from .. import environment, snapshot
 
 PACKAGE = "jupyter-collaboration"
 # Releases of the 4 and 5 series support JupyterLab 4 and Notebook 7.

@@ -3,12 +3,12 @@ The notebook UI's memory display: what Jupyter and its kernels use against ``mem
 
 jupyter-resource-usage (pinned) is installed into the prefix when it is missing; the server
 loads it from the prefix's own config (``jupyter_server_config.d``). The limit it shows is
-read, at each of its requests, from ``MEMORY_MAX_FILE``, which root writes from the unit's
+read, at each of its requests, from ``layout.MEMORY_MAX_FILE``, which root writes from the unit's
 ``MemoryMax`` (``systemctl show``) whenever the limits change (and when the file is missing):
 a researcher sees the limit the OOM killer enforces, and a new limit shows without a restart. No limit
 (``memory_limit = None``: ``infinity``) shows none.
 
-Used by the Jupyter concern (operations/jupyter.py), which owns the unit and its limits.
+Used by the Jupyter concern (``operations/jupyter/``), which owns the unit and its limits.
 """
 
 from __future__ import annotations
@@ -20,13 +20,11 @@ import shlex
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, operation
 
-from . import environment, snapshot
+from .. import environment, snapshot
+from . import layout
 
 PACKAGE = "jupyter-resource-usage"
 VERSION = "1.3.0"
-# Root-written (0644), read by the server's config at each request of the display.
-MEMORY_MAX_FILE = "/etc/jupyter/memory_max"
-
 
 # Notebook 7 has no status bar: the display is a top-bar item, off unless a setting turns it
 # on. The server's default settings for every user come from the app settings dir's
@@ -61,19 +59,19 @@ def installed(prefix: str, state: snapshot.Snapshot):
 @operation()
 def memory_limit_file(unit: str, state: snapshot.Snapshot, changed):
     """
-    ``MEMORY_MAX_FILE`` holds the unit's ``MemoryMax`` (in bytes, or ``infinity``).
+    ``layout.MEMORY_MAX_FILE`` holds the unit's ``MemoryMax`` (in bytes, or ``infinity``).
 
     + unit: the systemd unit whose limit is shown
-    + state: the Jupyter concern's snapshot (with ``MEMORY_MAX_FILE`` among its paths)
+    + state: the Jupyter concern's snapshot (with ``layout.MEMORY_MAX_FILE`` among its paths)
     + changed: a ``snapshot.Changes`` of the operations that set the unit's limits
     """
-    if state.path(MEMORY_MAX_FILE).kind == "file" and not changed():
-        host.noop(f"{MEMORY_MAX_FILE} holds the unit's MemoryMax")
+    if state.path(layout.MEMORY_MAX_FILE).kind == "file" and not changed():
+        host.noop(f"{layout.MEMORY_MAX_FILE} holds the unit's MemoryMax")
         return
     q = shlex.quote
     yield StringCommand(
-        f"systemctl show -p MemoryMax --value {q(unit)} > {q(MEMORY_MAX_FILE)}.new"
-        f" && chmod 644 {q(MEMORY_MAX_FILE)}.new && mv {q(MEMORY_MAX_FILE)}.new {q(MEMORY_MAX_FILE)}"
+        f"systemctl show -p MemoryMax --value {q(unit)} > {q(layout.MEMORY_MAX_FILE)}.new"
+        f" && chmod 644 {q(layout.MEMORY_MAX_FILE)}.new && mv {q(layout.MEMORY_MAX_FILE)}.new {q(layout.MEMORY_MAX_FILE)}"
     )
 
 
