@@ -12,7 +12,9 @@ again changes nothing. The next deploy.py run upgrades again unless ``conda_inst
 
 from pyinfra import host
 
-from operations import conda, settings
+from operations import conda, jupyter, settings
 
 settings.validate(host, script="rollback")
+# The restart machinery first: the switch back restarts Jupyter through it.
+jupyter.install_restarts()
 conda.roll_back()

@@ -45,6 +45,7 @@ LAST_RESTORE = f"{STATE_DIR}/last-restore"
 # (root only; switching backups off keeps it too).
 MOVED_ASIDE = f"{STATE_DIR}/moved-aside"
 UNIT = "jupyter-backup"
+SERVICE = f"{UNIT}.service"
 SERVICE_FILE = f"{layout.SYSTEMD_DIR}/{UNIT}.service"
 TIMER_FILE = f"{layout.SYSTEMD_DIR}/{UNIT}.timer"
 # Left out of the home (all three come back by themselves or are worthless after a restart):
@@ -106,7 +107,7 @@ def config_file(
         restore_files=RESTORE_SCRIPT,
         created_record=records.RECORD,
         user=user,
-        jupyter_unit=f"{jupyter.UNIT}.service",
+        jupyter_unit=jupyter.UNIT,
         sftp_command=sftp_command,
     )
 

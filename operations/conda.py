@@ -25,8 +25,9 @@ import shlex
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
-from . import environment, layout, settings, snapshot, system
-from .jupyter import collaboration, resource_usage
+from . import backups, environment, layout, settings, snapshot, system
+from .jupyter import collaboration, resource_usage, restarts
+from .jupyter import layout as jupyter_layout
 from .render import FILES
 
 MARKER = ".jupyter-deploy-installer"
@@ -39,6 +40,8 @@ CHECK_SCRIPT = f"{LIB}/conda-check"
 STRANDED_SCRIPT = f"{LIB}/conda-stranded"
 # Root's: the lines a switch or a rollback wrote for the run's output.
 SWITCH_REPORT = f"{layout.STATE_DIR}/conda-switch-report"
+# One change of a distribution at a time: files/conda-install and files/conda-switch take it.
+LOCK = layout.INSTALLER_LOCK
 # What the download and the installer need on the host.
 PACKAGES = ["curl", "ca-certificates", "bzip2"]
 
@@ -46,6 +49,46 @@ PACKAGES = ["curl", "ca-certificates", "bzip2"]
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``)."""
     return PACKAGES
+
+
+# The concern's scripts on the host: what they do, where, from which file of files/.
+SCRIPTS = (
+    ("Installer script (download, check sha256, run)", INSTALL_SCRIPT, "conda-install"),
+    ("Switch script (check, switch, switch back)", SWITCH_SCRIPT, "conda-switch"),
+    ("Check of a new distribution before the switch", CHECK_SCRIPT, "conda-check"),
+    ("List of what users built on the previous distribution", STRANDED_SCRIPT, "conda-stranded"),
+)
+
+
+def uploaded_scripts(state: snapshot.Snapshot, scripts) -> None:
+    """The scripts (rows of ``SCRIPTS``) as this checkout has them, before one of them runs."""
+    for name, path, source in scripts:
+        snapshot.script(name=name, dest=path, src=FILES / source, state=state)
+
+
+def install_command() -> list:
+    """``files/conda-install`` with the lock and marker it works with, for its arguments."""
+    return [QuoteString(INSTALL_SCRIPT), "--lock", QuoteString(LOCK), "--marker", QuoteString(MARKER)]
+
+
+def switch_command() -> list:
+    """``files/conda-switch`` with what it works on (the server's unit, sandbox and limits, the
+    backup, its check scripts, the lock, the marker, and the restart script that decides how
+    Jupyter restarts), for a subcommand and its arguments."""
+    options = {
+        "--unit": jupyter_layout.UNIT,
+        "--sandbox": jupyter_layout.SANDBOX_DROPIN,
+        "--limits": jupyter_layout.LIMITS_DROPIN,
+        "--backup-unit": backups.SERVICE,
+        "--check": CHECK_SCRIPT,
+        "--stranded": STRANDED_SCRIPT,
+        "--lock": LOCK,
+        "--marker": MARKER,
+    }
+    command: list = [QuoteString(SWITCH_SCRIPT)]
+    for option, value in options.items():
+        command += [option, QuoteString(value)]
+    return [*command, "--restart", restarts.script_command(), "--"]
 
 
 def distributions_dir(prefix: str) -> str:
@@ -188,7 +231,7 @@ def installed(url: str, sha256: str, prefix: str, state: snapshot.Snapshot, requ
         host.noop(f"{target} was installed by this installer")
         return
     yield StringCommand(
-        QuoteString(INSTALL_SCRIPT),
+        *install_command(),
         QuoteString(url),
         QuoteString(sha256),
         QuoteString(target),
@@ -295,10 +338,10 @@ def switched(prefix: str, sha256: str, state: snapshot.Snapshot, policy: str, ho
     what = step(current, sha256)
     target = distribution_dir(prefix, sha256)
     if what == "fresh":
-        yield StringCommand(QuoteString(SWITCH_SCRIPT), "link", QuoteString(prefix), QuoteString(target))
+        yield StringCommand(*switch_command(), "link", QuoteString(prefix), QuoteString(target))
     elif what == "upgrade":
         yield StringCommand(
-            QuoteString(SWITCH_SCRIPT),
+            *switch_command(),
             "upgrade",
             QuoteString(prefix),
             QuoteString(target),
@@ -327,7 +370,7 @@ def rolled_back(prefix: str, state: snapshot.Snapshot, policy: str, hours: float
         host.noop(f"{prefix} has no previous distribution to switch back to")
         return
     yield StringCommand(
-        QuoteString(SWITCH_SCRIPT),
+        *switch_command(),
         "rollback",
         QuoteString(prefix),
         QuoteString(policy),
@@ -361,13 +404,7 @@ def install_conda():
     prefix = host.data.conda_prefix
     sha256 = host.data.conda_installer_sha256.lower()
     state = installer_snapshot(prefix, sha256)
-    for name, path, source in (
-        ("Installer script (download, check sha256, run)", INSTALL_SCRIPT, "conda-install"),
-        ("Switch script (check, switch, switch back)", SWITCH_SCRIPT, "conda-switch"),
-        ("Check of a new distribution before the switch", CHECK_SCRIPT, "conda-check"),
-        ("List of what users built on the previous distribution", STRANDED_SCRIPT, "conda-stranded"),
-    ):
-        snapshot.script(name=name, dest=path, src=FILES / source, state=state)
+    uploaded_scripts(state, SCRIPTS)
     installed(
         name="Install the conda distribution (sha256-verified, batch mode)",
         url=host.data.conda_installer_url,
@@ -412,12 +449,15 @@ def install_conda():
     data_defaults=settings.defaults("conda_prefix", "restart_policy", "restart_deadline"),
 )
 def roll_back():
-    """Switch ``conda_prefix`` back to the previous distribution (rollback.py)."""
+    """Switch ``conda_prefix`` back to the previous distribution (rollback.py), with the switch
+    script of this checkout (a host last deployed by an older one may have another)."""
     prefix = host.data.conda_prefix
+    state = installer_snapshot(prefix)
+    uploaded_scripts(state, [row for row in SCRIPTS if row[1] == SWITCH_SCRIPT])
     rolled_back(
         name="Switch back to the previous distribution",
         prefix=prefix,
         policy=host.data.restart_policy,
         hours=host.data.restart_deadline,
-        state=installer_snapshot(prefix),
+        state=state,
     )

@@ -29,7 +29,6 @@ from . import (
     system,
     tls,
 )
-from .jupyter import restarts
 from .render import FILES
 
 SCRIPT = "/root/.jupyter-uninstall"
@@ -40,9 +39,9 @@ REPORT = "/root/.jupyter-uninstall-report"
 INSTALLED = [
     jupyter.UNIT_FILE,
     jupyter.CONFIG_DIR,
-    restarts.SCRIPT,
-    restarts.SERVICE_FILE,
-    restarts.TIMER_FILE,
+    jupyter.layout.RESTART_SCRIPT,
+    jupyter.layout.RESTART_SERVICE_FILE,
+    jupyter.layout.RESTART_TIMER_FILE,
     jupyter.GUARD_DIR.rsplit("/", 1)[0],
     apache.SITE_PATH,
     apache.HARDENING_PATH,
@@ -62,6 +61,50 @@ INSTALLED = [
     apache.RELOAD_STAMP,
     apache.DEFAULT_SITE_MARKER,
 ]
+
+
+# What files/jupyter-uninstall stops, disables and removes, each option given once per value;
+# the units stop in this order (backups, a deferred restart, then Jupyter, whose kernels go
+# with it).
+SCRIPT_PATHS = {
+    "--unit-file": [
+        backups.TIMER_FILE,
+        backups.SERVICE_FILE,
+        jupyter.layout.RESTART_TIMER_FILE,
+        jupyter.layout.RESTART_SERVICE_FILE,
+        jupyter.UNIT_FILE,
+    ],
+    "--site": [apache.SITE],
+    "--conf": [apache.HARDENING_CONF, apache.WORKERS_CONF],
+    "--apache-file": [
+        apache.SITE_PATH,
+        apache.HARDENING_PATH,
+        apache.WORKERS_PATH,
+        apache.HTPASSWD,
+        sign_in.DIR,
+        sign_in.CACHE_DIR,
+    ],
+    "--certificate-file": [
+        tls.CERT,
+        tls.KEY,
+        tls.SERVED_CERT,
+        tls.SERVED_KEY,
+        letsencrypt.DEPLOY_HOOK,
+        tls.ACME_WEBROOT,
+    ],
+    "--ban-file": [login_ban.JAIL_FILE, login_ban.FILTER_FILE, login_ban.ACTION_FILE],
+    "--jail": list(login_ban.JAILS),
+    "--deploy-file": [jupyter.CONFIG_DIR, backups.CONFIG_DIR, layout.LIB, backups.CACHE_DIR],
+}
+# The deploy's paths the script reads or removes, one each.
+SCRIPT_OPTIONS = {
+    "--config-dir": jupyter.CONFIG_DIR,
+    "--default-site-marker": apache.DEFAULT_SITE_MARKER,
+    "--trusted-ca": letsencrypt.TRUSTED_CA,
+    "--renewal-dir": letsencrypt.RENEWAL,
+    "--backup-state": backups.STATE_DIR,
+    "--moved-aside": backups.MOVED_ASIDE,
+}
 
 
 class UninstallState(snapshot.Probe):
@@ -186,12 +229,14 @@ def uninstalled(
         "--record": records.RECORD,
         "--modules": " ".join(apache.needed_modules(basic_auth=False)),
         "--report": REPORT,
+        **SCRIPT_OPTIONS,
     }
     yield StringCommand(
         "bash",
         QuoteString(SCRIPT),
         *(["--purge"] if purge else []),
         *(part for option, value in arguments.items() for part in (option, QuoteString(value))),
+        *(part for option, values in SCRIPT_PATHS.items() for value in values for part in (option, QuoteString(value))),
         "; status=$?;",
         "rm",
         "-f",

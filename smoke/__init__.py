@@ -38,11 +38,15 @@ from urllib.parse import urlsplit
 
 import requests
 
+from operations import backups, sign_in
+from operations.jupyter import layout as jupyter_layout
+from operations.jupyter import restarts
+
 from .client import Jupyter, LoginFailed
 
 # The cell run on every host: its first line proves a kernel really executed it; the
-# second is the backup status (operations/backups.py's STATUS_FILE), or {} without backups.
-BACKUP_STATUS = "/var/lib/jupyter-backup/status"
+# second is the backup status, or {} without backups.
+BACKUP_STATUS = backups.STATUS_FILE
 CELL = (
     "import pathlib\n"
     "print(6 * 7)\n"
@@ -275,20 +279,18 @@ def audit(verdicts: list[Verdict], ignored: set[str], timeout: float = 30) -> No
             verdict.fail(problems)
 
 
-# Where the deploy puts the on-host cell check (operations/jupyter.py CELL_CHECK), and what it
-# hands to it (operations/sign_in.py): kept in step by tests/test_smoke_single_sign_on.py.
-CELL_CHECK = "/usr/local/lib/jupyter-deploy/jupyter-cell-check"
-PROXY_SECRET = "/etc/apache2/jupyter-sign-in/proxy-secret"
-SECRET_HEADER = "X-Jupyter-Proxy-Secret"
-USER_HEADER = "X-Jupyter-User"
-
-
 def cell_check_command(path: str = "/jupyter/") -> str:
-    """The command that runs ``CELL`` on a single sign-on host itself (as root, over SSH); the
-    code goes base64-encoded, one word whatever shell or command line carries it."""
+    """The command that runs ``CELL`` on a single sign-on host itself (as root, over SSH:
+    ``files/jupyter-cell-check`` where the deploy put it, with the deploy's names of what it
+    works on and hands to the server); the code goes base64-encoded, one word whatever shell
+    or command line carries it."""
+    q = shlex.quote
     code = base64.b64encode(CELL.encode()).decode()
-    words = (CELL_CHECK, path, PROXY_SECRET, SECRET_HEADER, USER_HEADER, code)
-    return " ".join(shlex.quote(word) for word in words)
+    options = f"--unit {q(jupyter_layout.UNIT)} --client {q(jupyter_layout.CELL_CHECK_CLIENT)}"
+    words = (path, sign_in.PROXY_SECRET, sign_in.SECRET_HEADER, sign_in.USER_HEADER, code)
+    return " ".join(
+        [q(jupyter_layout.CELL_CHECK), options, "--restart", restarts.script_command(), "--", *map(q, words)]
+    )
 
 
 def check_single_sign_on(

@@ -25,6 +25,7 @@ from operations import (
     tls,
 )
 from operations.jupyter import collaboration, resource_usage, restarts
+from operations.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every package a concern can want (a converged host has them all, whatever its settings).
@@ -185,13 +186,13 @@ def converged_host(
             data["notebook_dir"]: ("dir", (user, user, "750")),
             home: ("dir", (user, user, "750")),
             jupyter.CONFIG_DIR: ("dir", ("root", user, "750")),
-            jupyter.MIGRATED_MARKER: ("", readable),
+            jupyter.layout.MIGRATED_MARKER: ("", readable),
             jupyter.CONFIG_FILE: (config, readable),
             jupyter.LOGIN_HANDLER_FILE: ((ROOT / "files" / "jupyter_login_handler.py").read_text(), readable),
-            jupyter.SIGN_IN_FILE: ((ROOT / "files" / "jupyter_sign_in.py").read_text(), readable),
-            jupyter.KERNEL_DIR: ("dir", ("root", user, "750")),
-            jupyter.USER_KERNELS: ("dir", ("root", user, "750")),
-            f"{jupyter.USER_KERNELS}/kernels": (
+            jupyter.layout.SIGN_IN_FILE: ((ROOT / "files" / "jupyter_sign_in.py").read_text(), readable),
+            jupyter.layout.KERNEL_DIR: ("dir", ("root", user, "750")),
+            jupyter.layout.USER_KERNELS: ("dir", ("root", user, "750")),
+            f"{jupyter.layout.USER_KERNELS}/kernels": (
                 ("link", f"{home}/.local/share/jupyter/kernels"),
                 ("root", user, "777"),
             ),
@@ -203,13 +204,19 @@ def converged_host(
             jupyter.SANDBOX_DROPIN: (jupyter.sandbox_dropin(user, data["notebook_dir"]), system_file),
             jupyter.LIMITS_DROPIN: (jupyter.limits_dropin(data["memory_limit"], data["cpu_limit"]), system_file),
             jupyter.PASSWORD_FILE: ("secret", readable),
-            jupyter.ACTIVITY_FILE: ((ROOT / "files" / "jupyter_activity.py").read_text(), readable),
-            resource_usage.MEMORY_MAX_FILE: ("700000000", system_file),
+            jupyter.layout.ACTIVITY_FILE: ((ROOT / "files" / "jupyter_activity.py").read_text(), readable),
+            jupyter.layout.MEMORY_MAX_FILE: ("700000000", system_file),
             resource_usage.overrides_path(prefix): (overrides or resource_usage.OVERRIDES, system_file),
-            restarts.SCRIPT: ((ROOT / "files" / restarts.UNIT).read_text(), script),
-            restarts.SERVICE_FILE: ((ROOT / "files" / f"{restarts.UNIT}.service").read_text(), system_file),
-            restarts.TIMER_FILE: ((ROOT / "files" / f"{restarts.UNIT}.timer").read_text(), system_file),
-            **({restarts.OWED: ("owed", ("root", "root", "600"))} if deferred else {}),
+            jupyter.layout.RESTART_SCRIPT: ((ROOT / "files" / jupyter.layout.RESTART_NAME).read_text(), script),
+            jupyter.layout.RESTART_SERVICE_FILE: (
+                render("jupyter-restart-when-idle.service.j2", unit=jupyter.UNIT, command=restarts.script_command()),
+                system_file,
+            ),
+            jupyter.layout.RESTART_TIMER_FILE: (
+                (ROOT / "files" / jupyter.layout.RESTART_TIMER).read_text(),
+                system_file,
+            ),
+            **({jupyter.layout.OWED: ("owed", ("root", "root", "600"))} if deferred else {}),
             apache.SWAP_SCRIPT: ((ROOT / "files" / "apache-config-swap").read_text(), script),
             apache.SITE_PATH: (vhost, system_file),
             apache.HARDENING_PATH: ((ROOT / "files" / "apache-hardening.conf").read_text(), system_file),
@@ -230,9 +237,9 @@ def converged_host(
         }
     )
     host.newer.update([jupyter.CONFIG_FILE, apache.SITE_PATH] if interrupted else [])
-    host.newer.update([restarts.OWED] if deferred else [])
+    host.newer.update([jupyter.layout.OWED] if deferred else [])
     host.units.update(
-        {f"{jupyter.UNIT}.service": True, "fail2ban.service": True, apache.UNIT: True, restarts.TIMER: deferred}
+        {jupyter.UNIT: True, "fail2ban.service": True, apache.UNIT: True, jupyter.layout.RESTART_TIMER: deferred}
     )
     checked(host, user, [account_line(user, account_comment), f"config-group={user}"], "2.4.71-1~deb12u1")
     host.answer(jupyter.Account(user), [account_line(user, account_comment)])

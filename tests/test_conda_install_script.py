@@ -8,12 +8,16 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import shlex
 import subprocess
 import threading
 from functools import partial
 from pathlib import Path
 
 import pytest
+from pyinfra.api import StringCommand
+
+from operations import conda
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "files" / "conda-install"
@@ -58,8 +62,13 @@ def small_disk(tmp_path):
 
 def install(url: str, sha256: str, prefix: Path) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "no_proxy": "127.0.0.1"}
+    # The options the deploy gives it (operations/conda.py).
+    [_, *options] = shlex.split(StringCommand(*conda.install_command()).get_raw_value())
     return subprocess.run(
-        ["bash", str(SCRIPT), url, sha256, str(prefix), "install", "any"], capture_output=True, text=True, env=env
+        ["bash", str(SCRIPT), *options, url, sha256, str(prefix), "install", "any"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
 
 
@@ -91,4 +100,4 @@ def test_with_room_it_installs_and_records_the_installer(served, small_disk):
     result = install(url, sha256, disk / "conda")
     assert result.returncode == 0, result.stderr
     assert (disk / "conda" / "bin" / "marker").read_text() == "installed\n"
-    assert (disk / "conda" / ".jupyter-deploy-installer").read_text() == sha256 + "\n"
+    assert (disk / "conda" / conda.MARKER).read_text() == sha256 + "\n"

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from pyinfra.api import StringCommand
+
+from operations import conda
 
 ROOT = Path(__file__).resolve().parent.parent
 SWITCH = ROOT / "files" / "conda-switch"
 STRANDED = ROOT / "files" / "conda-stranded"
-MARKER = ".jupyter-deploy-installer"
+MARKER = conda.MARKER
 NEW = "{}.{}".format(*sys.version_info[:2])
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="takes the installer lock in /run/lock (CI runs as root)")
@@ -31,7 +35,9 @@ def distribution(path: Path, sha256: str | None) -> Path:
 
 
 def switch(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SWITCH), *map(str, args)], capture_output=True, text=True, check=False)
+    """The script with the options the deploy gives it (operations/conda.py), then ``args``."""
+    [_, *options] = shlex.split(StringCommand(*conda.switch_command()).get_raw_value())
+    return subprocess.run(["bash", str(SWITCH), *options, *map(str, args)], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture

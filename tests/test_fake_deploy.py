@@ -16,7 +16,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
-from operations import letsencrypt, passwords, settings, snapshot, tls
+from operations import conda, jupyter, letsencrypt, passwords, settings, snapshot, tls
 from operations.jupyter import restarts
 from tests.fake_hosts import (
     FRESH,
@@ -34,7 +34,8 @@ from tests.fake_hosts import (
 ROOT = Path(__file__).resolve().parent.parent
 # restart_policy 'when-idle' (the default): the run asks the host's script, which restarts
 # at once only when nothing is busy.
-RESTART_WHEN_IDLE = f"{restarts.SCRIPT} request 24 {restarts.REPORT}"
+RESTART_SCRIPT = restarts.script_command()
+RESTART_WHEN_IDLE = f"{RESTART_SCRIPT} restart when-idle 24 {jupyter.layout.REPORT}"
 
 
 def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=(), yes=False, script="deploy.py"):
@@ -76,14 +77,17 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
     steps = [
         "apt-get update",
         "-o Dpkg::Options::=--force-confold install ",
-        f"conda-install {settings.DEFAULTS['conda_installer_url']} {settings.DEFAULTS['conda_installer_sha256']} "
+        # The restart machinery before the distribution's switch, which restarts through it.
+        "mv -f /etc/systemd/system/jupyter-restart-when-idle.timer.pyinfra-new",
+        "systemctl daemon-reload",
+        f"conda-install --lock {conda.LOCK} --marker {conda.MARKER} {settings.DEFAULTS['conda_installer_url']} "
+        f"{settings.DEFAULTS['conda_installer_sha256']} "
         f"{settings.DEFAULTS['conda_prefix']}.dists/{settings.DEFAULTS['conda_installer_sha256'][:16]} install",
-        f"conda-switch link {settings.DEFAULTS['conda_prefix']} {settings.DEFAULTS['conda_prefix']}.dists/",
+        f"-- link {settings.DEFAULTS['conda_prefix']} {settings.DEFAULTS['conda_prefix']}.dists/",
         "useradd --system --comment 'Jupyter Notebook (jupyter-apache-deploy)' --home-dir /var/lib/jupyter "
         "--create-home --shell /usr/sbin/nologin jupyter",
         "mv /etc/jupyter/password_hash.pyinfra-tmp /etc/jupyter/password_hash",
-        "systemctl daemon-reload",
-        "systemctl start jupyter.service",
+        "systemctl daemon-reload\nsystemctl start jupyter.service",
         "systemctl enable jupyter.service",
         "openssl req -x509",
         "apache-config-swap mods /var/lib/jupyter-apache-deploy/created proxy proxy_http ssl headers rewrite",
@@ -176,7 +180,7 @@ def test_changed_port_rewrites_config_and_vhost_and_restarts_only_jupyter_and_ap
         [("@fake/nb1", {"server_name": NAME, "jupyter_port": 8890, "fake_responses": converged_responses()})],
     ).values()
     assert "Jupyter Notebook service | Jupyter server config" in changed
-    assert "Jupyter Notebook service | Jupyter running with its current config" in changed
+    assert "Jupyter Notebook service | Jupyter running with its current config and packages" in changed
     assert "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy)" in changed
     assert "Apache reverse proxy | Reload Apache (after configtest)" in changed
     assert not [op for op in changed if op.startswith(("Conda", "TLS", "Firewall", "System"))]
@@ -196,7 +200,7 @@ def test_new_password_changes_only_the_hash_and_restarts_jupyter(monkeypatch):
     ).values()
     assert changed == [
         "Jupyter Notebook service | Jupyter password hash (never shown)",
-        "Jupyter Notebook service | Jupyter running with its current config",
+        "Jupyter Notebook service | Jupyter running with its current config and packages",
     ]
     assert not [c for c in commands if "a different password" in c or "$argon2id$" in c]
 
@@ -218,7 +222,7 @@ def test_config_an_interrupted_run_left_unapplied_is_applied(monkeypatch, yes):
         monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})], yes=yes
     ).values()
     assert changed == [
-        "Jupyter Notebook service | Jupyter running with its current config",
+        "Jupyter Notebook service | Jupyter running with its current config and packages",
         "Apache reverse proxy | Reload Apache (after configtest)",
     ]
     assert RESTART_WHEN_IDLE in commands
@@ -234,16 +238,16 @@ def test_a_deferred_restart_is_not_owed_again_and_now_restarts_in_the_run(monkey
         monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
     ).values()
     assert [op for op in changed if op.startswith("Jupyter")] == []
-    assert not [c for c in commands if c.startswith((restarts.SCRIPT, "systemctl restart"))]
+    assert not [c for c in commands if c.startswith((RESTART_SCRIPT, "systemctl restart"))]
     [(commands, changed)] = run_deploy(
         monkeypatch,
         [("@fake/nb1", {"server_name": NAME, "restart_policy": "now", "fake_responses": responses})],
     ).values()
-    assert "Jupyter Notebook service | Jupyter running with its current config" in changed
-    assert f"{restarts.SCRIPT} now {restarts.REPORT}" in commands
+    assert "Jupyter Notebook service | Jupyter running with its current config and packages" in changed
+    assert f"{RESTART_SCRIPT} restart now 24 {jupyter.layout.REPORT}" in commands
 
 
-UPDATES_OP = "Jupyter server updates | Jupyter runs its installed server packages (restart when idle)"
+UPDATES_OP = "Jupyter Notebook service | Jupyter running with its current config and packages"
 
 
 def test_a_changed_server_package_owes_a_restart_and_the_run_says_which(monkeypatch, caplog):
@@ -275,7 +279,7 @@ def test_a_changed_server_package_owes_a_restart_and_the_run_says_which(monkeypa
         monkeypatch, [("@fake/nb1", {"server_name": NAME, "fake_responses": responses})]
     ).values()
     assert changed == []
-    assert not [c for c in commands if c.startswith(restarts.SCRIPT)]
+    assert not [c for c in commands if c.startswith(RESTART_SCRIPT)]
 
 
 def test_an_overrides_json_the_deploy_did_not_write_is_left_alone_with_a_warning(monkeypatch, caplog):
@@ -541,18 +545,23 @@ def test_switching_backups_off_keeps_what_restores_moved_aside_and_says_how_big(
 
 
 def test_the_uninstall_script_removes_every_path_the_deploy_leaves():
-    """Each of uninstall.INSTALLED is named in files/jupyter-uninstall, itself or a directory
-    it is in: a path the deploy leaves and the script forgets makes every uninstall run report
-    a change (seen: the login ban's action file)."""
-    from operations import records, uninstall
+    """Each of uninstall.INSTALLED is a path uninstall.py gives files/jupyter-uninstall to
+    remove, itself or a directory it is in: a path the deploy leaves and the script is not
+    given makes every uninstall run report a change (seen: the login ban's action file)."""
+    from operations import backups, records, uninstall
 
-    script = (ROOT / "files" / "jupyter-uninstall").read_text()
+    given = [path for option, paths in uninstall.SCRIPT_PATHS.items() if option.endswith("-file") for path in paths]
+    given += [f"{path}.d" for path in uninstall.SCRIPT_PATHS["--unit-file"]]
+    # Single paths: the trusted ACME CA; the record's directory (records.STATE_DIR) and the
+    # backups' state, which the script empties.
+    given += [uninstall.SCRIPT_OPTIONS["--trusted-ca"], records.STATE_DIR, backups.STATE_DIR]
 
     def named(path: str) -> bool:
-        if path.startswith(records.STATE_DIR + "/"):
-            return "$state_dir" in script  # the script's name for records.STATE_DIR
-        # The path, or a directory it is in (not a top one such as /etc or /var/lib).
-        candidates = [path] + [path.rsplit("/", depth)[0] for depth in range(1, path.count("/") - 1)]
-        return any(f"{candidate} " in script or f"{candidate}\n" in script for candidate in candidates)
+        return any(path == candidate or path.startswith(candidate + "/") for candidate in given)
 
     assert [path for path in uninstall.INSTALLED if not named(path)] == []
+    # And the script removes what it is given (each list option reaches a remove or a loop).
+    script = (ROOT / "files" / "jupyter-uninstall").read_text()
+    for option in uninstall.SCRIPT_PATHS:
+        variable = option[2:].replace("-", "_") + "s"
+        assert f'"${{{variable}[@]}}"' in script, option

@@ -49,13 +49,15 @@ def test_help_says_where_the_password_comes_from(capsys):
     assert "JUPYTER_PASSWORD" in shown and "--ssh-key" in shown and "jupyter-apache.crt" in shown
 
 
-def test_the_smoke_check_names_what_the_deploy_installs():
-    assert smoke.CELL_CHECK == jupyter.CELL_CHECK
-    assert smoke.PROXY_SECRET == sign_in.PROXY_SECRET
-    assert (smoke.SECRET_HEADER, smoke.USER_HEADER) == (sign_in.SECRET_HEADER, sign_in.USER_HEADER)
+def test_the_smoke_check_runs_what_the_deploy_installs_with_its_names():
     words = shlex.split(smoke.cell_check_command("/lab/"))
-    assert words[:5] == [jupyter.CELL_CHECK, "/lab/", sign_in.PROXY_SECRET, sign_in.SECRET_HEADER, sign_in.USER_HEADER]
-    assert base64.b64decode(words[5]).decode() == smoke.CELL
+    assert words[:5] == [jupyter.CELL_CHECK, "--unit", jupyter.UNIT, "--client", jupyter.CELL_CHECK_CLIENT]
+    restart = shlex.split(jupyter.restarts.script_command())
+    assert words[5 : 7 + len(restart)] == ["--restart", *restart, "--"]
+    arguments = words[7 + len(restart) :]
+    assert arguments[:4] == ["/lab/", sign_in.PROXY_SECRET, sign_in.SECRET_HEADER, sign_in.USER_HEADER]
+    assert base64.b64decode(arguments[4]).decode() == smoke.CELL
+    assert len(arguments) == 5
 
 
 class SignOnHost(apache_local.LoopbackHTTPS):

@@ -199,7 +199,7 @@ def test_every_deploy_claims_each_path_and_unit_once(monkeypatch):
 
     run_deploy(monkeypatch, [("@fake/nb1", {"server_name": "nb.test", "fake_responses": FRESH})])
     claimed = {what for by_snapshot in claims.values() for what in by_snapshot}
-    assert {jupyter.CONFIG_FILE, f"{jupyter.UNIT}.service", apache.SITE_PATH, "fail2ban.service"} <= claimed
+    assert {jupyter.CONFIG_FILE, jupyter.UNIT, apache.SITE_PATH, "fail2ban.service"} <= claimed
 
 
 def test_restart_pending_names_files_newer_than_the_running_process():

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from operations import apache, jupyter, letsencrypt, login_ban, settings, sign_in, tls
-from operations.jupyter import resource_usage
 from tests import apache_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,8 +186,8 @@ def load_server_config(tmp_path, server_name="nb.example.org", **data):
     password_file.write_text("argon2:$argon2id$v=19$m=10240,t=10,p=8$c2FsdA$ZGlnZXN0\n")
     source = jupyter.server_config({**settings.DEFAULTS, **data}, server_name)
     source = source.replace(jupyter.PASSWORD_FILE, str(password_file))
-    assert resource_usage.MEMORY_MAX_FILE in source
-    source = source.replace(resource_usage.MEMORY_MAX_FILE, str(tmp_path / "memory_max"))
+    assert jupyter.layout.MEMORY_MAX_FILE in source
+    source = source.replace(jupyter.layout.MEMORY_MAX_FILE, str(tmp_path / "memory_max"))
     ast.parse(source)
     config = _Config()
     path = list(sys.path)

@@ -41,8 +41,8 @@ from .layout import (
     UNIT,
     UNIT_FILE,
 )
-from .server import cull_interval, kernel_spec, server_config, ws_ping_interval_ms
 from .restarts import install_restarts
+from .server import cull_interval, kernel_spec, server_config, ws_ping_interval_ms
 from .service import RESTART_PATHS, restart_pending, service_snapshot
 from .unit import (
     METADATA_ADDRESSES,

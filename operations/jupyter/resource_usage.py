@@ -69,9 +69,9 @@ def memory_limit_file(unit: str, state: snapshot.Snapshot, changed):
         host.noop(f"{layout.MEMORY_MAX_FILE} holds the unit's MemoryMax")
         return
     q = shlex.quote
+    path = q(layout.MEMORY_MAX_FILE)
     yield StringCommand(
-        f"systemctl show -p MemoryMax --value {q(unit)} > {q(layout.MEMORY_MAX_FILE)}.new"
-        f" && chmod 644 {q(layout.MEMORY_MAX_FILE)}.new && mv {q(layout.MEMORY_MAX_FILE)}.new {q(layout.MEMORY_MAX_FILE)}"
+        f"systemctl show -p MemoryMax --value {q(unit)} > {path}.new && chmod 644 {path}.new && mv {path}.new {path}"
     )
 
 

@@ -29,6 +29,7 @@ from .. import snapshot, system
 from ..render import FILES, render
 from . import layout
 
+
 def packages(data) -> list[str]:
     """The script finds the server's port (ss) and asks it over HTTP (curl)."""
     return ["curl", "iproute2"]

@@ -25,15 +25,15 @@ RESTART_PATHS = [
 ]
 
 
-def restart_pending(state: snapshot.Snapshot, paths: list[str]) -> list[str]:
+def restart_pending(state: snapshot.Snapshot, unit: str, paths: list[str]) -> list[str]:
     """
-    What the running server has not picked up yet, from the concern's snapshot: each of
-    ``paths`` changed after its main process started (empty when it is not running). A run
+    What the running server (``unit``) has not picked up yet, from the concern's snapshot:
+    each of ``paths`` changed after its main process started (empty when it is not running). A run
     interrupted between writing a file and restarting leaves exactly this behind. (That
     systemd still has an old copy of a unit file calls for a daemon-reload, not a restart:
     ``snapshot.service`` does it.)
     """
-    current = state.unit(layout.UNIT)
+    current = state.unit(unit)
     # systemd's own start time, to the microsecond: `ps -o lstart` is derived from the boot
     # time truncated to a second and can read up to a second early, which made a file
     # written just before a restart look newer than the process.
@@ -98,7 +98,7 @@ def running(
     def owed() -> list[str]:
         if waiting():
             return []
-        return restart_pending(state, RESTART_PATHS) + restarts.server_updates(updates)
+        return restart_pending(state, layout.UNIT, RESTART_PATHS) + restarts.server_updates(updates)
 
     return snapshot.service(
         name="Jupyter running with its current config and packages",
