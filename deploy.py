@@ -4,7 +4,7 @@ Jupyter Notebook behind Apache with TLS, on every host of the inventory.
     JUPYTER_PASSWORD=... pyinfra -y inventory.py deploy.py
     JUPYTER_PASSWORD=... pyinfra -y 203.0.113.7 deploy.py
 
-Settings are host data (see group_data/all.py and the README); they are checked for
+Settings are host data (see group_data/all.py and docs/settings.md); they are checked for
 every host before any operation runs. Each concern below is one module of operations/:
 it reads its own settings and host state, and the order is the only thing they share.
 """

@@ -1,5 +1,5 @@
 """
-Restore each host's notebooks from its backups (see "Backups" in the README).
+Restore each host's notebooks from its backups (see docs/backups.md).
 
     pyinfra inventory.py restore.py                                   latest snapshot, in place
     pyinfra inventory.py restore.py --data restore_snapshot=1a2b3c4d  that snapshot

@@ -1,6 +1,5 @@
 """
-Switch each host back to the distribution it ran before the last upgrade (see "Conda
-distributions" in the README).
+Switch each host back to the distribution it ran before the last upgrade (see docs/restarts-and-upgrades.md).
 
     pyinfra inventory.py rollback.py
 

@@ -1,5 +1,5 @@
 """
-Remove the deploy from each host, keeping the data (see "Uninstall" in the README).
+Remove the deploy from each host, keeping the data (see docs/backups.md).
 
     pyinfra inventory.py uninstall.py
     pyinfra inventory.py uninstall.py --data uninstall_purge=True     the data too

@@ -1,12 +1,12 @@
 """
-    python bench/fake_fleet.py N [--parallel P] [--shards K]
+    python -m bench.fake_fleet N [--parallel P] [--shards K]
 
 The real CLI (``pyinfra -y INVENTORY deploy.py``, as users and CI run it) against N
 simulated converged hosts on pyinfra's @fake connector, each command taking 50 ms; with
 pyinfra's default parallelism, or ``--parallel P``; with ``--shards K``, K such processes side
 by side, each over its slice of the hosts (``JUPYTER_SHARD``, shards.py), as
 ``scripts/ci-deploy --shards K`` runs them. Prints wall time, peak memory of a pyinfra
-process and the run's totals as JSON. Run by bench/run.py.
+process and the run's totals as JSON. Run by ``python -m bench.run``.
 """
 
 from __future__ import annotations
@@ -21,16 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from operations import settings
+from tests.fake_hosts import PASSWORD
 
-from operations import settings  # noqa: E402
-from tests.fake_hosts import PASSWORD  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # The inventory pyinfra loads: N hosts sharing one set of canned answers (tests/fake_hosts.py).
 INVENTORY = """\
-import sys
-sys.path.insert(0, {root!r})
 import os
 from pyinfra.connectors.fake import FakeConnector
 from shards import parse, slice_of

@@ -1,8 +1,8 @@
 """
 The benchmark: how fast a fleet converges, how cheap a no-op run is, what the proxy costs.
 
-    sudo .venv/bin/python bench/run.py                 # everything (about 15 minutes)
-    sudo .venv/bin/python bench/run.py --repeat 1 --only noop,proxy
+    sudo .venv/bin/python -m bench.run                 # everything (about 15 minutes)
+    sudo .venv/bin/python -m bench.run --repeat 1 --only noop,proxy
 
 Needs what the real-host tests need (root, the lab; `.ci/run` installs it). Boots its own
 lab hosts (Debian 12), so never run it beside the test suite. Prints one table (median,
@@ -25,12 +25,11 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import proxy
+from lab import Lab, standin
+from lab.config import CACHE
 
-from bench import proxy  # noqa: E402
-from lab import Lab, standin  # noqa: E402
-from lab.config import CACHE  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PASSWORD = "bench password, not secret"
 # Which deploy an operation belongs to, by the deploy's name (pyinfra's "Deploy | Operation").
@@ -174,7 +173,8 @@ def bench_fake(sizes: list[int], shards: list[int]) -> dict:
             result = subprocess.run(
                 [
                     sys.executable,
-                    str(ROOT / "bench" / "fake_fleet.py"),
+                    "-m",
+                    "bench.fake_fleet",
                     str(size),
                     *(["--parallel", str(parallel)] if parallel else []),
                     *(["--shards", str(count)] if count > 1 else []),

@@ -4,11 +4,11 @@ line with its default and meaning: uncomment a line and change the value to set 
 Host data in inventory.py (per host) and `--data name=value` (per run) override these.
 
 The defaults live in operations/settings/registry.py (ad hoc runs, `pyinfra HOST deploy.py`, load
-no group_data and get them too); scripts/settings_docs.py writes this file's comments
+no group_data and get them too); python -m scripts.settings_docs writes this file's comments
 from there, so only change values, not the comment lines.
 """
 
-# --- Jupyter server (operations/jupyter.py) ---
+# --- Jupyter server (operations/jupyter/) ---
 
 # Public DNS name or IP of the host; None means the inventory name
 # server_name = None
@@ -82,7 +82,7 @@ from there, so only change values, not the comment lines.
 # Optional second login (Apache Basic auth) for this user, password in $JUPYTER_BASIC_AUTH_PASSWORD; None means off
 # basic_auth_user = None
 
-# --- Single sign-on and collaboration (operations/sign_in.py, operations/collaboration.py) ---
+# --- Single sign-on and collaboration (operations/sign_in.py, operations/jupyter/collaboration.py) ---
 
 # How people sign in: 'password' (Jupyter's, one shared password) or 'oidc' (each person at an OpenID Connect provider)
 # auth = 'password'
@@ -107,7 +107,7 @@ from there, so only change values, not the comment lines.
 # Enable ufw: allow SSH, 80 and 443 only
 # firewall = True
 
-# --- The researcher's environment (operations/environment.py, operations/jupyter.py) ---
+# --- The researcher's environment (operations/environment.py, operations/jupyter/) ---
 
 # conda specs installed into conda_prefix with 'conda install' on every host (conda_accept_tos applies)
 # conda_packages = []

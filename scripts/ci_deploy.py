@@ -53,12 +53,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import shards
+from operations import settings, tls
+from smoke import Verdict, cell_check_command, check, check_single_sign_on
 
-import shards  # noqa: E402
-from operations import settings, tls  # noqa: E402
-from smoke import Verdict, cell_check_command, check, check_single_sign_on  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 STRICT = ["--data", "ssh_strict_host_key_checking=yes"]
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
@@ -322,7 +321,7 @@ def run_shards(count: int, inventory: str, dry: bool, canary: int = 0) -> list[d
         runs = []
         for index in range(1, count + 1):
             result_file = Path(directory) / f"shard-{index}.json"
-            command = [sys.executable, str(Path(__file__).resolve()), "--shard", f"{index}/{count}"]
+            command = [sys.executable, "-m", "scripts.ci_deploy", "--shard", f"{index}/{count}"]
             command += ["--canary", str(canary)] if canary else []
             command += ["--result", str(result_file), *(["--dry"] if dry else []), inventory]
             # Only the merged report goes to the job's summary.

@@ -1,10 +1,10 @@
 """
 Writes the two documents made from operations/settings/registry.py, the one definition of every
-setting: the README's settings table and group_data/all.py (every setting as a
+setting: the settings table of docs/settings.md and group_data/all.py (every setting as a
 commented-out example: uncomment a line to change it).
 
-    python scripts/settings_docs.py            rewrite both
-    python scripts/settings_docs.py --check    exit 1 when either is stale (the tests run this)
+    python -m scripts.settings_docs            rewrite both
+    python -m scripts.settings_docs --check    exit 1 when either is stale (the tests run this)
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from operations import settings
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from operations import settings  # noqa: E402
-
-README = ROOT / "README.md"
+SETTINGS_PAGE = ROOT / "docs" / "settings.md"
 GROUP_DATA = ROOT / "group_data" / "all.py"
-TABLE_START = "<!-- settings table: generated from operations/settings/registry.py by scripts/settings_docs.py -->"
+TABLE_START = (
+    "<!-- settings table: generated from operations/settings/registry.py by python -m scripts.settings_docs -->"
+)
 TABLE_END = "<!-- end of the settings table -->"
 
 GROUP_DATA_HEADER = '''"""
@@ -28,7 +28,7 @@ line with its default and meaning: uncomment a line and change the value to set 
 Host data in inventory.py (per host) and `--data name=value` (per run) override these.
 
 The defaults live in operations/settings/registry.py (ad hoc runs, `pyinfra HOST deploy.py`, load
-no group_data and get them too); scripts/settings_docs.py writes this file's comments
+no group_data and get them too); python -m scripts.settings_docs writes this file's comments
 from there, so only change values, not the comment lines.
 """
 '''
@@ -42,12 +42,12 @@ def table() -> str:
     return "\n".join(rows)
 
 
-def readme(text: str) -> str:
-    """``text`` (the README) with the generated table between its markers."""
+def settings_page(text: str) -> str:
+    """``text`` (docs/settings.md) with the generated table between its markers."""
     before, start, rest = text.partition(TABLE_START)
     _, end, after = rest.partition(TABLE_END)
     if not (start and end):
-        raise SystemExit(f"README.md lacks the markers {TABLE_START!r} ... {TABLE_END!r}")
+        raise SystemExit(f"docs/settings.md lacks the markers {TABLE_START!r} ... {TABLE_END!r}")
     return f"{before}{TABLE_START}\n{table()}\n{TABLE_END}{after}"
 
 
@@ -68,11 +68,11 @@ def group_data(current: str = "") -> str:
 
 
 def main(argv: list[str]) -> int:
-    wanted = {README: readme(README.read_text()), GROUP_DATA: group_data(GROUP_DATA.read_text())}
+    wanted = {SETTINGS_PAGE: settings_page(SETTINGS_PAGE.read_text()), GROUP_DATA: group_data(GROUP_DATA.read_text())}
     stale = [path for path, text in wanted.items() if path.read_text() != text]
     if "--check" in argv:
         for path in stale:
-            print(f"{path.relative_to(ROOT)} is stale: run python scripts/settings_docs.py", file=sys.stderr)
+            print(f"{path.relative_to(ROOT)} is stale: run python -m scripts.settings_docs", file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
         path.write_text(wanted[path])

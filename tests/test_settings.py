@@ -246,9 +246,9 @@ def test_inventory_name_that_is_no_hostname_needs_server_name(monkeypatch):
         settings.validate(Host())
 
 
-def test_readme_table_and_group_data_are_what_settings_py_makes_of_them():
+def test_the_settings_table_and_group_data_are_what_the_registry_makes_of_them():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "settings_docs.py"), "--check"], capture_output=True, text=True
+        [sys.executable, "-m", "scripts.settings_docs", "--check"], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
 
@@ -272,19 +272,21 @@ def test_a_user_who_uncomments_a_line_keeps_it_and_the_docs_check_still_passes(t
 
     edited = (ROOT / "group_data" / "all.py").read_text().replace("# jupyter_port = 8888", "jupyter_port = 9999")
     assert settings_docs.group_data(edited) == edited
-    # A stale README table is caught.
-    readme = (ROOT / "README.md").read_text()
-    assert settings_docs.readme(readme) == readme
-    assert settings_docs.readme(readme.replace("| `jupyter_port` | `8888` |", "| `jupyter_port` | `8000` |")) == readme
+    # A stale settings table is caught.
+    page = (ROOT / "docs" / "settings.md").read_text()
+    assert settings_docs.settings_page(page) == page
+    assert (
+        settings_docs.settings_page(page.replace("| `jupyter_port` | `8888` |", "| `jupyter_port` | `8000` |")) == page
+    )
 
 
-def test_readme_table_lists_every_setting_with_its_default():
-    readme = (ROOT / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|", readme, flags=re.M))
+def test_the_settings_page_lists_every_setting_with_its_default():
+    page = (ROOT / "docs" / "settings.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|", page, flags=re.M))
     for setting in settings.SETTINGS:
-        assert setting.name in rows, f"README settings table lacks {setting.name}"
+        assert setting.name in rows, f"docs/settings.md lacks {setting.name}"
         assert rows[setting.name] == f"`{setting.default!r}`", setting.name
-    assert set(rows) <= set(settings.BY_NAME), "README documents settings that do not exist"
+    assert set(rows) <= set(settings.BY_NAME), "docs/settings.md documents settings that do not exist"
 
 
 def test_acme_ca_bundle_must_be_certificates_only(tmp_path):
@@ -564,3 +566,27 @@ def test_basic_auth_cannot_guard_the_same_path_as_oidc():
         {**OIDC, "basic_auth_user": "alice"}, environ={**OIDC_ENV, settings.BASIC_AUTH_PASSWORD_ENV: "x"}
     )
     assert len(errors) == 1 and "basic_auth_user = 'alice' is not allowed with auth = 'oidc'" in errors[0]
+
+
+def test_each_setting_is_read_by_a_module_its_group_names():
+    """The registry's pointer from a setting to the code that reads it (shown in group_data and
+    the settings page) is right: one of its group's modules (a directory: a file in it) names it."""
+    from operations.settings import registry
+
+    root = Path(__file__).resolve().parent.parent
+    wrong = []
+    for group in registry.GROUPS:
+        places = [root / place.strip() for place in group.modules.split(",")]
+        texts = [
+            path.read_text()
+            for place in places
+            for path in (sorted(place.rglob("*.py")) if place.is_dir() else [place])
+            if path.exists()
+        ]
+        assert texts, f"{group.title}: {group.modules} names no file"
+        wrong += [
+            f"{setting.name} ({group.modules})"
+            for setting in group.settings
+            if not any(re.search(rf"\b{setting.name}\b", text) for text in texts)
+        ]
+    assert wrong == []

@@ -132,7 +132,7 @@ def _unknown_errors(command_line_keys) -> list[str]:
     # --data is typed for this run: a name this version does not know is a mistake
     # (e.g. a setting of a newer version), never something to ignore silently.
     return [
-        f"unknown setting {key!r} given with --data: this version has no such setting (see the README's settings table)"
+        f"unknown setting {key!r} given with --data: this version has no such setting (see docs/settings.md)"
         for key in unknown_names(command_line_keys)
         if not _close_match(key)
     ]
@@ -147,9 +147,7 @@ def _warn_unknown(keys) -> None:
     for key in unknown_names(keys):
         if key not in _warned and not _close_match(key):
             _warned.add(key)
-            logger.warning(
-                f"host data {key!r} is not a setting of this deploy and is ignored (see the README's settings table)"
-            )
+            logger.warning(f"host data {key!r} is not a setting of this deploy and is ignored (see docs/settings.md)")
 
 
 def check_values(

@@ -40,7 +40,7 @@ def check_password_hash(value):
     if value is None or (isinstance(value, str) and _ARGON2.fullmatch(value)):
         return None
     if isinstance(value, str) and value.startswith("sha1:"):
-        return "an 'argon2:' hash; sha1 hashes are too weak, make a new one (see README, 'Passwords')"
+        return "an 'argon2:' hash; sha1 hashes are too weak, make a new one (see docs/sign-in.md, 'Passwords')"
     return (
         "an 'argon2:$argon2id$...' hash (this does not look like one: if it is a plaintext "
         f"password, put it in the {PASSWORD_ENV} environment variable instead)"

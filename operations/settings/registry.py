@@ -1,7 +1,7 @@
 """
 Every setting of the deploy, by concern: its name, default, one-line meaning and check.
 
-This is the one place a setting is defined. The README's settings table and
+This is the one place a setting is defined. The settings table (docs/settings.md) and
 ``group_data/all.py`` are written from it (``scripts/settings_docs.py``; a test fails when
 either is stale), and every packaged deploy takes its ``data_defaults`` from ``defaults``,
 so an ad hoc ``pyinfra HOST deploy.py`` (which loads no group_data) gets the same values.
@@ -80,7 +80,7 @@ class Group:
 GROUPS: tuple[Group, ...] = (
     Group(
         "Jupyter server",
-        "operations/jupyter.py",
+        "operations/jupyter/",
         (
             Setting(
                 "server_name",
@@ -225,7 +225,7 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "Single sign-on and collaboration",
-        "operations/sign_in.py, operations/collaboration.py",
+        "operations/sign_in.py, operations/jupyter/collaboration.py",
         (
             Setting(
                 "auth",
@@ -274,7 +274,7 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "The researcher's environment",
-        "operations/environment.py, operations/jupyter.py",
+        "operations/environment.py, operations/jupyter/",
         (
             Setting(
                 "conda_packages",

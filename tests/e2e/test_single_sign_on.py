@@ -390,7 +390,7 @@ def test_a_canary_of_a_single_sign_on_host_with_a_broken_server_stops_the_rollou
         env = {**os.environ, **ENV, "PATH": os.environ["PATH"]}
         env.pop("JUPYTER_PASSWORD", None)
         stopped = subprocess.run(
-            [sys.executable, "scripts/ci_deploy.py", "--canary", "1", str(inventory)],
+            [sys.executable, "-m", "scripts.ci_deploy", "--canary", "1", str(inventory)],
             cwd=ROOT,
             capture_output=True,
             text=True,
