@@ -22,6 +22,12 @@ TOP = ("tests", "operations", "files", "templates", "lab", "scripts", "bench", "
 # Modules a doc may cite as `module.name`, and where they live.
 MODULES = {
     **{p.stem: f"operations.{p.stem}" for p in (ROOT / "operations").glob("*.py") if p.stem != "__init__"},
+    "jupyter": "operations.jupyter",
+    **{
+        p.stem: f"operations.jupyter.{p.stem}"
+        for p in (ROOT / "operations" / "jupyter").glob("*.py")
+        if p.stem not in ("__init__", "layout", "server")  # not pyinfra's server.shell
+    },
     "settings": "operations.settings",
     **{p.stem: f"operations.settings.{p.stem}" for p in (ROOT / "operations" / "settings").glob("*.py")},
 }

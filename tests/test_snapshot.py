@@ -183,23 +183,37 @@ def test_a_path_or_unit_two_operations_would_decide_is_refused_while_the_run_is_
         state.claim("/elsewhere", "x")
 
 
-def test_every_deploy_claims_each_path_and_unit_once(monkeypatch):
-    """The whole deploy.py, fresh host: claims are made while the run is planned, once each."""
+@pytest.mark.parametrize(
+    "script, data, wanted",
+    [
+        ("deploy.py", {}, {jupyter.CONFIG_FILE, jupyter.UNIT, apache.SITE_PATH, "fail2ban.service"}),
+        ("rollback.py", {}, {jupyter.layout.RESTART_SCRIPT}),
+        ("restore.py", {"backup_repository": "/srv/backups/nb"}, set()),
+        ("uninstall.py", {}, set()),
+    ],
+)
+def test_every_deploy_file_claims_each_path_and_unit_once(monkeypatch, script, data, wanted):
+    """Each file you run, planned for a fresh and a converged host: claims are made while the
+    run is planned, once each per host whatever concern makes them (a second raises, and the
+    run fails), and those the deploy is known to make are among them."""
+    from tests.fake_hosts import FRESH, converged_responses
     from tests.test_fake_deploy import run_deploy
 
-    claims: dict[int, dict[str, str]] = {}
+    claims: dict[str, set[str]] = {}
     original = snapshot.Snapshot.claim
 
     def recording(self, what, by):
         original(self, what, by)
-        claims.setdefault(id(self), {})[what] = by
+        claims.setdefault(script, set()).add(what)
 
     monkeypatch.setattr(snapshot.Snapshot, "claim", recording)
-    from tests.fake_hosts import FRESH
-
-    run_deploy(monkeypatch, [("@fake/nb1", {"server_name": "nb.test", "fake_responses": FRESH})])
-    claimed = {what for by_snapshot in claims.values() for what in by_snapshot}
-    assert {jupyter.CONFIG_FILE, jupyter.UNIT, apache.SITE_PATH, "fail2ban.service"} <= claimed
+    for responses in (FRESH, converged_responses()):
+        run_deploy(
+            monkeypatch,
+            [("@fake/nb1", {"server_name": "nb.test", "fake_responses": responses, **data})],
+            script=script,
+        )
+    assert wanted <= claims.get(script, set())
 
 
 def test_restart_pending_names_files_newer_than_the_running_process():
