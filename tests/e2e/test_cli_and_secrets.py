@@ -92,7 +92,7 @@ def test_password_change_ends_old_sessions_and_shows_no_secret_even_with_diff_an
         assert changed.changed() == {
             deployment.address(name): [
                 "Jupyter Notebook service | Jupyter password hash (never shown)",
-                "Jupyter Notebook service | Jupyter running with its current config",
+                "Jupyter Notebook service | Jupyter running with its current config and packages",
             ]
             for name in deployment.names
         }

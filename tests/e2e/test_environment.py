@@ -525,7 +525,7 @@ def test_changed_memory_limit_applies_to_the_running_server(deployment, ca_files
                     f"Jupyter Notebook service | {op}"
                     for op in (
                         "Memory, CPU and task limits (systemd drop-in)",
-                        "Jupyter running with its current config",
+                        "Jupyter running with its current config and packages",
                         "Apply the new limits to the running server",
                         "Memory limit the notebook UI shows (the unit's MemoryMax)",
                     )

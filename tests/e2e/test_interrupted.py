@@ -32,7 +32,7 @@ def test_killed_before_the_jupyter_restart_converges(deployment, ca_files):
         resumed = deployment.pyinfra(overrides=overrides)
         assert resumed.returncode == 0, resumed.output[-3000:]
         changed = resumed.changed()[deployment.address("nb3")]
-        assert "Jupyter Notebook service | Jupyter running with its current config" in changed
+        assert "Jupyter Notebook service | Jupyter running with its current config and packages" in changed
         # A Jupyter-only change leaves Apache alone.
         assert not [op for op in changed if op.startswith("Apache reverse proxy")], changed
         assert terminals_status(deployment, ca_files) == 404, "terminals are still on: the new config is not live"

@@ -47,7 +47,7 @@ def test_only_the_changed_host_and_its_affected_services_changed(deployment, rec
         [
             "Jupyter Notebook service | Jupyter server config",
             "Jupyter Notebook service | systemd unit",
-            "Jupyter Notebook service | Jupyter running with its current config",
+            "Jupyter Notebook service | Jupyter running with its current config and packages",
             "Apache reverse proxy | Jupyter vhost (:80 redirect, :443 proxy)",
             "Apache reverse proxy | Reload Apache (after configtest)",
         ]

@@ -16,6 +16,7 @@ import time
 import pytest
 import requests
 
+from operations.jupyter import restarts
 from smoke.client import Jupyter, execute_request
 from tests.advisory_feed import GHSA
 from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS, audited
@@ -30,8 +31,9 @@ DEFERRED = "Jupyter restart deferred: "
 # An older release of the server than the stand-in's, for the update case.
 OTHER_SERVER = "2.14.1"
 UPDATE_KERNEL_SECONDS = 30
-SERVICE_OP = "Jupyter Notebook service | Jupyter running with its current config"
-RESTART_SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-restart-when-idle"
+SERVICE_OP = "Jupyter Notebook service | Jupyter running with its current config and packages"
+# The restart script with the options the deploy gives it.
+RESTART_SCRIPT = restarts.script_command()
 IMPOSTOR_KERNEL_SECONDS = 25
 IMPOSTOR_CHANGE = {"cull_idle_kernels_after": 1800}
 # A kernel's cell: the kernel process takes the name "pid=MAINPID," and answers "nothing busy"
@@ -346,7 +348,7 @@ def test_a_server_update_alone_owes_a_restart_that_waits_for_idle(restarts):
     # Only the packages and the restart they owe.
     assert run.changed()[next(iter(run.changed()))] == [
         "Fleet packages | Install the listed conda and pip packages into the prefix",
-        "Jupyter server updates | Jupyter runs its installed server packages (restart when idle)",
+        SERVICE_OP,
     ]
     assert restarts["update pid after run"], "the update restarted a busy server"
     assert restarts["update kernel output"] == "done\n"
