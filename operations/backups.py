@@ -124,9 +124,15 @@ def secrets_file(repository: str, environ=None) -> str:
     )
 
 
+def script_command() -> str:
+    """``files/jupyter-backup`` with the files it reads its settings from, for a subcommand."""
+    q = shlex.quote
+    return f"{q(SCRIPT)} --config {q(CONFIG_FILE)} --secrets {q(SECRETS_FILE)}"
+
+
 def service_unit(repository: str) -> str:
     local = repository if repository.startswith("/") else None
-    return render(f"{UNIT}.service.j2", script=SCRIPT, state_name=STATE_NAME, local_repository=local)
+    return render(f"{UNIT}.service.j2", command=script_command(), state_name=STATE_NAME, local_repository=local)
 
 
 def timer_unit(schedule: str) -> str:
@@ -152,7 +158,7 @@ def secret_file(path: str, content: str, state: snapshot.Snapshot):
 
     .. code:: python
 
-        secret_file(name="Backup password (never shown)", path="/etc/jupyter-backup/password",
+        secret_file(name="Backup password (never shown)", path=backups.PASSWORD_FILE,
                     content=os.environ["JUPYTER_BACKUP_PASSWORD"], state=state)
     """
     owner = passwords.stored_owner(path, state)
@@ -178,7 +184,7 @@ class BackupRepositoryState(snapshot.Probe):
 
     def command(self):
         return (
-            f'{shlex.quote(SCRIPT)} check-repository 2>&1; echo "exit=$?"; '
+            f'{script_command()} check-repository 2>&1; echo "exit=$?"; '
             f"test -e {shlex.quote(STATUS_FILE)} && echo status-file; "
             f"systemd-analyze calendar {shlex.quote(self.schedule)} >/dev/null 2>&1 || echo bad-schedule; true"
         )
@@ -220,7 +226,7 @@ def repository_ready(schedule: str, state: snapshot.Snapshot):
             f"accept it as OnCalendar (try: systemd-analyze calendar {shlex.quote(schedule)})"
         )
     if state["exit"] == 3 or (state["exit"] == 0 and not state["status_file"]):
-        yield StringCommand(shlex.quote(SCRIPT), "init")
+        yield StringCommand(script_command(), "init")
     elif state["exit"] != 0:
         raise OperationError(f"the backup repository does not open: {state['reason'][:500]}")
     else:
@@ -397,7 +403,7 @@ def restored(snapshot_id: str, target: str | None = None):
         backups.restored(name="Restore the latest snapshot", snapshot_id="latest")
     """
     yield StringCommand(
-        QuoteString(SCRIPT), "restore", QuoteString(snapshot_id), *([QuoteString(target)] if target else [])
+        script_command(), "restore", QuoteString(snapshot_id), *([QuoteString(target)] if target else [])
     )
     yield system.shown_report(LAST_RESTORE)
 

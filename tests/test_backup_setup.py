@@ -201,10 +201,10 @@ def test_the_script_backs_up_and_restores_every_byte_into_a_side_directory(tmp_p
     secrets.write_text(
         backups.secrets_file(str(tmp_path / "repo")).replace(backups.PASSWORD_FILE, str(tmp_path / "password"))
     )
-    env = {**os.environ, "JUPYTER_BACKUP_CONFIG": str(config), "JUPYTER_BACKUP_SECRETS": str(secrets)}
+    options = ["--config", str(config), "--secrets", str(secrets)]
 
     def script(*args, check=True):
-        return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, check=check)
+        return subprocess.run(["bash", str(SCRIPT), *options, *args], capture_output=True, text=True, check=check)
 
     assert script("check-repository", check=False).returncode == 3
     assert "created the repository" in script("init").stdout
@@ -242,8 +242,8 @@ def test_init_refuses_a_local_directory_that_holds_something_else(tmp_path):
     (tmp_path / "password").write_text("scratch password\n")
     secrets = tmp_path / "restic.env"
     secrets.write_text(backups.secrets_file(str(taken)).replace(backups.PASSWORD_FILE, str(tmp_path / "password")))
-    env = {**os.environ, "JUPYTER_BACKUP_CONFIG": str(config), "JUPYTER_BACKUP_SECRETS": str(secrets)}
-    result = subprocess.run(["bash", str(SCRIPT), "init"], env=env, capture_output=True, text=True)
+    options = ["--config", str(config), "--secrets", str(secrets)]
+    result = subprocess.run(["bash", str(SCRIPT), *options, "init"], capture_output=True, text=True)
     assert result.returncode == 1 and "is not empty and not a restic repository" in result.stderr
     assert sorted(p.name for p in taken.iterdir()) == ["other.txt"]
 
