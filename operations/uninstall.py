@@ -220,6 +220,7 @@ def uninstalled(
     yield FileUploadCommand(str(FILES / "jupyter-uninstall"), SCRIPT)
     arguments = {
         "--user": user,
+        "--home-dir": settings.home_of(user or ""),
         "--notebook-dir": notebook_dir,
         "--prefix": prefix,
         "--server-name": server_name,
