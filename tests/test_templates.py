@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from operations import apache, jupyter, letsencrypt, login_ban, settings, sign_in, tls
+from operations.render import FILES
 from tests import apache_local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,7 +260,7 @@ def test_login_form_checks_passwords_off_the_event_loop(tmp_path):
     module, _, name = values["PasswordIdentityProvider.login_handler_class"].rpartition(".")
     assert values["sys.path added"] == [jupyter.CONFIG_DIR]
     assert jupyter.LOGIN_HANDLER_FILE == f"{jupyter.CONFIG_DIR}/{module}.py"
-    tree = ast.parse((jupyter.FILES / f"{module}.py").read_text())
+    tree = ast.parse((FILES / f"{module}.py").read_text())
     handler = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name)
     assert [base.id for base in handler.bases] == ["LoginFormHandler"]
     post = next(node for node in handler.body if getattr(node, "name", "") == "post")

@@ -104,3 +104,11 @@ def check_account(host_name: str, user: str, origin: dict | None) -> None:
         f"{user!r} already exists on this host (home {origin['home']}) and was not created by it. "
         "Choose another name, e.g. 'jupyter'",
     )
+
+
+def install_account(state: snapshot.Snapshot, user: str, notebook_dir: str, home: str) -> None:
+    """The account, its notebook directory and its home (the account's own, 0750)."""
+    account(name=f"System user {user} (no login shell)", user=user, comment=ACCOUNT_COMMENT, home=home, state=state)
+    owned_by_user = {"user": user, "group": user, "mode": "750", "state": state}
+    snapshot.directory(name="Notebook directory", path=notebook_dir, record_as="notebook_dir", **owned_by_user)
+    snapshot.directory(name="Jupyter's home", path=home, **owned_by_user)

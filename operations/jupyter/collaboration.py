@@ -8,7 +8,7 @@ newest release that fits the prefix's JupyterLab (which stays as the distributio
 its server extension and front-end load from there. Its websockets are under the base URL,
 so the vhost's one ``ProxyPass`` carries them. Switching it off uninstalls it again.
 
-Used by the Jupyter concern (operations/jupyter.py), whose server restarts for the change.
+Used by the Jupyter concern (operations/jupyter/), whose server restarts for the change.
 """
 
 from __future__ import annotations

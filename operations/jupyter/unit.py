@@ -5,7 +5,9 @@ it, its kernels and its terminals (rendered from ``templates/``).
 
 from __future__ import annotations
 
-from .. import settings, sign_in
+from pyinfra.api import QuoteString, StringCommand
+
+from .. import settings, sign_in, snapshot
 from ..render import render
 from . import layout
 
@@ -79,3 +81,56 @@ def limits_values(memory_limit: str | None, cpu_limit: float | None) -> dict[str
 def limits_dropin(memory_limit: str | None, cpu_limit: float | None) -> str:
     """The drop-in file: the very values `limits_values` hands to `systemctl set-property`."""
     return render("jupyter-limits.conf.j2", limits=limits_values(memory_limit, cpu_limit))
+
+
+def install_unit(state: snapshot.Snapshot, data, user: str, prefix: str, notebook_dir: str):
+    """The unit, its sandbox and its limits (root's, 0644); returns their three operations."""
+    system_file = {"user": "root", "group": "root", "mode": "644", "state": state, "create_remote_dir": True}
+    unit = snapshot.put(
+        name="systemd unit",
+        src=snapshot.text(
+            unit_file(
+                user,
+                prefix,
+                notebook_dir,
+                data.jupyter_base_url,
+                data.jupyter_port,
+                single_sign_on=sign_in.enabled(data),
+            )
+        ),
+        dest=layout.UNIT_FILE,
+        **system_file,
+    )
+    sandbox = snapshot.put(
+        name="Sandbox of the server, its kernels and terminals (systemd drop-in)",
+        src=snapshot.text(sandbox_dropin(user, notebook_dir)),
+        dest=layout.SANDBOX_DROPIN,
+        **system_file,
+    )
+    limits = snapshot.put(
+        name="Memory, CPU and task limits (systemd drop-in)",
+        src=snapshot.text(limits_dropin(data.memory_limit, data.cpu_limit)),
+        dest=layout.LIMITS_DROPIN,
+        **system_file,
+    )
+    return unit, sandbox, limits
+
+
+def apply_limits(data, limits) -> None:
+    """New limits (the ``limits`` drop-in's operation changed) reach the running unit's cgroup
+    at once; no restart, kernels keep running. (Before the unit's daemon-reload: on systemd
+    252 a set-property after it left the unit flagged as changed on disk.)"""
+    values = limits_values(data.memory_limit, data.cpu_limit)
+    snapshot.shell(
+        name="Apply the new limits to the running server",
+        commands=[
+            StringCommand(
+                "systemctl",
+                "set-property",
+                "--runtime",
+                layout.UNIT,
+                *(QuoteString(f"{k}={v}") for k, v in values.items()),
+            )
+        ],
+        when=snapshot.Changes(limits),
+    )
