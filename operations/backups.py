@@ -124,6 +124,18 @@ def secrets_file(repository: str, environ=None) -> str:
     )
 
 
+def scripts(state: snapshot.Snapshot) -> None:
+    """The backup script and the restore script it runs as the notebook user, as this
+    checkout has them."""
+    snapshot.script(name="Backup script", dest=SCRIPT, src=FILES / "jupyter-backup", state=state)
+    snapshot.script(
+        name="Restore script (run as the notebook user)",
+        dest=RESTORE_SCRIPT,
+        src=FILES / "jupyter-restore-files",
+        state=state,
+    )
+
+
 def script_command() -> str:
     """``files/jupyter-backup`` with the files it reads its settings from, for a subcommand."""
     q = shlex.quote
@@ -325,13 +337,7 @@ def configure_backups():
     )
     root_only = {"user": "root", "group": "root", "state": state}
     snapshot.directory(name="Backup settings directory (root only)", path=CONFIG_DIR, mode="700", **root_only)
-    snapshot.script(name="Backup script", dest=SCRIPT, src=FILES / "jupyter-backup", state=state)
-    snapshot.script(
-        name="Restore script (run as the notebook user)",
-        dest=RESTORE_SCRIPT,
-        src=FILES / "jupyter-restore-files",
-        state=state,
-    )
+    scripts(state)
     snapshot.put(
         name="Backup settings",
         src=snapshot.text(
@@ -410,9 +416,11 @@ def restored(snapshot_id: str, target: str | None = None):
 
 @deploy("Restore from backup", data_defaults=settings.defaults("backup_repository", "restore_snapshot", "restore_to"))
 def restore_backup():
-    """Restore the notebooks and the Jupyter home from a snapshot, in place or into ``restore_to``."""
+    """Restore the notebooks and the Jupyter home from a snapshot, in place or into ``restore_to``,
+    with the scripts of this checkout (a host last deployed by an older one may have others)."""
     # A host without backup_repository was refused by settings.validate(host, script="restore").
     target = host.data.restore_to
+    scripts(snapshot.Snapshot(paths=[SCRIPT, RESTORE_SCRIPT]))
     restored(
         name=f"Restore snapshot {host.data.restore_snapshot}" + (f" into {target}" if target else " in place"),
         snapshot_id=host.data.restore_snapshot,
