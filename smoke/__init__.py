@@ -38,15 +38,24 @@ from urllib.parse import urlsplit
 
 import requests
 
-from operations import backups, sign_in
-from operations.jupyter import layout as jupyter_layout
-from operations.jupyter import restarts
-
 from .client import Jupyter, LoginFailed
+
+# The deploy's names this check uses on a host. The smoke check stands apart from the deploy
+# (importing operations/ brings in pyinfra's command line, which patches the whole process
+# with gevent), so they are written here once more and tests/test_smoke_single_sign_on.py
+# keeps each equal to the deploy's own (operations/backups.py, operations/sign_in.py,
+# operations/jupyter/layout.py).
+BACKUP_STATUS = "/var/lib/jupyter-backup/status"
+PROXY_SECRET = "/etc/apache2/jupyter-sign-in/proxy-secret"
+SECRET_HEADER = "X-Jupyter-Proxy-Secret"
+USER_HEADER = "X-Jupyter-User"
+JUPYTER_UNIT = "jupyter.service"
+CELL_CHECK = "/usr/local/lib/jupyter-deploy/jupyter-cell-check"
+CELL_CHECK_CLIENT = "/usr/local/lib/jupyter-deploy/jupyter_cell_check.py"
+RESTART_SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-restart-when-idle"
 
 # The cell run on every host: its first line proves a kernel really executed it; the
 # second is the backup status, or {} without backups.
-BACKUP_STATUS = backups.STATUS_FILE
 CELL = (
     "import pathlib\n"
     "print(6 * 7)\n"
@@ -281,16 +290,17 @@ def audit(verdicts: list[Verdict], ignored: set[str], timeout: float = 30) -> No
 
 def cell_check_command(path: str = "/jupyter/") -> str:
     """The command that runs ``CELL`` on a single sign-on host itself (as root, over SSH:
-    ``files/jupyter-cell-check`` where the deploy put it, with the deploy's names of what it
-    works on and hands to the server); the code goes base64-encoded, one word whatever shell
-    or command line carries it."""
-    q = shlex.quote
+    ``files/jupyter-cell-check`` where the deploy put it, with the server's unit, its client
+    and the restart script that finds the server's port); the code goes base64-encoded, one
+    word whatever shell or command line carries it."""
     code = base64.b64encode(CELL.encode()).decode()
-    options = f"--unit {q(jupyter_layout.UNIT)} --client {q(jupyter_layout.CELL_CHECK_CLIENT)}"
-    words = (path, sign_in.PROXY_SECRET, sign_in.SECRET_HEADER, sign_in.USER_HEADER, code)
-    return " ".join(
-        [q(jupyter_layout.CELL_CHECK), options, "--restart", restarts.script_command(), "--", *map(q, words)]
+    words = (
+        CELL_CHECK,
+        *("--unit", JUPYTER_UNIT, "--client", CELL_CHECK_CLIENT),
+        *("--restart", RESTART_SCRIPT, "--unit", JUPYTER_UNIT, "--"),
+        *(path, PROXY_SECRET, SECRET_HEADER, USER_HEADER, code),
     )
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def check_single_sign_on(

@@ -12,13 +12,18 @@ import base64
 import json
 import shlex
 import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import smoke
-from operations import jupyter, sign_in
+from operations import backups, jupyter, sign_in
 from smoke import __main__ as smoke_main
 from tests import apache_local
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NAME = "nb.sso.test"
 
@@ -49,15 +54,43 @@ def test_help_says_where_the_password_comes_from(capsys):
     assert "JUPYTER_PASSWORD" in shown and "--ssh-key" in shown and "jupyter-apache.crt" in shown
 
 
-def test_the_smoke_check_runs_what_the_deploy_installs_with_its_names():
+def test_the_smoke_check_names_what_the_deploy_installs():
+    assert smoke.BACKUP_STATUS == backups.STATUS_FILE
+    assert (smoke.PROXY_SECRET, smoke.SECRET_HEADER, smoke.USER_HEADER) == (
+        sign_in.PROXY_SECRET,
+        sign_in.SECRET_HEADER,
+        sign_in.USER_HEADER,
+    )
+    layout = jupyter.layout
+    assert (smoke.JUPYTER_UNIT, smoke.CELL_CHECK, smoke.CELL_CHECK_CLIENT, smoke.RESTART_SCRIPT) == (
+        layout.UNIT,
+        layout.CELL_CHECK,
+        layout.CELL_CHECK_CLIENT,
+        layout.RESTART_SCRIPT,
+    )
     words = shlex.split(smoke.cell_check_command("/lab/"))
-    assert words[:5] == [jupyter.CELL_CHECK, "--unit", jupyter.UNIT, "--client", jupyter.CELL_CHECK_CLIENT]
-    restart = shlex.split(jupyter.restarts.script_command())
-    assert words[5 : 7 + len(restart)] == ["--restart", *restart, "--"]
-    arguments = words[7 + len(restart) :]
-    assert arguments[:4] == ["/lab/", sign_in.PROXY_SECRET, sign_in.SECRET_HEADER, sign_in.USER_HEADER]
-    assert base64.b64decode(arguments[4]).decode() == smoke.CELL
-    assert len(arguments) == 5
+    assert words[:5] == [layout.CELL_CHECK, "--unit", layout.UNIT, "--client", layout.CELL_CHECK_CLIENT]
+    assert words[5:10] == ["--restart", layout.RESTART_SCRIPT, "--unit", layout.UNIT, "--"]
+    assert words[10:14] == ["/lab/", sign_in.PROXY_SECRET, sign_in.SECRET_HEADER, sign_in.USER_HEADER]
+    assert base64.b64decode(words[14]).decode() == smoke.CELL and len(words) == 15
+
+
+def test_the_smoke_check_does_not_load_the_deploy():
+    """pyinfra's command line patches the whole process with gevent when it is imported (a
+    warning on every run, and threads, sockets and ssl changed under the check)."""
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, smoke, smoke.__main__; "
+            "print(sorted(m for m in sys.modules if m.startswith(('operations', 'pyinfra_cli'))))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.strip() == "[]" and "MonkeyPatchWarning" not in found.stderr
 
 
 class SignOnHost(apache_local.LoopbackHTTPS):
