@@ -33,7 +33,9 @@ instant = {"fake_delay": 0, "fake_delay_jitter": 0}
 no_repository = backups.BackupRepositoryState(backups.default_schedule("@fake/letsencrypt"))
 notebooks = [
     ("@fake/fresh", {**instant, "server_name": "fresh.test", "fake_responses": FRESH}),
-    ("@fake/converged", {**instant, "server_name": NAME, "fake_responses": converged_responses()}),
+    # A global argument in host data: each operation gets it (the same with and without the
+    # project's lookup of host data).
+    ("@fake/converged", {**instant, "server_name": NAME, "_timeout": 45, "fake_responses": converged_responses()}),
     ("@fake/letsencrypt", {**instant, "server_name": "le.example.org", "tls_mode": "letsencrypt",
                            "backup_repository": "/srv/backups/nb",
                            "fake_responses": fresh_host().answer(no_repository, ["exit=3"]).responses()}),
@@ -121,11 +123,15 @@ def test_it_replaces_only_pyinfra_3_10s_function(monkeypatch):
     try:
         monkeypatch.setattr(planning, "ORDER_SOURCE_SHA256", "0" * 64)
         monkeypatch.setattr(planning, "ARGUMENTS_SOURCE_SHA256", "0" * 64)
+        monkeypatch.setitem(planning.POP_SOURCE_SHA256, "Host.__init__", "0" * 64)
         assert planning.install() == []
         assert planning.pyinfra_operation.get_operation_order_from_stack is planning.util.get_operation_order_from_stack
+        assert planning.pyinfra_operation.pop_global_arguments is planning._original_pop_global_arguments
         monkeypatch.undo()
-        assert planning.install() == ["operation_order", "all_global_arguments"]
+        assert planning.install() == ["operation_order", "all_global_arguments", "pop_global_arguments"]
         assert planning.pyinfra_operation.get_operation_order_from_stack is planning.operation_order
+        for module in (planning.arguments, planning.pyinfra_deploy, planning.pyinfra_operation, planning.facts):
+            assert module.pop_global_arguments is planning.pop_global_arguments
     finally:
         planning.install()
 

@@ -2,7 +2,8 @@
     python -m tests.planning.recorded_run MODE OUTPUT -- PYINFRA_ARGUMENTS...
 
 pyinfra's real command line, recording for every operation of every host what pyinfra's
-planning gave it: ``[host, names, op order, op hash]`` (JSON, to OUTPUT). MODE is the
+planning gave it: ``[host, names, op order, op hash]``, and before it the global arguments it
+got: ``[host, "global arguments", [[name, value], ...]]`` (JSON, to OUTPUT). MODE is the
 operation order the run uses: ``project`` (operations.planning's frame walk, as every run of
 the deploy has it), ``stock`` (pyinfra's own ``inspect.stack`` one), ``broken`` (the frame
 walk without pyinfra's ``current_op_file_number``: a replacement that must be caught) or
@@ -50,6 +51,16 @@ def main() -> None:
         return op_order, op_hash
 
     pyinfra_operation.solve_operation_consistency = recording
+    pop = pyinfra_operation.pop_global_arguments
+
+    def recording_arguments(state, host, kwargs):
+        found, keys = pop(state, host, kwargs)
+        plain = (str, int, float, bool, type(None))
+        values = [[key, value if isinstance(value, plain) else type(value).__name__] for key, value in found.items()]
+        records.append([host.name, "global arguments", sorted(values), sorted(keys)])
+        return found, keys
+
+    pyinfra_operation.pop_global_arguments = recording_arguments
     atexit.register(lambda: json.dump(records, open(output, "w")))
     sys.argv = ["pyinfra", *arguments]
     from pyinfra_cli.main import main as pyinfra_main
