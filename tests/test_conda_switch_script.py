@@ -114,6 +114,24 @@ def venv(path: Path, home: str, version: str) -> None:
     (path / "pyvenv.cfg").write_text(f"home = {home}\ninclude-system-site-packages = false\nversion = {version}\n")
 
 
+@pytest.mark.parametrize("left_out", ["--unit", "--sandbox", "--lock", "--marker", "--restart"])
+def test_each_path_it_works_on_is_given_or_it_does_nothing(tmp_path, left_out):
+    """The deploy's names come as options (operations/conda.py): one left out stops the script
+    before it takes the lock or touches the prefix, naming the option."""
+    [_, *options] = shlex.split(StringCommand(*conda.switch_command()).get_raw_value())
+    at = options.index(left_out)
+    end = options.index("--", at) + 1 if left_out == "--restart" else at + 2
+    target = distribution(tmp_path / "p.dists" / "dddddddddddddddd", "d" * 64)
+    result = subprocess.run(
+        ["bash", str(SWITCH), *options[:at], *options[end:], "link", str(tmp_path / "p"), str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and left_out in result.stderr, result.stderr
+    assert not (tmp_path / "p").exists()
+
+
 def test_what_needs_recreating_is_listed_and_nothing_else(tmp_path):
     previous = distribution(tmp_path / "p.dists" / "old", "a" * 64)
     current = distribution(tmp_path / "p.dists" / "new", "b" * 64)
