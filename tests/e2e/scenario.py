@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab import Lab
-from lab.config import BRIDGE_IP
+from lab.config import BRIDGE_IP, STATE
 from smoke import __main__ as smoke_main
 from smoke import advisories
 from tests.advisory_feed import Feed, service
@@ -158,7 +158,15 @@ class Deployment:
         except subprocess.TimeoutExpired as expired:
             # What the run had printed says where it hung (the host and its operation).
             printed = "".join(_text(part) for part in (expired.output, expired.stderr))
-            return Run(-9, time.monotonic() - started, f"{printed}\n[killed: no end after {timeout:.0f} s]", None)
+            # And what each host was doing then, and the apt proxy's last lines: seen twice, a
+            # host's apt never ending through the lab's proxy (2026-12-02, 2026-12-05), and the
+            # lab's state, logs included, is gone once the session ends.
+            return Run(
+                -9,
+                time.monotonic() - started,
+                f"{printed}\n[killed: no end after {timeout:.0f} s]\n{self.hung_evidence()}",
+                None,
+            )
         seconds = time.monotonic() - started
         try:
             report = json.loads(result.stdout) if result.stdout.strip() else None
@@ -196,6 +204,28 @@ class Deployment:
 
     def ssh(self, name: str, command: str, check: bool = True, timeout: float = 120):
         return self.lab.ssh(self.lab.hosts[name], command, check=check, timeout=timeout)
+
+    def hung_evidence(self) -> str:
+        """Each host's processes older than a minute (a hung apt, dpkg or installer among
+        them) and the last lines of the lab's apt proxy log, for a run that was killed."""
+        found = []
+        for name in self.names:
+            try:
+                processes = self.ssh(
+                    name,
+                    "ps -eo pid,etimes,stat,wchan:20,args --sort=start_time | awk 'NR == 1 || $2 > 60' | tail -n 30",
+                    check=False,
+                    timeout=20,
+                ).stdout
+            except (OSError, subprocess.SubprocessError) as error:
+                processes = repr(error)
+            found.append(f"[{name}] processes running for over a minute:\n{processes}")
+        for log in sorted((STATE / "proxy" / "log").glob("apt-cacher.*")):
+            with contextlib.suppress(OSError):
+                found.append(
+                    f"[lab apt proxy] {log.name}, last lines:\n" + "\n".join(log.read_text().splitlines()[-30:])
+                )
+        return "\n".join(found)
 
 
 def _text(output: str | bytes | None) -> str:
