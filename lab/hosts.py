@@ -84,15 +84,16 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     # pip anywhere on the host (kernels and terminals too, which do not read /etc/environment)
     # reaches PyPI through the lab proxy, as it would reach it directly on a Linode.
     (host.root / "etc/pip.conf").write_text(f"[global]\nproxy = http://{BRIDGE_IP}:{PROXY_PORT}\n")
-    # apt pipelines requests on one connection to the proxy by default. Seen in CI: while
-    # apt-cacher-ng was still fetching an index for other hosts, one host's apt-get update
-    # got a truncated answer on such a connection and then waited forever. One request at a
-    # time, as apt does for servers it does not trust to pipeline.
-    # Seen again in CI (2026-12-02): one host's apt-get update through the proxy never ended
-    # (the run was killed after 600 s). A stalled fetch now times out after 30 s and is
-    # retried, instead of holding the host's run.
+    # apt pipelines requests on one connection to the proxy by default: one request at a time,
+    # as apt does for servers it does not trust to pipeline, and a stalled fetch times out.
+    # What held a host's apt-get update for good (CI 2026-12-02, 2026-12-04, 2026-12-05): the
+    # proxy answers 503 "Error with cache data" when two hosts make it refresh one index in the
+    # same second, and Debian 12's apt never sends the delayed retry of such an InRelease
+    # (tests/e2e/test_apt_retries.py). The deploy retries at once (operations/system.py); so
+    # does the lab's own apt on its hosts (the OpenID provider's install).
     (host.root / "etc/apt/apt.conf.d/02lab-no-pipelining").write_text(
         'Acquire::http::Pipeline-Depth "0";\nAcquire::http::Timeout "30";\nAcquire::Retries "3";\n'
+        'Acquire::Retries::Delay "false";\n'
     )
 
     _run("ip", "link", "del", _veth_names(name)[0], check=False)  # left by an earlier run whose host died late

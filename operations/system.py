@@ -20,6 +20,13 @@ from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 from . import snapshot
 
 APT_CACHE_SECONDS = 3600
+# Every apt-get of the deploy. Debian 12's apt (2.6.1) retries a transient failure (a mirror's
+# or proxy's 503, say) after a delay, and when that failure is one suite's InRelease on a
+# connection shared with the host's other suites, the delayed retry is never sent: apt-get
+# update waits for it forever (reproduced against a proxy answering 503 once; seen in CI as a
+# deploy killed after 600 s). Retried at once instead, it ends: a suite still failing is
+# reported and its previous index used, as apt does without retries.
+APT_OPTIONS = "-o Acquire::Retries::Delay=false"
 # Touched after every successful index refresh (by apt's daily job and by this deploy).
 UPDATE_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 
@@ -84,10 +91,10 @@ def packages_installed(packages: list[str], state: snapshot.Snapshot):
         host.noop(f"installed: {', '.join(packages)}")
         return
     if current["index_age"] > APT_CACHE_SECONDS:
-        stamp = shlex.quote(UPDATE_STAMP)
-        yield f"apt-get update -q && mkdir -p {shlex.quote(UPDATE_STAMP.rsplit('/', 1)[0])} && touch {stamp}"
+        stamp, stamp_dir = shlex.quote(UPDATE_STAMP), shlex.quote(UPDATE_STAMP.rsplit("/", 1)[0])
+        yield f"apt-get {APT_OPTIONS} update -q && mkdir -p {stamp_dir} && touch {stamp}"
     yield StringCommand(
-        "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confdef "
+        f"DEBIAN_FRONTEND=noninteractive apt-get {APT_OPTIONS} -y -q -o Dpkg::Options::=--force-confdef "
         "-o Dpkg::Options::=--force-confold install " + " ".join(shlex.quote(p) for p in missing)
     )
 
