@@ -19,6 +19,7 @@ import urllib.request
 
 import pytest
 
+from lab.base import index_urls
 from lab.config import BRIDGE_IP, PROXY_PORT
 from operations import system
 
@@ -65,8 +66,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def flaky_proxy():
-    proxy = FlakyProxy("http://deb.debian.org/debian/dists/bookworm/InRelease")
+def flaky_proxy(lab):
+    # The host's first suite (its release's main InRelease), as the lab's sources name it.
+    proxy = FlakyProxy(index_urls(lab.hosts[HOST].release)[0])
     serving = threading.Thread(target=proxy.serve_forever, daemon=True)
     serving.start()
     yield proxy
