@@ -18,6 +18,7 @@ from operations import (
     environment,
     firewall,
     host_checks,
+    hub,
     jupyter,
     letsencrypt,
     login_ban,
@@ -35,6 +36,7 @@ system.install_packages(
         conda.packages,
         jupyter.restarts.packages,
         sign_in.packages,
+        hub.packages,
         tls.packages,
         apache.packages,
         firewall.packages,
@@ -52,7 +54,12 @@ conda.install_conda()
 environment.install_packages()
 # Before Jupyter and Apache, which use its secrets (auth 'oidc').
 sign_in.configure_sign_in()
+# The single server and the per-person hub share jupyter_port (Apache proxies to it): the one
+# not wanted stops before the other starts.
+hub.stop_unless_wanted()
 jupyter.install_jupyter()
+# Each person their own server (per_person_servers): after the single server stopped.
+hub.install_hub()
 # The self-signed certificate (the fallback in letsencrypt mode): Apache's configtest needs
 # the files it names, and on a fresh host it serves :80 for the ACME challenge on it.
 tls.install_certificate()

@@ -102,6 +102,23 @@ from there, so only change values, not the comment lines.
 # Real-time collaboration (jupyter-collaboration): people in one notebook see each other's edits and names
 # collaboration = False
 
+# --- Per-person servers (JupyterHub) (operations/hub/) ---
+
+# Each person signed in gets a server of their own under their own Unix account (JupyterHub; needs auth 'oidc')
+# per_person_servers = False
+
+# per_person_servers: addresses of the people who get the hub's admin page and write shared_data_dir
+# hub_admins = []
+
+# per_person_servers: most memory all people's servers may use together (one systemd slice; memory_limit is each one's)
+# people_memory_limit = '90%'
+
+# per_person_servers: seconds after which a person's idle server is stopped (files stay); 0 = never
+# cull_idle_servers_after = 3600
+
+# per_person_servers: a directory all read and hub_admins write, linked into each home as 'shared'; None for none
+# shared_data_dir = None
+
 # --- Firewall (operations/firewall.py) ---
 
 # Enable ufw: allow SSH, 80 and 443 only

@@ -13,3 +13,8 @@ STATE_DIR = "/var/lib/jupyter-apache-deploy"
 SYSTEMD_DIR = "/etc/systemd/system"
 # One change of a conda distribution at a time (files/conda-install, files/conda-switch).
 INSTALLER_LOCK = "/run/lock/jupyter-deploy-conda-installer.lock"
+# Loopback ports of the per-person mode's own services (per_person_servers): the hub's API
+# (people's servers and the proxy talk to it) and the proxy's REST API (the hub drives it).
+# The proxy's public side is jupyter_port, where Apache sends everything.
+HUB_PORT = 8081
+PROXY_API_PORT = 8001

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy
 
-from . import apache, settings, sign_in, snapshot
+from . import apache, settings, snapshot
 from .render import FILES, render
 
 # nftables: the `nft` fail2ban's ban action runs.
@@ -45,7 +45,8 @@ def packages(data) -> list[str]:
 
 def jails_wanted(data) -> bool:
     """With single sign-on nobody types a password here: failed sign-ins happen at the provider."""
-    return data.get("login_ban", settings.DEFAULTS["login_ban"]) and not sign_in.enabled(data)
+    oidc = data.get("auth", settings.DEFAULTS["auth"]) == "oidc"
+    return data.get("login_ban", settings.DEFAULTS["login_ban"]) and not oidc
 
 
 def jail_config(data) -> str:

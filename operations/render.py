@@ -23,5 +23,16 @@ _ENV = jinja2.Environment(
 _ENV.filters["shell_quote"] = lambda value: shlex.quote(str(value))
 
 
+def _python(value) -> str:
+    """A value as a Python literal (strings, numbers, lists, dicts) for a Python config file."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return repr(value)
+
+
+# Values that land in Python config files are Python literals.
+_ENV.filters["python"] = _python
+
+
 def render(template: str, **variables) -> str:
     return _ENV.get_template(template).render(**variables)

@@ -64,7 +64,11 @@ APACHE_READS = [CLIENT_SECRET_CONF, HOST_SECRETS_CONF, CA_BUNDLE]
 
 
 def enabled(data) -> bool:
-    return data.get("auth", settings.DEFAULTS["auth"]) == "oidc"
+    """Apache does the sign-in: auth 'oidc' on the single server. (With per_person_servers
+    the hub is the relying party: operations/hub/.)"""
+    return data.get("auth", settings.DEFAULTS["auth"]) == "oidc" and not data.get(
+        "per_person_servers", settings.DEFAULTS["per_person_servers"]
+    )
 
 
 def packages(data) -> list[str]:
@@ -123,26 +127,28 @@ def client_secret_conf(secret: str) -> str:
 
 
 @operation()
-def client_secret(secret: str, state: snapshot.Snapshot):
+def client_secret(secret: str, state: snapshot.Snapshot, path: str = CLIENT_SECRET_CONF, apache_conf: bool = True):
     """
-    ``CLIENT_SECRET_CONF`` holds the client secret (root, 0600).
+    ``path`` holds the client secret (root, 0600): as Apache's ``OIDCClientSecret`` line
+    (``apache_conf``), or as the bare secret (for JupyterHub, with per_person_servers).
 
     + secret: the client secret, from the control machine's environment
-    + state: the concern's snapshot (``CLIENT_SECRET_CONF`` among its ``secret_paths``)
+    + state: the concern's snapshot (``path`` among its ``secret_paths``)
+    + path: where it is kept; apache_conf: in Apache's syntax
 
     The file is downloaded into memory and compared; the secret is uploaded, never on a
     command line or in a diff. Always give this operation a ``name=``.
     """
-    owner = passwords.stored_owner(CLIENT_SECRET_CONF, state)
-    wanted = client_secret_conf(secret)
-    current = passwords.stored_content(CLIENT_SECRET_CONF) if owner else None
+    owner = passwords.stored_owner(path, state)
+    wanted = client_secret_conf(secret) if apache_conf else f"{secret}\n"
+    current = passwords.stored_content(path) if owner else None
     yield from passwords.store_secret(
-        CLIENT_SECRET_CONF,
+        path,
         None if current == wanted else wanted,
         owner,
         "root",
         "600",
-        unchanged=f"{CLIENT_SECRET_CONF} holds this client secret",
+        unchanged=f"{path} holds this client secret",
     )
 
 
@@ -169,7 +175,7 @@ def sign_in_snapshot() -> snapshot.Snapshot:
     )
 
 
-@deploy("Single sign-on secrets", data_defaults=settings.defaults("auth", "oidc_ca_bundle"))
+@deploy("Single sign-on secrets", data_defaults=settings.defaults("auth", "oidc_ca_bundle", "per_person_servers"))
 def configure_sign_in():
     """The sign-in's secrets and CA with ``auth = 'oidc'``; none of them otherwise."""
     state = sign_in_snapshot()

@@ -18,10 +18,12 @@ from . import (
     apache,
     backups,
     conda,
+    hub,
     jupyter,
     layout,
     letsencrypt,
     login_ban,
+    people,
     records,
     settings,
     sign_in,
@@ -43,6 +45,11 @@ INSTALLED = [
     jupyter.layout.RESTART_SERVICE_FILE,
     jupyter.layout.RESTART_TIMER_FILE,
     jupyter.GUARD_DIR.rsplit("/", 1)[0],
+    hub.layout.HUB_UNIT_FILE,
+    hub.layout.PROXY_UNIT_FILE,
+    hub.layout.SLICE_FILE,
+    hub.layout.CONFIG_DIR,
+    hub.layout.PREFIX,
     apache.SITE_PATH,
     apache.HARDENING_PATH,
     apache.WORKERS_PATH,
@@ -65,7 +72,7 @@ INSTALLED = [
 
 # What files/jupyter-uninstall stops, disables and removes, each option given once per value;
 # the units stop in this order (backups, a deferred restart, then Jupyter, whose kernels go
-# with it).
+# with it; the hub, every person's server (the slice), the hub's proxy).
 SCRIPT_PATHS = {
     "--unit-file": [
         backups.TIMER_FILE,
@@ -73,6 +80,9 @@ SCRIPT_PATHS = {
         jupyter.layout.RESTART_TIMER_FILE,
         jupyter.layout.RESTART_SERVICE_FILE,
         jupyter.UNIT_FILE,
+        hub.layout.HUB_UNIT_FILE,
+        hub.layout.SLICE_FILE,
+        hub.layout.PROXY_UNIT_FILE,
     ],
     "--site": [apache.SITE],
     "--conf": [apache.HARDENING_CONF, apache.WORKERS_CONF],
@@ -94,7 +104,14 @@ SCRIPT_PATHS = {
     ],
     "--ban-file": [login_ban.JAIL_FILE, login_ban.FILTER_FILE, login_ban.ACTION_FILE],
     "--jail": list(login_ban.JAILS),
-    "--deploy-file": [jupyter.CONFIG_DIR, backups.CONFIG_DIR, layout.LIB, backups.CACHE_DIR],
+    "--deploy-file": [
+        jupyter.CONFIG_DIR,
+        backups.CONFIG_DIR,
+        layout.LIB,
+        backups.CACHE_DIR,
+        hub.layout.CONFIG_DIR,
+        hub.layout.PREFIX,
+    ],
 }
 # The deploy's paths the script reads or removes, one each.
 SCRIPT_OPTIONS = {
@@ -104,6 +121,10 @@ SCRIPT_OPTIONS = {
     "--renewal-dir": letsencrypt.RENEWAL,
     "--backup-state": backups.STATE_DIR,
     "--moved-aside": backups.MOVED_ASIDE,
+    "--person-comment": people.COMMENT_PREFIX,
+    "--hub-state": hub.layout.STATE_DIR,
+    "--admins-group": hub.layout.ADMINS_GROUP,
+    "--check-account": hub.layout.CHECK_ACCOUNT,
 }
 
 
@@ -137,6 +158,7 @@ class UninstallState(snapshot.Probe):
                 "2>/dev/null && echo notebook_dir",
                 f"[ -f {q(f'{self.prefix}/{conda.MARKER}')} ] && echo prefix",
                 f"[ -e /etc/letsencrypt/renewal/{q(f'{self.server_name}.conf')} ] && echo certificate",
+                f"getent passwd | grep -qF {q(':' + people.COMMENT_PREFIX)} && echo people",
             ]
             if self.repository:
                 lines.append(
@@ -158,7 +180,7 @@ class UninstallState(snapshot.Probe):
                 state["undo"] = True
             elif kind == "moved-aside":
                 state["moved_aside_kib"] = int(rest.split()[0])
-            elif line in ("notebook_dir", "prefix", "certificate", "repository"):
+            elif line in ("notebook_dir", "prefix", "certificate", "repository", "people"):
                 state["data"].append(line)
             else:
                 account.append(line)
@@ -178,7 +200,7 @@ def local_repository(repository: str | None) -> str:
 
 def uninstall_snapshot(user, notebook_dir, prefix, server_name, repository, purge) -> snapshot.Snapshot:
     """What is left of the deploy on the host (``UninstallState``)."""
-    paths = INSTALLED + ([backups.MOVED_ASIDE, layout.STATE_DIR] if purge else [])
+    paths = INSTALLED + ([backups.MOVED_ASIDE, layout.STATE_DIR, hub.layout.STATE_DIR] if purge else [])
     probe = UninstallState(paths, user, notebook_dir, prefix, local_repository(repository), server_name, purge)
     return snapshot.Snapshot(probes={"left": probe})
 

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import shards
 from operations import settings, tls
-from smoke import Verdict, cell_check_command, check, check_single_sign_on
+from smoke import HUB_SMOKE_TOKEN, Verdict, cell_check_command, check, check_per_person, check_single_sign_on
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,6 +119,7 @@ def smoke_targets(inventory: str) -> list[dict]:
                 "base_url": data["jupyter_base_url"],
                 "tls_mode": data["tls_mode"],
                 "auth": data["auth"],
+                "per_person": data["per_person_servers"],
             }
         )
     return targets
@@ -144,13 +145,26 @@ def probe_cells(inventory: str, targets: list[dict]) -> dict[str, str]:
     """host name -> what the cell check printed there, for the single sign-on hosts (one pyinfra
     run per base URL: the command names it)."""
     found: dict[str, str] = {}
-    for path in sorted({t["base_url"] for t in targets if t.get("auth") == "oidc"}):
-        names = [t["host"] for t in targets if t.get("auth") == "oidc" and t["base_url"] == path]
+    single = [t for t in targets if t.get("auth") == "oidc" and not t.get("per_person")]
+    for path in sorted({t["base_url"] for t in single}):
+        names = [t["host"] for t in single if t["base_url"] == path]
         limits = [arg for name in names for arg in ("--limit", name)]
         _, facts = run_pyinfra(*limits, inventory, "fact", "server.Command", f"command={cell_check_command(path)}")
         by_host = next(iter(facts.values()), {}) if isinstance(facts, dict) else {}
         found.update({name: by_host.get(name) or "" for name in names})
     return found
+
+
+def probe_hub_tokens(inventory: str, targets: list[dict]) -> dict[str, str]:
+    """host name -> the hub's smoke-check token (root's alone there), for the per-person hosts,
+    read over the deploy's SSH connection; kept in memory, never printed."""
+    names = [t["host"] for t in targets if t.get("per_person")]
+    if not names:
+        return {}
+    limits = [arg for name in names for arg in ("--limit", name)]
+    _, facts = run_pyinfra(*limits, inventory, "fact", "server.Command", f"command=cat {HUB_SMOKE_TOKEN}")
+    by_host = next(iter(facts.values()), {}) if isinstance(facts, dict) else {}
+    return {name: by_host.get(name) or "" for name in names}
 
 
 def smoke_plan(targets: list[dict], probes: dict[str, str], directory: Path) -> list[dict]:
@@ -170,7 +184,8 @@ def smoke_plan(targets: list[dict], probes: dict[str, str], directory: Path) -> 
             "connect_to": None,
             "error": None,
             "host": target["host"],
-            "single_sign_on": target.get("auth") == "oidc",
+            "single_sign_on": target.get("auth") == "oidc" and not target.get("per_person"),
+            "per_person": bool(target.get("per_person")),
         }
         if target["tls_mode"] == "self-signed":
             first, _, certificate = (probes.get(target["host"]) or "").partition("\n")
@@ -187,10 +202,16 @@ def smoke_plan(targets: list[dict], probes: dict[str, str], directory: Path) -> 
 def smoke(targets: list[dict], inventory: str, password: str, workdir: Path) -> list:
     plans = smoke_plan(targets, probe_self_signed(inventory, targets), workdir)
     cells = probe_cells(inventory, targets)
+    tokens = probe_hub_tokens(inventory, targets)
 
     def run(plan):
         if plan["error"]:
             return Verdict(plan["target"], ok=False, error=plan["error"])
+        if plan["per_person"]:
+            token = tokens.get(plan["host"], "")
+            return check_per_person(
+                plan["target"], lambda: token, plan["path"], plan["ca_file"], connect_to=plan["connect_to"]
+            )
         if plan["single_sign_on"]:
             answer = cells.get(plan["host"], "")
             return check_single_sign_on(

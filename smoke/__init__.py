@@ -14,6 +14,10 @@ and the real-host tests use the same client (``smoke/client.py``).
 With ``--audit`` it also reports each host's distribution, Python and the server it runs, with
 the published advisories for that server, and fails a host with one (``smoke/advisories.py``).
 
+A host with per-person servers (JupyterHub) is checked with the hub's smoke-check token, read
+over SSH (root's alone on the host, never shown): ``check_per_person`` starts the check
+account's server through Apache, runs the cell there and stops it.
+
 A single sign-on host (``auth = 'oidc'``) has no password to log in with: ``check_single_sign_on``
 checks from outside what a person meets first (TLS and the certificate's days, a page sending
 the browser to the provider, 401 for the API), and runs the same cell on the host itself over
@@ -53,6 +57,10 @@ JUPYTER_UNIT = "jupyter.service"
 CELL_CHECK = "/usr/local/lib/jupyter-deploy/jupyter-cell-check"
 CELL_CHECK_CLIENT = "/usr/local/lib/jupyter-deploy/jupyter_cell_check.py"
 RESTART_SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-restart-when-idle"
+# Per-person servers (operations/hub/layout.py): the smoke check's token (root's alone on the
+# host) and the check account whose server it starts.
+HUB_SMOKE_TOKEN = "/etc/jupyterhub/secrets/smoke-token"
+HUB_CHECK_NAME = "smoke-check"
 
 # The cell run on every host: its first line proves a kernel really executed it; the
 # second is the backup status, or {} without backups.
@@ -359,6 +367,84 @@ def check_single_sign_on(
     except Exception as error:  # one line per host, whatever went wrong
         verdict.error = why(error, ca_file)
     finally:
+        verdict.timings["total"] = time.monotonic() - started
+    return verdict
+
+
+def is_per_person(
+    target: str, path: str = "/jupyter/", ca_file: str | bool = True, timeout: float = 30, connect_to: str | None = None
+) -> bool:
+    """Whether ``target`` serves JupyterHub (per_person_servers): its API says its version
+    without a sign-in. ``False`` when it cannot be told."""
+    try:
+        jupyter = Jupyter(base_url(target, path), ca_file=ca_file, timeout=timeout, connect_to=connect_to)
+        answer = jupyter.get("hub/api/", allow_redirects=False)
+        return answer.status_code == 200 and isinstance(answer.json().get("version"), str)
+    except (requests.RequestException, ValueError, OSError, AttributeError):
+        return False
+
+
+def check_per_person(
+    target: str,
+    token_on_host: Callable[[], str],
+    path: str = "/jupyter/",
+    ca_file: str | bool = True,
+    timeout: float = 30,
+    connect_to: str | None = None,
+    start_seconds: float = 120,
+) -> Verdict:
+    """A host with per-person servers: with the hub's smoke-check token (``token_on_host()``,
+    over SSH), start the check account's server through Apache, run ``CELL`` in it, stop it.
+    Never raises; the token is never shown."""
+    verdict = Verdict(target, ok=False)
+    started = time.monotonic()
+    hub = None
+    try:
+        token = token_on_host().strip()
+        if not re.fullmatch(r"[0-9a-f]{64}", token):
+            verdict.error = (
+                "the host has no smoke-check token the check understands (deployed with per_person_servers?)"
+            )
+            return verdict
+        hub = Jupyter(base_url(target, path) + "hub/", ca_file=ca_file, timeout=timeout, connect_to=connect_to)
+        hub.session.headers["Authorization"] = f"token {token}"
+        began = time.monotonic()
+        answer = hub.session.post(f"{hub.base}api/users/{HUB_CHECK_NAME}/server", timeout=timeout, verify=hub.verify)
+        if answer.status_code not in (201, 202, 400):  # 400: already running
+            verdict.error = f"the hub answered {answer.status_code} to starting the check server"
+            return verdict
+        while True:
+            model = hub.session.get(f"{hub.base}api/users/{HUB_CHECK_NAME}", timeout=timeout, verify=hub.verify)
+            model.raise_for_status()
+            server = (model.json().get("servers") or {}).get("", {})
+            if server.get("ready"):
+                break
+            if time.monotonic() - began > start_seconds:
+                verdict.error = f"the check server was not ready after {start_seconds:.0f} s"
+                return verdict
+            time.sleep(1)
+        verdict.timings["server start"] = time.monotonic() - began
+        jupyter = Jupyter(
+            base_url(target, path) + f"user/{HUB_CHECK_NAME}/", ca_file=ca_file, timeout=timeout, connect_to=connect_to
+        )
+        jupyter.session.headers["Authorization"] = f"token {token}"
+        jupyter.ws_headers.append(f"Authorization: token {token}")
+        began = time.monotonic()
+        output = jupyter.execute(CELL)
+        verdict.timings["cell"] = time.monotonic() - began
+        problems = judged_cell(verdict, output, jupyter)
+        if problems is None:
+            return verdict
+        verdict.error = "; ".join(problems)
+        verdict.ok = not problems
+    except Exception as error:  # one line per host, whatever went wrong
+        verdict.error = why(error, ca_file)
+    finally:
+        if hub is not None:
+            try:
+                hub.session.delete(f"{hub.base}api/users/{HUB_CHECK_NAME}/server", timeout=timeout, verify=hub.verify)
+            except requests.RequestException:
+                pass
         verdict.timings["total"] = time.monotonic() - started
     return verdict
 

@@ -12,6 +12,9 @@ says, keeping NAME for SNI, Host and the certificate check (like curl's --resolv
 A single sign-on host (auth 'oidc': its page sends the browser to the provider) needs no
 password: it is checked from outside, and its cell runs on the host itself over SSH
 (--ssh-user, root by default, --ssh-key, --ssh-known-hosts: the deploy's own SSH access).
+A host with per-person servers (JupyterHub) is checked through Apache with the hub's
+smoke-check token, read over SSH the same way: the check account's server is started, runs
+the cell and is stopped.
 --audit also reports each host's distribution, Python and the versions of notebook,
 jupyter-server, jupyterlab, tornado and jupyter-resource-usage the server runs (and what is
 installed, when a restart is owed), with every published advisory for them (pip-audit's PyPI
@@ -28,7 +31,19 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from . import Verdict, audit, base_url, cell_check_command, check, check_single_sign_on, is_single_sign_on, over_ssh
+from . import (
+    HUB_SMOKE_TOKEN,
+    Verdict,
+    audit,
+    base_url,
+    cell_check_command,
+    check,
+    check_per_person,
+    check_single_sign_on,
+    is_per_person,
+    is_single_sign_on,
+    over_ssh,
+)
 
 EPILOG = """\
 environment:
@@ -92,6 +107,17 @@ def main(argv=None) -> int:
 
     def one(host: str) -> Verdict:
         connect_to = addresses.get(host)
+        if not basic_auth and is_per_person(host, args.base_url, ca_file, args.timeout, connect_to):
+            address = connect_to or urlsplit(base_url(host, args.base_url)).hostname
+            token = over_ssh(
+                address,
+                f"cat {HUB_SMOKE_TOKEN}",
+                args.ssh_user,
+                args.ssh_key,
+                args.ssh_known_hosts,
+                timeout=args.timeout,
+            )
+            return check_per_person(host, token, args.base_url, ca_file, args.timeout, connect_to)
         if not basic_auth and is_single_sign_on(host, args.base_url, ca_file, args.timeout, connect_to):
             address = connect_to or urlsplit(base_url(host, args.base_url)).hostname
             on_host = over_ssh(

@@ -116,10 +116,9 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
     assert len(changed) >= 15
 
 
-def test_fresh_host_with_single_sign_on_gets_its_secrets_before_jupyter_and_no_password(monkeypatch, tmp_path):
-    ca = tmp_path / "provider-ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-    secret = "s3cr3t-FROM-the-provider-91"
+def fresh_oidc_deploy(monkeypatch, secret: str, **data):
+    """A fresh @fake host deployed with auth 'oidc' (client secret ``secret``) and ``data``:
+    its commands and changed operations."""
     monkeypatch.setenv(settings.OIDC_CLIENT_SECRET_ENV, secret)
     data = {
         "server_name": NAME,
@@ -128,10 +127,17 @@ def test_fresh_host_with_single_sign_on_gets_its_secrets_before_jupyter_and_no_p
         "oidc_issuer": "https://login.example.org",
         "oidc_client_id": "jupyter",
         "oidc_allowed": ["ada@example.org"],
-        "oidc_ca_bundle": str(ca),
-        "collaboration": True,
+        **data,
     }
     [(commands, changed)] = run_deploy(monkeypatch, [("@fake/nb1", data)], password="").values()
+    return commands, changed
+
+
+def test_fresh_host_with_single_sign_on_gets_its_secrets_before_jupyter_and_no_password(monkeypatch, tmp_path):
+    ca = tmp_path / "provider-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    secret = "s3cr3t-FROM-the-provider-91"
+    commands, changed = fresh_oidc_deploy(monkeypatch, secret, oidc_ca_bundle=str(ca), collaboration=True)
     joined = "\n".join(commands)
     steps = [
         "sign-in-secrets /etc/apache2/jupyter-sign-in/host-secrets.conf /etc/apache2/jupyter-sign-in/proxy-secret",
@@ -147,6 +153,35 @@ def test_fresh_host_with_single_sign_on_gets_its_secrets_before_jupyter_and_no_p
     assert positions == sorted(positions), "steps ran out of order"
     [install] = [c for c in commands if " install " in c and "apt-get" in c]
     assert "libapache2-mod-auth-openidc" in install and "fail2ban" not in install
+    assert secret not in joined and "password_hash.pyinfra-tmp" not in joined
+
+
+def test_fresh_host_with_per_person_servers_gets_the_hub_and_no_single_server(monkeypatch):
+    secret = "s3cr3t-FROM-the-provider-92"
+    commands, changed = fresh_oidc_deploy(monkeypatch, secret, per_person_servers=True, shared_data_dir="/srv/course")
+    joined = "\n".join(commands)
+    steps = [
+        "python3 -m venv --clear /opt/jupyterhub",
+        "/opt/jupyterhub/bin/python -m pip install",
+        "'jupyterhub>=6,<7'",
+        "groupadd --system jupyter-hub-admins",
+        "chown root:jupyter-hub-admins /srv/course && chmod 2775 /srv/course",
+        "jupyterhub-secrets /etc/jupyterhub/secrets/proxy.env",
+        "/etc/jupyterhub/secrets/oidc-client-secret.pyinfra-tmp /etc/jupyterhub/secrets/oidc-client-secret",
+        "systemctl start jupyterhub-proxy.service",
+        "systemctl start jupyterhub.service",
+        "apache-config-swap mods /var/lib/jupyter-apache-deploy/created proxy proxy_http ssl headers rewrite\n",
+        "apache-config-swap sites jupyter",
+    ]
+    positions = [joined.find(step) for step in steps]
+    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
+    assert positions == sorted(positions), "steps ran out of order"
+    [install] = [c for c in commands if " install " in c and "apt-get" in c]
+    assert "node-configurable-http-proxy" in install and "python3-venv" in install
+    # The hub signs people in: no sign-in at Apache, no login ban, no single server.
+    assert "libapache2-mod-auth-openidc" not in install and "fail2ban" not in install
+    ran = "\n".join(c for c in commands if snapshot.READ_MARKER not in c)
+    assert "start jupyter.service" not in ran and "enable jupyter.service" not in ran and "jupyter-sign-in" not in ran
     assert secret not in joined and "password_hash.pyinfra-tmp" not in joined
 
 

@@ -23,6 +23,7 @@ FAKE_SYSTEMCTL = """#!/bin/bash
 echo "$*" >>"$FAKE/calls"
 case "$1 $3" in
     "is-active "*) [ "$(cat "$FAKE/active.$3" 2>/dev/null)" = active ] ;;
+    "is-enabled "*) [ "$(cat "$FAKE/enabled.$3" 2>/dev/null)" != disabled ] ;;
     "show MainPID") echo 812 ;;
     "show ExecMainStartTimestamp") cat "$FAKE/started" ;;
     "restart "*) date -u '+%a %Y-%m-%d %H:%M:%S UTC' >"$FAKE/started" ;;
@@ -183,6 +184,16 @@ def test_a_stopped_server_just_starts(fake_host):
     fake_host.answers(None)
     fake_host.request()
     assert "restart jupyter.service" in fake_host.calls() and fake_host.owed() == {}
+
+
+def test_a_server_set_aside_for_per_person_servers_stays_stopped(fake_host):
+    (fake_host.dir / "active.jupyter.service").write_text("inactive")
+    (fake_host.dir / "enabled.jupyter.service").write_text("disabled")
+    fake_host.answers(None)
+    fake_host.request()
+    assert "restart jupyter.service" not in fake_host.calls() and fake_host.owed() == {}
+    fake_host.now()
+    assert "restart jupyter.service" not in fake_host.calls()
 
 
 def test_the_timer_restarts_after_a_minute_of_idle(fake_host):

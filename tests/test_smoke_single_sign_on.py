@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import smoke
-from operations import backups, jupyter, sign_in
+from operations import backups, hub, jupyter, sign_in
 from smoke import __main__ as smoke_main
 from tests import apache_local
 
@@ -73,6 +73,7 @@ def test_the_smoke_check_names_what_the_deploy_installs():
     assert words[5:10] == ["--restart", layout.RESTART_SCRIPT, "--unit", layout.UNIT, "--"]
     assert words[10:14] == ["/lab/", sign_in.PROXY_SECRET, sign_in.SECRET_HEADER, sign_in.USER_HEADER]
     assert base64.b64decode(words[14]).decode() == smoke.CELL and len(words) == 15
+    assert (smoke.HUB_SMOKE_TOKEN, smoke.HUB_CHECK_NAME) == (hub.layout.SMOKE_TOKEN, hub.layout.CHECK_NAME)
 
 
 def test_the_smoke_check_does_not_load_the_deploy():

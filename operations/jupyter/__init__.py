@@ -128,6 +128,7 @@ __all__ = [
         "restart_deadline",
         "auth",
         "collaboration",
+        "per_person_servers",
     ),
 )
 def install_jupyter():
@@ -140,6 +141,11 @@ def install_jupyter():
     home = settings.home_of(user)
     # An existing account that the deploy did not make was refused by host_checks, first.
     state = service_snapshot(user, notebook_dir, prefix)
+    if host.data.per_person_servers:
+        # The hub serves the base URL (operations/hub/); everything of the single server is
+        # kept as it is, so switching back serves it again with its notebooks.
+        service.set_aside(state, notebook_dir)
+        return
     install_account(state, user, notebook_dir, home)
     read_at_start = install_server_files(state, host.data, settings.server_name(host), user, prefix, home)
     install_tools(state)

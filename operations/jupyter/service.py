@@ -7,6 +7,9 @@ under ``restart_policy``.
 
 from __future__ import annotations
 
+from pyinfra import host, logger
+from pyinfra.api import operation
+
 from .. import settings, sign_in, snapshot
 from . import collaboration, layout, resource_usage, restarts
 from .account import Account
@@ -107,5 +110,36 @@ def running(
         restarted=snapshot.Changes(*restart_for, owed=owed),
         restart_commands=restarts.restart_commands(policy, hours, updates=lambda: restarts.server_updates(updates)),
         note=lambda: "its restart waits until nothing is busy" if waiting() else None,
+        state=state,
+    )
+
+
+@operation()
+def notebooks_kept(state: snapshot.Snapshot, notebook_dir: str):
+    """
+    Says, when the single server still runs, that it stops and where its notebooks stay.
+
+    + state: the server's snapshot (before the server is stopped)
+    + notebook_dir: where they are
+    """
+    if state.unit(layout.UNIT).active in ("active", "activating", "reloading"):
+        logger.warning(
+            f"{host.name}: per_person_servers is on: the single server stops; its notebooks stay in "
+            f"{notebook_dir} (per_person_servers = False serves them again)"
+        )
+    host.noop(f"the single server's notebooks stay in {notebook_dir}")
+    return
+    yield
+
+
+def set_aside(state: snapshot.Snapshot, notebook_dir: str):
+    """The single server stopped and disabled, its files and notebooks kept (per_person_servers:
+    the hub serves the base URL)."""
+    notebooks_kept(name="The single server's notebooks kept", state=state, notebook_dir=notebook_dir)
+    return snapshot.service(
+        name="The single server stopped (per_person_servers: each person has their own)",
+        service=layout.UNIT,
+        running=False,
+        enabled=False,
         state=state,
     )

@@ -112,6 +112,12 @@ def check_oidc_allowed(value):
     return "a list of e-mail addresses and 'group:NAME' values (NAME: letters, digits, '.', '_', '@', '-')"
 
 
+def check_addresses(value):
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and _EMAIL.fullmatch(v) for v in value):
+        return None
+    return "a list of e-mail addresses (as the provider's email claim gives them)"
+
+
 def check_ca_bundle(value):
     # Read on the control machine, before any host is touched: a typo in the path
     # fails here rather than as a TLS error from certbot on every host.

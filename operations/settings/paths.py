@@ -46,6 +46,13 @@ def check_abs_path(value):
     return None
 
 
+def check_abs_path_or_none(value):
+    if value is None:
+        return None
+    problem = check_abs_path(value)
+    return f"None or {problem}" if problem else None
+
+
 def home_of(user: str) -> str:
     """The notebook user's home (the deploy creates it; backups and restores name it)."""
     return f"/var/lib/{user}"

@@ -15,6 +15,7 @@ from typing import Any
 
 from .addresses import check_networks, check_server_name
 from .checks import (
+    check_addresses,
     check_base_url,
     check_basic_auth_user,
     check_bool,
@@ -46,7 +47,7 @@ from .checks import (
     one_of,
 )
 from .environ import BASIC_AUTH_PASSWORD_ENV, OIDC_CLIENT_SECRET_ENV, PASSWORD_ENV
-from .paths import check_abs_path, check_backup_repository, check_restore_to, shown_repository
+from .paths import check_abs_path, check_abs_path_or_none, check_backup_repository, check_restore_to, shown_repository
 
 # The current Anaconda Distribution for Linux x86_64 and its published sha256.
 ANACONDA_URL = "https://repo.anaconda.com/archive/Anaconda3-2026.07-1-Linux-x86_64.sh"
@@ -264,6 +265,45 @@ GROUPS: tuple[Group, ...] = (
                 "Real-time collaboration (jupyter-collaboration): people in one notebook see each other's edits "
                 "and names",
                 check_bool,
+            ),
+        ),
+    ),
+    Group(
+        "Per-person servers (JupyterHub)",
+        "operations/hub/",
+        (
+            Setting(
+                "per_person_servers",
+                False,
+                "Each person signed in gets a server of their own under their own Unix account (JupyterHub; "
+                "needs auth 'oidc')",
+                check_bool,
+            ),
+            Setting(
+                "hub_admins",
+                [],
+                "per_person_servers: addresses of the people who get the hub's admin page and write shared_data_dir",
+                check_addresses,
+            ),
+            Setting(
+                "people_memory_limit",
+                "90%",
+                "per_person_servers: most memory all people's servers may use together (one systemd slice; "
+                "memory_limit is each one's)",
+                check_memory_limit,
+            ),
+            Setting(
+                "cull_idle_servers_after",
+                3600,
+                "per_person_servers: seconds after which a person's idle server is stopped (files stay); 0 = never",
+                check_seconds(60, 30 * 86400, zero_ok=True),
+            ),
+            Setting(
+                "shared_data_dir",
+                None,
+                "per_person_servers: a directory all read and hub_admins write, linked into each home as "
+                "'shared'; None for none",
+                check_abs_path_or_none,
             ),
         ),
     ),

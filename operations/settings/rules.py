@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import layout, people
 from .addresses import is_dns_name, is_hostname_or_ip
 from .checks import check_basic_auth_user
 from .environ import (
@@ -18,7 +19,7 @@ from .environ import (
     S3_CREDENTIAL_ENVS,
 )
 from .paths import check_abs_path, check_backup_repository, check_restore_to, home_of, overlap, shown_repository
-from .registry import DEFAULTS
+from .registry import BY_NAME, DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,53 @@ def letsencrypt_has_a_dns_name(run: Run) -> list[str]:
     return []
 
 
+def per_person_servers_usable(run: Run) -> list[str]:
+    """per_person_servers: who signs in, where homes and shared data go, what ports are free."""
+    if not run["per_person_servers"]:
+        return []
+    errors = []
+    if run["auth"] != "oidc":
+        errors.append(
+            f"setting per_person_servers = True needs auth = 'oidc' (not {run['auth']!r}): each person signs "
+            "in at your OpenID Connect provider (per-person passwords are not supported yet)"
+        )
+    if run["collaboration"]:
+        errors.append(
+            "setting collaboration = True is not allowed with per_person_servers = True: each person has a "
+            "server of their own (set collaboration to False)"
+        )
+    for name in ("oidc_allowed", "hub_admins"):
+        if BY_NAME[name].check(run[name]):
+            continue  # refused as a value already
+        for entry in run[name]:
+            if isinstance(entry, str) and not entry.startswith("group:"):
+                try:
+                    people.normalized(entry)
+                except people.NotAnAddress:
+                    errors.append(
+                        f"setting {name}: {entry!r} cannot name a person's account with per_person_servers = "
+                        "True: an address of ASCII letters, digits and ._%+'- before the '@'"
+                    )
+    shared, port = run["shared_data_dir"], run["jupyter_port"]
+    if shared and not check_abs_path(shared):
+        for other, what in (
+            (run["notebook_dir"], "notebook_dir"),
+            (run["conda_prefix"], "conda_prefix"),
+            (people.HOMES, "the people's homes"),
+        ):
+            if (other == people.HOMES or not check_abs_path(other)) and overlap(shared, other):
+                errors.append(
+                    f"setting shared_data_dir = {shared!r} is not allowed: must not be inside or contain "
+                    f"{what} ({other!r})"
+                )
+    if port in (layout.HUB_PORT, layout.PROXY_API_PORT):
+        errors.append(
+            f"setting jupyter_port = {port!r} is not allowed with per_person_servers = True: "
+            f"{layout.HUB_PORT} and {layout.PROXY_API_PORT} are the hub's and its proxy's own ports"
+        )
+    return errors
+
+
 RULES = (
     basic_auth_password_given,
     oidc_complete,
@@ -178,6 +226,7 @@ RULES = (
     password_given,
     server_name_known,
     letsencrypt_has_a_dns_name,
+    per_person_servers_usable,
 )
 
 

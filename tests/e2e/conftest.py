@@ -8,6 +8,7 @@ Select or skip this layer with ``-m e2e`` / ``-m "not e2e"``.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -21,7 +22,10 @@ from tests.e2e.scenario import (
     ENV_MACHINES,
     FIGURES,
     FLEET_REQUIREMENTS,
+    HUB_MACHINES,
     MACHINES,
+    OIDC_CLIENT_ID,
+    OIDC_CLIENT_SECRET,
     SSO_MACHINES,
     TIMINGS,
     Deployment,
@@ -64,7 +68,7 @@ def standin_releases(standin_installer):
 def lab(standin_installer):
     if os.geteuid() != 0:
         pytest.fail("the e2e layer needs root (it boots systemd-nspawn hosts); run the fast layer with -m 'not e2e'")
-    machines = MACHINES + ENV_MACHINES + ACME_MACHINES + SSO_MACHINES
+    machines = MACHINES + ENV_MACHINES + ACME_MACHINES + SSO_MACHINES + HUB_MACHINES
     # Every stand-in release (each in its recipe's directory) is served: see lab.standin.url_path.
     with Lab(machines, files=standin_installer[0].parent.parent) as running:
         TIMINGS["base images (built or cached)"] = running.timings["base images"]
@@ -105,3 +109,44 @@ def ca_files(deployment, tmp_path_factory):
         files[name] = directory / f"{name}.pem"
         files[name].write_text(deployment.ssh(name, "cat /etc/ssl/certs/jupyter-apache.crt").stdout)
     return files
+
+
+class InstallingProvider:
+    """The lab's OpenID Connect provider (LemonLDAP::NG on the host ``idp``), installing in the
+    background from the first test that asks for it; ``ready()`` waits for it."""
+
+    def __init__(self, lab, workdir):
+        from lab.idp import Provider
+
+        self.provider = Provider(lab, lab.hosts["idp"], workdir)
+        nb7, nb8 = lab.hosts["nb7"].ip, lab.hosts["nb8"].ip
+        self.errors: list[Exception] = []
+        self.thread = threading.Thread(
+            target=self._install,
+            kwargs=dict(
+                client_id=OIDC_CLIENT_ID,
+                client_secret=OIDC_CLIENT_SECRET,
+                # nb7: Apache's mod_auth_openidc; nb8: JupyterHub (its callback under the base URL).
+                redirect_uris=[f"https://{nb7}/jupyter/oidc-redirect", f"https://{nb8}/jupyter/hub/oauth_callback"],
+                logout_uris=[f"https://{nb7}/jupyter/", f"https://{nb8}/jupyter/"],
+            ),
+        )
+        self.thread.start()
+
+    def _install(self, **client):
+        started = time.monotonic()
+        try:
+            self.provider.install(**client)
+        except Exception as error:  # reported by ready(), on a test's thread
+            self.errors.append(error)
+        TIMINGS["OpenID provider (LemonLDAP::NG) installed"] = time.monotonic() - started
+
+    def ready(self):
+        self.thread.join()
+        assert not self.errors, self.errors
+        return self.provider
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(lab, tmp_path_factory) -> InstallingProvider:
+    return InstallingProvider(lab, tmp_path_factory.mktemp("provider"))

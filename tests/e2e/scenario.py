@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -54,6 +55,24 @@ ACME_MACHINES = [("nb4", "bookworm"), ("nb5", "trixie")]
 # Single sign-on (test_single_sign_on.py): nb7 deployed with auth 'oidc' in its own run, and a
 # host of its own for the OpenID Connect provider (LemonLDAP::NG).
 SSO_MACHINES = [("nb7", "bookworm"), ("idp", "bookworm")]
+# Per-person servers (test_per_person.py): nb8 under JupyterHub, the same provider.
+HUB_MACHINES = [("nb8", "bookworm")]
+# The provider's one client, for nb7 (Apache signs in) and nb8 (the hub does): made per session.
+OIDC_CLIENT_ID = "jupyter-lab"
+OIDC_CLIENT_SECRET = f"lab-oidc-{secrets.token_hex(16)}"
+
+
+# A cell that allocates past a lab host's memory cap (lab/memory.py): 64 MiB at a time, filled
+# (so really resident), bounded at 2 GiB whatever happens. Never run without a cap in force.
+MEMORY_CAP_BYTES = 1 << 30
+RUNAWAY = "\n".join(
+    [
+        "chunks = []",
+        "for i in range(32):",
+        "    chunks.append(bytearray(b'x') * (64 << 20))",
+        "print('allocated', len(chunks) * 64, 'MiB')",
+    ]
+)
 
 
 # Wall times and other figures worth reporting (printed at the end of the session).

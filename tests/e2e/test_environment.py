@@ -20,7 +20,7 @@ import websocket
 
 from lab.memory import MemoryCap
 from smoke.client import Jupyter, _run_cell, execute_request
-from tests.e2e.scenario import ENV_DATA, FIGURES, FLEET_PIP_PACKAGES, PASSWORD, TIMINGS
+from tests.e2e.scenario import ENV_DATA, FIGURES, FLEET_PIP_PACKAGES, MEMORY_CAP_BYTES, PASSWORD, RUNAWAY, TIMINGS
 
 HOST = "nb6"
 PACKAGES_OP = "Fleet packages | Install the listed conda and pip packages into the prefix"
@@ -343,16 +343,7 @@ def test_idle_kernel_and_terminal_websockets_outlast_the_proxy_timeout(slow_wait
 
 
 # -- 3b. a runaway cell under a real memory cap ------------------------------------------
-CAP_BYTES = 1 << 30
-RUNAWAY = "\n".join(
-    [
-        "chunks = []",
-        # 64 MiB at a time, filled (so really resident), bounded at 2 GiB whatever happens.
-        "for i in range(32):",
-        "    chunks.append(bytearray(b'x') * (64 << 20))",
-        "print('allocated', len(chunks) * 64, 'MiB')",
-    ]
-)
+CAP_BYTES = MEMORY_CAP_BYTES
 
 
 class Watch(threading.Thread):

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -27,16 +25,23 @@ import requests
 import websocket
 
 from lab import standin
-from lab.idp import PEOPLE, Provider
+from lab.idp import PEOPLE
 from smoke.client import Jupyter, _run_cell
-from tests.e2e.browser import CHROMIUM, FLAGS, trusting_home
-from tests.e2e.scenario import FIGURES, LAB_DATA, PASSWORD, ROOT, TIMINGS, Deployment
+from tests.e2e.browser import chromium_signing_in_at
+from tests.e2e.scenario import (
+    FIGURES,
+    LAB_DATA,
+    OIDC_CLIENT_ID,
+    OIDC_CLIENT_SECRET,
+    PASSWORD,
+    ROOT,
+    TIMINGS,
+    Deployment,
+)
 
-NAME, IDP = "nb7", "idp"
+NAME = "nb7"
 BASE_PATH = "/jupyter/"
-CLIENT_ID = "jupyter-nb7"
-# Made per session; the provider's and the deploy's copy must match.
-CLIENT_SECRET = f"lab-oidc-{secrets.token_hex(16)}"
+CLIENT_ID, CLIENT_SECRET = OIDC_CLIENT_ID, OIDC_CLIENT_SECRET
 ALLOWED = ["group:timelords", PEOPLE["carol"].email]
 FORGED = {"X-Jupyter-User": PEOPLE["alice"].email, "X-Jupyter-User-Name": "Forged", "X-Jupyter-Proxy-Secret": "guess"}
 ENV = {"JUPYTER_OIDC_CLIENT_SECRET": CLIENT_SECRET}
@@ -46,12 +51,11 @@ ROUND_TRIPS = 20
 
 
 @pytest.fixture(scope="module")
-def sso(lab, standin_installer, tmp_path_factory):
-    """The provider installs while nb7 is deployed (-vvv --diff); then a rerun."""
+def sso(lab, standin_installer, oidc_provider, tmp_path_factory):
+    """nb7 deployed (-vvv --diff) while the provider installs; then a rerun."""
     path, digest = standin_installer
     workdir = tmp_path_factory.mktemp("sso")
     address = lab.hosts[NAME].ip
-    provider = Provider(lab, lab.hosts[IDP], workdir / "provider")
     deployment = Deployment(
         lab,
         workdir,
@@ -61,34 +65,16 @@ def sso(lab, standin_installer, tmp_path_factory):
         data={
             NAME: {
                 "auth": "oidc",
-                "oidc_issuer": provider.issuer,
+                "oidc_issuer": oidc_provider.provider.issuer,
                 "oidc_client_id": CLIENT_ID,
                 "oidc_allowed": ALLOWED,
-                "oidc_ca_bundle": str(provider.ca),
+                "oidc_ca_bundle": str(oidc_provider.provider.ca),
                 "collaboration": True,
             }
         },
     )
-    errors = []
-
-    def install_provider():
-        started = time.monotonic()
-        try:
-            provider.install(
-                client_id=CLIENT_ID,
-                client_secret=CLIENT_SECRET,
-                redirect_uris=[f"https://{address}{BASE_PATH}oidc-redirect"],
-                logout_uris=[f"https://{address}{BASE_PATH}"],
-            )
-        except Exception as error:  # reported by the fixture, on the test's thread
-            errors.append(error)
-        TIMINGS["OpenID provider (LemonLDAP::NG) installed"] = time.monotonic() - started
-
-    installing = threading.Thread(target=install_provider)
-    installing.start()
     first = deployment.runs["first"] = deployment.pyinfra("-vvv", "--diff", env=ENV)
-    installing.join()
-    assert not errors, errors
+    provider = oidc_provider.ready()
     assert first.returncode == 0, first.output[-6000:]
     deployment.runs["second"] = deployment.pyinfra(env=ENV)
     for run in ("first", "second"):
@@ -106,19 +92,8 @@ def sso(lab, standin_installer, tmp_path_factory):
 def browser(sso, tmp_path_factory):
     """Chromium trusting exactly nb7's certificate and the provider's CA, finding the provider
     at its lab host."""
-    from playwright.sync_api import sync_playwright
-
-    home = trusting_home(
-        tmp_path_factory.mktemp("sso-browser-home"),
-        [("nb7", "P,,", sso.cert), ("lab-idp-ca", "C,,", str(sso.provider.ca))],
-    )
-    resolve = f"--host-resolver-rules=MAP {sso.provider.issuer.split('//')[1]} {sso.provider.host.ip}"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=[*FLAGS, resolve], env={"HOME": str(home), "PATH": "/usr/bin:/bin"}
-        )
+    with chromium_signing_in_at(sso.provider, tmp_path_factory.mktemp("sso-browser-home"), NAME, sso.cert) as chromium:
         yield chromium
-        chromium.close()
 
 
 def sign_in(browser, sso, who: str, path: str = ""):

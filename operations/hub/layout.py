@@ -1,0 +1,87 @@
+"""
+Where the per-person mode's files and units are on a host (``per_person_servers``): the hub,
+its proxy, the slice every person's server runs in, defined once.
+
+Laid out as The Littlest JupyterHub does it: the hub in a root-owned environment of its own
+(apart from ``conda_prefix``, which people's servers run from and upgrades switch), its
+config root-owned in ``/etc``, its state (database, cookie secret) root's alone in ``/var/lib``.
+"""
+
+from __future__ import annotations
+
+from .. import layout
+
+# The hub's own Python environment (a venv of Debian's python3), root-owned.
+PREFIX = "/opt/jupyterhub"
+PYTHON = f"{PREFIX}/bin/python"
+# What the deploy installed into it (operations/environment.py's record, same format).
+REQUIREMENTS = (
+    "jupyterhub>=6,<7",
+    "jupyterhub-systemdspawner>=1,<2",
+    "oauthenticator>=17,<18",
+    "jupyterhub-idle-culler>=2,<3",
+)
+# The spawner starts jupyterhub-singleuser from conda_prefix: the same major release as the hub.
+SINGLEUSER_REQUIREMENT = "jupyterhub>=6,<7"
+
+# A person's server's unit and account: jupyter-<hub name> (operations/people.py).
+SERVER_UNIT_TEMPLATE = "jupyter-{USERNAME}"
+ACCOUNT_TEMPLATE = "jupyter-{USERNAME}"
+
+# Its configuration (root's; the modules it imports live beside it).
+CONFIG_DIR = "/etc/jupyterhub"
+CONFIG_FILE = f"{CONFIG_DIR}/jupyterhub_config.py"
+# operations/people.py, uploaded as it is: a person's account name from their address.
+PEOPLE_MODULE = "jupyter_people"
+PEOPLE_FILE = f"{CONFIG_DIR}/{PEOPLE_MODULE}.py"
+# files/jupyterhub_accounts.py: accounts made at sign-in, the spawner that checks its server.
+ACCOUNTS_MODULE = "jupyterhub_accounts"
+ACCOUNTS_FILE = f"{CONFIG_DIR}/{ACCOUNTS_MODULE}.py"
+# What people's servers load from the root's side (on their PYTHONPATH and
+# JUPYTER_CONFIG_PATH): the extension that reports a busy kernel as activity, and the
+# single server's own counting of what is busy that it uses.
+SERVER_DIR = f"{CONFIG_DIR}/server"
+SERVER_EXTENSION_MODULE = "jupyter_busy_activity"
+SERVER_EXTENSION_FILE = f"{SERVER_DIR}/{SERVER_EXTENSION_MODULE}.py"
+SERVER_ACTIVITY_FILE = f"{SERVER_DIR}/jupyter_activity.py"
+# Their server's settings from the deploy (the extension on, websocket pings, body sizes);
+# a person's own ~/.jupyter config comes first, for their server alone.
+SERVER_CONFIG = f"{SERVER_DIR}/jupyter_server_config.json"
+# Root's alone (0700): the secrets the units load.
+SECRETS_DIR = f"{CONFIG_DIR}/secrets"
+# CONFIGPROXY_AUTH_TOKEN=..., for the hub and the proxy (made on the host once).
+PROXY_ENV = f"{SECRETS_DIR}/proxy.env"
+# The OpenID Connect client secret (from the control machine), and the provider's CA.
+CLIENT_SECRET = f"{SECRETS_DIR}/oidc-client-secret"
+CA_BUNDLE = f"{CONFIG_DIR}/provider-ca.pem"
+# The smoke check's API token (root's alone, made on the host): the hub loads it as the
+# token of a service that may start, use and stop the check account's server, nobody else's.
+SMOKE_TOKEN = f"{SECRETS_DIR}/smoke-token"
+SMOKE_SERVICE = "jupyter-deploy-smoke"
+# The check account: its hub name (a person's always ends in 8 hex digits: never this one)
+# and its Unix account, made by the deploy (home 0700, no login).
+CHECK_NAME = "smoke-check"
+CHECK_ACCOUNT = ACCOUNT_TEMPLATE.format(USERNAME=CHECK_NAME)
+CHECK_COMMENT = "Jupyter smoke check (jupyter-apache-deploy)"
+SECRETS_SCRIPT = f"{layout.LIB}/jupyterhub-secrets"
+
+# The hub's state: its database and cookie secret.
+STATE_DIR = "/var/lib/jupyterhub"
+
+# The units: the hub, the proxy (its own unit, so a restart of the hub drops no connection)
+# and the slice every person's server runs in (one cap for all of them together).
+HUB_UNIT = "jupyterhub.service"
+HUB_UNIT_FILE = f"{layout.SYSTEMD_DIR}/{HUB_UNIT}"
+PROXY_UNIT = "jupyterhub-proxy.service"
+PROXY_UNIT_FILE = f"{layout.SYSTEMD_DIR}/{PROXY_UNIT}"
+PROXY_BINARY = "/usr/bin/configurable-http-proxy"
+SLICE = "jupyter-people.slice"
+SLICE_FILE = f"{layout.SYSTEMD_DIR}/{SLICE}"
+
+# hub_admins' accounts are in this group: it may write shared_data_dir (root:GROUP, 2775).
+ADMINS_GROUP = "jupyter-hub-admins"
+# What the shared data directory is called in each home (a link).
+SHARED_LINK = "shared"
+
+HUB_PORT = layout.HUB_PORT
+PROXY_API_PORT = layout.PROXY_API_PORT

@@ -1,0 +1,233 @@
+"""per_person_servers (operations/hub/): its settings' refusals, and what the hub, its proxy,
+the people's slice and people's servers are given."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from operations import people, settings
+from operations.hub import config, layout
+from operations.jupyter import unit as server_unit
+
+ROOT = Path(__file__).resolve().parent.parent
+OIDC = {
+    "auth": "oidc",
+    "oidc_issuer": "https://sso.example.org/",
+    "oidc_client_id": "jupyter",
+    "oidc_allowed": ["ann@example.org", "bob@example.org", "group:physics"],
+}
+ENV = {settings.OIDC_CLIENT_SECRET_ENV: "s3cret", settings.PASSWORD_ENV: "x"}
+PER_PERSON = {**OIDC, "per_person_servers": True}
+
+
+def data(**values):
+    return SimpleNamespace(**{**settings.DEFAULTS, **PER_PERSON, **values})
+
+
+def test_per_person_servers_with_oidc_is_accepted():
+    assert settings.check_values({**PER_PERSON, "hub_admins": ["ann@example.org"]}, environ=ENV) == []
+
+
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ({"auth": "password"}, "setting per_person_servers = True needs auth = 'oidc' (not 'password')"),
+        ({"collaboration": True}, "setting collaboration = True is not allowed with per_person_servers = True"),
+        ({"hub_admins": ["Ann@Ex..ample"]}, "setting hub_admins"),
+        ({"oidc_allowed": ["ann smith@example.org"]}, "setting oidc_allowed"),
+        ({"hub_admins": ["caf\u00e9@example.org"]}, "setting hub_admins"),
+        ({"shared_data_dir": "/srv/jupyter/shared"}, "setting shared_data_dir = '/srv/jupyter/shared' is not allowed"),
+        ({"shared_data_dir": "/opt/anaconda3/share"}, "must not be inside or contain conda_prefix"),
+        ({"shared_data_dir": "/home/shared/data"}, "the people's homes ('/home')"),
+        ({"jupyter_port": 8081}, "setting jupyter_port = 8081 is not allowed with per_person_servers = True"),
+        ({"jupyter_port": 8001}, "8081 and 8001 are the hub's and its proxy's own ports"),
+    ],
+)
+def test_a_setting_per_person_servers_cannot_use_is_refused_in_one_line(values, words):
+    errors = settings.check_values({**PER_PERSON, **values}, environ=ENV)
+    assert len(errors) == 1 and words in errors[0], errors
+
+
+@pytest.mark.parametrize(
+    "name, value, allowed",
+    [
+        ("per_person_servers", "yes", "true or false"),
+        ("hub_admins", "ann@example.org", "a list of e-mail addresses"),
+        ("hub_admins", ["group:staff"], "a list of e-mail addresses"),
+        ("people_memory_limit", "99%", "a percentage of the host's RAM from 10% to 95%"),
+        ("cull_idle_servers_after", 30, "0 (never) or a whole number of seconds from 60"),
+        ("shared_data_dir", "shared", "None or an absolute path"),
+        ("shared_data_dir", "/etc/shared", "not in a system directory"),
+    ],
+)
+def test_a_bad_value_is_named_with_what_is_allowed(name, value, allowed):
+    errors = settings.check_values({**PER_PERSON, name: value}, environ=ENV)
+    assert len(errors) == 1 and name in errors[0] and allowed in errors[0], errors
+
+
+def test_the_single_server_mode_ignores_the_hubs_settings():
+    assert (
+        settings.check_values(
+            {"jupyter_port": 8081, "shared_data_dir": "/srv/shared"}, environ={settings.PASSWORD_ENV: "x"}
+        )
+        == []
+    )
+
+
+def test_the_hub_config_is_python_and_names_people_by_their_accounts():
+    text = config.hub_config(data(hub_admins=["Ann@Example.org"], shared_data_dir="/srv/course"), "nb.example.org")
+    ast.parse(text)
+    assert "c.GenericOAuthenticator.oauth_callback_url = 'https://nb.example.org/jupyter/hub/oauth_callback'" in text
+    allowed = sorted([people.hub_name("ann@example.org"), people.hub_name("bob@example.org")])
+    assert f"c.GenericOAuthenticator.allowed_users = {allowed!r}" in text
+    assert f"c.GenericOAuthenticator.admin_users = {[people.hub_name('ann@example.org')]!r}" in text
+    assert "c.GenericOAuthenticator.allowed_groups = ['physics']" in text
+    # Taken off the list: refused at the next sign-in, however often they came before.
+    assert "c.Authenticator.allow_existing_users = False" in text
+    assert "c.JupyterHub.cleanup_servers = False" in text
+    assert "c.ConfigurableHTTPProxy.should_start = False" in text
+    assert "accounts.SHARED_DATA_DIR = '/srv/course'" in text
+    assert "s3cret" not in text  # the client secret is read from its root-only file
+
+
+def test_without_groups_the_hub_manages_none():
+    text = config.hub_config(data(oidc_allowed=["ann@example.org"]), "nb.example.org")
+    assert "allowed_groups" not in text and "'groups'" not in text
+
+
+def test_the_culler_is_off_with_zero_and_looks_often_enough_otherwise():
+    assert "idle-culler" not in config.hub_config(data(cull_idle_servers_after=0), "nb.example.org")
+    text = config.hub_config(data(cull_idle_servers_after=120), "nb.example.org")
+    assert "--timeout=120" in text and "--cull-every=20" in text
+    assert "'JUPYTERHUB_ACTIVITY_INTERVAL': '20'" in text
+    # Three delays (busy mark, report, culler's round) stay within half the idle time.
+    for after in (60, 600, 3600, 86400):
+        assert 3 * config.activity_interval(after) <= after / 2
+
+
+def test_a_persons_server_has_the_single_servers_sandbox_and_their_own_home_alone():
+    properties = config.person_properties("2G", 1.5)
+    sandbox = server_unit.sandbox_dropin("x", "/y")
+    for key in ("NoNewPrivileges", "ProtectSystem", "PrivateTmp", "SystemCallFilter", "IPAddressDeny", "ProtectProc"):
+        assert f"{key}={properties[key]}" in sandbox
+    assert properties["ProtectHome"] == "tmpfs"
+    assert properties["BindPaths"] == properties["ReadWritePaths"] == "/home/jupyter-{USERNAME}"
+    assert properties["MemoryMax"] == "2G" and properties["CPUQuota"] == "150%"
+    # The spawner expands {USERNAME} with str.format in every value: nothing else may have braces.
+    assert all(
+        value.format(USERNAME="u", USERID=1) == value.replace("{USERNAME}", "u") for value in properties.values()
+    )
+
+
+def test_the_slice_caps_every_persons_server_together():
+    text = config.slice_unit("90%")
+    assert "MemoryMax=90%" in text and "MemoryHigh=81%" in text and "MemorySwapMax=0" in text
+    assert "MemoryMax=infinity" in config.slice_unit(None)
+    assert str(config.slice_set_property("90%")) == (
+        f"systemctl set-property --runtime {layout.SLICE} MemoryHigh=81% MemoryMax=90% MemorySwapMax=0 TasksMax=80%"
+    )
+
+
+def test_the_proxy_listens_where_apache_sends_and_the_hub_drives_it_on_loopback():
+    text = config.proxy_unit(data(jupyter_port=8888))
+    assert "--ip 127.0.0.1 --port 8888 --api-ip 127.0.0.1 --api-port 8001" in text
+    assert f"EnvironmentFile={layout.PROXY_ENV}" in text and "DynamicUser=yes" in text
+    hub = config.hub_unit(data())
+    assert f"EnvironmentFile={layout.PROXY_ENV}" in hub and f"--config {layout.CONFIG_FILE}" in hub
+
+
+def test_peoples_servers_load_the_busy_activity_extension():
+    loaded = json.loads(config.server_config(data()))
+    assert loaded["ServerApp"]["jpserver_extensions"] == {layout.SERVER_EXTENSION_MODULE: True}
+    assert loaded["ServerApp"]["max_body_size"] == settings.size_bytes("100M")
+
+
+def test_the_hub_config_loads_in_jupyterhub_with_the_deploys_modules(tmp_path):
+    """The rendered config, executed by JupyterHub's own loader, with files/jupyterhub_accounts.py
+    and operations/people.py beside it (paths moved into ``tmp_path``): the hub, the
+    authenticator and the spawner take every value, and a person's name is what the deploy
+    computes."""
+    from jupyterhub.app import JupyterHub
+    from oauthenticator.generic import GenericOAuthenticator
+    from traitlets.config import PyFileConfigLoader
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "oidc-client-secret").write_text("s3cret\n")
+    (tmp_path / "secrets" / "smoke-token").write_text("t0ken\n")
+    endpoints = {name: f"https://sso.example.org/{name}" for name in ("authorization_endpoint", "token_endpoint")}
+    endpoints["userinfo_endpoint"] = "https://sso.example.org/userinfo"
+    # The provider cannot be reached here: the kept copy of its discovery document is used.
+    (tmp_path / "state" / "provider-discovery.json").write_text(json.dumps(endpoints))
+    text = config.hub_config(
+        data(oidc_issuer="https://127.0.0.1:9/", hub_admins=["ann@example.org"], shared_data_dir="/srv/course"),
+        "nb.example.org",
+    )
+    text = text.replace(layout.STATE_DIR, str(tmp_path / "state")).replace(layout.CONFIG_DIR, str(tmp_path))
+    (tmp_path / "jupyterhub_config.py").write_text(text)
+    (tmp_path / f"{layout.PEOPLE_MODULE}.py").write_text(Path(people.__file__).read_text())
+    (tmp_path / f"{layout.ACCOUNTS_MODULE}.py").write_text((ROOT / "files" / "jupyterhub_accounts.py").read_text())
+    path, modules = list(sys.path), set(sys.modules)
+    try:
+        loaded = PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path)).load_config()
+        hub = JupyterHub(config=loaded)
+        assert (hub.bind_url, hub.hub_bind_url, hub.base_url) == (
+            "http://127.0.0.1:8888/jupyter/",
+            "http://127.0.0.1:8081",
+            "/jupyter/",
+        )
+        assert hub.cleanup_servers is False and hub.spawner_class.__name__ == "CheckedSystemdSpawner"
+        signing_in = GenericOAuthenticator(config=loaded)
+        assert signing_in.authorize_url == "https://sso.example.org/authorization_endpoint"
+        assert signing_in.user_info_to_username({"email": "Ann@Example.org"}) == people.hub_name("ann@example.org")
+        assert signing_in.admin_users == {people.hub_name("ann@example.org")}
+        assert signing_in.allow_existing_users is False and signing_in.auto_login is True
+        spawner_config = loaded.SystemdSpawner
+        assert spawner_config.slice == layout.SLICE
+        assert spawner_config.unit_extra_properties["ProtectHome"] == "tmpfs"
+        # The smoke check's service: the check account's server and nothing else.
+        [service] = [s for s in hub.services if s["name"] == layout.SMOKE_SERVICE]
+        assert service["api_token"] == "t0ken"
+        [role] = [r for r in hub.load_roles if r["name"] == layout.SMOKE_SERVICE]
+        assert all(scope.endswith(f"!user={layout.CHECK_NAME}") for scope in role["scopes"])
+        assert "idle-culler" in [s["name"] for s in hub.services]
+    finally:
+        sys.path[:] = path
+        for name in set(sys.modules) - modules:
+            if name in (layout.PEOPLE_MODULE, layout.ACCOUNTS_MODULE):
+                del sys.modules[name]
+
+
+def _verify(path: Path) -> str:
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True)
+    return result.stderr
+
+
+def test_the_hubs_units_and_a_persons_server_unit_verify(tmp_path):
+    """systemd-analyze takes every key of the hub's and the proxy's units, the slice, and the
+    properties the spawner hands systemd-run for a person's server (as a unit file)."""
+    hub_unit = config.hub_unit(data()).replace(f"{layout.PREFIX}/bin/jupyterhub --config", "/bin/true --config")
+    proxy_unit = config.proxy_unit(data()).replace(layout.PROXY_BINARY, "/bin/true")
+    person = "\n".join(
+        f"{key}={value.format(USERNAME='ann-438c4c7a')}" for key, value in config.person_properties("2G", 1.5).items()
+    )
+    person_unit = (
+        "[Unit]\nDescription=a person's server\n[Service]\nExecStart=/bin/true\nUser=nobody\n"
+        f"Slice={layout.SLICE}\n{person}\n"
+    )
+    for name, text in (
+        (layout.HUB_UNIT, hub_unit),
+        (layout.PROXY_UNIT, proxy_unit),
+        (layout.SLICE, config.slice_unit("90%")),
+        ("jupyter-ann-438c4c7a.service", person_unit),
+    ):
+        (tmp_path / name).write_text(text)
+        said = _verify(tmp_path / name)
+        assert "Unknown key" not in said and "Unknown section" not in said and "Failed" not in said, (name, said)
