@@ -30,6 +30,10 @@ users only, through Apache like the rest of the API:
 ``running`` and ``installed`` hold ``SERVER_PACKAGES`` only; they differ while a restart is owed.
 Whoever has the password can run code and read all this anyway.
 
+A person's server under JupyterHub (per_person_servers) shares the host's loopback with every
+other person's: there the activity answers root's connections alone (the uid that owns the
+connecting socket, as the kernel lists it in /proc/net/tcp).
+
 Loaded by the deploy's jupyter_server_config.py (``jpserver_extensions``).
 """
 
@@ -139,6 +143,30 @@ def versions_report() -> dict:
     }
 
 
+# Under JupyterHub (a person's server): the activity answers root alone.
+UNDER_HUB = bool(os.environ.get("JUPYTERHUB_API_TOKEN"))
+
+
+def _tcp_address(host: str, port: int) -> str:
+    """An IPv4 address as /proc/net/tcp writes it (``0100007F:1F90``)."""
+    return "".join(f"{int(part):02X}" for part in reversed(host.split("."))) + f":{port:04X}"
+
+
+def peer_uid(server: tuple, peer: tuple, table: str = "/proc/net/tcp") -> int | None:
+    """Who owns the socket that connected from ``peer`` to ``server`` (both ``(host, port)``,
+    IPv4): the uid of the connection seen from the peer's side."""
+    local, remote = _tcp_address(*peer[:2]), _tcp_address(*server[:2])
+    try:
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if len(fields) > 7 and fields[1] == local and fields[2] == remote:
+                    return int(fields[7])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _jupyter_server_extension_points():
     return [{"module": __name__}]
 
@@ -153,9 +181,18 @@ def _load_jupyter_server_extension(serverapp):
         def get(self):
             if any(h in self.request.headers for h in PROXY_HEADERS) or self.request.remote_ip not in LOOPBACK:
                 raise HTTPError(404)
+            if UNDER_HUB and not self._from_root():
+                raise HTTPError(404)
             self.set_header("Content-Type", "text/plain; charset=utf-8")
             self.set_header("Cache-Control", "no-store")
             self.finish(activity(serverapp, self.settings))
+
+        def _from_root(self) -> bool:
+            try:
+                sock = self.request.connection.stream.socket
+                return peer_uid(sock.getsockname(), sock.getpeername()) == 0
+            except (AttributeError, OSError):
+                return False
 
     class VersionsHandler(APIHandler):
         @authenticated

@@ -65,6 +65,19 @@ def provider_endpoints(issuer: str, ca_bundle: str | None, copy: str) -> dict:
     return endpoints
 
 
+def with_memory_limit(environment: dict, limit, meminfo: str = "/proc/meminfo") -> dict:
+    """People's servers' environment with ``MEM_LIMIT`` (bytes: what jupyter-resource-usage's
+    display shows as the limit) from ``limit``: bytes, ``"N%"`` of the host's memory (as systemd
+    reads a ``MemoryMax`` in percent), or ``None`` (no limit shown)."""
+    if limit is None:
+        return dict(environment)
+    if isinstance(limit, str) and limit.endswith("%"):
+        with open(meminfo) as f:
+            total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+        limit = total * int(limit[:-1]) // 100
+    return {**environment, "MEM_LIMIT": str(int(limit))}
+
+
 def hub_name_of(user_info: dict) -> str:
     """The hub's name for the person (GenericOAuthenticator's ``username_claim``)."""
     address = user_info.get("email")

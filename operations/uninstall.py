@@ -48,6 +48,8 @@ INSTALLED = [
     hub.layout.HUB_UNIT_FILE,
     hub.layout.PROXY_UNIT_FILE,
     hub.layout.SLICE_FILE,
+    hub.layout.RESTART_TIMER_FILE,
+    hub.layout.RESTART_SERVICE_FILE,
     hub.layout.CONFIG_DIR,
     hub.layout.PREFIX,
     apache.SITE_PATH,
@@ -72,7 +74,8 @@ INSTALLED = [
 
 # What files/jupyter-uninstall stops, disables and removes, each option given once per value;
 # the units stop in this order (backups, a deferred restart, then Jupyter, whose kernels go
-# with it; the hub, every person's server (the slice), the hub's proxy).
+# with it; people's deferred restarts, the hub, every person's server (the slice), the hub's
+# proxy).
 SCRIPT_PATHS = {
     "--unit-file": [
         backups.TIMER_FILE,
@@ -80,6 +83,8 @@ SCRIPT_PATHS = {
         jupyter.layout.RESTART_TIMER_FILE,
         jupyter.layout.RESTART_SERVICE_FILE,
         jupyter.UNIT_FILE,
+        hub.layout.RESTART_TIMER_FILE,
+        hub.layout.RESTART_SERVICE_FILE,
         hub.layout.HUB_UNIT_FILE,
         hub.layout.SLICE_FILE,
         hub.layout.PROXY_UNIT_FILE,

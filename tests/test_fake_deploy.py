@@ -16,7 +16,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.connectors.fake import FakeConnector
 
-from operations import conda, jupyter, letsencrypt, passwords, settings, snapshot, system, tls
+from operations import conda, hub, jupyter, letsencrypt, passwords, settings, snapshot, system, tls
 from operations.jupyter import restarts
 from tests.fake_hosts import (
     FRESH,
@@ -36,6 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # at once only when nothing is busy.
 RESTART_SCRIPT = restarts.script_command()
 RESTART_WHEN_IDLE = f"{RESTART_SCRIPT} restart when-idle 24 {jupyter.layout.REPORT}"
+
+
+def assert_in_order(joined: str, steps: list[str]) -> None:
+    """Each of ``steps`` is in the run's commands (``joined``), in this order."""
+    positions = [joined.find(step) for step in steps]
+    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
+    assert positions == sorted(positions), "steps ran out of order"
 
 
 def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=(), yes=False, script="deploy.py"):
@@ -100,9 +107,7 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
         "systemctl start fail2ban.service",
         "systemctl enable fail2ban.service",
     ]
-    positions = [joined.find(step) for step in steps]
-    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
-    assert positions == sorted(positions), "steps ran out of order"
+    assert_in_order(joined, steps)
     assert joined.count(" update -q") == 1
     # Debian 12's apt waits forever for a delayed retry (operations/system.py): none is delayed.
     apt_commands = [c for c in commands if "apt-get " in c]
@@ -148,9 +153,7 @@ def test_fresh_host_with_single_sign_on_gets_its_secrets_before_jupyter_and_no_p
         "authn_core auth_openidc",
         "apache-config-swap sites jupyter",
     ]
-    positions = [joined.find(step) for step in steps]
-    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
-    assert positions == sorted(positions), "steps ran out of order"
+    assert_in_order(joined, steps)
     [install] = [c for c in commands if " install " in c and "apt-get" in c]
     assert "libapache2-mod-auth-openidc" in install and "fail2ban" not in install
     assert secret not in joined and "password_hash.pyinfra-tmp" not in joined
@@ -173,11 +176,19 @@ def test_fresh_host_with_per_person_servers_gets_the_hub_and_no_single_server(mo
         "apache-config-swap mods /var/lib/jupyter-apache-deploy/created proxy proxy_http ssl headers rewrite\n",
         "apache-config-swap sites jupyter",
     ]
-    positions = [joined.find(step) for step in steps]
-    assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
-    assert positions == sorted(positions), "steps ran out of order"
+    assert_in_order(joined, steps)
+    # What people's servers need, in the conda prefix, and their restarts' scripts and units.
+    assert " nbgitpuller==1.3.0" in joined and " jupyter-resource-usage==1.3.0" in joined
+    for path in (
+        hub.layout.SPAWN_FILE,
+        hub.layout.RESTART_PEOPLE_SCRIPT,
+        hub.layout.RESTART_SERVER_SCRIPT,
+        hub.layout.RESTART_SERVICE_FILE,
+        hub.layout.RESTART_TIMER_FILE,
+    ):
+        assert f"{path}.pyinfra-new" in joined, path
     [install] = [c for c in commands if " install " in c and "apt-get" in c]
-    assert "node-configurable-http-proxy" in install and "python3-venv" in install
+    assert "node-configurable-http-proxy" in install and "python3-venv" in install and " git" in install
     # The hub signs people in: no sign-in at Apache, no login ban, no single server.
     assert "libapache2-mod-auth-openidc" not in install and "fail2ban" not in install
     ran = "\n".join(c for c in commands if snapshot.READ_MARKER not in c)

@@ -106,7 +106,8 @@ def test_the_culler_is_off_with_zero_and_looks_often_enough_otherwise():
     assert "idle-culler" not in config.hub_config(data(cull_idle_servers_after=0), "nb.example.org")
     text = config.hub_config(data(cull_idle_servers_after=120), "nb.example.org")
     assert "--timeout=120" in text and "--cull-every=20" in text
-    assert "'JUPYTERHUB_ACTIVITY_INTERVAL': '20'" in text
+    spawn = json.loads(config.spawn_settings(data(cull_idle_servers_after=120)))
+    assert spawn["environment"]["JUPYTERHUB_ACTIVITY_INTERVAL"] == "20"
     # Three delays (busy mark, report, culler's round) stay within half the idle time.
     for after in (60, 600, 3600, 86400):
         assert 3 * config.activity_interval(after) <= after / 2
@@ -143,10 +144,36 @@ def test_the_proxy_listens_where_apache_sends_and_the_hub_drives_it_on_loopback(
     assert f"EnvironmentFile={layout.PROXY_ENV}" in hub and f"--config {layout.CONFIG_FILE}" in hub
 
 
-def test_peoples_servers_load_the_busy_activity_extension():
+def test_peoples_servers_load_the_busy_activity_and_activity_extensions():
     loaded = json.loads(config.server_config(data()))
-    assert loaded["ServerApp"]["jpserver_extensions"] == {layout.SERVER_EXTENSION_MODULE: True}
     assert loaded["ServerApp"]["max_body_size"] == settings.size_bytes("100M")
+    # Turned on in a file of their own, as every extension does: never in the settings file,
+    # where an older jupyter_server lets it replace jupyterhub-singleuser's own.
+    assert "jpserver_extensions" not in loaded["ServerApp"]
+    assert layout.SERVER_EXTENSIONS_CONFIG.startswith(f"{layout.SERVER_DIR}/jupyter_server_config.d/")
+    assert json.loads(config.server_extensions())["ServerApp"]["jpserver_extensions"] == {
+        layout.SERVER_EXTENSION_MODULE: True,
+        layout.SERVER_ACTIVITY_MODULE: True,
+    }
+
+
+def test_each_persons_memory_display_shows_their_own_limit(tmp_path):
+    """MEM_LIMIT (what jupyter-resource-usage shows as the limit) is memory_limit, in bytes; a
+    limit in percent is a share of the host's memory, as systemd reads it."""
+    assert json.loads(config.spawn_settings(data(memory_limit="2G")))["memory_display_limit"] == 2 * 2**30
+    assert config.memory_display_limit("50%") == "50%" and config.memory_display_limit(None) is None
+    sys.path.insert(0, str(ROOT / "files"))
+    sys.modules.setdefault(layout.PEOPLE_MODULE, people)
+    try:
+        import jupyterhub_accounts as accounts
+
+        meminfo = tmp_path / "meminfo"
+        meminfo.write_text("MemTotal:        4096 kB\nMemFree:  1 kB\n")
+        assert accounts.with_memory_limit({"A": "1"}, 2 * 2**30) == {"A": "1", "MEM_LIMIT": str(2 * 2**30)}
+        assert accounts.with_memory_limit({}, "50%", str(meminfo))["MEM_LIMIT"] == str(2048 * 1024)
+        assert accounts.with_memory_limit({"A": "1"}, None) == {"A": "1"}
+    finally:
+        sys.path.remove(str(ROOT / "files"))
 
 
 def test_the_hub_config_loads_in_jupyterhub_with_the_deploys_modules(tmp_path):
@@ -162,6 +189,8 @@ def test_the_hub_config_loads_in_jupyterhub_with_the_deploys_modules(tmp_path):
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "oidc-client-secret").write_text("s3cret\n")
     (tmp_path / "secrets" / "smoke-token").write_text("t0ken\n")
+    (tmp_path / "secrets" / "restart-token").write_text("r3start\n")
+    (tmp_path / "spawn.json").write_text(config.spawn_settings(data(memory_limit="1G")))
     endpoints = {name: f"https://sso.example.org/{name}" for name in ("authorization_endpoint", "token_endpoint")}
     endpoints["userinfo_endpoint"] = "https://sso.example.org/userinfo"
     # The provider cannot be reached here: the kept copy of its discovery document is used.
@@ -192,6 +221,13 @@ def test_the_hub_config_loads_in_jupyterhub_with_the_deploys_modules(tmp_path):
         spawner_config = loaded.SystemdSpawner
         assert spawner_config.slice == layout.SLICE
         assert spawner_config.unit_extra_properties["ProtectHome"] == "tmpfs"
+        assert loaded.Spawner.environment["MEM_LIMIT"] == str(2**30)
+        assert loaded.Spawner.cmd == [settings.DEFAULTS["conda_prefix"] + "/bin/jupyterhub-singleuser"]
+        # The restarts' service: it starts and stops people's servers, nothing else.
+        [restarting] = [s for s in hub.services if s["name"] == layout.RESTART_SERVICE]
+        assert restarting["api_token"] == "r3start"
+        [role] = [r for r in hub.load_roles if r["name"] == layout.RESTART_SERVICE]
+        assert role["scopes"] == ["servers", "read:servers"]
         # The smoke check's service: the check account's server and nothing else.
         [service] = [s for s in hub.services if s["name"] == layout.SMOKE_SERVICE]
         assert service["api_token"] == "t0ken"

@@ -50,3 +50,24 @@ def test_a_terminal_is_busy_while_its_shell_has_a_child():
         shell.kill()
         shell.wait()
     assert activity.child_processes(shell.pid) == 0
+
+
+def test_under_the_hub_only_roots_connections_are_answered(tmp_path):
+    """A person's server shares loopback with every other person's: who connected is the owner
+    of the peer's socket, as /proc/net/tcp lists it."""
+    activity = load()
+    table = tmp_path / "tcp"
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    row = "   {n}: {local} {remote} 01 00000000:00000000 00:00000000 00000000  {uid}        0 {inode} 1\n"
+    server, root_peer, person_peer = ("127.0.0.1", 40111), ("127.0.0.1", 51000), ("127.0.0.1", 51001)
+    table.write_text(
+        header
+        + row.format(n=0, local="0100007F:9CAF", remote="00000000:0000", uid=1001, inode=1)
+        + row.format(n=1, local="0100007F:C738", remote="0100007F:9CAF", uid=0, inode=2)
+        + row.format(n=2, local="0100007F:C739", remote="0100007F:9CAF", uid=1002, inode=3)
+    )
+    assert activity._tcp_address(*server) == "0100007F:9CAF"
+    assert activity.peer_uid(server, root_peer, str(table)) == 0
+    assert activity.peer_uid(server, person_peer, str(table)) == 1002
+    assert activity.peer_uid(server, ("127.0.0.1", 1), str(table)) is None
+    assert activity.peer_uid(server, root_peer, str(tmp_path / "missing")) is None

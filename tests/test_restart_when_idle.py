@@ -355,3 +355,19 @@ def test_port_is_the_one_the_main_process_holds(fake_host):
     (fake_host.proc / "812" / "fd" / "5").unlink()
     result = fake_host.run("port")
     assert result.returncode == 1 and "listens on no loopback port" in result.stderr
+
+
+def test_a_persons_server_is_restarted_by_the_restart_command_and_only_while_it_runs(fake_host):
+    """--restart-command (per_person_servers): the hub's restart of the unit, not systemctl's;
+    a person's server that stopped meanwhile (culled) is not started again."""
+    command = fake_host.dir / "restart-through-hub"
+    command.write_text('#!/bin/bash\necho "hub restarts $*" >>"$FAKE/calls"\n')
+    command.chmod(0o755)
+    fake_host.answers(IDLE)
+    options = ["--restart-command", str(command)]
+    fake_host.run(*options, "restart", "when-idle", "24", str(fake_host.report))
+    assert "hub restarts jupyter.service" in fake_host.calls()
+    assert "restart jupyter.service" not in fake_host.calls()
+    (fake_host.dir / "active.jupyter.service").write_text("inactive")
+    fake_host.run(*options, "restart", "now", "24", str(fake_host.report))
+    assert not any(call.startswith(("hub restarts", "restart ")) for call in fake_host.calls())

@@ -29,10 +29,11 @@ from pyinfra import host, logger
 from pyinfra.api import StringCommand, deploy, operation
 
 from .. import environment, passwords, people, settings, sign_in, snapshot
+from ..jupyter import resource_usage
 from ..render import FILES
-from . import config, layout
+from . import config, layout, restarts
 
-__all__ = ["config", "enabled", "hub_snapshot", "install_hub", "layout", "packages", "stop_unless_wanted"]
+__all__ = ["config", "enabled", "hub_snapshot", "install_hub", "layout", "packages", "restarts", "stop_unless_wanted"]
 
 
 def enabled(data) -> bool:
@@ -41,8 +42,8 @@ def enabled(data) -> bool:
 
 def packages(data) -> list[str]:
     """What the concern installs (through ``system.install_packages``): a venv for the hub,
-    the proxy (it brings Debian's nodejs)."""
-    return ["python3-venv", "node-configurable-http-proxy"] if enabled(data) else []
+    the proxy (it brings Debian's nodejs), git (nbgitpuller's course links)."""
+    return ["python3-venv", "node-configurable-http-proxy", "git"] if enabled(data) else []
 
 
 class PeopleHomes(snapshot.Probe):
@@ -76,6 +77,7 @@ def hub_snapshot(prefix: str, shared_data_dir: str | None) -> snapshot.Snapshot:
             layout.SERVER_EXTENSION_FILE,
             layout.SERVER_ACTIVITY_FILE,
             layout.SERVER_CONFIG,
+            layout.SERVER_EXTENSIONS_CONFIG,
             layout.SECRETS_DIR,
             layout.SECRETS_SCRIPT,
             layout.CA_BUNDLE,
@@ -83,13 +85,26 @@ def hub_snapshot(prefix: str, shared_data_dir: str | None) -> snapshot.Snapshot:
             layout.HUB_UNIT_FILE,
             layout.PROXY_UNIT_FILE,
             layout.SLICE_FILE,
+            layout.SPAWN_FILE,
+            layout.RESTART_PEOPLE_SCRIPT,
+            layout.RESTART_SERVER_SCRIPT,
+            layout.RESTART_SERVICE_FILE,
+            layout.RESTART_TIMER_FILE,
+            resource_usage.overrides_path(prefix),
         ],
-        secret_paths=[layout.PROXY_ENV, layout.SMOKE_TOKEN, layout.CLIENT_SECRET],
+        secret_paths=[layout.PROXY_ENV, layout.SMOKE_TOKEN, layout.RESTART_TOKEN, layout.CLIENT_SECRET],
         units=[layout.HUB_UNIT, layout.PROXY_UNIT, layout.SLICE],
         probes={
             "installed": environment.FleetPackages(layout.PREFIX),
-            "singleuser": snapshot.Lines(
-                f"ls -d {shlex.quote(prefix)}/lib/python3*/site-packages/jupyterhub/singleuser 2>/dev/null || true"
+            "resource_usage": resource_usage.probe(prefix),
+            "server_packages": snapshot.Lines(
+                " ".join(
+                    [
+                        "ls -d",
+                        *(f"{shlex.quote(prefix)}/lib/python3*/site-packages/{p}" for p in layout.SERVER_REQUIREMENTS),
+                    ]
+                )
+                + " 2>/dev/null || true"
             ),
             "people": PeopleHomes(),
             "admins_group": snapshot.Lines(f"getent group {layout.ADMINS_GROUP} || true"),
@@ -112,17 +127,24 @@ def hub_environment(state: snapshot.Snapshot):
 
 
 @operation()
-def singleuser_installed(prefix: str, state: snapshot.Snapshot):
+def server_packages_installed(prefix: str, state: snapshot.Snapshot):
     """
-    ``jupyterhub-singleuser`` in ``prefix`` (the people's servers run it), the hub's major release.
+    What people's servers need in ``prefix`` (``layout.SERVER_REQUIREMENTS``): each that is
+    missing, in one pip run (one already there, of any version, is kept).
 
     + prefix: ``conda_prefix``
     + state: ``hub_snapshot``
     """
-    if state.probe("singleuser"):
-        host.noop(f"jupyterhub is installed in {prefix}")
+    found = state.probe("server_packages")
+    missing = [
+        requirement
+        for path, requirement in layout.SERVER_REQUIREMENTS.items()
+        if not any(line.endswith(f"/site-packages/{path}") for line in found)
+    ]
+    if not missing:
+        host.noop(f"{', '.join(layout.SERVER_REQUIREMENTS.values())}: installed in {prefix}")
         return
-    yield StringCommand(environment.pip_install(prefix), shlex.quote(layout.SINGLEUSER_REQUIREMENT))
+    yield StringCommand(environment.pip_install(prefix), *(shlex.quote(r) for r in missing))
 
 
 @operation()
@@ -139,18 +161,20 @@ def admins_group(state: snapshot.Snapshot):
 
 
 @operation()
-def hub_tokens(state: snapshot.Snapshot):
+def hub_tokens(tokens: tuple[str, ...], state: snapshot.Snapshot):
     """
-    The token the hub and the proxy share and the smoke check's, made on the host once
-    (``files/jupyterhub-secrets``).
+    Secrets the hub's units load, made on the host once each (``files/jupyterhub-secrets``, which
+    keeps every one that exists): the token the hub and the proxy share, and the API tokens.
 
+    + tokens: which of them this operation sees to (a new one restarts only what loads it)
     + state: ``hub_snapshot``
     """
-    if all(state.path(path).kind == "file" for path in (layout.PROXY_ENV, layout.SMOKE_TOKEN)):
-        host.noop("the hub's tokens are kept")
+    if all(state.path(path).kind == "file" for path in tokens):
+        host.noop("kept: " + ", ".join(tokens))
         return
+    api_tokens = [path for path in tokens if path != layout.PROXY_ENV]
     yield StringCommand(
-        shlex.quote(layout.SECRETS_SCRIPT), shlex.quote(layout.PROXY_ENV), shlex.quote(layout.SMOKE_TOKEN)
+        shlex.quote(layout.SECRETS_SCRIPT), shlex.quote(layout.PROXY_ENV), *(shlex.quote(p) for p in api_tokens)
     )
 
 
@@ -245,6 +269,8 @@ def stop_unless_wanted():
         "oidc_ca_bundle",
         "apache_proxy_timeout",
         "max_request_size",
+        "restart_policy",
+        "restart_deadline",
     ),
 )
 def install_hub():
@@ -254,6 +280,7 @@ def install_hub():
     if not enabled(data):
         return
     state = hub_snapshot(data.conda_prefix, data.shared_data_dir)
+    owed = restarts.owed_snapshot(data.conda_prefix)
     root_file = {"user": "root", "group": "root", "mode": "644", "state": state}
     hub_environment(name="JupyterHub's own environment (a venv)", state=state)
     hub_packages = environment.packages_installed(
@@ -263,7 +290,11 @@ def install_hub():
         pip=list(layout.REQUIREMENTS),
         state=state,
     )
-    singleuser_installed(name="jupyterhub-singleuser in the conda prefix", prefix=data.conda_prefix, state=state)
+    server_packages_installed(
+        name="jupyterhub-singleuser and nbgitpuller in the conda prefix", prefix=data.conda_prefix, state=state
+    )
+    resource_usage.installed(name="Memory display in the conda prefix", prefix=data.conda_prefix, state=state)
+    resource_usage.display_on(name="Memory display shown by default", prefix=data.conda_prefix, state=state)
     for path, mode, what in (
         (layout.CONFIG_DIR, "755", "JupyterHub's config directory"),
         (layout.SECRETS_DIR, "700", "JupyterHub's secrets (root only)"),
@@ -287,8 +318,15 @@ def install_hub():
         src=FILES / "jupyterhub-secrets",
         state=state,
     )
-    token = hub_tokens(
-        name="The hub's tokens: its proxy's and the smoke check's (made on the host, never shown)", state=state
+    proxy_token = hub_tokens(
+        name="The token the hub and its proxy share (made on the host, never shown)",
+        tokens=(layout.PROXY_ENV,),
+        state=state,
+    )
+    api_tokens = hub_tokens(
+        name="The smoke check's and the restarts' API tokens (made on the host, never shown)",
+        tokens=(layout.SMOKE_TOKEN, layout.RESTART_TOKEN),
+        state=state,
     )
     check_account(name="The smoke check's account", state=state)
     secret = sign_in.client_secret(
@@ -324,11 +362,25 @@ def install_hub():
     ):
         snapshot.put(name=what, src=FILES / src, dest=dest, **root_file)
     snapshot.put(
-        name="People's servers' settings (the busy-activity extension, websocket pings, body sizes)",
+        name="People's servers' settings (websocket pings, body sizes)",
         src=snapshot.text(config.server_config(data)),
         dest=layout.SERVER_CONFIG,
         **root_file,
     )
+    snapshot.put(
+        name="The extensions people's servers load (busy activity, what the server runs)",
+        src=snapshot.text(config.server_extensions()),
+        dest=layout.SERVER_EXTENSIONS_CONFIG,
+        create_remote_dir=True,
+        **root_file,
+    )
+    spawn = snapshot.put(
+        name="What each person's server is started with (sandbox, limits, environment)",
+        src=snapshot.text(config.spawn_settings(data)),
+        dest=layout.SPAWN_FILE,
+        **root_file,
+    )
+    restart_units = restarts.install_restarts(state)
     hub_config = snapshot.put(
         name="JupyterHub's config",
         src=snapshot.text(config.hub_config(data, settings.server_name(host))),
@@ -351,7 +403,7 @@ def install_hub():
     hub_unit = snapshot.put(
         name="JupyterHub's unit", src=snapshot.text(config.hub_unit(data)), dest=layout.HUB_UNIT_FILE, **system_file
     )
-    units = snapshot.Changes(slice_unit, proxy_unit, hub_unit)
+    units = snapshot.Changes(slice_unit, proxy_unit, hub_unit, *restart_units)
     snapshot.shell(
         name="New limits of the people's slice apply at once",
         commands=[StringCommand("systemctl", "daemon-reload"), config.slice_set_property(data.people_memory_limit)],
@@ -361,13 +413,22 @@ def install_hub():
         name="JupyterHub's proxy running",
         service=layout.PROXY_UNIT,
         daemon_reload=units,
-        restarted=snapshot.Changes(proxy_unit, token),
+        restarted=snapshot.Changes(proxy_unit, proxy_token),
         state=state,
     )
     snapshot.service(
         name="JupyterHub running with its current config (people's servers keep running)",
         service=layout.HUB_UNIT,
         # Also after the proxy restarted: the hub puts every route back into it at its start.
-        restarted=snapshot.Changes(hub_packages, hub_config, hub_unit, proxy_unit, token, secret, ca, *modules),
+        restarted=snapshot.Changes(
+            hub_packages, hub_config, spawn, hub_unit, proxy_unit, proxy_token, api_tokens, secret, ca, *modules
+        ),
         state=state,
+    )
+    # After the hub's restart: it starts each server with what it gives people's servers now.
+    restarts.people_restarted(
+        name="People's servers restarted with their current settings and packages (each when idle)",
+        state=owed,
+        policy=data.restart_policy,
+        hours=data.restart_deadline,
     )

@@ -57,7 +57,6 @@ def server_config(data) -> str:
         json.dumps(
             {
                 "ServerApp": {
-                    "jpserver_extensions": {layout.SERVER_EXTENSION_MODULE: True},
                     "tornado_settings": {"ws_ping_interval": ws_ping_interval_ms(data.apache_proxy_timeout)},
                     "max_body_size": body,
                     "max_buffer_size": body,
@@ -70,6 +69,14 @@ def server_config(data) -> str:
     )
 
 
+def server_extensions() -> str:
+    """The extensions people's servers load from the deploy (``layout.SERVER_EXTENSIONS_CONFIG``):
+    the busy kernel reported as activity; what the server runs and whether anything is busy,
+    for its restarts (answering root alone) and the audit."""
+    extensions = {layout.SERVER_EXTENSION_MODULE: True, layout.SERVER_ACTIVITY_MODULE: True}
+    return json.dumps({"ServerApp": {"jpserver_extensions": extensions}}, indent=2, sort_keys=True) + "\n"
+
+
 def server_environment(prefix: str, cull_after: int) -> dict[str, str]:
     return {
         "PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin:/bin",
@@ -77,6 +84,33 @@ def server_environment(prefix: str, cull_after: int) -> dict[str, str]:
         "JUPYTER_CONFIG_PATH": layout.SERVER_DIR,
         "JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval(cull_after)),
     }
+
+
+def memory_display_limit(memory_limit: str | None) -> int | str | None:
+    """What the memory display shows as the person's limit (``MEM_LIMIT``, set by the hub at
+    each spawn): ``memory_limit`` in bytes, or as a share of the host's memory (``'50%'``, in
+    bytes once the hub reads the host's), or none."""
+    if memory_limit is None or memory_limit.endswith("%"):
+        return memory_limit
+    return settings.size_bytes(memory_limit)
+
+
+def spawn_settings(data) -> str:
+    """What each person's server is started with (``layout.SPAWN_FILE``, JSON, read by the hub
+    at its start): a change to it is owed to every running server (a restart that waits)."""
+    return (
+        json.dumps(
+            {
+                "cmd": [f"{data.conda_prefix}/bin/jupyterhub-singleuser"],
+                "environment": server_environment(data.conda_prefix, data.cull_idle_servers_after),
+                "memory_display_limit": memory_display_limit(data.memory_limit),
+                "unit_properties": person_properties(data.memory_limit, data.cpu_limit),
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
 def _hub_names(addresses) -> list[str]:
@@ -111,14 +145,15 @@ def hub_config(data, server_name: str) -> str:
         account_template=layout.ACCOUNT_TEMPLATE,
         unit_template=layout.SERVER_UNIT_TEMPLATE,
         slice=layout.SLICE,
-        unit_properties=person_properties(data.memory_limit, data.cpu_limit),
-        prefix=data.conda_prefix,
-        environment=server_environment(data.conda_prefix, cull_after),
+        spawn_file=layout.SPAWN_FILE,
+        start_seconds=layout.START_SECONDS,
         cull_after=cull_after,
         activity_interval=activity_interval(cull_after),
         python=layout.PYTHON,
         smoke_token_file=layout.SMOKE_TOKEN,
         smoke_service=layout.SMOKE_SERVICE,
+        restart_token_file=layout.RESTART_TOKEN,
+        restart_service=layout.RESTART_SERVICE,
         check_name=layout.CHECK_NAME,
     )
 

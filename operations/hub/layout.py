@@ -21,8 +21,13 @@ REQUIREMENTS = (
     "oauthenticator>=17,<18",
     "jupyterhub-idle-culler>=2,<3",
 )
-# The spawner starts jupyterhub-singleuser from conda_prefix: the same major release as the hub.
-SINGLEUSER_REQUIREMENT = "jupyterhub>=6,<7"
+# What people's servers need in conda_prefix, by the directory each installs in site-packages:
+# jupyterhub-singleuser (the spawner starts it), the hub's major release; nbgitpuller, so an
+# instructor's link pulls a course's repository into each person's home (with Debian's git).
+SERVER_REQUIREMENTS = {
+    "jupyterhub/singleuser": "jupyterhub>=6,<7",
+    "nbgitpuller": "nbgitpuller==1.3.0",
+}
 
 # A person's server's unit and account: jupyter-<hub name> (operations/people.py).
 SERVER_UNIT_TEMPLATE = "jupyter-{USERNAME}"
@@ -43,10 +48,15 @@ ACCOUNTS_FILE = f"{CONFIG_DIR}/{ACCOUNTS_MODULE}.py"
 SERVER_DIR = f"{CONFIG_DIR}/server"
 SERVER_EXTENSION_MODULE = "jupyter_busy_activity"
 SERVER_EXTENSION_FILE = f"{SERVER_DIR}/{SERVER_EXTENSION_MODULE}.py"
-SERVER_ACTIVITY_FILE = f"{SERVER_DIR}/jupyter_activity.py"
-# Their server's settings from the deploy (the extension on, websocket pings, body sizes);
-# a person's own ~/.jupyter config comes first, for their server alone.
+SERVER_ACTIVITY_MODULE = "jupyter_activity"
+SERVER_ACTIVITY_FILE = f"{SERVER_DIR}/{SERVER_ACTIVITY_MODULE}.py"
+# Their server's settings from the deploy (websocket pings, body sizes); a person's own
+# ~/.jupyter config comes first, for their server alone.
 SERVER_CONFIG = f"{SERVER_DIR}/jupyter_server_config.json"
+# The deploy's extensions turned on as every extension turns itself on (a file of its own in
+# jupyter_server_config.d, merged with the others'): in SERVER_CONFIG, an older jupyter_server
+# (2.14) lets it replace jupyterhub-singleuser's own, and no person's server starts.
+SERVER_EXTENSIONS_CONFIG = f"{SERVER_DIR}/jupyter_server_config.d/jupyter-apache-deploy.json"
 # Root's alone (0700): the secrets the units load.
 SECRETS_DIR = f"{CONFIG_DIR}/secrets"
 # CONFIGPROXY_AUTH_TOKEN=..., for the hub and the proxy (made on the host once).
@@ -85,3 +95,24 @@ SHARED_LINK = "shared"
 
 HUB_PORT = layout.HUB_PORT
 PROXY_API_PORT = layout.PROXY_API_PORT
+
+# How long a person's server may take to start (the hub's start_timeout; a restart waits as long).
+START_SECONDS = 120
+# What each person's server is started with (its systemd properties, environment, command):
+# the hub reads it at its start; a server started before it changed owes a restart.
+SPAWN_FILE = f"{CONFIG_DIR}/spawn.json"
+# Restarts of people's servers (restart_policy): the single server's restart script decides
+# for each person's server on its own (operations/jupyter/restarts.py), with its own owed
+# record and timer; the hub stops and starts it (RESTART_SERVER_SCRIPT, with a token of a
+# service that may do only that).
+RESTART_PEOPLE_SCRIPT = f"{layout.LIB}/jupyterhub-restart-people"
+RESTART_SERVER_SCRIPT = f"{layout.LIB}/jupyterhub-restart-server"
+RESTART_TOKEN = f"{SECRETS_DIR}/restart-token"
+RESTART_SERVICE = "jupyter-deploy-restarts"
+RESTART_UNIT_PREFIX = "jupyterhub-restart@"
+RESTART_SERVICE_FILE = f"{layout.SYSTEMD_DIR}/{RESTART_UNIT_PREFIX}.service"
+RESTART_TIMER_FILE = f"{layout.SYSTEMD_DIR}/{RESTART_UNIT_PREFIX}.timer"
+OWED_DIR = f"{STATE_DIR}/restarts-owed"
+RESTART_REPORT = f"{STATE_DIR}/restart-report"
+# The server unit of a person (or the check account): jupyter-NAME.service.
+SERVER_UNIT_PREFIX = SERVER_UNIT_TEMPLATE.removesuffix("{USERNAME}")

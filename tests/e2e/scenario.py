@@ -264,3 +264,18 @@ def audited(url: str, ca_file, *ignore: str) -> tuple[int, str]:
         ignored = [word for vuln in ignore for word in ("--ignore-vuln", vuln)]
         code = smoke_main.main(["--audit", *ignored, "--ca-file", str(ca_file), url])
     return code, out.getvalue()
+
+
+def run_smoke(lab, url: str, ca_file: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m smoke URL`` as a user runs it, with no password in its environment: it reads
+    what it needs from the host over SSH (the lab's key and known hosts)."""
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_PASSWORD"}
+    return subprocess.run(
+        [sys.executable, "-m", "smoke", "--ca-file", ca_file, "--ssh-key", str(lab.key)]
+        + ["--ssh-known-hosts", str(lab.known_hosts), url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )

@@ -12,20 +12,22 @@ again, and the single server serves its notebook as before.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
+from urllib.parse import urlencode
 
 import pytest
 import requests
 
 from lab import standin
+from lab.config import BRIDGE_IP
 from lab.idp import PEOPLE
 from lab.memory import MemoryCap
+from lab.network import wait_for_port
 from operations import people
 from operations.hub import layout
+from operations.jupyter import layout as server_layout
 from smoke.client import Jupyter, _run_cell, execute_request
 from tests.e2e.browser import chromium_signing_in_at
 from tests.e2e.scenario import (
@@ -34,10 +36,10 @@ from tests.e2e.scenario import (
     OIDC_CLIENT_ID,
     OIDC_CLIENT_SECRET,
     PASSWORD,
-    ROOT,
     RUNAWAY,
     TIMINGS,
     Deployment,
+    run_smoke,
 )
 
 NAME = "nb8"
@@ -49,6 +51,10 @@ KEPT = "kept-from-the-single-server.ipynb"
 # Short, so the test sees a server culled: the least the setting allows.
 CULL_AFTER = 60
 HUB_RESTART = "Per-person servers (JupyterHub) | JupyterHub running with its current config"
+PEOPLE_RESTARTED = "Per-person servers (JupyterHub) | People's servers restarted"
+# An older release of the server than the stand-in's (as test_restarts.py pins for the single server).
+OTHER_SERVER = "2.14.1"
+CELL_SECONDS = 45
 
 
 def account(who: str) -> str:
@@ -153,9 +159,36 @@ def server_of(browser, hub, who: str):
     return page, client
 
 
+def hub_journal(hub) -> str:
+    """The hub's and people's servers' last lines (for a failure's message)."""
+    journal = hub.ssh(
+        NAME,
+        f"journalctl --no-pager -u {layout.HUB_UNIT} -u 'jupyter-*' | grep -v idle-culler | tail -n 60",
+        check=False,
+    )
+    return "\n" + journal.stdout[-6000:]
+
+
+def unit_of(who: str) -> str:
+    return layout.SERVER_UNIT_TEMPLATE.format(USERNAME=hub_name(who)) + ".service"
+
+
 def unit_state(hub, who: str) -> str:
-    unit = layout.SERVER_UNIT_TEMPLATE.format(USERNAME=hub_name(who))
-    return hub.ssh(NAME, f"systemctl is-active {unit}", check=False).stdout.strip()
+    return hub.ssh(NAME, f"systemctl is-active {unit_of(who)}", check=False).stdout.strip()
+
+
+def main_pid(hub, who: str) -> str:
+    return hub.ssh(NAME, f"systemctl show -P MainPID {unit_of(who)}").stdout.strip()
+
+
+def running_versions(hub, who: str) -> dict[str, str]:
+    """What ``who``'s server says it runs, asked as the deploy's restarts ask it: by root, on
+    loopback, at the port its main process holds."""
+    answer = hub.ssh(
+        NAME,
+        f"{server_layout.RESTART_SCRIPT} --unit {unit_of(who)} --activity-path {server_layout.ACTIVITY_PATH} answer",
+    ).stdout
+    return {words[1]: words[2] for words in map(str.split, answer.splitlines()) if words[:1] == ["running"]}
 
 
 def round_trips(client, rounds: int = 20) -> str:
@@ -280,6 +313,66 @@ def test_hub_admins_see_everyone_and_others_cannot_reach_the_admin_page(browser,
         page.context.close()
 
 
+COURSE = "course-101"
+GIT_PORT = 9418
+COURSE_NOTEBOOK = "week1.ipynb"
+
+
+@pytest.fixture(scope="module")
+def course_repository(tmp_path_factory):
+    """The lab's own git server: a bare repository with one notebook, served by git's daemon on
+    the lab's bridge (git's own protocol: nbgitpuller clones shallow, which git's plain HTTP
+    cannot serve), never the internet."""
+    served = tmp_path_factory.mktemp("git")
+    work = served / "work"
+    (work / COURSE_NOTEBOOK).parent.mkdir(parents=True)
+    (work / COURSE_NOTEBOOK).write_text(json.dumps(notebook("print('week 1')")))
+    git = ["git", "-c", "user.name=Lecturer", "-c", "user.email=lecturer@example.org"]
+    for command in (
+        [*git, "init", "-q", "-b", "main", str(work)],
+        [*git, "-C", str(work), "add", "."],
+        [*git, "-C", str(work), "commit", "-q", "-m", "week 1"],
+        [*git, "clone", "-q", "--bare", str(work), str(served / f"{COURSE}.git")],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={served}", f"--listen={BRIDGE_IP}"]
+        + [f"--port={GIT_PORT}", str(served)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(BRIDGE_IP, GIT_PORT, 15)
+        yield f"git://{BRIDGE_IP}:{GIT_PORT}/{COURSE}.git"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=15)
+
+
+def test_a_course_link_pulls_the_repository_into_a_persons_home(browser, hub, course_repository):
+    """nbgitpuller: an instructor's link (through the hub, to whoever follows it) clones the
+    course into the person's own home, as them, and opens its notebook."""
+    page, _ = server_of(browser, hub, "carol")
+    link = {
+        "repo": course_repository,
+        "branch": "main",
+        "targetpath": COURSE,
+        "urlpath": f"lab/tree/{COURSE}/{COURSE_NOTEBOOK}",
+    }
+    query = urlencode(link)
+    started = time.monotonic()
+    page.goto(f"{hub.base}hub/user-redirect/git-pull?{query}")
+    try:
+        page.wait_for_url(f"{hub.base}user/{hub_name('carol')}/lab/tree/{COURSE}/{COURSE_NOTEBOOK}**")
+    except Exception:
+        pytest.fail(f"the course link never opened the notebook: at {page.url}\n{page.content()[:2000]}")
+    FIGURES["per-person: a course link (nbgitpuller) pulled and opened"] = f"{time.monotonic() - started:.2f} s"
+    pulled = f"/home/{account('carol')}/{COURSE}/{COURSE_NOTEBOOK}"
+    owner = hub.ssh(NAME, f"stat -c %U {pulled}", check=False)
+    assert owner.stdout.strip() == account("carol"), owner.stdout + owner.stderr
+    page.context.close()
+
+
 CAP_BYTES = MEMORY_CAP_BYTES
 STEADY = "import time\nfor i in range(30):\n    time.sleep(1)\nprint('carol done')"
 
@@ -341,6 +434,9 @@ def test_a_runaway_cell_of_one_person_kills_only_their_kernel(browser, hub, lab)
     assert kills >= 1 and failures == [] and answered[0] > 0, (kills, failures[:3])
     for ws in (alice_ws, carol_ws):
         ws.close()
+    # Their kernels end with the test (alice's, restarted after the kill, is otherwise left).
+    alice.api("DELETE", f"kernels/{alice_kernel}")
+    carol.api("DELETE", f"kernels/{carol_kernel}")
     for page in (alice_page, carol_page):
         page.context.close()
 
@@ -360,12 +456,17 @@ def test_a_hub_restart_by_a_deploy_leaves_a_running_cell_and_its_websocket_alone
     running = threading.Thread(target=run_cell)
     running.start()
     time.sleep(3)
-    # A deploy that changes the hub's config (the idle time) restarts the hub.
-    changed = hub.pyinfra(overrides={NAME: {"cull_idle_servers_after": CULL_AFTER + 30}}, env=ENV)
+    server_pid = main_pid(hub, "alice")
+    # A deploy that changes the hub's config alone (who may sign in) restarts the hub, and no
+    # person's server.
+    changed = hub.pyinfra(overrides={NAME: {"oidc_allowed": [*ALLOWED, "dave@example.org"]}}, env=ENV)
     assert changed.returncode == 0, changed.output[-3000:]
-    assert any(op.startswith(HUB_RESTART) for op in changed.changed()[hub.address(NAME)]), changed.changed()
+    ops = changed.changed()[hub.address(NAME)]
+    assert any(op.startswith(HUB_RESTART) for op in ops), ops
+    assert not any(op.startswith(PEOPLE_RESTARTED) for op in ops), ops
     running.join(timeout=200)
     assert outcome.get("output", "").strip() == "survived", outcome
+    assert main_pid(hub, "alice") == server_pid
     ws.close()
     client.api("DELETE", f"kernels/{kernel}")
     back = hub.pyinfra(env=ENV)
@@ -406,17 +507,104 @@ def test_an_idle_server_is_culled_and_a_busy_one_is_not(browser, hub):
     busy_page.context.close()
 
 
-def test_the_smoke_check_starts_its_accounts_server_through_apache_runs_a_cell_and_stops_it(hub, lab):
-    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_PASSWORD"}
-    result = subprocess.run(
-        [sys.executable, "-m", "smoke", "--ca-file", hub.cert, "--ssh-key", str(lab.key)]
-        + ["--ssh-known-hosts", str(lab.known_hosts), hub.base],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+def test_what_peoples_servers_run_reaches_each_of_them_when_nothing_of_theirs_is_busy(browser, hub):
+    """A change to people's servers' settings, then to their packages (pip_packages pins
+    jupyter_server to another release) while alice's cell runs: an idle server restarts in
+    the run; alice's waits, her cell finishes, and her server restarts once idle, with the
+    release; each says it runs it. A rerun owes nothing. The memory display shows each
+    person's own limit."""
+    # 1. The idle time (the servers' activity interval comes from it; long, so that no server
+    #    is culled from here on): alice's idle server restarts in the run.
+    page, _ = server_of(browser, hub, "alice")
+    page.context.close()
+    settings = hub.data[NAME]
+    settings["cull_idle_servers_after"] = 3600
+    before = main_pid(hub, "alice")
+    first = hub.pyinfra(env=ENV)
+    assert first.returncode == 0, first.output[-4000:] + hub_journal(hub)
+    said = "People's servers restarted (nothing busy)"
+    [restarted_line] = [line for line in first.output.splitlines() if said in line]
+    assert hub_name("alice") in restarted_line, first.output[-3000:]
+    assert main_pid(hub, "alice") != before
+    # 2. Both signed in; alice's cell runs while the distribution's server package changes.
+    alice_page, alice = server_of(browser, hub, "alice")
+    carol_page, carol = server_of(browser, hub, "carol")
+    for client in (alice, carol):
+        assert client.api("GET", "metrics/v1").json()["limits"]["memory"]["rss"] == 2**30
+    # Another person cannot ask alice's server what is busy (root alone may).
+    port = hub.ssh(NAME, f"{server_layout.RESTART_SCRIPT} --unit {unit_of('alice')} port").stdout.strip()
+    asked = carol.execute(
+        "import urllib.request\ntry:\n"
+        f"    print(urllib.request.urlopen('http://127.0.0.1:{port}{server_layout.ACTIVITY_PATH}').status)\n"
+        "except Exception as error:\n    print(type(error).__name__, getattr(error, 'code', ''))"
     )
+    assert asked.split() == ["HTTPError", "404"], asked
+    running_before = running_versions(hub, "alice")["jupyter-server"]
+    assert running_before != OTHER_SERVER
+    kernel = alice.start_kernel()
+    ws = alice.websocket(f"api/kernels/{kernel}/channels")
+    outcome = {}
+
+    def run_cell():
+        try:
+            outcome["output"] = _run_cell(ws, f"import time\ntime.sleep({CELL_SECONDS})\nprint('finished')", 200)
+            outcome["ended"] = time.monotonic()
+        except Exception as error:
+            outcome["error"] = error
+
+    running = threading.Thread(target=run_cell)
+    running.start()
+    time.sleep(2)
+    alice_pid, carol_pid = main_pid(hub, "alice"), main_pid(hub, "carol")
+    settings["pip_packages"] = [f"jupyter_server=={OTHER_SERVER}"]
+    started = time.monotonic()
+    update = hub.pyinfra(env=ENV)
+    deployed = time.monotonic()
+    assert update.returncode == 0, update.output[-4000:] + hub_journal(hub)
+    assert f"{hub_name('carol')}'s server owes a restart: " in update.output, update.output[-3000:]
+    assert f"jupyter-server {running_before} -> {OTHER_SERVER}" in update.output, update.output[-3000:]
+    assert f"People's servers restarted (nothing busy): 1: {hub_name('carol')}" in update.output
+    assert f"{hub_name('alice')}: 1 kernel busy; it happens when they are idle" in update.output
+    assert main_pid(hub, "carol") != carol_pid and main_pid(hub, "alice") == alice_pid
+    assert running_versions(hub, "carol")["jupyter-server"] == OTHER_SERVER
+    # A rerun while alice's restart waits owes nothing more.
+    again = hub.pyinfra(env=ENV)
+    assert again.returncode == 0 and again.changed().get(hub.address(NAME), []) == [], again.output[-3000:]
+    running.join(timeout=200)
+    assert outcome.get("output", "").strip() == "finished", outcome
+    # Her server restarts once nothing has been busy for a minute (its timer looks every 15 s),
+    # and answers again (while the hub stops and starts it, it has no main process, then a new one).
+    runs = {}
+    while time.monotonic() - outcome["ended"] < 150:
+        if main_pid(hub, "alice") not in (alice_pid, "0") and (runs := running_versions(hub, "alice")):
+            break
+        time.sleep(2)
+    restarted = time.monotonic()
+    assert runs, "alice's server was never restarted once idle"
+    assert runs["jupyter-server"] == OTHER_SERVER
+    FIGURES["per-person: a deploy to the last person's server restarted (alice's 45 s cell, then idle 60 s)"] = (
+        f"{restarted - started:.0f} s (deploy {deployed - started:.0f} s, cell ended to restart "
+        f"{restarted - outcome['ended']:.0f} s)"
+    )
+    ws.close()
+    # Each signs in again and lands in their restarted server.
+    for page in (alice_page, carol_page):
+        page.context.close()
+    for who in ("alice", "carol"):
+        page, client = server_of(browser, hub, who)
+        assert client.execute("import jupyter_server; print(jupyter_server.__version__)").strip() == OTHER_SERVER
+        page.context.close()
+    last = hub.pyinfra(env=ENV)
+    assert last.returncode == 0 and last.changed().get(hub.address(NAME), []) == [], last.output[-3000:]
+    # How long a person's server is away while the hub restarts it (stopped, started, ready).
+    began = time.monotonic()
+    said = hub.ssh(NAME, f"{layout.RESTART_SERVER_SCRIPT} {unit_of('carol')}").stdout.strip()
+    FIGURES["per-person: a person's server restarted through the hub (away for)"] = f"{time.monotonic() - began:.1f} s"
+    assert said == f"restarted {hub_name('carol')}'s server"
+
+
+def test_the_smoke_check_starts_its_accounts_server_through_apache_runs_a_cell_and_stops_it(hub, lab):
+    result = run_smoke(lab, hub.base, hub.cert)
     assert result.returncode == 0, result.stdout + result.stderr
     line = result.stdout.strip()
     assert line.startswith(f"ok    {hub.base}") and "server start" in line and "cell" in line, line

@@ -37,6 +37,7 @@ from tests.e2e.scenario import (
     ROOT,
     TIMINGS,
     Deployment,
+    run_smoke,
 )
 
 NAME = "nb7"
@@ -317,18 +318,9 @@ def test_a_session_outlives_a_rerun_that_changes_the_vhost_a_reload_and_a_certif
 def test_the_smoke_check_checks_a_single_sign_on_host_from_outside_and_over_ssh(sso, lab):
     """python -m smoke: no password; the page goes to the provider, the API gets 401, and the
     cell runs on the host over SSH (through Jupyter on loopback, as Apache would ask)."""
-    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_PASSWORD"}
     kernels = "ls /var/lib/jupyter/.local/share/jupyter/runtime/ | grep -c '^kernel-' || true"
     before = sso.ssh(NAME, kernels).stdout.strip()
-    result = subprocess.run(
-        [sys.executable, "-m", "smoke", "--ca-file", sso.cert, "--ssh-key", str(lab.key)]
-        + ["--ssh-known-hosts", str(lab.known_hosts), sso.base],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-    )
+    result = run_smoke(lab, sso.base, sso.cert, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     line = result.stdout.strip()
     assert line.startswith(f"ok    {sso.base}  sign-in redirect ") and "cell on the host" in line, line
