@@ -181,5 +181,8 @@ from there, so only change values, not the comment lines.
 # restore.py only: a side directory to restore into; None restores in place (replaced files are moved aside)
 # restore_to = None
 
+# restore.py only, per_person_servers: the address of the person whose home alone to restore
+# restore_person = None
+
 # uninstall.py only: also delete notebook_dir, the Jupyter user and home, the conda prefix and certbot's certificates
 # uninstall_purge = False

@@ -19,7 +19,8 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import OperationError, QuoteString, StringCommand, deploy, operation
 
-from . import jupyter, layout, passwords, records, settings, snapshot, system
+from . import jupyter, layout, passwords, people, records, settings, snapshot, system
+from .hub import layout as hub_layout
 from .render import FILES, render
 
 # procps: pgrep, with which a restore waits until no process of the notebook user is left.
@@ -81,11 +82,32 @@ def backup_paths(notebook_dir: str, user: str) -> list[str]:
     return [notebook_dir, settings.home_of(user)]
 
 
+def root_paths(per_person: bool, shared_data_dir: str | None) -> list[str]:
+    """What else a per-person host's backup holds, restored only beside (restore_to), never in
+    place: the hub's state (its database as a consistent copy) and the shared data directory.
+    People's homes are found when the backup runs (every account the hub made)."""
+    if not per_person:
+        return []
+    return [hub_layout.STATE_DIR, *([shared_data_dir] if shared_data_dir else [])]
+
+
 def config_file(
-    repository: str, notebook_dir: str, user: str, schedule: str, keep: dict[str, int], ssh_key: bool
+    repository: str,
+    notebook_dir: str,
+    user: str,
+    schedule: str,
+    keep: dict[str, int],
+    ssh_key: bool,
+    per_person: bool = False,
+    shared_data_dir: str | None = None,
 ) -> str:
     """``backup.conf``: what to back up and how (no secret), sourced by the script."""
     home = settings.home_of(user)
+    excludes = [f"{home}/{name}" for name in HOME_EXCLUDES]
+    if per_person:
+        excludes += [f"{people.HOMES}/{people.PREFIX}*/{name}" for name in HOME_EXCLUDES]
+        # The live database and its journal: the backup holds DATABASE_COPY.
+        excludes.append(f"{hub_layout.DATABASE}*")
     sftp_command = None
     sftp = settings.sftp_parts(repository)
     if sftp:
@@ -98,7 +120,8 @@ def config_file(
     return render(
         "jupyter-backup.conf.j2",
         paths=backup_paths(notebook_dir, user),
-        exclude_patterns=[f"{home}/{name}" for name in HOME_EXCLUDES],
+        root_paths=root_paths(per_person, shared_data_dir),
+        exclude_patterns=excludes,
         keep_arguments=keep_arguments(keep),
         schedule=schedule,
         state_dir=STATE_DIR,
@@ -109,6 +132,12 @@ def config_file(
         user=user,
         jupyter_unit=jupyter.UNIT,
         sftp_command=sftp_command,
+        per_person=per_person,
+        people_comment=people.COMMENT_PREFIX,
+        hub_python=hub_layout.PYTHON,
+        hub_database=hub_layout.DATABASE,
+        hub_database_copy=hub_layout.DATABASE_COPY,
+        server_script=hub_layout.RESTART_SERVER_SCRIPT,
     )
 
 
@@ -138,13 +167,18 @@ def scripts(state: snapshot.Snapshot) -> None:
 
 def script_command() -> str:
     """``files/jupyter-backup`` with the files it reads its settings from, for a subcommand."""
-    q = shlex.quote
-    return f"{q(SCRIPT)} --config {q(CONFIG_FILE)} --secrets {q(SECRETS_FILE)}"
+    return system.script_line(SCRIPT, {"--config": CONFIG_FILE, "--secrets": SECRETS_FILE})
 
 
-def service_unit(repository: str) -> str:
+def service_unit(repository: str, per_person: bool = False) -> str:
     local = repository if repository.startswith("/") else None
-    return render(f"{UNIT}.service.j2", command=script_command(), state_name=STATE_NAME, local_repository=local)
+    return render(
+        f"{UNIT}.service.j2",
+        command=script_command(),
+        state_name=STATE_NAME,
+        local_repository=local,
+        database_copy_dir=hub_layout.DATABASE_COPY_DIR if per_person else None,
+    )
 
 
 def timer_unit(schedule: str) -> str:
@@ -288,9 +322,14 @@ class DiskUse(snapshot.Probe):
         return sizes
 
 
+# Made for backups in the hub's state (per_person_servers): removed with them, while an
+# uninstall keeps the hub's state (its database) whole.
+REMOVED_WITH_BACKUPS = [*INSTALLED, hub_layout.DATABASE_COPY_DIR]
+
+
 def removal_snapshot() -> snapshot.Snapshot:
     """What there is to remove when backups are switched off, and how big ``MOVED_ASIDE`` is."""
-    return snapshot.Snapshot(paths=INSTALLED, probes={"kept": DiskUse(MOVED_ASIDE)})
+    return snapshot.Snapshot(paths=REMOVED_WITH_BACKUPS, probes={"kept": DiskUse(MOVED_ASIDE)})
 
 
 @operation()
@@ -300,7 +339,7 @@ def backups_removed(state: snapshot.Snapshot):
     + state: ``removal_snapshot()``
     """
     note = moved_aside_note(state.probe("kept"))
-    present = [path for path in INSTALLED if state.path(path).kind]
+    present = [path for path in REMOVED_WITH_BACKUPS if state.path(path).kind]
     if not present:
         host.noop("no backups are set up" + (f"; {note}" if note else ""))
         return
@@ -317,7 +356,14 @@ def backups_removed(state: snapshot.Snapshot):
 @deploy(
     "Backups",
     data_defaults=settings.defaults(
-        "backup_repository", "backup_schedule", "backup_keep", "backup_ssh_key", "notebook_dir", "jupyter_user"
+        "backup_repository",
+        "backup_schedule",
+        "backup_keep",
+        "backup_ssh_key",
+        "notebook_dir",
+        "jupyter_user",
+        "per_person_servers",
+        "shared_data_dir",
     ),
 )
 def configure_backups():
@@ -330,8 +376,10 @@ def configure_backups():
     ssh_key = host.data.backup_ssh_key
     # The repository's own state is its own snapshot (repository_snapshot): it runs the script
     # this concern uploads first.
+    per_person = host.data.per_person_servers
     state = snapshot.Snapshot(
-        paths=[CONFIG_DIR, SCRIPT, RESTORE_SCRIPT, CONFIG_FILE, STATE_DIR, SERVICE_FILE, TIMER_FILE],
+        paths=[CONFIG_DIR, SCRIPT, RESTORE_SCRIPT, CONFIG_FILE, STATE_DIR, SERVICE_FILE, TIMER_FILE]
+        + ([hub_layout.DATABASE_COPY_DIR] if per_person else []),
         secret_paths=[SECRETS_FILE, PASSWORD_FILE, SSH_KEY_FILE],
         units=[f"{UNIT}.timer"],
     )
@@ -348,6 +396,8 @@ def configure_backups():
                 schedule,
                 host.data.backup_keep,
                 ssh_key=bool(ssh_key),
+                per_person=per_person,
+                shared_data_dir=host.data.shared_data_dir,
             )
         ),
         dest=CONFIG_FILE,
@@ -377,8 +427,20 @@ def configure_backups():
     repository_ready(
         name="Backup repository (created when there is none)", schedule=schedule, state=repository_snapshot(schedule)
     )
+    if per_person:
+        # The one place the backup unit writes outside its own directories (ReadWritePaths).
+        snapshot.directory(
+            name="The hub's database copy for backups (root only)",
+            path=hub_layout.DATABASE_COPY_DIR,
+            mode="700",
+            **root_only,
+        )
     service = snapshot.put(
-        name="Backup service", src=snapshot.text(service_unit(repository)), dest=SERVICE_FILE, mode="644", **root_only
+        name="Backup service",
+        src=snapshot.text(service_unit(repository, per_person)),
+        dest=SERVICE_FILE,
+        mode="644",
+        **root_only,
     )
     timer = snapshot.put(
         name="Backup timer", src=snapshot.text(timer_unit(schedule)), dest=TIMER_FILE, mode="644", **root_only
@@ -394,13 +456,15 @@ def configure_backups():
 
 
 @operation(is_idempotent=False)
-def restored(snapshot_id: str, target: str | None = None):
+def restored(snapshot_id: str, target: str | None = None, person: str | None = None):
     """
     Restore a snapshot in place (as the notebook user, Jupyter stopped meanwhile) or into
     ``target``, with the backup script the deploy installed; then show what it did.
 
     + snapshot_id: ``latest`` or a restic snapshot id
     + target: a new or empty directory outside the notebook user's tree; ``None``: in place
+    + person: per_person_servers: the address of the person whose home alone is restored (in
+      place as that person, their server stopped by the hub meanwhile, or into ``target``)
 
     **Example:**
 
@@ -408,21 +472,38 @@ def restored(snapshot_id: str, target: str | None = None):
 
         backups.restored(name="Restore the latest snapshot", snapshot_id="latest")
     """
-    yield StringCommand(
-        script_command(), "restore", QuoteString(snapshot_id), *([QuoteString(target)] if target else [])
-    )
+    where = [QuoteString(target)] if target else []
+    if person:
+        account = people.unix_name(person)
+        unit = hub_layout.server_unit(people.hub_name(person))
+        yield StringCommand(
+            script_command(),
+            "restore-person",
+            QuoteString(snapshot_id),
+            QuoteString(account),
+            QuoteString(unit),
+            *where,
+        )
+    else:
+        yield StringCommand(script_command(), "restore", QuoteString(snapshot_id), *where)
     yield system.shown_report(LAST_RESTORE)
 
 
-@deploy("Restore from backup", data_defaults=settings.defaults("backup_repository", "restore_snapshot", "restore_to"))
+@deploy(
+    "Restore from backup",
+    data_defaults=settings.defaults("backup_repository", "restore_snapshot", "restore_to", "restore_person"),
+)
 def restore_backup():
-    """Restore the notebooks and the Jupyter home from a snapshot, in place or into ``restore_to``,
-    with the scripts of this checkout (a host last deployed by an older one may have others)."""
+    """Restore the notebooks and the Jupyter home (or one person's home) from a snapshot, in
+    place or into ``restore_to``, with the scripts of this checkout (a host last deployed by an
+    older one may have others)."""
     # A host without backup_repository was refused by settings.validate(host, script="restore").
-    target = host.data.restore_to
+    target, person = host.data.restore_to, host.data.restore_person
     scripts(snapshot.Snapshot(paths=[SCRIPT, RESTORE_SCRIPT]))
+    whose = f" of {person}'s home" if person else ""
     restored(
-        name=f"Restore snapshot {host.data.restore_snapshot}" + (f" into {target}" if target else " in place"),
+        name=f"Restore snapshot {host.data.restore_snapshot}{whose}" + (f" into {target}" if target else " in place"),
         snapshot_id=host.data.restore_snapshot,
         target=target,
+        person=person,
     )

@@ -68,7 +68,7 @@ def uploaded_scripts(state: snapshot.Snapshot, scripts) -> None:
 
 def install_command() -> list:
     """``files/conda-install`` with the lock and marker it works with, for its arguments."""
-    return [QuoteString(INSTALL_SCRIPT), "--lock", QuoteString(LOCK), "--marker", QuoteString(MARKER)]
+    return [system.script_line(INSTALL_SCRIPT, {"--lock": LOCK, "--marker": MARKER})]
 
 
 def switch_command() -> list:
@@ -85,10 +85,7 @@ def switch_command() -> list:
         "--lock": LOCK,
         "--marker": MARKER,
     }
-    command: list = [QuoteString(SWITCH_SCRIPT)]
-    for option, value in options.items():
-        command += [option, QuoteString(value)]
-    return [*command, "--restart", restarts.script_command(), "--"]
+    return [system.script_line(SWITCH_SCRIPT, options), "--restart", restarts.script_command(), "--"]
 
 
 def distributions_dir(prefix: str) -> str:

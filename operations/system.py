@@ -31,6 +31,13 @@ APT_OPTIONS = "-o Acquire::Retries::Delay=false"
 UPDATE_STAMP = "/var/lib/apt/periodic/update-success-stamp"
 
 
+def script_line(script: str, options: dict[str, str]) -> str:
+    """A host script with the deploy's names it works on (``--option value``), every word
+    quoted: the start of a command line, ready for a subcommand and its arguments."""
+    q = shlex.quote
+    return " ".join([q(script), *(f"{option} {q(value)}" for option, value in options.items())])
+
+
 def wanted_packages(data, needs: Iterable[Callable]) -> list[str]:
     """Every concern's packages for this host (``needs``: their ``packages(data)``), duplicates
     dropped, order kept."""

@@ -12,7 +12,8 @@ code is non-zero when any host fails. ``scripts/ci-deploy`` runs it after every 
 and the real-host tests use the same client (``smoke/client.py``).
 
 With ``--audit`` it also reports each host's distribution, Python and the server it runs, with
-the published advisories for that server, and fails a host with one (``smoke/advisories.py``).
+the published advisories for that server, and fails a host with one (``smoke/advisories.py``);
+on a per-person host, for each person's running server too.
 
 A host with per-person servers (JupyterHub) is checked with the hub's smoke-check token, read
 over SSH (root's alone on the host, never shown): ``check_per_person`` starts the check
@@ -61,6 +62,18 @@ RESTART_SCRIPT = "/usr/local/lib/jupyter-deploy/jupyter-restart-when-idle"
 # host) and the check account whose server it starts.
 HUB_SMOKE_TOKEN = "/etc/jupyterhub/secrets/smoke-token"
 HUB_CHECK_NAME = "smoke-check"
+# With --audit: what each person's running server answers root on the host (the deploy's
+# files/jupyterhub-restart-people, as operations/hub/restarts.py's script_command() runs it).
+PEOPLE_SERVERS = (
+    "/usr/local/lib/jupyter-deploy/jupyterhub-restart-people --slice jupyter-people.slice --unit-prefix jupyter- "
+    "--restart-script /usr/local/lib/jupyter-deploy/jupyter-restart-when-idle "
+    "--restart-command /usr/local/lib/jupyter-deploy/jupyterhub-restart-server "
+    "--owed-dir /var/lib/jupyterhub/restarts-owed --timer-prefix jupyterhub-restart@ "
+    "--activity-path /jupyter-deploy/activity"
+)
+PEOPLE_ANSWERS_COMMAND = f"{PEOPLE_SERVERS} answers"
+# A person's server's unit, as those answers name it: jupyter-NAME.service (NAME: the hub's).
+_PERSON_UNIT = re.compile(r"jupyter-([a-z0-9][a-z0-9-]{0,62})\.service")
 
 # The cell run on every host: its first line proves a kernel really executed it; the
 # second is the backup status, or {} without backups.
@@ -99,6 +112,8 @@ class Verdict:
     # With --audit: what the server says it runs (smoke/advisories.py), and the lines shown under the host's.
     versions: dict = field(default_factory=dict)
     details: list[str] = field(default_factory=list)
+    # With --audit on a per-person host: what each person's running server runs, by their hub name.
+    people: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def line(self) -> str:
         """The host's line (and its details' lines), printable text only."""
@@ -147,6 +162,22 @@ def clean_versions(answer) -> dict:
         "running": packages(answer.get("running")),
         "installed": packages(answer.get("installed")),
     }
+
+
+def people_running(lines: list[str]) -> dict[str, dict[str, str]]:
+    """Each person's running server's packages (``{hub name: {package: version}}``) from the
+    host's ``PEOPLE_ANSWERS_COMMAND``: "UNIT running NAME VERSION" lines. What a person's server
+    says is theirs to shape: only a unit, a package name and a version where those are expected."""
+    people: dict[str, dict[str, str]] = {}
+    for line in lines:
+        words = line.split()
+        unit = _PERSON_UNIT.fullmatch(words[0]) if words else None
+        if not unit or unit.group(1) == HUB_CHECK_NAME:
+            continue
+        running = people.setdefault(unit.group(1), {})
+        if len(words) == 4 and words[1] == "running" and _PACKAGE.fullmatch(words[2]) and _VERSION.fullmatch(words[3]):
+            running[words[2]] = words[3]
+    return people
 
 
 def _age(seconds: float) -> str:
@@ -287,13 +318,22 @@ def audit(verdicts: list[Verdict], ignored: set[str], timeout: float = 30) -> No
     # Imported here: pip-audit is needed for --audit only (scripts/ci-deploy's pinned tools lack it).
     from . import advisories
 
-    wanted = set().union(*(advisories.packages_to_look_up(v.versions) for v in verdicts if v.versions))
+    reports = [v.versions for v in verdicts if v.versions]
+    reports += [{"running": running} for v in verdicts for running in v.people.values()]
+    wanted = set().union(*map(advisories.packages_to_look_up, reports))
     found = advisories.look_up(wanted, timeout) if wanted else {}
     for verdict in verdicts:
         if verdict.versions:
             lines, problems = advisories.judge(verdict.versions, found, ignored)
             verdict.details += lines
             verdict.fail(problems)
+        # Per-person servers: what each person's runs, against what is installed now.
+        installed = verdict.versions.get("installed", {})
+        for name, running in sorted(verdict.people.items()):
+            lines, problems = advisories.judge_packages(running, installed, found, ignored)
+            lines = lines or ["does not say what it runs (started before the deploy that made it say so?)"]
+            verdict.details += [f"{name}'s server:", *(f"  {line}" for line in lines)]
+            verdict.fail([f"{name}'s server: {problem}" for problem in problems])
 
 
 def cell_check_command(path: str = "/jupyter/") -> str:
@@ -392,10 +432,15 @@ def check_per_person(
     timeout: float = 30,
     connect_to: str | None = None,
     start_seconds: float = 120,
+    people_on_host: Callable[[], str] | None = None,
 ) -> Verdict:
     """A host with per-person servers: with the hub's smoke-check token (``token_on_host()``,
     over SSH), start the check account's server through Apache, run ``CELL`` in it, stop it.
-    Never raises; the token is never shown."""
+    Never raises; the token is never shown.
+
+    ``people_on_host`` (the audit): ``PEOPLE_ANSWERS_COMMAND`` run on the host; then the check
+    server also says what the distribution runs (its versions route: a server just started
+    runs what is installed), and each person's running server what it runs."""
     verdict = Verdict(target, ok=False)
     started = time.monotonic()
     hub = None
@@ -435,6 +480,11 @@ def check_per_person(
         problems = judged_cell(verdict, output, jupyter)
         if problems is None:
             return verdict
+        if people_on_host is not None:
+            answer = jupyter.get(VERSIONS_PATH)
+            answer.raise_for_status()
+            verdict.versions = clean_versions(answer.json())
+            verdict.people = people_running(people_on_host().splitlines())
         verdict.error = "; ".join(problems)
         verdict.ok = not problems
     except Exception as error:  # one line per host, whatever went wrong

@@ -19,6 +19,9 @@ the cell and is stopped.
 jupyter-server, jupyterlab, tornado and jupyter-resource-usage the server runs (and what is
 installed, when a restart is owed), with every published advisory for them (pip-audit's PyPI
 look-up). A host with an advisory fails, unless its ID or an alias is given to --ignore-vuln.
+On a host with per-person servers it reports the distribution (as the check account's server
+runs it) and, over SSH, each person's running server: what it runs, what is installed instead
+while its restart is owed, and the advisories for what it runs.
 Exit code: 0 all hosts passed, 1 any host failed, 2 usage error.
 """
 
@@ -33,6 +36,7 @@ from urllib.parse import urlsplit
 
 from . import (
     HUB_SMOKE_TOKEN,
+    PEOPLE_ANSWERS_COMMAND,
     Verdict,
     audit,
     base_url,
@@ -117,7 +121,19 @@ def main(argv=None) -> int:
                 args.ssh_known_hosts,
                 timeout=args.timeout,
             )
-            return check_per_person(host, token, args.base_url, ca_file, args.timeout, connect_to)
+            people = None
+            if args.audit:
+                people = over_ssh(
+                    address,
+                    PEOPLE_ANSWERS_COMMAND,
+                    args.ssh_user,
+                    args.ssh_key,
+                    args.ssh_known_hosts,
+                    timeout=4 * args.timeout,
+                )
+            return check_per_person(
+                host, token, args.base_url, ca_file, args.timeout, connect_to, people_on_host=people
+            )
         if not basic_auth and is_single_sign_on(host, args.base_url, ca_file, args.timeout, connect_to):
             address = connect_to or urlsplit(base_url(host, args.base_url)).hostname
             on_host = over_ssh(

@@ -80,9 +80,16 @@ def packages_to_look_up(report: dict) -> set[tuple[str, str]]:
 
 def judge(report: dict, advisories: dict, ignored: set[str]) -> tuple[list[str], list[str]]:
     """(report lines, problems) for one host's versions report and the looked-up advisories."""
-    lines = [f"{report.get('distribution', 'unknown')}, Python {report.get('python', 'unknown')}"]
-    problems = []
-    running, installed = report.get("running", {}), report.get("installed", {})
+    lines, problems = judge_packages(report.get("running", {}), report.get("installed", {}), advisories, ignored)
+    return [f"{report.get('distribution', 'unknown')}, Python {report.get('python', 'unknown')}", *lines], problems
+
+
+def judge_packages(
+    running: dict[str, str], installed: dict[str, str], advisories: dict, ignored: set[str]
+) -> tuple[list[str], list[str]]:
+    """(lines, problems) for one server: what it runs (and what is installed instead, while a
+    restart is owed), with the advisories for what runs."""
+    lines, problems = [], []
     for name in AUDITED:
         if name not in running:
             continue

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
+import sqlite3
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from operations import backups, records, settings
+from operations import backups, people, records, settings
+from operations.hub import layout as hub_layout
 from smoke import backup_problem, certificate_problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +134,11 @@ def test_the_units_verify_and_the_service_writes_only_its_own_directories(tmp_pa
     assert "ProtectSystem=strict" in service and "ReadWritePaths=/srv/backups/jupyter" in service
     assert "CapabilityBoundingSet=CAP_DAC_READ_SEARCH" in service and "NoNewPrivileges=yes" in service
     assert "ReadWritePaths" not in backups.service_unit("sftp:b@h:/r")
+    # per_person_servers: the hub's database copy too, and nothing else of the hub's.
+    per_person = backups.service_unit("sftp:b@h:/r", per_person=True)
+    assert [line for line in per_person.splitlines() if line.startswith("ReadWritePaths")] == [
+        f"ReadWritePaths={hub_layout.DATABASE_COPY_DIR}"
+    ]
     (tmp_path / "jupyter-backup.service").write_text(service.replace(backups.SCRIPT, "/bin/true"))
     (tmp_path / "jupyter-backup.timer").write_text(backups.timer_unit("*-*-* 03:10:00"))
     if shutil.which("systemd-analyze"):
@@ -230,6 +239,78 @@ def test_the_script_backs_up_and_restores_every_byte_into_a_side_directory(tmp_p
     failed = script("run", check=False)
     assert failed.returncode != 0 and "wrong password" in failed.stderr
     assert script("check-repository", check=False).returncode == 1
+
+
+def test_a_per_person_hosts_settings_add_the_hubs_state_the_shared_data_and_peoples_homes():
+    text = backups.config_file(
+        "/srv/backups",
+        "/srv/jupyter",
+        "jupyter",
+        "daily",
+        {"last": 3},
+        ssh_key=False,
+        per_person=True,
+        shared_data_dir="/srv/course",
+    )
+    listed = subprocess.run(
+        ["bash", "-c", 'set -eu; . /dev/stdin; printf "%s\\n" "${ROOT_PATHS[@]}" "${EXCLUDE_PATTERNS[@]}"'],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert listed[:2] == [hub_layout.STATE_DIR, "/srv/course"]
+    assert f"{people.HOMES}/{people.PREFIX}*/.cache" in listed and f"{hub_layout.DATABASE}*" in listed
+    assert f"PEOPLE_COMMENT={shlex.quote(people.COMMENT_PREFIX)}" in text
+    single = backups.config_file("/srv/backups", "/srv/jupyter", "jupyter", "daily", {"last": 3}, ssh_key=False)
+    assert "ROOT_PATHS=()" in single and "PEOPLE_COMMENT" not in single
+
+
+@needs
+def test_a_per_person_backup_holds_a_consistent_copy_of_the_hubs_database_never_the_live_file(tmp_path):
+    hub_state, repository = tmp_path / "jupyterhub", tmp_path / "repo"
+    hub_state.mkdir()
+    database = hub_state / "jupyterhub.sqlite"
+    with sqlite3.connect(database) as live:
+        live.execute("create table users (name text)")
+        live.execute("insert into users values ('alice')")
+    live.close()
+    state = tmp_path / "state"
+    state.mkdir()
+    config = tmp_path / "backup.conf"
+    config.write_text(
+        backups.config_file(
+            str(repository), str(tmp_path / "none"), "x", "daily", {"last": 3}, ssh_key=False, per_person=True
+        )
+        .replace(hub_layout.STATE_DIR, str(hub_state))
+        .replace(shlex.quote(hub_layout.PYTHON), shlex.quote(sys.executable))
+        .replace(backups.STATE_DIR, str(state))
+        .replace(backups.CACHE_DIR, str(tmp_path / "cache"))
+        .replace(records.RECORD, str(tmp_path / "created"))
+    )
+    (tmp_path / "password").write_text("scratch password\n")
+    secrets = tmp_path / "restic.env"
+    secrets.write_text(backups.secrets_file(str(repository)).replace(backups.PASSWORD_FILE, str(tmp_path / "password")))
+    options = ["--config", str(config), "--secrets", str(secrets)]
+
+    def script(*args, check=True):
+        return subprocess.run(["bash", str(SCRIPT), *options, *args], capture_output=True, text=True, check=check)
+
+    script("init")
+    script("run")
+    side = tmp_path / "side"
+    script("restore", "latest", str(side))
+    copy = side / str(hub_state / "backup" / "jupyterhub.sqlite").lstrip("/")
+    assert sqlite3.connect(copy).execute("select name from users").fetchall() == [("alice",)]
+    assert not (side / str(database).lstrip("/")).exists()
+    # Only a person's account may be named, and only on a per-person host.
+    refused = script("restore-person", "latest", "root", "jupyter-x.service", check=False)
+    assert refused.returncode == 2 and "root is not a person's account" in refused.stderr
+    # Beside too: refused, and nothing of the snapshot restored there.
+    elsewhere = tmp_path / "elsewhere"
+    refused = script("restore-person", "latest", "root", "jupyter-x.service", str(elsewhere), check=False)
+    assert refused.returncode == 2 and "root is not a person's account" in refused.stderr
+    assert not elsewhere.exists()
 
 
 @needs

@@ -72,6 +72,43 @@ def test_a_bad_value_is_named_with_what_is_allowed(name, value, allowed):
     assert len(errors) == 1 and name in errors[0] and allowed in errors[0], errors
 
 
+RESTORE = {"backup_repository": "/srv/backups"}
+
+
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ({}, "setting restore_person is None: with per_person_servers, restore.py restores one person's home"),
+        (
+            {"restore_person": "ann"},
+            "setting restore_person = 'ann' is not allowed: must be None or a person",
+        ),
+        ({"restore_person": "ann smith@example.org"}, "setting restore_person"),
+        ({"restore_person": "ann@example.org", "restore_to": "/home/old/restored"}, "the people's homes ('/home')"),
+        (
+            {"restore_to": "/srv/course/old", "shared_data_dir": "/srv/course"},
+            "setting restore_to = '/srv/course/old' is not allowed: must not be inside or contain shared_data_dir",
+        ),
+        ({"per_person_servers": False, "restore_person": "ann@example.org"}, "needs per_person_servers = True"),
+    ],
+)
+def test_a_restore_that_does_not_fit_the_per_person_mode_is_refused_in_one_line(values, words):
+    errors = settings.check_values({**PER_PERSON, **RESTORE, **values}, script="restore")
+    assert len(errors) == 1 and words in errors[0], errors
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"restore_person": "ann@example.org"},
+        {"restore_to": "/srv/restored"},
+        {"restore_person": "a@b.org", "restore_to": "/srv/r"},
+    ],
+)
+def test_a_restore_of_one_person_or_of_everything_beside_is_accepted(values):
+    assert settings.check_values({**PER_PERSON, **RESTORE, **values}, script="restore") == []
+
+
 def test_the_single_server_mode_ignores_the_hubs_settings():
     assert (
         settings.check_values(

@@ -24,13 +24,12 @@ case "$1" in
     show)
         case "$3" in
             Slice) [[ $5 == jupyter-restart-when-idle.service ]] && echo system.slice || echo {layout.SLICE} ;;
-            ExecMainStartTimestamp) cat "$FAKE/started.$5" ;;
         esac ;;
     is-active) [ -f "$FAKE/active.$3" ] ;;
 esac
 """
-# The single server's restart script: "versions" prints ./versions.NAME, "restart" writes
-# ./said.NAME to its report (nothing: restarted at once).
+# The single server's restart script: "started" reads ./started.UNIT, "versions" prints
+# ./versions.NAME, "restart" writes ./said.NAME to its report (nothing: restarted at once).
 FAKE_RESTART = """#!/bin/bash
 echo "restart-script $*" >>"$FAKE/calls"
 while [[ $1 == --* ]]; do
@@ -40,6 +39,7 @@ done
 name=${unit#jupyter-}
 name=${name%.service}
 case "$1" in
+    started) date -d "$(cat "$FAKE/started.$unit")" +%s ;;
     versions) cat "$FAKE/versions.$name" 2>/dev/null || true ;;
     restart) cat "$FAKE/said.$name" >"$4" 2>/dev/null || : >"$4" ;;
 esac

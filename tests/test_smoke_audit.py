@@ -88,6 +88,42 @@ def test_each_version_is_looked_up_once_for_the_whole_fleet(feed):
     assert [h.ok for h in hosts] == [False, False, True]
 
 
+# What files/jupyterhub-restart-people answers prints on a per-person host: alice's server
+# waits for its restart on 2.21.1, carol's runs 2.14.1, dan's says nothing it runs; the check
+# account's server and whatever a person's server made up are dropped.
+PEOPLE_ANSWERS = """\
+jupyter-alice-0c9e44d1.service kernels=1 kernels_busy=1 terminals=0 terminals_busy=0
+jupyter-alice-0c9e44d1.service running jupyter-server 2.21.1
+jupyter-alice-0c9e44d1.service running tornado 6.5.2
+jupyter-carol-6b1f0e2a.service running jupyter-server 2.14.1
+jupyter-carol-6b1f0e2a.service running jupyter-server\x1b[2J 9.9.9
+jupyter-carol-6b1f0e2a.service running notebook 7.4.5;reboot
+jupyter-dan-1a2b3c4d.service kernels=0 kernels_busy=0 terminals=0 terminals_busy=0
+jupyter-smoke-check.service running jupyter-server 1.0.0
+jupyter-../../etc.service running jupyter-server 1.0.0
+"""
+
+
+def test_each_persons_server_is_reported_with_what_it_runs_and_what_is_owed(feed):
+    people = smoke.people_running(PEOPLE_ANSWERS.splitlines())
+    assert people == {
+        "alice-0c9e44d1": {"jupyter-server": "2.21.1", "tornado": "6.5.2"},
+        "carol-6b1f0e2a": {"jupyter-server": "2.14.1"},
+        "dan-1a2b3c4d": {},
+    }
+    [host] = verdicts(report("2.14.1"))
+    host.people = people
+    smoke.audit([host], ignored=set())
+    text = host.line()
+    assert "      alice-0c9e44d1's server:\n        jupyter-server 2.21.1 running (2.14.1 installed" in text, text
+    assert "      carol-6b1f0e2a's server:\n        jupyter-server 2.14.1 running\n" in text, text
+    assert "dan-1a2b3c4d's server:\n        does not say what it runs" in text, text
+    # carol's server's advisory fails the host under her name; alice's, fixed, does not.
+    assert f"carol-6b1f0e2a's server: PYSEC-STANDIN-0001 (also {GHSA})" in host.error
+    assert "alice-0c9e44d1's server" not in host.error
+    assert "9.9.9" not in text and "reboot" not in text and "1.0.0" not in text
+
+
 def test_a_version_that_could_not_be_looked_up_fails_the_host(monkeypatch):
     feed = Feed(missing={("tornado", "6.5.2")})
     monkeypatch.setattr(advisories, "advisory_service", lambda timeout: service(feed, timeout))

@@ -74,6 +74,8 @@ def test_the_smoke_check_names_what_the_deploy_installs():
     assert words[10:14] == ["/lab/", sign_in.PROXY_SECRET, sign_in.SECRET_HEADER, sign_in.USER_HEADER]
     assert base64.b64decode(words[14]).decode() == smoke.CELL and len(words) == 15
     assert (smoke.HUB_SMOKE_TOKEN, smoke.HUB_CHECK_NAME) == (hub.layout.SMOKE_TOKEN, hub.layout.CHECK_NAME)
+    assert smoke.PEOPLE_SERVERS == hub.restarts.script_command()
+    assert smoke.PEOPLE_ANSWERS_COMMAND == f"{hub.restarts.script_command()} answers"
 
 
 def test_the_smoke_check_does_not_load_the_deploy():

@@ -130,6 +130,8 @@ def hub_config(data, server_name: str) -> str:
         hub_port=layout.HUB_PORT,
         proxy_api_port=layout.PROXY_API_PORT,
         state_dir=layout.STATE_DIR,
+        database=layout.DATABASE,
+        cookie_secret=layout.COOKIE_SECRET,
         issuer=data.oidc_issuer,
         ca_bundle=layout.CA_BUNDLE if data.oidc_ca_bundle else None,
         client_id=data.oidc_client_id,

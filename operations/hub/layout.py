@@ -77,6 +77,12 @@ SECRETS_SCRIPT = f"{layout.LIB}/jupyterhub-secrets"
 
 # The hub's state: its database and cookie secret.
 STATE_DIR = "/var/lib/jupyterhub"
+DATABASE = f"{STATE_DIR}/jupyterhub.sqlite"
+COOKIE_SECRET = f"{STATE_DIR}/jupyterhub_cookie_secret"
+# A consistent copy of the database (SQLite's own backup), made before each backup: the
+# backup holds it, never the live file a running hub may be writing.
+DATABASE_COPY_DIR = f"{STATE_DIR}/backup"
+DATABASE_COPY = f"{DATABASE_COPY_DIR}/jupyterhub.sqlite"
 
 # The units: the hub, the proxy (its own unit, so a restart of the hub drops no connection)
 # and the slice every person's server runs in (one cap for all of them together).
@@ -116,3 +122,8 @@ OWED_DIR = f"{STATE_DIR}/restarts-owed"
 RESTART_REPORT = f"{STATE_DIR}/restart-report"
 # The server unit of a person (or the check account): jupyter-NAME.service.
 SERVER_UNIT_PREFIX = SERVER_UNIT_TEMPLATE.removesuffix("{USERNAME}")
+
+
+def server_unit(hub_name: str) -> str:
+    """The systemd unit of the server of the person the hub calls ``hub_name``."""
+    return SERVER_UNIT_TEMPLATE.format(USERNAME=hub_name) + ".service"

@@ -23,6 +23,7 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 
 from .. import snapshot, system
 from ..jupyter import layout as server_layout
+from ..jupyter import restarts as server_restarts
 from ..render import FILES, render
 from . import layout
 
@@ -36,14 +37,12 @@ INPUTS = (
 )
 
 _UNIT = re.compile(rf"{re.escape(layout.SERVER_UNIT_PREFIX)}([a-z0-9][a-z0-9-]{{0,62}})\.service")
-# What the script says a server is owed (file names, "package old -> new", each checked by
-# the script): printable text only reaches the run's output.
-_WHY = re.compile(r"[\x20-\x7e]{1,4000}")
+# The inputs as the script names them when they changed (their file names).
+_INPUT_NAMES = {path.rsplit("/", 1)[-1] for path in INPUTS}
 
 
 def script_command() -> str:
     """``files/jupyterhub-restart-people`` with the paths and units it works on."""
-    q = shlex.quote
     options = {
         "--slice": layout.SLICE,
         "--unit-prefix": layout.SERVER_UNIT_PREFIX,
@@ -53,12 +52,13 @@ def script_command() -> str:
         "--timer-prefix": layout.RESTART_UNIT_PREFIX,
         "--activity-path": server_layout.ACTIVITY_PATH,
     }
-    return " ".join([q(layout.RESTART_PEOPLE_SCRIPT), *(f"{option} {q(value)}" for option, value in options.items())])
+    return system.script_line(layout.RESTART_PEOPLE_SCRIPT, options)
 
 
 class PeopleOwed(snapshot.Probe):
     """What each running person's server is owed: ``{"owed": {unit: why}, "waits": [unit]}``
-    (read after the run's installs: see ``owed_snapshot``)."""
+    (read after the run's installs: see ``owed_snapshot``). Its packages are compared as the
+    single server's are (``jupyter.restarts.version_changes``)."""
 
     def __init__(self, prefix: str):
         self.prefix = prefix
@@ -73,17 +73,28 @@ class PeopleOwed(snapshot.Probe):
         )
 
     def parse(self, lines):
-        found: dict = {"owed": {}, "waits": []}
+        waits: list[str] = []
+        changed: dict[str, list[str]] = {}
+        versions: dict[str, list[str]] = {}
         for line in lines:
-            kind, _, rest = line.partition(" ")
-            unit, _, why = rest.partition(" ")
+            unit, _, rest = line.partition(" ")
             if not _UNIT.fullmatch(unit):
                 continue
+            kind, _, what = rest.partition(" ")
             if kind == "waits":
-                found["waits"].append(unit)
-            elif kind == "owed" and _WHY.fullmatch(why):
-                found["owed"][unit] = why
-        return found
+                waits.append(unit)
+            elif kind == "changed" and what in _INPUT_NAMES:
+                changed.setdefault(unit, []).append(f"{what} changed")
+            else:
+                versions.setdefault(unit, []).append(rest)
+        owed = {}
+        for unit in dict.fromkeys([*changed, *versions]):
+            why = changed.get(unit, []) + server_restarts.version_changes(
+                server_restarts.parse_versions(versions.get(unit, []))
+            )
+            if why:
+                owed[unit] = ", ".join(why)
+        return {"owed": owed, "waits": waits}
 
 
 def owed_snapshot(prefix: str) -> snapshot.Snapshot:

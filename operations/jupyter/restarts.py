@@ -37,14 +37,13 @@ def packages(data) -> list[str]:
 
 def script_command() -> str:
     """``files/jupyter-restart-when-idle`` with the paths it works on, ready for a subcommand."""
-    q = shlex.quote
     options = {
         "--unit": layout.UNIT,
         "--timer": layout.RESTART_TIMER,
         "--owed": layout.OWED,
         "--activity-path": layout.ACTIVITY_PATH,
     }
-    return " ".join([q(layout.RESTART_SCRIPT), *(f"{option} {q(value)}" for option, value in options.items())])
+    return system.script_line(layout.RESTART_SCRIPT, options)
 
 
 # What a distribution's name and version may look like; anything else from the server (whose
@@ -71,19 +70,25 @@ class ServerVersions(snapshot.Probe):
         return f"test -x {script} && test -f {activity} && {script_command()} versions {q(self.prefix)} {activity}"
 
     def parse(self, lines):
-        found: dict[str, dict[str, str]] = {"running": {}, "installed": {}}
-        for line in lines:
-            words = line.split()
-            if len(words) == 3 and words[0] in found and _NAME.fullmatch(words[1]) and _VERSION.fullmatch(words[2]):
-                found[words[0]][words[1]] = words[2]
-        return found
+        return parse_versions(lines)
 
 
-def server_updates(state: snapshot.Snapshot) -> list[str]:
-    """Each of the server's packages whose installed version is not the one the running server
-    loaded, as "name old -> new" (empty when either side cannot be read: a server that is not
-    running, or predates the extension, reads its packages when it starts)."""
-    versions = state.probe("versions")
+def parse_versions(lines) -> dict[str, dict[str, str]]:
+    """The restart script's ``versions`` lines ("running NAME VERSION", "installed NAME
+    VERSION"), keeping only names and versions that look like one."""
+    found: dict[str, dict[str, str]] = {"running": {}, "installed": {}}
+    for line in lines:
+        words = line.split()
+        if len(words) == 3 and words[0] in found and _NAME.fullmatch(words[1]) and _VERSION.fullmatch(words[2]):
+            found[words[0]][words[1]] = words[2]
+    return found
+
+
+def version_changes(versions: dict[str, dict[str, str]]) -> list[str]:
+    """Each package whose installed version is not the one the running server loaded, as
+    "name old -> new" (empty when either side cannot be read: a server that is not running,
+    or predates the extension, reads its packages when it starts). For the single server and
+    each person's server alike."""
     running, installed = versions["running"], versions["installed"]
     if not running or not installed:
         return []
@@ -92,6 +97,11 @@ def server_updates(state: snapshot.Snapshot) -> list[str]:
         for name in sorted(running.keys() | installed.keys())
         if running.get(name) != installed.get(name)
     ]
+
+
+def server_updates(state: snapshot.Snapshot) -> list[str]:
+    """The single server's ``version_changes``."""
+    return version_changes(state.probe("versions"))
 
 
 def deferred(state: snapshot.Snapshot) -> bool:

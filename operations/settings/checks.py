@@ -112,6 +112,12 @@ def check_oidc_allowed(value):
     return "a list of e-mail addresses and 'group:NAME' values (NAME: letters, digits, '.', '_', '@', '-')"
 
 
+def check_address_or_none(value):
+    if value is None or (isinstance(value, str) and _EMAIL.fullmatch(value)):
+        return None
+    return "None or a person's e-mail address (as they sign in with it)"
+
+
 def check_addresses(value):
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) and _EMAIL.fullmatch(v) for v in value):
         return None

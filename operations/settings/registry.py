@@ -15,6 +15,7 @@ from typing import Any
 
 from .addresses import check_networks, check_server_name
 from .checks import (
+    check_address_or_none,
     check_addresses,
     check_base_url,
     check_basic_auth_user,
@@ -435,6 +436,12 @@ GROUPS: tuple[Group, ...] = (
                 "restore.py only: a side directory to restore into; None restores in place (replaced files are "
                 "moved aside)",
                 check_restore_to,
+            ),
+            Setting(
+                "restore_person",
+                None,
+                "restore.py only, per_person_servers: the address of the person whose home alone to restore",
+                check_address_or_none,
             ),
             Setting(
                 "uninstall_purge",

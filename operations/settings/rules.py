@@ -137,7 +137,7 @@ def restore_has_a_repository(run: Run) -> list[str]:
 
 
 def restore_outside_the_users_tree(run: Run) -> list[str]:
-    # The notebook user can change anything there while root restores into it.
+    # The notebook user (or a person) can change anything there while root restores into it.
     target, notebook_dir, home = run["restore_to"], run["notebook_dir"], home_of(run["jupyter_user"])
     if not target or check_restore_to(target) or check_abs_path(notebook_dir):
         return []
@@ -147,6 +147,41 @@ def restore_outside_the_users_tree(run: Run) -> list[str]:
             f"({notebook_dir!r}) or the Jupyter home ({home!r}), which the notebook user can write: restore "
             "in place (restore_to = None, done as the notebook user) or into a directory of its own"
         ]
+    shared = run["shared_data_dir"]
+    if run["per_person_servers"]:
+        for other, what in ((people.HOMES, "the people's homes"), (shared, "shared_data_dir")):
+            if other and (other == people.HOMES or not check_abs_path(other)) and overlap(target, other):
+                return [
+                    f"setting restore_to = {target!r} is not allowed: must not be inside or contain {what} "
+                    f"({other!r}), which people can write: restore into a directory of its own"
+                ]
+    return []
+
+
+def restore_person_fits_the_mode(run: Run) -> list[str]:
+    """With per_person_servers, restore.py restores one person's home in place, or anything
+    beside; without it there is nobody to name."""
+    if run.script != "restore":
+        return []
+    person = run["restore_person"]
+    if person is not None and not run["per_person_servers"]:
+        return [
+            f"setting restore_person = {person!r} needs per_person_servers = True: this host has one "
+            "notebook user (set restore_person to None)"
+        ]
+    if person is None and run["per_person_servers"] and not run["restore_to"]:
+        return [
+            "setting restore_person is None: with per_person_servers, restore.py restores one person's home in "
+            "place (restore_person = their address) or the whole snapshot beside (restore_to = a new directory)"
+        ]
+    if person is not None and not BY_NAME["restore_person"].check(person):
+        try:
+            people.normalized(person)
+        except people.NotAnAddress:
+            return [
+                f"setting restore_person = {person!r} cannot name a person's account: an address of ASCII "
+                "letters, digits and ._%+'- before the '@'"
+            ]
     return []
 
 
@@ -223,6 +258,7 @@ RULES = (
     backup_repository_usable,
     restore_has_a_repository,
     restore_outside_the_users_tree,
+    restore_person_fits_the_mode,
     password_given,
     server_name_known,
     letsencrypt_has_a_dns_name,

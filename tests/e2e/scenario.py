@@ -253,16 +253,17 @@ def _text(output: str | bytes | None) -> str:
     return output or ""
 
 
-def audited(url: str, ca_file, *ignore: str) -> tuple[int, str]:
+def audited(url: str, ca_file, *ignore: str, lab=None) -> tuple[int, str]:
     """``python -m smoke --audit URL`` (exit code, output), with pip-audit reading the stand-in
     of PyPI's vulnerability data (tests/advisory_feed.py: PyPI's per-version answers are out of
-    this machine's reach)."""
+    this machine's reach). ``lab``: reach the host over SSH as the lab does (a per-person host)."""
     out = io.StringIO()
+    ssh = ["--ssh-key", str(lab.key), "--ssh-known-hosts", str(lab.known_hosts)] if lab else []
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
         patch.setenv("JUPYTER_PASSWORD", PASSWORD)
         patch.setattr(advisories, "advisory_service", lambda timeout: service(Feed(), timeout))
         ignored = [word for vuln in ignore for word in ("--ignore-vuln", vuln)]
-        code = smoke_main.main(["--audit", *ignored, "--ca-file", str(ca_file), url])
+        code = smoke_main.main(["--audit", *ignored, *ssh, "--ca-file", str(ca_file), url])
     return code, out.getvalue()
 
 

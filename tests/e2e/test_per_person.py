@@ -39,12 +39,13 @@ from tests.e2e.scenario import (
     RUNAWAY,
     TIMINGS,
     Deployment,
+    audited,
     run_smoke,
 )
 
 NAME = "nb8"
 BASE_PATH = "/jupyter/"
-ENV = {"JUPYTER_OIDC_CLIENT_SECRET": OIDC_CLIENT_SECRET}
+ENV = {"JUPYTER_OIDC_CLIENT_SECRET": OIDC_CLIENT_SECRET, "JUPYTER_BACKUP_PASSWORD": "lab backup password 7734"}
 ALLOWED = ["group:timelords", PEOPLE["carol"].email]
 SHARED = "/srv/course"
 KEPT = "kept-from-the-single-server.ipynb"
@@ -170,7 +171,7 @@ def hub_journal(hub) -> str:
 
 
 def unit_of(who: str) -> str:
-    return layout.SERVER_UNIT_TEMPLATE.format(USERNAME=hub_name(who)) + ".service"
+    return layout.server_unit(hub_name(who))
 
 
 def unit_state(hub, who: str) -> str:
@@ -189,6 +190,14 @@ def running_versions(hub, who: str) -> dict[str, str]:
         f"{server_layout.RESTART_SCRIPT} --unit {unit_of(who)} --activity-path {server_layout.ACTIVITY_PATH} answer",
     ).stdout
     return {words[1]: words[2] for words in map(str.split, answer.splitlines()) if words[:1] == ["running"]}
+
+
+def audited_server(audit: str, who: str) -> list[str]:
+    """The lines the audit shows under ``who``'s server (its packages and their advisories)."""
+    lines = audit.splitlines()
+    start = lines.index(f"      {hub_name(who)}'s server:") + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith(" " * 8)), len(lines))
+    return [line.strip() and line[6:] for line in lines[start:end]]
 
 
 def round_trips(client, rounds: int = 20) -> str:
@@ -257,7 +266,7 @@ def test_two_people_each_run_their_own_server_as_their_own_account(browser, hub)
     probe = f"""
 import os
 seen = []
-for path in ("/home/{account("alice")}", "{layout.STATE_DIR}/jupyterhub.sqlite", "{layout.PROXY_ENV}",
+for path in ("/home/{account("alice")}", "{layout.DATABASE}", "{layout.PROXY_ENV}",
              "{layout.CLIENT_SECRET}"):
     try:
         open(path).read() if not os.path.isdir(path) else os.listdir(path)
@@ -507,7 +516,7 @@ def test_an_idle_server_is_culled_and_a_busy_one_is_not(browser, hub):
     busy_page.context.close()
 
 
-def test_what_peoples_servers_run_reaches_each_of_them_when_nothing_of_theirs_is_busy(browser, hub):
+def test_what_peoples_servers_run_reaches_each_of_them_when_nothing_of_theirs_is_busy(browser, hub, lab):
     """A change to people's servers' settings, then to their packages (pip_packages pins
     jupyter_server to another release) while alice's cell runs: an idle server restarts in
     the run; alice's waits, her cell finishes, and her server restarts once idle, with the
@@ -570,6 +579,21 @@ def test_what_peoples_servers_run_reaches_each_of_them_when_nothing_of_theirs_is
     # A rerun while alice's restart waits owes nothing more.
     again = hub.pyinfra(env=ENV)
     assert again.returncode == 0 and again.changed().get(hub.address(NAME), []) == [], again.output[-3000:]
+    # The audit meanwhile: the distribution (the check account's fresh server runs what is
+    # installed) and each person's server, with what is installed instead while it waits.
+    began = time.monotonic()
+    code, audit = audited(hub.base, hub.cert, lab=lab)
+    FIGURES["per-person: smoke --audit while alice's restart waits"] = f"{time.monotonic() - began:.1f} s"
+    assert code == 1 and audit.startswith("FAIL  "), audit
+    alice_runs = f"jupyter-server {running_before} running ({OTHER_SERVER} installed: the owed restart applies it)"
+    alice_audit, carol_audit = audited_server(audit, "alice"), audited_server(audit, "carol")
+    assert f"  {alice_runs}" in alice_audit and f"  jupyter-server {OTHER_SERVER} running" in carol_audit, audit
+    assert [line.split()[1] for line in carol_audit if "ADVISORY" in line] == ["PYSEC-STANDIN-0001"], audit
+    assert not [line for line in alice_audit if "ADVISORY" in line], audit
+    # The stand-in advisory for the older release fails the host, for the distribution and carol.
+    assert f"{hub_name('carol')}'s server: PYSEC-STANDIN-0001" in audit, audit
+    assert f"{hub_name('alice')}'s server: PYSEC" not in audit
+    assert outcome.get("output") is None, "alice's cell ended before the audit: nothing was waiting"
     running.join(timeout=200)
     assert outcome.get("output", "").strip() == "finished", outcome
     # Her server restarts once nothing has been busy for a minute (its timer looks every 15 s),
@@ -601,6 +625,137 @@ def test_what_peoples_servers_run_reaches_each_of_them_when_nothing_of_theirs_is
     said = hub.ssh(NAME, f"{layout.RESTART_SERVER_SCRIPT} {unit_of('carol')}").stdout.strip()
     FIGURES["per-person: a person's server restarted through the hub (away for)"] = f"{time.monotonic() - began:.1f} s"
     assert said == f"restarted {hub_name('carol')}'s server"
+
+
+BACKUPS = "/srv/backups/people"
+# Written as each person (runuser): a notebook, a name a shell gets wrong, a directory alice
+# later turns into a link to /etc (the trap: a restore as root would write through it).
+RESTORE_FOLDER = "restore-test"
+ALICE_FILES = {
+    "analysis.ipynb": json.dumps(notebook("print(1)")),
+    "data dir/odd 'name' $HOME [1] é.txt": "odd\n",
+    "acc-trap/hostname": "alice's own hostname\n",
+}
+
+
+def as_person(hub, who: str, script: str) -> str:
+    """``script`` (Python) run on the host as ``who``'s account, in their home."""
+    return hub.ssh(
+        NAME,
+        f"cd /home/{account(who)} && runuser -u {account(who)} -- python3 -I - <<'EOF'\n{script}\nEOF\n",
+    ).stdout
+
+
+def write_as(hub, who: str, files: dict[str, str]) -> None:
+    as_person(
+        hub,
+        who,
+        "import json, os\n"
+        f"for path, text in json.loads({json.dumps(json.dumps(files))}).items():\n"
+        f"    path = os.path.join({RESTORE_FOLDER!r}, path)\n"
+        "    os.makedirs(os.path.dirname(path), exist_ok=True)\n"
+        "    open(path, 'w').write(text)\n",
+    )
+
+
+def folder_hashes(hub, who: str) -> dict[str, str]:
+    out = hub.ssh(
+        NAME,
+        f"cd /home/{account(who)}/{RESTORE_FOLDER} && find . -type f -print0 | sort -z | xargs -0 -r sha256sum",
+    ).stdout
+    return {line[66:].removeprefix("./"): line[:64] for line in out.splitlines()}
+
+
+def etc_digest(hub) -> str:
+    """Every entry of /etc (type, owner, mode, size, time, link) and every file's sha256."""
+    return hub.ssh(
+        NAME,
+        "{ find /etc -xdev -printf '%p %y %u:%g %m %s %T@ %l\\n'; "
+        "find /etc -xdev -type f -print0 | xargs -0 sha256sum; } | sort | sha256sum",
+    ).stdout
+
+
+def test_one_persons_home_is_restored_as_that_person_and_nobody_elses_is_touched(hub):
+    """Backups on a per-person host hold every home, the hub's database and the shared data;
+    restore.py with restore_person brings back alice's deleted notebook as alice (her server
+    stopped by the hub meanwhile, started again after), never through the link she planted,
+    and carol's files and server stay as they are."""
+    hub.data[NAME]["backup_repository"] = BACKUPS
+    deployed = hub.pyinfra(env=ENV)
+    assert deployed.returncode == 0, deployed.output[-4000:]
+    again = hub.pyinfra(env=ENV)
+    assert again.returncode == 0 and again.changed().get(hub.address(NAME), []) == [], again.output[-3000:]
+    write_as(hub, "alice", ALICE_FILES)
+    write_as(hub, "carol", {"notes.md": "carol's first notes\n"})
+    hub.ssh(NAME, f"echo 'course data' > {SHARED}/syllabus.md")
+    alice_before = folder_hashes(hub, "alice")
+    assert sorted(alice_before) == sorted(ALICE_FILES)
+    started = time.monotonic()
+    backed_up = hub.ssh(NAME, "systemctl start jupyter-backup.service", check=False)
+    FIGURES["per-person: a backup of every home, the hub's state and the shared data"] = (
+        f"{time.monotonic() - started:.1f} s"
+    )
+    assert backed_up.returncode == 0, hub.ssh(NAME, "journalctl -u jupyter-backup -n 30 --no-pager").stdout
+
+    # Everything beside: both homes, the shared data and a database copy that opens.
+    beside = hub.pyinfra(script="restore.py", overrides={NAME: {"restore_to": "/srv/restored-all"}}, env=ENV)
+    assert beside.returncode == 0, beside.output[-3000:]
+    listed = hub.ssh(
+        NAME,
+        f"cd /srv/restored-all && cat home/{account('carol')}/{RESTORE_FOLDER}/notes.md .{SHARED}/syllabus.md; "
+        f"test -e .{layout.DATABASE} && echo live-database; "
+        f"python3 -I -c 'import sqlite3, sys; print(sorted(r[0] for r in sqlite3.connect(sys.argv[1])"
+        f'.execute("select name from users")))\' .{layout.DATABASE_COPY}',
+    ).stdout.splitlines()
+    assert listed[:2] == ["carol's first notes", "course data"], listed
+    assert "live-database" not in listed and hub_name("alice") in listed[-1] and hub_name("carol") in listed[-1]
+
+    # Alice loses her notebook, changes a file, and plants a link to /etc where a directory was;
+    # carol writes on.
+    as_person(
+        hub,
+        "alice",
+        f"import os, shutil\nos.chdir({RESTORE_FOLDER!r})\nos.remove('analysis.ipynb')\n"
+        "open('data dir/' + os.listdir('data dir')[0], 'w').write('changed\\n')\n"
+        "shutil.rmtree('acc-trap')\nos.symlink('/etc', 'acc-trap')\n",
+    )
+    write_as(hub, "carol", {"notes.md": "carol's later notes\n", "new.md": "written after the backup\n"})
+    carol_after = folder_hashes(hub, "carol")
+    for who in ("alice", "carol"):
+        assert unit_state(hub, who) == "active", f"{who}'s server is not running before the restore"
+    alice_pid, carol_pid = main_pid(hub, "alice"), main_pid(hub, "carol")
+    etc_before = etc_digest(hub)
+
+    started = time.monotonic()
+    restore = hub.pyinfra(script="restore.py", overrides={NAME: {"restore_person": PEOPLE["alice"].email}}, env=ENV)
+    FIGURES["per-person: restore of one person's home in place (pyinfra restore.py, server stopped and started)"] = (
+        f"{time.monotonic() - started:.1f} s"
+    )
+    assert restore.returncode == 0, restore.output[-3000:] + hub_journal(hub)
+    assert f"of /home/{account('alice')} in place as {account('alice')}" in restore.output, restore.output[-3000:]
+    assert folder_hashes(hub, "alice") == alice_before
+    owners = hub.ssh(
+        NAME, f"cd /home/{account('alice')}/{RESTORE_FOLDER} && stat -c '%U %F' acc-trap acc-trap/hostname"
+    ).stdout.splitlines()
+    assert owners == [f"{account('alice')} directory", f"{account('alice')} regular file"], owners
+    # The link went aside, and nothing in /etc was written through it.
+    aside = hub.ssh(NAME, "find /var/lib/jupyter-backup/moved-aside -name acc-trap -printf '%y %l\\n'").stdout.split()
+    assert aside == ["l", "/etc"], aside
+    assert etc_digest(hub) == etc_before
+    # Her server was stopped and started again by the hub; carol's was never touched.
+    assert unit_state(hub, "alice") == "active" and main_pid(hub, "alice") != alice_pid
+    assert main_pid(hub, "carol") == carol_pid
+    assert folder_hashes(hub, "carol") == carol_after
+
+    # Her home alone, beside.
+    side = hub.pyinfra(
+        script="restore.py",
+        overrides={NAME: {"restore_person": PEOPLE["alice"].email, "restore_to": "/srv/restored-alice"}},
+        env=ENV,
+    )
+    assert side.returncode == 0, side.output[-3000:]
+    assert hub.ssh(NAME, "ls /srv/restored-alice/home").stdout.split() == [account("alice")]
+    hub.ssh(NAME, f"rm -rf /srv/restored-all /srv/restored-alice {SHARED}/syllabus.md")
 
 
 def test_the_smoke_check_starts_its_accounts_server_through_apache_runs_a_cell_and_stops_it(hub, lab):
