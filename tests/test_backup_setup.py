@@ -101,6 +101,18 @@ def test_the_default_schedule_is_a_night_time_of_each_hosts_own_that_never_chang
         assert schedule.startswith("*-*-* ") and 1 <= hour <= 4, schedule
 
 
+def sourced(config: str, *arrays: str) -> list[str]:
+    """The items of each bash array in ``config`` (a backup.conf) as bash sources it, in order."""
+    words = " ".join(f'"${{{name}[@]}}"' for name in arrays)
+    return subprocess.run(
+        ["bash", "-c", f'set -eu; . /dev/stdin; printf "%s\\n" {words}'],
+        input=config,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+
+
 def test_the_settings_file_is_quoted_shell_and_holds_no_secret():
     text = backups.config_file(
         "sftp:backup@10.0.0.9:/srv/restic",
@@ -114,13 +126,7 @@ def test_the_settings_file_is_quoted_shell_and_holds_no_secret():
     assert "SCHEDULE='*-*-* 03:10:00'" in text
     assert "-i /etc/jupyter-backup/ssh_key" in text and "backup@10.0.0.9 -s sftp" in text
     assert "RESTIC" not in text
-    listed = subprocess.run(
-        ["bash", "-c", 'set -eu; . /dev/stdin; printf "%s\\n" "${PATHS[@]}" "${EXCLUDE_PATTERNS[@]}"'],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
+    listed = sourced(text, "PATHS", "EXCLUDE_PATTERNS")
     assert listed[:3] == ["/srv/jupyter", "/var/lib/jupyter", "/var/lib/jupyter/.cache"]
     secrets = backups.secrets_file("s3:host/bucket", {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "se'cret"})
     assert (
@@ -252,13 +258,7 @@ def test_a_per_person_hosts_settings_add_the_hubs_state_the_shared_data_and_peop
         per_person=True,
         shared_data_dir="/srv/course",
     )
-    listed = subprocess.run(
-        ["bash", "-c", 'set -eu; . /dev/stdin; printf "%s\\n" "${ROOT_PATHS[@]}" "${EXCLUDE_PATTERNS[@]}"'],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    listed = sourced(text, "ROOT_PATHS", "EXCLUDE_PATTERNS")
     assert listed[:2] == [hub_layout.STATE_DIR, "/srv/course"]
     assert f"{people.HOMES}/{people.PREFIX}*/.cache" in listed and f"{hub_layout.DATABASE}*" in listed
     assert f"PEOPLE_COMMENT={shlex.quote(people.COMMENT_PREFIX)}" in text
