@@ -45,8 +45,9 @@ system.install_packages(
         letsencrypt.packages,
     ]
 )
-# Before anything restarts Jupyter (the conda switch does, through it).
+# Before anything restarts Jupyter or people's servers (the conda switch does, through them).
 jupyter.install_restarts()
+hub.install_restarts()
 conda.install_conda()
 # The fleet's packages, before Jupyter's service decides its restart: a package the server
 # imports that changed owes one (when idle). A package that does not exist fails the host

@@ -10,7 +10,8 @@ jupyterhub_config.py.
 - ``CheckedSystemdSpawner``: systemdspawner's spawner that, before the hub sends anyone to a
   server, proves the port it answers on is held by that server's own main process (another
   person's kernel could take a port the hub picked first), and lets the hub's admins write
-  the shared data directory.
+  the shared data directory, and starts the check account's server from the distribution an
+  upgrade's check names (``check_distribution``) instead of ``conda_prefix``.
 
 The hub runs as root (systemd-run needs it): everything here runs commands by argument list,
 never through a shell, and nothing acts as root inside a person's home after it was made.
@@ -23,6 +24,7 @@ import os
 import pwd
 import re
 import ssl
+import stat
 import sys
 import urllib.request
 
@@ -34,6 +36,11 @@ from tornado import web
 SHARED_DATA_DIR = None
 SHARED_LINK = None
 ADMINS_GROUP = None
+# The check account's hub name, the root's file an upgrade's check names a distribution in
+# (files/conda-switch), and conda_prefix (every distribution is in conda_prefix.dists).
+CHECK_NAME = None
+CHECK_DISTRIBUTION = None
+CONDA_PREFIX = None
 
 
 ENDPOINTS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint")
@@ -181,8 +188,52 @@ async def _main_pid(unit: str) -> int:
         return 0
 
 
+def check_distribution(path: str, prefix: str) -> str | None:
+    """The distribution an upgrade's check starts the check account's server from: what
+    ``path`` names, when it is root's alone and names a directory of ``prefix.dists``; None
+    when there is no such file (no check runs)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        raise web.HTTPError(500, f"{path} is not root's alone: no server starts from what it names")
+    with open(path) as f:
+        distribution = f.read(4096).strip()
+    dists = prefix.rstrip("/") + ".dists"
+    name = distribution.removeprefix(dists + "/")
+    if name == distribution or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name == "previous":
+        raise web.HTTPError(500, f"{path} names no distribution of {dists}: no server starts from it")
+    return distribution
+
+
+def from_distribution(cmd: list, environment: dict, prefix: str, distribution: str) -> tuple[list, dict]:
+    """A server's command and environment with ``prefix`` (its path, and in PATH) replaced by
+    ``distribution``: the same server, from another distribution."""
+    prefix = prefix.rstrip("/")
+
+    def moved(value: str) -> str:
+        return distribution + value[len(prefix) :] if value == prefix or value.startswith(prefix + "/") else value
+
+    environment = dict(environment)
+    if "PATH" in environment:
+        environment["PATH"] = ":".join(moved(part) for part in environment["PATH"].split(":"))
+    return [moved(part) for part in cmd], environment
+
+
 class CheckedSystemdSpawner(SystemdSpawner):
     async def start(self):
+        if CHECK_NAME and self.user.name == CHECK_NAME:
+            # The check account only: started as anyone's server is, from the distribution an
+            # upgrade checks while its file is there, else as configured.
+            if not hasattr(self, "configured"):
+                self.configured = (list(self.cmd), dict(self.environment))
+            cmd, environment = self.configured
+            distribution = check_distribution(CHECK_DISTRIBUTION, CONDA_PREFIX)
+            if distribution:
+                cmd, environment = from_distribution(cmd, environment, CONDA_PREFIX, distribution)
+                self.log.info("the check account's server starts from %s (an upgrade's check)", distribution)
+            self.cmd, self.environment = cmd, environment
         # Admins write the shared data directory; everyone else reads it (ProtectSystem=strict).
         if SHARED_DATA_DIR and self.user.admin:
             self.readwrite_paths = [SHARED_DATA_DIR]
@@ -200,7 +251,11 @@ class CheckedSystemdSpawner(SystemdSpawner):
                 raise web.HTTPError(
                     500, f"port {port} was taken by another process before this server listened: start it again"
                 )
-            if await self.poll() is not None:
-                break
+            status = await self.poll()
+            if status is not None:
+                # Said now: the hub would otherwise wait its http_timeout for a server that is gone.
+                raise web.HTTPError(
+                    500, f"the server exited at its start (status {status}): journalctl -u {self.unit_name}"
+                )
             await asyncio.sleep(0.25)
         return None

@@ -25,7 +25,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
-from . import backups, environment, layout, settings, snapshot, system
+from . import backups, environment, hub, layout, people, settings, snapshot, system
 from .jupyter import collaboration, resource_usage, restarts
 from .jupyter import layout as jupyter_layout
 from .render import FILES
@@ -71,10 +71,12 @@ def install_command() -> list:
     return [system.script_line(INSTALL_SCRIPT, {"--lock": LOCK, "--marker": MARKER})]
 
 
-def switch_command() -> list:
+def switch_command(per_person: bool = False) -> list:
     """``files/conda-switch`` with what it works on (the server's unit, sandbox and limits, the
     backup, its check scripts, the lock, the marker, and the restart script that decides how
-    Jupyter restarts), for a subcommand and its arguments."""
+    Jupyter restarts), for a subcommand and its arguments. ``per_person``: people's servers
+    instead (``per_person_servers``): the hub's spawn of the check account is the check, and
+    their restart script restarts each person's."""
     options = {
         "--unit": jupyter_layout.UNIT,
         "--sandbox": jupyter_layout.SANDBOX_DROPIN,
@@ -85,7 +87,19 @@ def switch_command() -> list:
         "--lock": LOCK,
         "--marker": MARKER,
     }
-    return [system.script_line(SWITCH_SCRIPT, options), "--restart", restarts.script_command(), "--"]
+    if per_person:
+        options.update(
+            {
+                "--server-command": hub.layout.RESTART_SERVER_SCRIPT,
+                "--check-unit": hub.layout.server_unit(hub.layout.CHECK_NAME),
+                "--check-distribution": hub.layout.CHECK_DISTRIBUTION,
+                "--people-comment": people.COMMENT_PREFIX,
+            }
+        )
+    command = [system.script_line(SWITCH_SCRIPT, options), "--restart", restarts.script_command(), "--"]
+    if per_person:
+        command += ["--people", hub.restarts.script_command(), "--"]
+    return command
 
 
 def distributions_dir(prefix: str) -> str:
@@ -282,17 +296,20 @@ def carried_over(
     requirements="",
     accept_tos=False,
     collaborating=False,
+    per_person=False,
 ):
     """
     Before an upgrade's switch, the new distribution carries what the current one does: the
-    fleet's packages (``environment``), the memory display (``resource_usage``) and, when on,
-    real-time collaboration (``collaboration``).
+    fleet's packages (``environment``), the memory display (``resource_usage``), when on,
+    real-time collaboration (``collaboration``), and with per-person servers what they need
+    (``hub.server_packages_command``).
 
     + prefix: ``conda_prefix``
     + sha256: the new installer's
     + state: the concern's ``installer_snapshot``
     + conda, pip, requirements, accept_tos: the fleet's packages, as ``environment.packages_installed``
     + collaborating: the setting ``collaboration``
+    + per_person: the setting ``per_person_servers``
     """
     current = installation(state)
     target = distribution_dir(prefix, sha256)
@@ -314,13 +331,17 @@ def carried_over(
         commands.append(StringCommand(f"if [ -f {now} ] && [ ! -e {new} ]; then install -D -m 644 {now} {new}; fi"))
     if collaborating:
         commands.append(collaboration.install_command(target))
+    if per_person:
+        commands.append(hub.server_packages_command(target))
     if not commands:
         host.noop(f"{target} has the fleet's packages and the memory display")
     yield from commands
 
 
 @operation()
-def switched(prefix: str, sha256: str, state: snapshot.Snapshot, policy: str, hours: float, backup: bool):
+def switched(
+    prefix: str, sha256: str, state: snapshot.Snapshot, policy: str, hours: float, backup: bool, per_person=False
+):
     """
     ``prefix`` points at the distribution of installer ``sha256``: on a fresh host a new link;
     on an upgrade the checked switch of ``SWITCH_SCRIPT`` (``files/conda-switch``).
@@ -330,6 +351,7 @@ def switched(prefix: str, sha256: str, state: snapshot.Snapshot, policy: str, ho
     + state: the concern's ``installer_snapshot``
     + policy, hours: ``restart_policy`` and ``restart_deadline``, for Jupyter's restart
     + backup: back up before the switch (backups are configured)
+    + per_person: ``per_person_servers`` (people's servers are checked and restarted)
     """
     current = installation(state)
     what = step(current, sha256)
@@ -338,7 +360,7 @@ def switched(prefix: str, sha256: str, state: snapshot.Snapshot, policy: str, ho
         yield StringCommand(*switch_command(), "link", QuoteString(prefix), QuoteString(target))
     elif what == "upgrade":
         yield StringCommand(
-            *switch_command(),
+            *switch_command(per_person),
             "upgrade",
             QuoteString(prefix),
             QuoteString(target),
@@ -353,7 +375,7 @@ def switched(prefix: str, sha256: str, state: snapshot.Snapshot, policy: str, ho
 
 
 @operation()
-def rolled_back(prefix: str, state: snapshot.Snapshot, policy: str, hours: float):
+def rolled_back(prefix: str, state: snapshot.Snapshot, policy: str, hours: float, per_person=False):
     """
     ``prefix`` points at the previous distribution again, and Jupyter restarts from it under
     ``policy``; nothing when there is no previous distribution (none yet, or rolled back).
@@ -361,13 +383,14 @@ def rolled_back(prefix: str, state: snapshot.Snapshot, policy: str, hours: float
     + prefix: ``conda_prefix``
     + state: the concern's ``installer_snapshot``
     + policy, hours: ``restart_policy`` and ``restart_deadline``
+    + per_person: ``per_person_servers`` (people's servers restart from it)
     """
     current = installation(state)
     if current["previous"] is None or current["prefix"] != "link":
         host.noop(f"{prefix} has no previous distribution to switch back to")
         return
     yield StringCommand(
-        *switch_command(),
+        *switch_command(per_person),
         "rollback",
         QuoteString(prefix),
         QuoteString(policy),
@@ -392,6 +415,7 @@ def rolled_back(prefix: str, state: snapshot.Snapshot, policy: str, hours: float
         "restart_deadline",
         "backup_repository",
         "collaboration",
+        "per_person_servers",
     ),
 )
 def install_conda():
@@ -428,6 +452,7 @@ def install_conda():
         requirements=host.data.pip_requirements,
         accept_tos=host.data.conda_accept_tos,
         collaborating=host.data.collaboration,
+        per_person=host.data.per_person_servers,
         state=state,
     )
     switched(
@@ -437,13 +462,14 @@ def install_conda():
         policy=host.data.restart_policy,
         hours=host.data.restart_deadline,
         backup=bool(host.data.backup_repository),
+        per_person=host.data.per_person_servers,
         state=state,
     )
 
 
 @deploy(
     "Conda distribution rollback",
-    data_defaults=settings.defaults("conda_prefix", "restart_policy", "restart_deadline"),
+    data_defaults=settings.defaults("conda_prefix", "restart_policy", "restart_deadline", "per_person_servers"),
 )
 def roll_back():
     """Switch ``conda_prefix`` back to the previous distribution (rollback.py), with the switch
@@ -456,5 +482,6 @@ def roll_back():
         prefix=prefix,
         policy=host.data.restart_policy,
         hours=host.data.restart_deadline,
+        per_person=host.data.per_person_servers,
         state=state,
     )

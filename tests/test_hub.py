@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -209,6 +210,43 @@ def test_each_persons_memory_display_shows_their_own_limit(tmp_path):
         assert accounts.with_memory_limit({"A": "1"}, 2 * 2**30) == {"A": "1", "MEM_LIMIT": str(2 * 2**30)}
         assert accounts.with_memory_limit({}, "50%", str(meminfo))["MEM_LIMIT"] == str(2048 * 1024)
         assert accounts.with_memory_limit({"A": "1"}, None) == {"A": "1"}
+    finally:
+        sys.path.remove(str(ROOT / "files"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the file must be root's (CI runs as root)")
+def test_an_upgrades_check_starts_the_check_accounts_server_from_the_distribution_it_names(tmp_path):
+    """files/jupyterhub_accounts.py: while root's file names a directory of conda_prefix.dists,
+    the check account's server command and PATH are that distribution's; no file, no change; a
+    file anyone else may write, or naming anything else, starts nothing."""
+    sys.path.insert(0, str(ROOT / "files"))
+    sys.modules.setdefault(layout.PEOPLE_MODULE, people)
+    try:
+        import jupyterhub_accounts as accounts
+        from tornado import web
+
+        prefix = "/opt/anaconda3"
+        named = tmp_path / "check-distribution"
+        assert accounts.check_distribution(str(named), prefix) is None
+        named.write_text(f"{prefix}.dists/0123456789abcdef\n")
+        named.chmod(0o644)
+        distribution = accounts.check_distribution(str(named), prefix)
+        assert distribution == f"{prefix}.dists/0123456789abcdef"
+        spawn = json.loads(config.spawn_settings(data()))
+        cmd, environment = accounts.from_distribution(spawn["cmd"], spawn["environment"], prefix, distribution)
+        assert cmd == [f"{distribution}/bin/jupyterhub-singleuser"]
+        assert environment["PATH"].split(":")[0] == f"{distribution}/bin"
+        assert {k: v for k, v in environment.items() if k != "PATH"} == {
+            k: v for k, v in spawn["environment"].items() if k != "PATH"
+        }
+        for text in (f"{prefix}.dists/previous", f"{prefix}.dists/../etc", "/usr", f"{prefix}.dists/a/b"):
+            named.write_text(text + "\n")
+            with pytest.raises(web.HTTPError):
+                accounts.check_distribution(str(named), prefix)
+        named.write_text(f"{prefix}.dists/0123456789abcdef\n")
+        named.chmod(0o666)
+        with pytest.raises(web.HTTPError, match="not root's alone"):
+            accounts.check_distribution(str(named), prefix)
     finally:
         sys.path.remove(str(ROOT / "files"))
 

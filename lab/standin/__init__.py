@@ -31,7 +31,9 @@ REQUIREMENTS = ("notebook>=7,<8", "pip")
 #  next              the default plus a marker package, standin_release 2.0 (upgraded to)
 #  cannot-start      the default, but its server exits at start (kernels still work)
 #  fails-as-service  the default, but its server exits when it runs as jupyter.service (its
-#                    cgroup says so): it passes the check (a unit of its own) and fails as the service
+#                    cgroup says so) or as a person's server the hub started (JUPYTERHUB_USER,
+#                    but not the check account's): it passes the check (a unit of its own, or
+#                    the check account's server) and fails where people's work runs
 VARIANTS = {
     "default": REQUIREMENTS,
     "older": ("notebook==7.5.8", "pip"),

@@ -79,8 +79,11 @@ case "$VARIANT" in
     cannot-start)
         echo 'raise SystemExit("stand-in TEST ONLY: this release'"'"'s server cannot start")' >>"$site/notebook/app.py" ;;
     fails-as-service)
-        printf '%s\n' 'if "/jupyter.service" in open("/proc/self/cgroup").read():' \
-            '    raise SystemExit("stand-in TEST ONLY: this release'"'"'s server cannot start as jupyter.service")' \
+        # Where people's work runs: the single server's unit, or a person's server the hub
+        # started (its JUPYTERHUB_USER), but not the check account's (smoke-check).
+        printf '%s\n' 'import os as _os' \
+            'if "/jupyter.service" in open("/proc/self/cgroup").read() or _os.environ.get("JUPYTERHUB_USER", "smoke-check") != "smoke-check":' \
+            '    raise SystemExit("stand-in TEST ONLY: this release'"'"'s server cannot start as jupyter.service or a person'"'"'s server")' \
             >>"$site/notebook/app.py" ;;
 esac
 # What tools look for to tell a conda environment (IPython's %conda among them).

@@ -32,8 +32,20 @@ from .. import environment, passwords, people, settings, sign_in, snapshot
 from ..jupyter import resource_usage
 from ..render import FILES
 from . import config, layout, restarts
+from .restarts import install_restarts
 
-__all__ = ["config", "enabled", "hub_snapshot", "install_hub", "layout", "packages", "restarts", "stop_unless_wanted"]
+__all__ = [
+    "config",
+    "enabled",
+    "hub_snapshot",
+    "install_hub",
+    "install_restarts",
+    "layout",
+    "packages",
+    "restarts",
+    "server_packages_command",
+    "stop_unless_wanted",
+]
 
 
 def enabled(data) -> bool:
@@ -86,10 +98,6 @@ def hub_snapshot(prefix: str, shared_data_dir: str | None) -> snapshot.Snapshot:
             layout.PROXY_UNIT_FILE,
             layout.SLICE_FILE,
             layout.SPAWN_FILE,
-            layout.RESTART_PEOPLE_SCRIPT,
-            layout.RESTART_SERVER_SCRIPT,
-            layout.RESTART_SERVICE_FILE,
-            layout.RESTART_TIMER_FILE,
             resource_usage.overrides_path(prefix),
         ],
         secret_paths=[layout.PROXY_ENV, layout.SMOKE_TOKEN, layout.RESTART_TOKEN, layout.CLIENT_SECRET],
@@ -144,7 +152,15 @@ def server_packages_installed(prefix: str, state: snapshot.Snapshot):
     if not missing:
         host.noop(f"{', '.join(layout.SERVER_REQUIREMENTS.values())}: installed in {prefix}")
         return
-    yield StringCommand(environment.pip_install(prefix), *(shlex.quote(r) for r in missing))
+    yield server_packages_command(prefix, missing)
+
+
+def server_packages_command(prefix: str, requirements=None) -> StringCommand:
+    """pip's install of what people's servers need into ``prefix`` (a distribution's
+    directory; ``requirements``: of ``layout.SERVER_REQUIREMENTS``, all by default): also an
+    upgrade's new distribution, before its switch (``conda.carried_over``)."""
+    requirements = layout.SERVER_REQUIREMENTS.values() if requirements is None else requirements
+    return StringCommand(environment.pip_install(prefix), *(shlex.quote(r) for r in requirements))
 
 
 @operation()
@@ -380,7 +396,6 @@ def install_hub():
         dest=layout.SPAWN_FILE,
         **root_file,
     )
-    restart_units = restarts.install_restarts(state)
     hub_config = snapshot.put(
         name="JupyterHub's config",
         src=snapshot.text(config.hub_config(data, settings.server_name(host))),
@@ -403,7 +418,7 @@ def install_hub():
     hub_unit = snapshot.put(
         name="JupyterHub's unit", src=snapshot.text(config.hub_unit(data)), dest=layout.HUB_UNIT_FILE, **system_file
     )
-    units = snapshot.Changes(slice_unit, proxy_unit, hub_unit, *restart_units)
+    units = snapshot.Changes(slice_unit, proxy_unit, hub_unit)
     snapshot.shell(
         name="New limits of the people's slice apply at once",
         commands=[StringCommand("systemctl", "daemon-reload"), config.slice_set_property(data.people_memory_limit)],

@@ -157,6 +157,8 @@ def hub_config(data, server_name: str) -> str:
         restart_token_file=layout.RESTART_TOKEN,
         restart_service=layout.RESTART_SERVICE,
         check_name=layout.CHECK_NAME,
+        check_distribution=layout.CHECK_DISTRIBUTION,
+        conda_prefix=data.conda_prefix,
     )
 
 

@@ -83,6 +83,10 @@ COOKIE_SECRET = f"{STATE_DIR}/jupyterhub_cookie_secret"
 # backup holds it, never the live file a running hub may be writing.
 DATABASE_COPY_DIR = f"{STATE_DIR}/backup"
 DATABASE_COPY = f"{DATABASE_COPY_DIR}/jupyterhub.sqlite"
+# An upgrade's check (files/conda-switch): while this root's file names a distribution, the
+# hub starts the check account's server from it instead of conda_prefix, as it would start
+# anyone's; nobody else's server reads it.
+CHECK_DISTRIBUTION = f"{STATE_DIR}/check-distribution"
 
 # The units: the hub, the proxy (its own unit, so a restart of the hub drops no connection)
 # and the slice every person's server runs in (one cap for all of them together).

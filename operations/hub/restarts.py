@@ -19,9 +19,9 @@ import re
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 
-from .. import snapshot, system
+from .. import settings, snapshot, system
 from ..jupyter import layout as server_layout
 from ..jupyter import restarts as server_restarts
 from ..render import FILES, render
@@ -139,9 +139,26 @@ def people_restarted(state: snapshot.Snapshot, policy: str, hours: float):
     yield system.shown_report(layout.RESTART_REPORT)
 
 
-def install_restarts(state: snapshot.Snapshot) -> list:
-    """The scripts and the per-person timer unit (a template); returns the units' operations
-    (systemd reloads its units when one changed)."""
+@deploy(
+    "Restarts of people's servers that wait until nothing of theirs is busy",
+    data_defaults=settings.defaults("per_person_servers", "jupyter_base_url"),
+)
+def install_restarts():
+    """
+    The scripts and the per-person timer unit (a template), before anything of the run restarts
+    people's servers (``files/conda-switch`` does, through them, before the hub's own part of
+    the run); systemd reloaded when a unit changed. Nothing without ``per_person_servers``.
+    """
+    if not host.data.per_person_servers:
+        return
+    state = snapshot.Snapshot(
+        paths=[
+            layout.RESTART_PEOPLE_SCRIPT,
+            layout.RESTART_SERVER_SCRIPT,
+            layout.RESTART_SERVICE_FILE,
+            layout.RESTART_TIMER_FILE,
+        ]
+    )
     root_file = {"user": "root", "group": "root", "state": state}
     snapshot.script(
         name="Restarts of people's servers (script)",
@@ -165,19 +182,20 @@ def install_restarts(state: snapshot.Snapshot) -> list:
         **root_file,
     )
     unit_file = {**root_file, "mode": "644", "create_remote_dir": True}
-    return [
-        snapshot.put(
-            name="A person's deferred restart (service)",
-            src=snapshot.text(
-                render("jupyterhub-restart@.service.j2", hub_unit=layout.HUB_UNIT, command=script_command())
-            ),
-            dest=layout.RESTART_SERVICE_FILE,
-            **unit_file,
-        ),
-        snapshot.put(
-            name="A person's deferred restart (timer)",
-            src=FILES / "jupyterhub-restart@.timer",
-            dest=layout.RESTART_TIMER_FILE,
-            **unit_file,
-        ),
-    ]
+    service = snapshot.put(
+        name="A person's deferred restart (service)",
+        src=snapshot.text(render("jupyterhub-restart@.service.j2", hub_unit=layout.HUB_UNIT, command=script_command())),
+        dest=layout.RESTART_SERVICE_FILE,
+        **unit_file,
+    )
+    timer = snapshot.put(
+        name="A person's deferred restart (timer)",
+        src=FILES / "jupyterhub-restart@.timer",
+        dest=layout.RESTART_TIMER_FILE,
+        **unit_file,
+    )
+    snapshot.shell(
+        name="Reload systemd's units (a person's deferred restart changed)",
+        commands=["systemctl daemon-reload"],
+        when=snapshot.Changes(service, timer),
+    )

@@ -56,6 +56,12 @@ def standin_installer():
 
 
 @pytest.fixture(scope="session")
+def ci_deploy_venv(tmp_path_factory):
+    """Where scripts/ci-deploy installs its pinned tools: once for the session's runs of it."""
+    return tmp_path_factory.mktemp("ci-deploy-venv") / "venv"
+
+
+@pytest.fixture(scope="session")
 def standin_releases(standin_installer):
     """The releases the upgrade tests switch between (lab.standin VARIANTS): name -> (path, sha256)."""
     started = time.monotonic()

@@ -13,16 +13,19 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+import requests
 
 from lab import Lab
 from lab.config import BRIDGE_IP, STATE
 from smoke import __main__ as smoke_main
 from smoke import advisories
+from smoke.client import Jupyter
 from tests.advisory_feed import Feed, service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,3 +283,66 @@ def run_smoke(lab, url: str, ca_file: str, timeout: float = 300) -> subprocess.C
         env=env,
         timeout=timeout,
     )
+
+
+class StatusPoller(threading.Thread):
+    """A signed-in client asking ``api/status`` every 100 ms; keeps when each answer failed."""
+
+    def __init__(self, jupyter: Jupyter):
+        super().__init__(daemon=True)
+        self.jupyter = jupyter
+        self.done = threading.Event()
+        self.answers: list[tuple[float, bool]] = []
+
+    def run(self):
+        while not self.done.is_set():
+            at = time.monotonic()
+            try:
+                ok = self.jupyter.get("api/status").status_code == 200
+            except requests.RequestException:
+                ok = False
+            self.answers.append((at, ok))
+            time.sleep(0.1)
+
+    def downtime(self) -> float:
+        """The longest stretch from a failed answer to the next good one, in seconds."""
+        longest, first_failed = 0.0, None
+        for at, ok in self.answers:
+            if not ok and first_failed is None:
+                first_failed = at
+            elif ok and first_failed is not None:
+                longest, first_failed = max(longest, at - first_failed), None
+        if first_failed is not None:
+            longest = max(longest, self.answers[-1][0] - first_failed)
+        return longest
+
+    def first_failure(self) -> float | None:
+        """When the first answer failed (the switch's restart began), or None."""
+        return next((at for at, ok in self.answers if not ok), None)
+
+    def back_within(self, seconds: float) -> bool:
+        """Answers come again within ``seconds`` of the first failure, and keep coming at the end."""
+        return self.downtime() <= seconds and bool(self.answers) and self.answers[-1][1]
+
+
+def ci_deploy(workdir: Path, venv: Path, *args: str, env: dict | None = None, timeout: float = 900):
+    """``scripts/ci-deploy ARGS`` as CI runs it (its pinned tools in ``venv``, made once and
+    reused): (the process, the job summary it wrote)."""
+    summary = workdir / "summary.md"
+    summary.write_text("")
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "ci-deploy"), *args],
+        cwd=workdir,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(workdir),
+            "JUPYTER_PASSWORD": PASSWORD,
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "CI_DEPLOY_VENV": str(venv),
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return result, summary.read_text()

@@ -16,35 +16,18 @@ import time
 import pytest
 
 from lab import standin
-from tests.e2e.scenario import FIGURES, PASSWORD, ROOT, TIMINGS
+from tests.e2e.scenario import FIGURES, PASSWORD, ROOT, TIMINGS, ci_deploy
 
 VHOST = "/etc/apache2/sites-available/jupyter.conf"
 
 
 @pytest.fixture(scope="module")
-def ci(deployment, tmp_path_factory):
+def ci(deployment, ci_deploy_venv, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ci-deploy")
-    venv = workdir / "venv"
 
     def run(*args, inventory=None, password=PASSWORD, timeout=900):
-        summary = workdir / "summary.md"
-        summary.write_text("")
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(workdir),
-            "JUPYTER_PASSWORD": password,
-            "GITHUB_STEP_SUMMARY": str(summary),
-            "CI_DEPLOY_VENV": str(venv),
-        }
-        result = subprocess.run(
-            [str(ROOT / "scripts" / "ci-deploy"), *args, str(inventory or deployment.write_inventory())],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return result, summary.read_text()
+        inventory = str(inventory or deployment.write_inventory())
+        return ci_deploy(workdir, ci_deploy_venv, *args, inventory, env={"JUPYTER_PASSWORD": password}, timeout=timeout)
 
     started = time.monotonic()
     first = run()

@@ -25,7 +25,7 @@ from lab.config import BRIDGE_IP
 from lab.idp import PEOPLE
 from lab.memory import MemoryCap
 from lab.network import wait_for_port
-from operations import people
+from operations import people, settings
 from operations.hub import layout
 from operations.jupyter import layout as server_layout
 from smoke.client import Jupyter, _run_cell, execute_request
@@ -39,7 +39,9 @@ from tests.e2e.scenario import (
     RUNAWAY,
     TIMINGS,
     Deployment,
+    StatusPoller,
     audited,
+    ci_deploy,
     run_smoke,
 )
 
@@ -756,6 +758,172 @@ def test_one_persons_home_is_restored_as_that_person_and_nobody_elses_is_touched
     assert side.returncode == 0, side.output[-3000:]
     assert hub.ssh(NAME, "ls /srv/restored-alice/home").stdout.split() == [account("alice")]
     hub.ssh(NAME, f"rm -rf /srv/restored-all /srv/restored-alice {SHARED}/syllabus.md")
+
+
+PREFIX = settings.DEFAULTS["conda_prefix"]
+
+# Where the rollout would go after the canary: nothing answers there (the lab has no such host).
+NEVER_DEPLOYED = "169.254.77.250"
+
+
+def test_a_per_person_host_is_a_canary_like_any_other(hub, lab, standin_releases, ci_deploy_venv, tmp_path):
+    """scripts/ci-deploy --canary 1 with nb8 first: a release whose servers cannot start fails
+    the hub's spawn of the check account from it before any switch (nobody's server touched),
+    and the rollout stops before the next host; the current release passes, its smoke check
+    starting the check account's server through the hub with the token read over SSH."""
+    path, digest = standin_releases["cannot-start"]
+    release = {"conda_installer_url": lab.url(standin.url_path(path)), "conda_installer_sha256": digest}
+    written: dict = {}
+    exec(hub.write_inventory({NAME: release}).read_text(), written)
+    [(address, data)] = written["notebooks"]
+    two = tmp_path / "two-hosts.py"
+    two.write_text(f"notebooks = {[(address, data), (NEVER_DEPLOYED, {**data, 'server_name': NEVER_DEPLOYED})]!r}\n")
+    pids = {who: main_pid(hub, who) for who in ("alice", "carol")}
+    started = time.monotonic()
+    stopped, summary = ci_deploy(tmp_path, ci_deploy_venv, "--canary", "1", str(two), env=ENV)
+    FIGURES["per-person: ci-deploy --canary 1, a release whose servers cannot start: stopped after"] = (
+        f"{time.monotonic() - started:.1f} s"
+    )
+    assert stopped.returncode == 1, stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    assert f"Canary: {address}, deployed and smoke-checked before the others." in summary, summary
+    assert "**Canary failed: the other 1 host(s) were not deployed.**" in summary, summary
+    current = hub.ssh(NAME, f"readlink -f {PREFIX}").stdout.strip().rsplit("/", 1)[-1]
+    said = f"the new distribution {digest[:16]} failed its check, people's servers stay on {current}: the hub could not"
+    assert said in stopped.stderr and "cannot start" in stopped.stderr, stopped.stderr[-3000:]
+    assert f"[{NEVER_DEPLOYED}]" not in stopped.stderr
+    assert {who: main_pid(hub, who) for who in pids} == pids
+    assert hub.ssh(NAME, f"test -e {layout.CHECK_DISTRIBUTION}", check=False).returncode == 1
+    check_unit = layout.server_unit(layout.CHECK_NAME)
+    assert hub.ssh(NAME, f"systemctl is-active {check_unit}", check=False).stdout.strip() != "active"
+
+    passed, summary = ci_deploy(tmp_path, ci_deploy_venv, "--canary", "1", str(hub.write_inventory()), env=ENV)
+    assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-3000:]
+    assert f"| {address} | nothing |" in summary and summary.rstrip().endswith("**OK**"), summary
+    assert f"ok    {hub.base}" in summary and "server start" in summary, summary
+
+
+# Asked in the signed-in page, as the hub's own pages ask its API (their XSRF token).
+NEW_TOKEN = """async (url) => {
+    const cookie = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
+    const xsrf = (window.jhdata && window.jhdata.xsrf_token) || (cookie ? cookie.slice(6) : "");
+    const answer = await fetch(url, {
+        method: "POST",
+        headers: {"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+        body: JSON.stringify({note: "e2e: the upgrade test's client", expires_in: 3600}),
+    });
+    return answer.ok ? (await answer.json()).token : `HTTP ${answer.status}`;
+}"""
+
+
+def token_client(page, hub, who: str) -> Jupyter:
+    """A script's client of ``who``'s server with an API token the hub issued to them (asked
+    from their signed-in page): unlike their server's cookie, which each start of the server
+    replaces (JupyterHub's choice), it outlives a restart of their server."""
+    page.goto(f"{hub.base}hub/home")
+    token = page.evaluate(NEW_TOKEN, f"{hub.base}hub/api/users/{hub_name(who)}/tokens")
+    assert token and not token.startswith("HTTP "), token
+    client = Jupyter(f"{hub.base}user/{hub_name(who)}/", ca_file=hub.cert, timeout=60)
+    client.session.headers["Authorization"] = f"token {token}"
+    client.ws_headers.append(f"Authorization: token {token}")
+    return client
+
+
+def distribution_of(hub, who: str) -> str:
+    """The distribution (its directory's name) ``who``'s server runs from: its main process's
+    interpreter, a copy inside each distribution."""
+    exe = hub.ssh(NAME, f"readlink -f /proc/$(systemctl show -P MainPID {unit_of(who)})/exe").stdout.strip()
+    return exe.split("/")[-3] if exe.startswith(f"{PREFIX}.dists/") else exe
+
+
+def test_an_upgrade_is_checked_with_a_persons_server_switched_back_by_itself_and_rolled_back(
+    browser, hub, lab, standin_releases
+):
+    """Upgrades of the distribution people's servers run from (both servers running; a
+    release that fails the check before the switch: the canary test above): one that passes
+    the check and fails as people's servers is switched back by itself, both servers running
+    again from the current one; a good one (``next``) restarts both from it, and lists what a
+    person built on the previous one; rollback.py switches back. A client of alice's server
+    through Apache measures how long she sees it away each time."""
+
+    def release(variant: str) -> dict:
+        path, digest = standin_releases[variant]
+        return {"conda_installer_url": lab.url(standin.url_path(path)), "conda_installer_sha256": digest}
+
+    def upgraded(overrides: dict, script: str = "deploy.py"):
+        """A run while alice's client asks her server api/status: (run, longest time away)."""
+        poller = StatusPoller(alice)
+        poller.start()
+        try:
+            run = hub.pyinfra(script=script, overrides={NAME: overrides}, env=ENV)
+            time.sleep(3)  # answers after the run, so a server that stays away shows
+        finally:
+            poller.done.set()
+            poller.join()
+        answered = poller.answers and poller.answers[-1][1]
+        assert answered, f"alice's server does not answer after the run{hub_journal(hub)}"
+        return run, poller.downtime()
+
+    def link() -> str:
+        return hub.ssh(NAME, f"readlink -f {PREFIX}").stdout.strip().rsplit("/", 1)[-1]
+
+    def name(variant: str) -> str:
+        return standin_releases[variant][1][:16]
+
+    current = link()
+    alice_page, _ = server_of(browser, hub, "alice")
+    carol_page, _ = server_of(browser, hub, "carol")
+    alice, carol = token_client(alice_page, hub, "alice"), token_client(carol_page, hub, "carol")
+    pids = {who: main_pid(hub, who) for who in ("alice", "carol")}
+    assert {distribution_of(hub, who) for who in pids} == {current}
+    server_version = running_versions(hub, "alice")["jupyter-server"]
+    # carol has a user site for another Python: the new distribution's Python does not read it.
+    as_person(hub, "carol", "import os\nos.makedirs('.local/lib/python3.9/site-packages/old', exist_ok=True)")
+
+    # 1. A release that passes the check and fails as people's servers: switched, both servers
+    #    fail to start from it, switched back by itself, both run again from the current one.
+    failed, away = upgraded(release("fails-as-service"))
+    FIGURES["per-person: alice's server away during an upgrade switched back by itself"] = f"{away:.1f} s"
+    assert failed.returncode != 0, failed.output[-3000:]
+    assert f"Checked the new distribution {name('fails-as-service')}: the hub started" in failed.output
+    said = f"switched back to {current}, from which every person's server that was running runs again"
+    assert said in failed.output, failed.output[-3000:] + hub_journal(hub)
+    assert link() == current
+    for who in pids:
+        assert unit_state(hub, who) == "active" and distribution_of(hub, who) == current
+    assert running_versions(hub, "alice")["jupyter-server"] == server_version
+
+    # 2. A good release: checked, switched, both servers restarted from it (nothing of theirs
+    #    is busy), with the fleet's packages; carol's old user site listed as hers.
+    pids = {who: main_pid(hub, who) for who in pids}
+    good, away = upgraded(release("next"))
+    FIGURES["per-person: alice's server away during an upgrade's switch"] = f"{away:.1f} s"
+    assert good.returncode == 0, good.output[-4000:] + hub_journal(hub)
+    assert link() == name("next")
+    for who, client in (("alice", alice), ("carol", carol)):
+        assert main_pid(hub, who) != pids[who] and distribution_of(hub, who) == name("next")
+        assert client.execute("import standin_release; print(standin_release.RELEASE)").strip() == "next"
+    assert running_versions(hub, "carol")["jupyter-server"] == server_version
+    stranded = [line for line in good.output.splitlines() if "~/.local/lib/python3.9" in line]
+    assert stranded and all(f"{account('carol')}:   ~/.local/lib/python3.9" in line for line in stranded), good.output[
+        -3000:
+    ]
+    again = hub.pyinfra(overrides={NAME: release("next")}, env=ENV)
+    assert again.returncode == 0 and again.changed().get(hub.address(NAME), []) == [], again.output[-3000:]
+
+    # 3. rollback.py: both servers restart from the distribution before.
+    pids = {who: main_pid(hub, who) for who in pids}
+    back, away = upgraded({}, script="rollback.py")
+    FIGURES["per-person: alice's server away during rollback.py"] = f"{away:.1f} s"
+    assert back.returncode == 0, back.output[-4000:] + hub_journal(hub)
+    assert link() == current
+    for who in pids:
+        assert main_pid(hub, who) != pids[who] and distribution_of(hub, who) == current
+    assert "no marker" in alice.execute("try:\n    import standin_release\nexcept ImportError:\n    print('no marker')")
+    for page in (alice_page, carol_page):
+        page.context.close()
+    # The configured release is the current one again: a deploy changes nothing.
+    rest = hub.pyinfra(env=ENV)
+    assert rest.returncode == 0 and rest.changed().get(hub.address(NAME), []) == [], rest.output[-3000:]
 
 
 def test_the_smoke_check_starts_its_accounts_server_through_apache_runs_a_cell_and_stops_it(hub, lab):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import threading
 import time
 
 import pytest
@@ -23,7 +22,7 @@ import requests
 
 from lab import standin
 from smoke.client import Jupyter
-from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS, audited
+from tests.e2e.scenario import FIGURES, PASSWORD, TIMINGS, StatusPoller, audited
 
 NAME = "nb3"
 PREFIX = "/opt/anaconda3"
@@ -53,46 +52,6 @@ print("planted")
 PLANTED_AWAY = (
     f"rm -f {HOME}/.ipython/profile_default/startup/00-mark.py {HOME}/.local/lib/python3*/site-packages/00-mark.pth"
 )
-
-
-class StatusPoller(threading.Thread):
-    """A signed-in client asking ``api/status`` every 100 ms; keeps when each answer failed."""
-
-    def __init__(self, jupyter: Jupyter):
-        super().__init__(daemon=True)
-        self.jupyter = jupyter
-        self.done = threading.Event()
-        self.answers: list[tuple[float, bool]] = []
-
-    def run(self):
-        while not self.done.is_set():
-            at = time.monotonic()
-            try:
-                ok = self.jupyter.get("api/status").status_code == 200
-            except requests.RequestException:
-                ok = False
-            self.answers.append((at, ok))
-            time.sleep(0.1)
-
-    def downtime(self) -> float:
-        """The longest stretch from a failed answer to the next good one, in seconds."""
-        longest, first_failed = 0.0, None
-        for at, ok in self.answers:
-            if not ok and first_failed is None:
-                first_failed = at
-            elif ok and first_failed is not None:
-                longest, first_failed = max(longest, at - first_failed), None
-        if first_failed is not None:
-            longest = max(longest, self.answers[-1][0] - first_failed)
-        return longest
-
-    def first_failure(self) -> float | None:
-        """When the first answer failed (the switch's restart began), or None."""
-        return next((at for at, ok in self.answers if not ok), None)
-
-    def back_within(self, seconds: float) -> bool:
-        """Answers come again within ``seconds`` of the first failure, and keep coming at the end."""
-        return self.downtime() <= seconds and bool(self.answers) and self.answers[-1][1]
 
 
 def marker(jupyter: Jupyter) -> str:
