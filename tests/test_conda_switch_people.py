@@ -65,7 +65,11 @@ start() {
     fi
     # Not holding conda-switch's lock (its fd 9), as a server the hub starts does not.
     setsid "$from/bin/sleep" 600 </dev/null >/dev/null 2>&1 9>&- &
-    echo $! >"$FAKE_STATE/$1.pid"
+    pid=$!
+    # Started once the process is the server (as systemd's MainPID is), not the shell forked for it.
+    sleeper=$(readlink -f "$from/bin/sleep")
+    for _ in $(seq 500); do [ "$(readlink "/proc/$pid/exe")" = "$sleeper" ] && break; sleep 0.01; done
+    echo "$pid" >"$FAKE_STATE/$1.pid"
 }
 case "$1" in
     --stop) stop "$2" ;;
