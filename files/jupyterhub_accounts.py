@@ -5,6 +5,9 @@ jupyterhub_config.py.
 
 - ``hub_name_of``: a person's hub name from the provider's user info (their address, through
   jupyter_people.py: one account per address, never a system account);
+- ``PersonAuthenticator`` (auth 'password'): NativeAuthenticator, where people sign up with
+  their address and a password and hub admins approve them; admins' first passwords come
+  from the deploy, a password change or an approval taken back ends the person's sessions;
 - ``make_account``: their Unix account, made at their first sign-in (home 0700, their own
   group, no password, no sudo); an account of that name that is not theirs refuses them;
 - ``CheckedSystemdSpawner``: systemdspawner's spawner that, before the hub sends anyone to a
@@ -19,6 +22,7 @@ never through a shell, and nothing acts as root inside a person's home after it 
 
 import asyncio
 import grp
+import hashlib
 import json
 import os
 import pwd
@@ -28,9 +32,18 @@ import stat
 import sys
 import urllib.request
 
+import argon2
+import bcrypt
 import jupyter_people as people
+from jupyterhub import orm
+from jupyterhub.handlers.login import LoginHandler
+from jupyterhub.utils import new_token
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator import handlers as native_handlers
+from nativeauthenticator.orm import UserInfo
 from systemdspawner import SystemdSpawner
 from tornado import web
+from tornado.escape import url_escape
 
 # Set by jupyterhub_config.py from the deploy's settings.
 SHARED_DATA_DIR = None
@@ -41,6 +54,10 @@ ADMINS_GROUP = None
 CHECK_NAME = None
 CHECK_DISTRIBUTION = None
 CONDA_PREFIX = None
+# auth 'password': the admins' first passwords (root's JSON: address -> hash) and the record
+# of which of them the hub has set.
+ADMIN_PASSWORDS = None
+ADMIN_PASSWORDS_SET = None
 
 
 ENDPOINTS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint")
@@ -96,6 +113,171 @@ def hub_name_of(user_info: dict) -> str:
         raise web.HTTPError(403, "this sign-in has no e-mail address the hub can name an account after") from None
 
 
+def password_matches(stored: bytes, password: str) -> bool:
+    """Whether ``password`` is the one ``stored`` is a hash of: bcrypt (what NativeAuthenticator
+    writes) or argon2 (an admin's first password may be given as one)."""
+    try:
+        if stored.startswith(b"$argon2"):
+            return argon2.PasswordHasher().verify(stored.decode(), password)
+        return bcrypt.checkpw(password.encode(), stored)
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError, ValueError):
+        return False
+
+
+# NativeAuthenticator's own handlers (sign-in, change of password) call this method of its
+# table's rows directly: the check of both kinds of hash has to be here.
+UserInfo.is_valid_password = lambda self, password: password_matches(self.password, password)
+
+
+class PasswordLoginHandler(LoginHandler, native_handlers.LocalBase):
+    """The sign-in form: JupyterHub's own handler with NativeAuthenticator's page (its link to
+    the sign-up page; its own handler uses what JupyterHub 6 no longer has). A wrong password
+    is answered 401, as the single server's is (Apache's login log keeps the status: the login
+    ban counts these); the right password of someone not approved yet 403, not counted."""
+
+    def _render(self, login_error=None, username=None, **kwargs):
+        return self.render_template(
+            "native-login.html",
+            **{
+                **kwargs,
+                "next": url_escape(self.get_argument("next", default="")),
+                "username": username,
+                "login_error": login_error,
+                "login_url": self.settings["login_url"],
+                "enable_signup": self.authenticator.enable_signup,
+                "two_factor_auth": self.authenticator.allow_2fa,
+                "xsrf": self.xsrf_token.decode("ascii"),
+            },
+        )
+
+    async def post(self):
+        data = {
+            name: self.get_argument(name, strip=name == "username")
+            for name in self.request.body_arguments
+            if name != "_xsrf"
+        }
+        user = await self.login_user(data)
+        if user:
+            self._jupyterhub_user = user
+            self.redirect(self.get_next_url(user))
+            return
+        username, password = data.get("username", ""), data.get("password", "")
+        row = self.authenticator.get_user(username)
+        if row is not None and not row.is_authorized and password_matches(row.password, password):
+            self.set_status(403)
+            error = "An admin has not approved this account yet."
+        else:
+            self.set_status(401)
+            error = "Invalid username or password."
+        self.finish(await self._render(login_error=error, username=username[:254]))
+
+
+class ApprovalHandler(native_handlers.ToggleAuthorizationHandler):
+    """An admin's approval switched on or off; off also ends the person's sessions."""
+
+    async def get(self, slug):
+        await super().get(slug)
+        row = self.authenticator.get_user(slug)
+        if row is not None and not row.is_authorized:
+            self.authenticator.end_sessions(row.username)
+
+
+class PersonAuthenticator(NativeAuthenticator):
+    """People sign up with their e-mail address (their account is named from it, as with the
+    provider) and a password; a hub admin approves them. Names in the hub are the accounts'."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.set_admin_passwords()
+
+    def normalize_username(self, username):
+        name = username.strip().lower()
+        if "@" in name:
+            try:
+                return people.hub_name(name)
+            except people.NotAnAddress:
+                pass  # kept as it is: no account has such a name
+        return name
+
+    def create_user(self, username, password, **kwargs):
+        """A sign-up: the address is the person's (their account's comment names it)."""
+        try:
+            address = people.normalized(username)
+        except people.NotAnAddress:
+            return None
+        return super().create_user(address, password, **{**kwargs, "email": address})
+
+    def get_authed_users(self):
+        # Only approved rows: an admin's name is never approved at sign-up (its row is the
+        # deploy's, from hub_admin_password_hashes).
+        return {row.username for row in UserInfo.all_users(self.db) if row.is_authorized}
+
+    def address_of(self, name: str) -> str:
+        for address in self.admin_passwords():
+            if people.hub_name(address) == name:
+                return address
+        row = self.get_user(name)
+        if row is None or not row.email:
+            raise web.HTTPError(403, "this account has no address the hub can name an account after")
+        return row.email
+
+    def admin_passwords(self) -> dict:
+        with open(ADMIN_PASSWORDS) as f:
+            return json.load(f)
+
+    def set_admin_passwords(self) -> None:
+        """Each admin's first password, from the deploy: set when the deploy gives one the hub
+        has not set yet (a name someone signed up under first is taken back); a password the
+        admin changed since is kept."""
+        try:
+            with open(ADMIN_PASSWORDS_SET) as f:
+                done = json.load(f)
+        except (OSError, ValueError):
+            done = {}
+        for address, given in self.admin_passwords().items():
+            name = people.hub_name(address)
+            stored = given.removeprefix("argon2:")
+            digest = hashlib.sha256(stored.encode()).hexdigest()
+            row = self.get_user(name)
+            if row is not None and done.get(name) == digest:
+                continue
+            if row is None:
+                row = UserInfo(username=name, password=stored.encode(), is_authorized=True)
+                self.db.add(row)
+            else:
+                self.log.warning("the admin %s gets the first password the deploy gives", name)
+                row.password, row.is_authorized = stored.encode(), True
+                self.end_sessions(name)
+            done[name] = digest
+        self.db.commit()
+        with open(f"{ADMIN_PASSWORDS_SET}.new", "w") as f:
+            json.dump(done, f)
+        os.replace(f"{ADMIN_PASSWORDS_SET}.new", ADMIN_PASSWORDS_SET)
+
+    def change_password(self, username, new_password):
+        changed = super().change_password(username, new_password)
+        if changed:
+            self.end_sessions(self.normalize_username(username))
+        return changed
+
+    def end_sessions(self, name: str) -> None:
+        """Every session of ``name`` ends: the hub's login cookies (their cookie id changes) and
+        every token (their servers' sign-ins, and tokens they made). A server's own cache of a
+        token lasts ``HubOAuth.cache_max_age`` (the deploy's people's server config)."""
+        user = orm.User.find(self.db, name)
+        if user is None:
+            return
+        user.cookie_id = new_token()
+        for token in list(user.api_tokens):
+            self.db.delete(token)
+        self.db.commit()
+        self.log.info("ended every session of %s", name)
+
+    def get_handlers(self, app):
+        replaced = {r"/login": PasswordLoginHandler, r"/authorize/([^/]*)": ApprovalHandler}
+        return [(path, replaced.get(path, handler)) for path, handler in super().get_handlers(app)]
+
+
 async def _run(*argv: str) -> None:
     process = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
@@ -108,7 +290,10 @@ async def _run(*argv: str) -> None:
 
 async def make_account(authenticator, handler, authentication):
     """The person's account (JupyterHub's ``post_auth_hook``): made at the first sign-in."""
-    address = people.normalized(authentication["auth_state"]["oauth_user"]["email"])
+    if isinstance(authenticator, PersonAuthenticator):
+        address = people.normalized(authenticator.address_of(authentication["name"]))
+    else:
+        address = people.normalized(authentication["auth_state"]["oauth_user"]["email"])
     name, home = people.unix_name(address), people.home(address)
     try:
         existing = pwd.getpwnam(name)

@@ -104,11 +104,14 @@ from there, so only change values, not the comment lines.
 
 # --- Per-person servers (JupyterHub) (operations/hub/) ---
 
-# Each person signed in gets a server of their own under their own Unix account (JupyterHub; needs auth 'oidc')
+# Each person gets a server of their own under their own Unix account (JupyterHub); auth: 'oidc' or their own 'password'
 # per_person_servers = False
 
 # per_person_servers: addresses of the people who get the hub's admin page and write shared_data_dir
 # hub_admins = []
+
+# per_person_servers, auth 'password': each hub_admins address's first password (a hash: argon2/bcrypt)
+# hub_admin_password_hashes = {}
 
 # per_person_servers: most memory all people's servers may use together (one systemd slice; memory_limit is each one's)
 # people_memory_limit = '90%'

@@ -273,6 +273,13 @@ def needed_modules(basic_auth: bool, single_sign_on: bool = False) -> list[str]:
     return modules
 
 
+def login_path(data) -> str:
+    """The path of the sign-in form people type a password into: the single server's, or the
+    hub's with per-person servers."""
+    per_person = data.get("per_person_servers", settings.DEFAULTS["per_person_servers"])
+    return data.get("jupyter_base_url") + (layout.HUB_LOGIN_PATH if per_person else "login")
+
+
 def vhost(data, server_name: str) -> str:
     """The vhost, from a host's settings (``data``: its host data, or a mapping of setting
     names); needs Apache >= 2.4.47 (``check_version``)."""
@@ -293,6 +300,8 @@ def vhost(data, server_name: str) -> str:
         proxy_timeout=data.get("apache_proxy_timeout"),
         max_request_bytes=settings.size_bytes(data.get("max_request_size")),
         login_request_bytes=LOGIN_REQUEST_BYTES,
+        login_path=login_path(data),
+        login_path_pattern=re.escape(login_path(data)),
         login_log_name=LOGIN_LOG_NAME,
         sign_in=sign_in.vhost_values(data, server_name),
     )
@@ -318,6 +327,7 @@ SITE_SETTINGS = (
     "oidc_client_id",
     "oidc_allowed",
     "oidc_ca_bundle",
+    "per_person_servers",
 )
 
 

@@ -18,3 +18,6 @@ INSTALLER_LOCK = "/run/lock/jupyter-deploy-conda-installer.lock"
 # The proxy's public side is jupyter_port, where Apache sends everything.
 HUB_PORT = 8081
 PROXY_API_PORT = 8001
+# Its sign-in form with per-person passwords (under jupyter_base_url): Apache logs each request
+# to it for the login ban, as it logs the single server's.
+HUB_LOGIN_PATH = "hub/login"

@@ -4,7 +4,8 @@ Login ban: an address that keeps failing to log in is blocked at 80 and 443 (fai
 Jupyter Server has no throttling of its own, and every wrong password costs the server an
 argon2 hash (the deploy's login handler runs it off the event loop, one at a time, so a
 flood queues guesses, not the user's cells). fail2ban reads failed logins from Apache's log
-of the login form (``apache.LOGIN_LOG``: the peer address and the status Jupyter answered,
+of the login form (``apache.LOGIN_LOG``, the single server's form or, with per-person
+passwords, the hub's: the peer address and the status Jupyter answered,
 written by Apache alone; Jupyter's journal is not read, as kernels and terminals write to it
 too), and Apache's Basic-auth failures when ``basic_auth_user`` is set, and puts the address
 in an nftables set of its own for ``login_ban_seconds``; its database (``/var/lib/fail2ban``)

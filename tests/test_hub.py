@@ -36,10 +36,56 @@ def test_per_person_servers_with_oidc_is_accepted():
     assert settings.check_values({**PER_PERSON, "hub_admins": ["ann@example.org"]}, environ=ENV) == []
 
 
+ARGON2 = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+
+@pytest.mark.parametrize("first_password", [ARGON2, "argon2:" + ARGON2, "$2b$12$" + "a" * 53])
+def test_per_person_passwords_are_accepted_with_a_hash_for_each_admin_and_no_shared_password(first_password):
+    """auth 'password' with per_person_servers: no OIDC settings, no JUPYTER_PASSWORD."""
+    values = {
+        "per_person_servers": True,
+        "auth": "password",
+        "hub_admins": ["Ann@example.org"],
+        "hub_admin_password_hashes": {"ann@example.org": first_password},
+    }
+    assert settings.check_values(values, environ={}) == []
+
+
+def test_a_password_given_for_an_admin_is_refused_without_being_shown():
+    values = {
+        "per_person_servers": True,
+        "auth": "password",
+        "hub_admins": ["ann@example.org"],
+        "hub_admin_password_hashes": {"ann@example.org": "correct horse battery"},
+    }
+    [error] = settings.check_values(values, environ={})
+    assert error.startswith("setting hub_admin_password_hashes") and "bcrypt" in error, error
+    assert "correct horse" not in error
+
+
 @pytest.mark.parametrize(
     "values, words",
     [
-        ({"auth": "password"}, "setting per_person_servers = True needs auth = 'oidc' (not 'password')"),
+        ({"auth": "password"}, "setting hub_admins = [] is not allowed with per_person_servers = True and auth"),
+        (
+            {"auth": "password", "hub_admins": ["ann@example.org"]},
+            "setting hub_admin_password_hashes has no hash for hub_admins address 'ann@example.org'",
+        ),
+        (
+            {
+                "auth": "password",
+                "hub_admins": ["ann@example.org"],
+                "hub_admin_password_hashes": {
+                    "ann@example.org": "$2b$12$" + "a" * 53,
+                    "bob@example.org": "$2b$12$" + "b" * 53,
+                },
+            },
+            "setting hub_admin_password_hashes: 'bob@example.org' is not in hub_admins",
+        ),
+        (
+            {"hub_admins": ["ann@example.org"], "hub_admin_password_hashes": {"ann@example.org": "$2b$12$" + "a" * 53}},
+            "setting hub_admin_password_hashes is only used with per_person_servers = True and auth = 'password'",
+        ),
         ({"collaboration": True}, "setting collaboration = True is not allowed with per_person_servers = True"),
         ({"hub_admins": ["Ann@Ex..ample"]}, "setting hub_admins"),
         ({"oidc_allowed": ["ann smith@example.org"]}, "setting oidc_allowed"),
@@ -251,69 +297,49 @@ def test_an_upgrades_check_starts_the_check_accounts_server_from_the_distributio
         sys.path.remove(str(ROOT / "files"))
 
 
-def test_the_hub_config_loads_in_jupyterhub_with_the_deploys_modules(tmp_path):
+def test_the_hub_config_loads_in_jupyterhub_with_the_deploys_modules(tmp_path, clean_modules):
     """The rendered config, executed by JupyterHub's own loader, with files/jupyterhub_accounts.py
     and operations/people.py beside it (paths moved into ``tmp_path``): the hub, the
     authenticator and the spawner take every value, and a person's name is what the deploy
     computes."""
     from jupyterhub.app import JupyterHub
     from oauthenticator.generic import GenericOAuthenticator
-    from traitlets.config import PyFileConfigLoader
 
-    (tmp_path / "state").mkdir()
-    (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "oidc-client-secret").write_text("s3cret\n")
-    (tmp_path / "secrets" / "smoke-token").write_text("t0ken\n")
-    (tmp_path / "secrets" / "restart-token").write_text("r3start\n")
-    (tmp_path / "spawn.json").write_text(config.spawn_settings(data(memory_limit="1G")))
     endpoints = {name: f"https://sso.example.org/{name}" for name in ("authorization_endpoint", "token_endpoint")}
     endpoints["userinfo_endpoint"] = "https://sso.example.org/userinfo"
     # The provider cannot be reached here: the kept copy of its discovery document is used.
+    (tmp_path / "state").mkdir()
     (tmp_path / "state" / "provider-discovery.json").write_text(json.dumps(endpoints))
-    text = config.hub_config(
-        data(oidc_issuer="https://127.0.0.1:9/", hub_admins=["ann@example.org"], shared_data_dir="/srv/course"),
-        "nb.example.org",
+    values = {"oidc_issuer": "https://127.0.0.1:9/", "hub_admins": ["ann@example.org"], "memory_limit": "1G"}
+    loaded, _ = load_hub_config(tmp_path, {**values, "shared_data_dir": "/srv/course"})
+    hub = JupyterHub(config=loaded)
+    assert (hub.bind_url, hub.hub_bind_url, hub.base_url) == (
+        "http://127.0.0.1:8888/jupyter/",
+        "http://127.0.0.1:8081",
+        "/jupyter/",
     )
-    text = text.replace(layout.STATE_DIR, str(tmp_path / "state")).replace(layout.CONFIG_DIR, str(tmp_path))
-    (tmp_path / "jupyterhub_config.py").write_text(text)
-    (tmp_path / f"{layout.PEOPLE_MODULE}.py").write_text(Path(people.__file__).read_text())
-    (tmp_path / f"{layout.ACCOUNTS_MODULE}.py").write_text((ROOT / "files" / "jupyterhub_accounts.py").read_text())
-    path, modules = list(sys.path), set(sys.modules)
-    try:
-        loaded = PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path)).load_config()
-        hub = JupyterHub(config=loaded)
-        assert (hub.bind_url, hub.hub_bind_url, hub.base_url) == (
-            "http://127.0.0.1:8888/jupyter/",
-            "http://127.0.0.1:8081",
-            "/jupyter/",
-        )
-        assert hub.cleanup_servers is False and hub.spawner_class.__name__ == "CheckedSystemdSpawner"
-        signing_in = GenericOAuthenticator(config=loaded)
-        assert signing_in.authorize_url == "https://sso.example.org/authorization_endpoint"
-        assert signing_in.user_info_to_username({"email": "Ann@Example.org"}) == people.hub_name("ann@example.org")
-        assert signing_in.admin_users == {people.hub_name("ann@example.org")}
-        assert signing_in.allow_existing_users is False and signing_in.auto_login is True
-        spawner_config = loaded.SystemdSpawner
-        assert spawner_config.slice == layout.SLICE
-        assert spawner_config.unit_extra_properties["ProtectHome"] == "tmpfs"
-        assert loaded.Spawner.environment["MEM_LIMIT"] == str(2**30)
-        assert loaded.Spawner.cmd == [settings.DEFAULTS["conda_prefix"] + "/bin/jupyterhub-singleuser"]
-        # The restarts' service: it starts and stops people's servers, nothing else.
-        [restarting] = [s for s in hub.services if s["name"] == layout.RESTART_SERVICE]
-        assert restarting["api_token"] == "r3start"
-        [role] = [r for r in hub.load_roles if r["name"] == layout.RESTART_SERVICE]
-        assert role["scopes"] == ["servers", "read:servers"]
-        # The smoke check's service: the check account's server and nothing else.
-        [service] = [s for s in hub.services if s["name"] == layout.SMOKE_SERVICE]
-        assert service["api_token"] == "t0ken"
-        [role] = [r for r in hub.load_roles if r["name"] == layout.SMOKE_SERVICE]
-        assert all(scope.endswith(f"!user={layout.CHECK_NAME}") for scope in role["scopes"])
-        assert "idle-culler" in [s["name"] for s in hub.services]
-    finally:
-        sys.path[:] = path
-        for name in set(sys.modules) - modules:
-            if name in (layout.PEOPLE_MODULE, layout.ACCOUNTS_MODULE):
-                del sys.modules[name]
+    assert hub.cleanup_servers is False and hub.spawner_class.__name__ == "CheckedSystemdSpawner"
+    signing_in = GenericOAuthenticator(config=loaded)
+    assert signing_in.authorize_url == "https://sso.example.org/authorization_endpoint"
+    assert signing_in.user_info_to_username({"email": "Ann@Example.org"}) == people.hub_name("ann@example.org")
+    assert signing_in.admin_users == {people.hub_name("ann@example.org")}
+    assert signing_in.allow_existing_users is False and signing_in.auto_login is True
+    spawner_config = loaded.SystemdSpawner
+    assert spawner_config.slice == layout.SLICE
+    assert spawner_config.unit_extra_properties["ProtectHome"] == "tmpfs"
+    assert loaded.Spawner.environment["MEM_LIMIT"] == str(2**30)
+    assert loaded.Spawner.cmd == [settings.DEFAULTS["conda_prefix"] + "/bin/jupyterhub-singleuser"]
+    # The restarts' service: it starts and stops people's servers, nothing else.
+    [restarting] = [s for s in hub.services if s["name"] == layout.RESTART_SERVICE]
+    assert restarting["api_token"] == "r3start"
+    [role] = [r for r in hub.load_roles if r["name"] == layout.RESTART_SERVICE]
+    assert role["scopes"] == ["servers", "read:servers"]
+    # The smoke check's service: the check account's server and nothing else.
+    [service] = [s for s in hub.services if s["name"] == layout.SMOKE_SERVICE]
+    assert service["api_token"] == "t0ken"
+    [role] = [r for r in hub.load_roles if r["name"] == layout.SMOKE_SERVICE]
+    assert all(scope.endswith(f"!user={layout.CHECK_NAME}") for scope in role["scopes"])
+    assert "idle-culler" in [s["name"] for s in hub.services]
 
 
 def _verify(path: Path) -> str:
@@ -342,3 +368,79 @@ def test_the_hubs_units_and_a_persons_server_unit_verify(tmp_path):
         (tmp_path / name).write_text(text)
         said = _verify(tmp_path / name)
         assert "Unknown key" not in said and "Unknown section" not in said and "Failed" not in said, (name, said)
+
+
+def load_hub_config(tmp_path, values: dict):
+    """The rendered hub config for ``values``, loaded by JupyterHub's own loader with the
+    deploy's modules beside it (paths moved into ``tmp_path``): (its config, the accounts module)."""
+    from traitlets.config import PyFileConfigLoader
+
+    for directory in ("state", "secrets"):
+        (tmp_path / directory).mkdir(exist_ok=True)
+    for name, text in (("oidc-client-secret", "s3cret"), ("smoke-token", "t0ken"), ("restart-token", "r3start")):
+        (tmp_path / "secrets" / name).write_text(text + "\n")
+    host_data = data(**values)
+    (tmp_path / "spawn.json").write_text(config.spawn_settings(host_data))
+    (tmp_path / "secrets" / "admin-passwords.json").write_text(config.admin_passwords(host_data))
+    text = config.hub_config(host_data, "nb.example.org")
+    text = text.replace(layout.STATE_DIR, str(tmp_path / "state")).replace(layout.CONFIG_DIR, str(tmp_path))
+    (tmp_path / "jupyterhub_config.py").write_text(text)
+    (tmp_path / f"{layout.PEOPLE_MODULE}.py").write_text(Path(people.__file__).read_text())
+    (tmp_path / f"{layout.ACCOUNTS_MODULE}.py").write_text((ROOT / "files" / "jupyterhub_accounts.py").read_text())
+    loaded = PyFileConfigLoader("jupyterhub_config.py", path=str(tmp_path)).load_config()
+    return loaded, sys.modules[layout.ACCOUNTS_MODULE]
+
+
+BCRYPT_OF_ANN = "$2b$04$" + "N" * 53  # a bcrypt hash's shape: nobody signs in here
+
+
+@pytest.fixture
+def clean_modules():
+    path, modules = list(sys.path), set(sys.modules)
+    yield
+    sys.path[:] = path
+    for name in set(sys.modules) - modules:
+        if name in (layout.PEOPLE_MODULE, layout.ACCOUNTS_MODULE):
+            del sys.modules[name]
+
+
+PASSWORDS = {
+    "auth": "password",
+    "oidc_issuer": None,
+    "oidc_client_id": None,
+    "oidc_allowed": [],
+    "hub_admins": ["ann@example.org"],
+}
+
+
+def test_with_passwords_the_hub_config_loads_with_the_deploys_authenticator(tmp_path, clean_modules):
+    from jupyterhub.app import JupyterHub
+
+    loaded, accounts = load_hub_config(
+        tmp_path, {**PASSWORDS, "hub_admin_password_hashes": {"Ann@example.org": BCRYPT_OF_ANN}}
+    )
+    hub = JupyterHub(config=loaded)
+    assert hub.authenticator_class is accounts.PersonAuthenticator
+    assert loaded.NativeAuthenticator.open_signup is False and loaded.NativeAuthenticator.check_common_password
+    assert loaded.Authenticator.admin_users == [people.hub_name("ann@example.org")]
+    assert "auto_login" not in loaded.Authenticator and "GenericOAuthenticator" not in loaded
+    assert accounts.ADMIN_PASSWORDS == str(tmp_path / "secrets" / "admin-passwords.json")
+    # Their addresses are the deploy's normalized ones; the hub reads the file as it is.
+    assert json.loads((tmp_path / "secrets" / "admin-passwords.json").read_text()) == {"ann@example.org": BCRYPT_OF_ANN}
+    # People's servers ask the hub again about a sign-in within a minute.
+    server = json.loads(config.server_config(data(**PASSWORDS)))
+    assert server["HubOAuth"]["cache_max_age"] == config.SIGN_IN_CACHE_SECONDS == 60
+
+
+def test_apache_logs_the_hubs_sign_in_form_for_the_login_ban():
+    """With per-person servers the form people type a password into is the hub's: Apache's login
+    log (what the login ban reads) and the small-body limit are on its path, not the single
+    server's."""
+    from operations import apache
+
+    values = {**settings.DEFAULTS, **PASSWORDS, "per_person_servers": True}
+    vhost = apache.vhost(values, "nb.example.org")
+    assert vhost.count("%{REQUEST_URI} == '/jupyter/hub/login'") == 2
+    assert "RewriteRule ^/jupyter/hub/login$ - [R=413,L]" in vhost
+    single = apache.vhost({**settings.DEFAULTS}, "nb.example.org")
+    assert single.count("%{REQUEST_URI} == '/jupyter/login'") == 2 and "hub/login" not in single

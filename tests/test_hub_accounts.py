@@ -1,6 +1,7 @@
 """files/jupyterhub_accounts.py, the hub's module for people's accounts and servers (loaded with
 JupyterHub's own packages, as on a host): names from the provider's user info, the provider's
-endpoints with a kept copy, and the proof that a port is held by a server's own process.
+endpoints with a kept copy, the proof that a port is held by a server's own process, and the
+sign-up and sign-in with per-person passwords (against JupyterHub's own database, in memory).
 
 Making accounts (useradd as root) is checked on a real host: tests/e2e/test_per_person.py.
 """
@@ -15,12 +16,13 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from tornado import web
 
 from operations import people
-from operations.hub import layout
+from operations.hub import config, layout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,3 +109,74 @@ def test_a_listening_port_is_traced_to_the_process_that_holds_it(accounts):
     finally:
         listener.close()
         other.close()
+
+
+def test_people_sign_up_admins_approve_and_a_password_change_ends_every_session(accounts, tmp_path, monkeypatch):
+    """PersonAuthenticator against JupyterHub's own database (SQLite in memory): the admin's
+    first password (argon2) is theirs and their name cannot be signed up for; a sign-up with
+    an address waits for approval; a name claimed before it became an admin's is taken back;
+    a password changed by an admin survives a restart of the hub until the deploy gives
+    another; a password change ends the person's sessions (cookie id, tokens)."""
+    import asyncio
+
+    from jupyterhub import orm
+    from passlib.hash import argon2
+
+    def sign_in(authenticator, username, password):
+        return asyncio.run(authenticator.authenticate(None, {"username": username, "password": password}))
+
+    ann_password = "ann's first password 1"
+    first_passwords = tmp_path / "admin-passwords.json"
+    host_data = SimpleNamespace(hub_admin_password_hashes={"Ann@example.org": argon2.hash(ann_password)})
+    first_passwords.write_text(config.admin_passwords(host_data))
+    monkeypatch.setattr(accounts, "ADMIN_PASSWORDS", str(first_passwords))
+    monkeypatch.setattr(accounts, "ADMIN_PASSWORDS_SET", str(tmp_path / "admin-passwords-set.json"))
+    db = orm.new_session_factory("sqlite://")()
+    # As the hub makes it at its start: the client its own tokens belong to.
+    db.add(orm.OAuthClient(identifier="jupyterhub"))
+    db.commit()
+    ann, dora = people.hub_name("ann@example.org"), people.hub_name("dora@example.org")
+    hub = accounts.PersonAuthenticator(db=db, admin_users={ann})
+    assert sign_in(hub, "Ann@Example.org", ann_password) == ann
+    assert sign_in(hub, "ann@example.org", "a guess") is None
+    # Nobody signs up as the admin: the name is taken, and a sign-up is never approved by itself.
+    assert hub.user_exists("ann@example.org")
+    assert hub.create_user("root", "a long password 2") is None
+    # dora signs up with her address, and waits for an admin.
+    row = hub.create_user(" Dora@Example.org", "dora's password 3")
+    assert (row.username, row.email, row.is_authorized) == (dora, "dora@example.org", False)
+    assert sign_in(hub, "dora@example.org", "dora's password 3") is None
+    row.is_authorized = True
+    db.commit()
+    assert sign_in(hub, "dora@example.org", "dora's password 3") == dora
+    assert hub.address_of(dora) == "dora@example.org" and hub.address_of(ann) == "ann@example.org"
+
+    # dora is signed in twice (a browser, a server's token); she changes her password.
+    person = orm.User(name=dora)
+    db.add(person)
+    db.commit()
+    person.new_api_token()
+    cookie_id = person.cookie_id
+    assert hub.change_password("dora@example.org", "dora's new password 4")
+    assert person.cookie_id != cookie_id and list(person.api_tokens) == []
+    assert sign_in(hub, "dora@example.org", "dora's password 3") is None
+    assert sign_in(hub, "dora@example.org", "dora's new password 4") == dora
+
+    # ann changes her password; the hub restarts with the same deploy: hers is kept.
+    assert hub.change_password(ann, "ann's own password 5")
+    hub = accounts.PersonAuthenticator(db=db, admin_users={ann})
+    assert sign_in(hub, "ann@example.org", "ann's own password 5") == ann
+    # bea signed up before she became an admin; the deploy gives her a first password.
+    hub.create_user("bea@example.org", "a claimant's password 6")
+    hashes = json.loads(first_passwords.read_text())
+    hashes["bea@example.org"] = argon2.hash("bea's first password 7")
+    first_passwords.write_text(json.dumps(hashes))
+    hub = accounts.PersonAuthenticator(db=db, admin_users={ann})
+    assert sign_in(hub, "bea@example.org", "a claimant's password 6") is None
+    assert sign_in(hub, "bea@example.org", "bea's first password 7") == people.hub_name("bea@example.org")
+    assert sign_in(hub, "ann@example.org", "ann's own password 5") == ann
+    # An admin's row gone (taken away on the admin page) until the hub's next start: a sign-up
+    # under the name waits for approval like anyone's.
+    db.delete(hub.get_user(ann))
+    db.commit()
+    assert hub.create_user("ann@example.org", "a claimant's password 8").is_authorized is False

@@ -4,7 +4,9 @@ Each person their own server (``per_person_servers``): JupyterHub behind Apache.
 Apache (TLS, as for the single server) passes ``jupyter_base_url`` to configurable-http-proxy
 (Debian's ``node-configurable-http-proxy``) on ``jupyter_port``; the proxy sends each request
 to the hub or to the person's own server. The hub signs people in at the OpenID Connect
-provider (OAuthenticator's ``GenericOAuthenticator``: the hub is the relying party), makes
+provider (``auth = 'oidc'``: OAuthenticator's ``GenericOAuthenticator``, the hub is the
+relying party) or with their own password (``auth = 'password'``: NativeAuthenticator, people
+sign up and ``hub_admins`` approve them; the admins' first passwords are the deploy's), makes
 each person's Unix account at their first sign-in (``operations/people.py`` names it from
 their address) and starts their server with ``jupyterhub-systemdspawner``: a transient
 systemd unit under their account, from ``conda_prefix``, in the single server's sandbox
@@ -100,7 +102,13 @@ def hub_snapshot(prefix: str, shared_data_dir: str | None) -> snapshot.Snapshot:
             layout.SPAWN_FILE,
             resource_usage.overrides_path(prefix),
         ],
-        secret_paths=[layout.PROXY_ENV, layout.SMOKE_TOKEN, layout.RESTART_TOKEN, layout.CLIENT_SECRET],
+        secret_paths=[
+            layout.PROXY_ENV,
+            layout.SMOKE_TOKEN,
+            layout.RESTART_TOKEN,
+            layout.CLIENT_SECRET,
+            layout.ADMIN_PASSWORDS,
+        ],
         units=[layout.HUB_UNIT, layout.PROXY_UNIT, layout.SLICE],
         probes={
             "installed": environment.FleetPackages(layout.PREFIX),
@@ -253,6 +261,56 @@ def stopped(state: snapshot.Snapshot) -> None:
         )
 
 
+@operation()
+def admin_passwords(content: str, state: snapshot.Snapshot):
+    """
+    ``layout.ADMIN_PASSWORDS`` (root, 0600): the hub admins' first passwords, as hashes.
+
+    + content: the file (``config.admin_passwords``)
+    + state: the concern's snapshot (the file among its ``secret_paths``)
+
+    Downloaded into memory and compared; uploaded, never on a command line or in a diff (a
+    hash is as good as the password for guessing offline). Always give it a ``name=``.
+    """
+    path = layout.ADMIN_PASSWORDS
+    owner = passwords.stored_owner(path, state)
+    current = passwords.stored_content(path) if owner else None
+    yield from passwords.store_secret(
+        path, None if current == content else content, owner, "root", "600", unchanged=f"{path} holds these hashes"
+    )
+
+
+def signing_in(data, state: snapshot.Snapshot) -> list:
+    """What the hub's sign-in reads (its changes restart the hub): with auth 'oidc', the
+    provider's client secret and CA; with 'password', the admins' first passwords."""
+    root_file = {"user": "root", "group": "root", "mode": "644", "state": state}
+    if data.auth != "oidc":
+        return [
+            snapshot.absent(name="No OpenID Connect client secret for the hub", path=layout.CLIENT_SECRET, state=state),
+            snapshot.absent(name="No provider CA for the hub", path=layout.CA_BUNDLE, state=state),
+            admin_passwords(
+                name="The hub admins' first passwords (hashes, never shown)",
+                content=config.admin_passwords(data),
+                state=state,
+            ),
+        ]
+    secret = sign_in.client_secret(
+        name="OpenID Connect client secret for the hub (never shown)",
+        secret=passwords.password_from_environment(settings.OIDC_CLIENT_SECRET_ENV),
+        path=layout.CLIENT_SECRET,
+        apache_conf=False,
+        state=state,
+    )
+    if data.oidc_ca_bundle:
+        ca = snapshot.put(
+            name="The provider's CA (for the hub)", src=data.oidc_ca_bundle, dest=layout.CA_BUNDLE, **root_file
+        )
+    else:
+        ca = snapshot.absent(name="No provider CA for the hub", path=layout.CA_BUNDLE, state=state)
+    passwords_file = snapshot.absent(name="No hub admins' passwords", path=layout.ADMIN_PASSWORDS, state=state)
+    return [secret, ca, passwords_file]
+
+
 @deploy(
     "Per-person servers stopped (per_person_servers off)",
     data_defaults=settings.defaults("per_person_servers", "conda_prefix", "shared_data_dir"),
@@ -278,7 +336,9 @@ def stop_unless_wanted():
         "people_memory_limit",
         "cull_idle_servers_after",
         "hub_admins",
+        "hub_admin_password_hashes",
         "shared_data_dir",
+        "auth",
         "oidc_issuer",
         "oidc_client_id",
         "oidc_allowed",
@@ -345,19 +405,7 @@ def install_hub():
         state=state,
     )
     check_account(name="The smoke check's account", state=state)
-    secret = sign_in.client_secret(
-        name="OpenID Connect client secret for the hub (never shown)",
-        secret=passwords.password_from_environment(settings.OIDC_CLIENT_SECRET_ENV),
-        path=layout.CLIENT_SECRET,
-        apache_conf=False,
-        state=state,
-    )
-    if data.oidc_ca_bundle:
-        ca = snapshot.put(
-            name="The provider's CA (for the hub)", src=data.oidc_ca_bundle, dest=layout.CA_BUNDLE, **root_file
-        )
-    else:
-        ca = snapshot.absent(name="No provider CA for the hub", path=layout.CA_BUNDLE, state=state)
+    sign_in_files = signing_in(data, state)
     modules = [
         snapshot.put(
             name="A person's account name (jupyter_people.py)",
@@ -436,7 +484,7 @@ def install_hub():
         service=layout.HUB_UNIT,
         # Also after the proxy restarted: the hub puts every route back into it at its start.
         restarted=snapshot.Changes(
-            hub_packages, hub_config, spawn, hub_unit, proxy_unit, proxy_token, api_tokens, secret, ca, *modules
+            hub_packages, hub_config, spawn, hub_unit, proxy_unit, proxy_token, api_tokens, *sign_in_files, *modules
         ),
         state=state,
     )

@@ -17,6 +17,12 @@ from . import layout
 
 # A person's home, as the spawner expands it for each person (``{USERNAME}``: their hub name).
 PERSON_HOME = f"{people.HOMES}/{layout.ACCOUNT_TEMPLATE}"
+# auth 'password': the shortest password a person may sign up with or change to (and none of
+# NativeAuthenticator's list of common ones).
+MINIMUM_PASSWORD_LENGTH = 10
+# How long a person's server trusts the hub's word on a sign-in (a token) before it asks
+# again: a session the hub ended (a changed password, a person removed) ends there within it.
+SIGN_IN_CACHE_SECONDS = 60
 
 
 def activity_interval(cull_after: int) -> int:
@@ -60,7 +66,8 @@ def server_config(data) -> str:
                     "tornado_settings": {"ws_ping_interval": ws_ping_interval_ms(data.apache_proxy_timeout)},
                     "max_body_size": body,
                     "max_buffer_size": body,
-                }
+                },
+                "HubOAuth": {"cache_max_age": SIGN_IN_CACHE_SECONDS},
             },
             indent=2,
             sort_keys=True,
@@ -117,6 +124,13 @@ def _hub_names(addresses) -> list[str]:
     return sorted({people.hub_name(a) for a in addresses if not a.startswith("group:")})
 
 
+def admin_passwords(data) -> str:
+    """``layout.ADMIN_PASSWORDS``: each hub admin's first password (hub_admin_password_hashes),
+    by their address, as the hub reads it."""
+    hashes = {people.normalized(a): h for a, h in data.hub_admin_password_hashes.items()}
+    return json.dumps(hashes, indent=2, sort_keys=True) + "\n"
+
+
 def hub_config(data, server_name: str) -> str:
     allowed = list(data.oidc_allowed)
     groups = sorted(a.removeprefix("group:") for a in allowed if a.startswith("group:"))
@@ -132,6 +146,10 @@ def hub_config(data, server_name: str) -> str:
         state_dir=layout.STATE_DIR,
         database=layout.DATABASE,
         cookie_secret=layout.COOKIE_SECRET,
+        auth=data.auth,
+        admin_passwords=layout.ADMIN_PASSWORDS,
+        admin_passwords_set=layout.ADMIN_PASSWORDS_SET,
+        minimum_password_length=MINIMUM_PASSWORD_LENGTH,
         issuer=data.oidc_issuer,
         ca_bundle=layout.CA_BUNDLE if data.oidc_ca_bundle else None,
         client_id=data.oidc_client_id,

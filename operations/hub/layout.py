@@ -20,6 +20,10 @@ REQUIREMENTS = (
     "jupyterhub-systemdspawner>=1,<2",
     "oauthenticator>=17,<18",
     "jupyterhub-idle-culler>=2,<3",
+    # auth 'password': people sign up and sign in with their own password; argon2-cffi checks
+    # an admin's first password given as an argon2 hash (NativeAuthenticator checks bcrypt).
+    "jupyterhub-nativeauthenticator>=1.3,<2",
+    "argon2-cffi>=23.1",
 )
 # What people's servers need in conda_prefix, by the directory each installs in site-packages:
 # jupyterhub-singleuser (the spawner starts it), the hub's major release; nbgitpuller, so an
@@ -64,6 +68,8 @@ PROXY_ENV = f"{SECRETS_DIR}/proxy.env"
 # The OpenID Connect client secret (from the control machine), and the provider's CA.
 CLIENT_SECRET = f"{SECRETS_DIR}/oidc-client-secret"
 CA_BUNDLE = f"{CONFIG_DIR}/provider-ca.pem"
+# auth 'password': hub_admin_password_hashes (address -> hash), from the control machine.
+ADMIN_PASSWORDS = f"{SECRETS_DIR}/admin-passwords.json"
 # The smoke check's API token (root's alone, made on the host): the hub loads it as the
 # token of a service that may start, use and stop the check account's server, nobody else's.
 SMOKE_TOKEN = f"{SECRETS_DIR}/smoke-token"
@@ -79,6 +85,9 @@ SECRETS_SCRIPT = f"{layout.LIB}/jupyterhub-secrets"
 STATE_DIR = "/var/lib/jupyterhub"
 DATABASE = f"{STATE_DIR}/jupyterhub.sqlite"
 COOKIE_SECRET = f"{STATE_DIR}/jupyterhub_cookie_secret"
+# auth 'password': which of ADMIN_PASSWORDS the hub has set (a digest per admin), so that a
+# password an admin changed since is kept until the deploy is given another one.
+ADMIN_PASSWORDS_SET = f"{STATE_DIR}/admin-passwords-set.json"
 # A consistent copy of the database (SQLite's own backup), made before each backup: the
 # backup holds it, never the live file a running hub may be writing.
 DATABASE_COPY_DIR = f"{STATE_DIR}/backup"
@@ -105,6 +114,7 @@ SHARED_LINK = "shared"
 
 HUB_PORT = layout.HUB_PORT
 PROXY_API_PORT = layout.PROXY_API_PORT
+LOGIN_PATH = layout.HUB_LOGIN_PATH
 
 # How long a person's server may take to start (the hub's start_timeout; a restart waits as long).
 START_SECONDS = 120

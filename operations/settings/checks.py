@@ -12,6 +12,10 @@ _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _URL_PATH = re.compile(r"/([A-Za-z0-9._~-]+/)*")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _ARGON2 = re.compile(r"argon2:\$argon2id?\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+")
+# A hub admin's first password: argon2 (PHC string, with or without Jupyter's "argon2:") or bcrypt.
+_HUB_PASSWORD_HASH = re.compile(
+    r"(argon2:)?\$argon2id?\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+|\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}"
+)
 
 
 def _is_int(value) -> bool:
@@ -122,6 +126,18 @@ def check_addresses(value):
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) and _EMAIL.fullmatch(v) for v in value):
         return None
     return "a list of e-mail addresses (as the provider's email claim gives them)"
+
+
+def check_hub_password_hashes(value):
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and _EMAIL.fullmatch(k) and isinstance(v, str) and _HUB_PASSWORD_HASH.fullmatch(v)
+        for k, v in value.items()
+    ):
+        return None
+    return (
+        "a dict of hub_admins addresses to an argon2 ('$argon2id$...') or bcrypt ('$2b$...') hash made on the "
+        "control machine (see docs/per-person.md, 'Passwords'), never a password"
+    )
 
 
 def check_ca_bundle(value):

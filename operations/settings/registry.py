@@ -31,6 +31,7 @@ from .checks import (
     check_hours,
     check_https_url,
     check_https_url_or_none,
+    check_hub_password_hashes,
     check_keep,
     check_local_file_or_empty,
     check_memory_limit,
@@ -276,8 +277,8 @@ GROUPS: tuple[Group, ...] = (
             Setting(
                 "per_person_servers",
                 False,
-                "Each person signed in gets a server of their own under their own Unix account (JupyterHub; "
-                "needs auth 'oidc')",
+                "Each person gets a server of their own under their own Unix account (JupyterHub); "
+                "auth: 'oidc' or their own 'password'",
                 check_bool,
             ),
             Setting(
@@ -285,6 +286,13 @@ GROUPS: tuple[Group, ...] = (
                 [],
                 "per_person_servers: addresses of the people who get the hub's admin page and write shared_data_dir",
                 check_addresses,
+            ),
+            Setting(
+                "hub_admin_password_hashes",
+                {},
+                "per_person_servers, auth 'password': each hub_admins address's first password (a hash: argon2/bcrypt)",
+                check_hub_password_hashes,
+                secret=True,
             ),
             Setting(
                 "people_memory_limit",

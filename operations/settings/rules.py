@@ -43,8 +43,9 @@ class Run:
 
 
 def password_given(run: Run) -> list[str]:
-    # With auth 'oidc' Jupyter has no password: people sign in at the provider.
-    needed = run["auth"] == "password" and run.secrets
+    # With auth 'oidc' Jupyter has no password: people sign in at the provider. With
+    # per_person_servers each person has their own (hub_admin_password_hashes for the admins).
+    needed = run["auth"] == "password" and not run["per_person_servers"] and run.secrets
     if needed and run["jupyter_password_hash"] is None and not run.environ.get(PASSWORD_ENV):
         return [
             f"setting jupyter_password_hash is not set and {PASSWORD_ENV} is empty: "
@@ -204,16 +205,43 @@ def letsencrypt_has_a_dns_name(run: Run) -> list[str]:
     return []
 
 
+def hub_admins_can_sign_in(run: Run) -> list[str]:
+    """With per-person passwords, hub_admins approve everyone else: each needs a first password
+    (a hash), so nobody can sign up under an admin's name first."""
+    hashes, admins = run["hub_admin_password_hashes"], run["hub_admins"]
+    if BY_NAME["hub_admin_password_hashes"].check(hashes) or BY_NAME["hub_admins"].check(admins):
+        return []  # refused as a value already
+    if not (run["per_person_servers"] and run["auth"] == "password"):
+        if hashes:
+            return [
+                "setting hub_admin_password_hashes is only used with per_person_servers = True and "
+                "auth = 'password': set it to {}"
+            ]
+        return []
+    if not admins:
+        return [
+            "setting hub_admins = [] is not allowed with per_person_servers = True and auth = 'password': "
+            "name at least one address; hub admins approve the people who sign up"
+        ]
+    wanted = {a.strip().lower() for a in admins}
+    given = {a.strip().lower() for a in hashes}
+    errors = [
+        f"setting hub_admin_password_hashes has no hash for hub_admins address {a!r}: give each admin's "
+        "first password as a hash (see docs/per-person.md, 'Passwords')"
+        for a in sorted(wanted - given)
+    ]
+    errors += [
+        f"setting hub_admin_password_hashes: {a!r} is not in hub_admins: only admins get a first password"
+        for a in sorted(given - wanted)
+    ]
+    return errors
+
+
 def per_person_servers_usable(run: Run) -> list[str]:
     """per_person_servers: who signs in, where homes and shared data go, what ports are free."""
     if not run["per_person_servers"]:
         return []
     errors = []
-    if run["auth"] != "oidc":
-        errors.append(
-            f"setting per_person_servers = True needs auth = 'oidc' (not {run['auth']!r}): each person signs "
-            "in at your OpenID Connect provider (per-person passwords are not supported yet)"
-        )
     if run["collaboration"]:
         errors.append(
             "setting collaboration = True is not allowed with per_person_servers = True: each person has a "
@@ -263,6 +291,7 @@ RULES = (
     server_name_known,
     letsencrypt_has_a_dns_name,
     per_person_servers_usable,
+    hub_admins_can_sign_in,
 )
 
 

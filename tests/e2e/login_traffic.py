@@ -3,6 +3,7 @@ Client traffic for the login-ban tests, run inside a lab client address's networ
 namespace (``ip netns exec``), one process per client. Prints one JSON document.
 
     login_traffic.py guess URL CA --count 5          wrong passwords, real form posts with _xsrf
+    login_traffic.py guess URL CA --form hub/login --username ADDRESS   the same at the hub's form
     login_traffic.py basic URL CA --count 5          wrong Basic-auth passwords (user alice)
     login_traffic.py probe URL CA                    can this address reach the login page?
     login_traffic.py user URL CA --seconds 60        log in, run cells, log in again now and then
@@ -75,20 +76,22 @@ def _outcome(error: Exception) -> str:
     return f"error: {type(error).__name__}: {text[-160:]}"
 
 
-def guess(url: str, ca: str, count: int, interval: float) -> dict:
-    """``count`` wrong passwords through the login form; each answer's status and time."""
+def guess(url: str, ca: str, count: int, interval: float, form: str = "login", username: str = "") -> dict:
+    """``count`` wrong passwords through the login form (``form``, under ``url``; with
+    ``username``, a field of the form, as the hub's has); each answer's status and time."""
     client = Jupyter(url, ca_file=ca, timeout=10)
     attempts = []
     try:
-        client.get("login").raise_for_status()
+        client.get(form).raise_for_status()
     except requests.RequestException as error:
         return {"attempts": [], "first_page": _outcome(error)}
+    fields = {"username": username} if username else {}
     for _ in range(count):
         started = time.time()
         try:
             response = client.session.post(
-                client.base + "login",
-                data={"password": WRONG, "_xsrf": client.xsrf()},
+                client.base + form,
+                data={**fields, "password": WRONG, "_xsrf": client.xsrf()},
                 allow_redirects=False,
                 timeout=10,
                 verify=ca,
@@ -380,10 +383,12 @@ def main() -> int:
     parser.add_argument("--status-every", type=float, default=0)
     parser.add_argument("--sources", default="")
     parser.add_argument("--connect-to6")
+    parser.add_argument("--form", default="login")
+    parser.add_argument("--username", default="")
     args = parser.parse_args()
     sources = [source for source in args.sources.split(",") if source][:64]
     if args.mode == "guess":
-        result = guess(args.url, args.ca, min(args.count, 100), args.interval)
+        result = guess(args.url, args.ca, min(args.count, 100), args.interval, args.form, args.username)
     elif args.mode == "basic":
         result = basic(args.url, args.ca, min(args.count, 100), args.interval)
     elif args.mode == "probe":

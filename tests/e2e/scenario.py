@@ -250,6 +250,16 @@ class Deployment:
         return "\n".join(found)
 
 
+def wait_until(predicate, limit: float, step: float = 0.25) -> float | None:
+    """Seconds until ``predicate()`` held, or None when it did not within ``limit``."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(step)
+    return None
+
+
 def _text(output: str | bytes | None) -> str:
     if isinstance(output, bytes):
         return output.decode("utf-8", "replace")

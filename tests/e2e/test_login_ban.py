@@ -23,7 +23,7 @@ from lab.clients import ClientAddress
 from smoke.client import Jupyter
 from tests.e2e import login_traffic
 from tests.e2e.login_traffic import reachable
-from tests.e2e.scenario import BAN_SECONDS, FIGURES, PASSWORD
+from tests.e2e.scenario import BAN_SECONDS, FIGURES, PASSWORD, wait_until
 
 BAN_HOSTS = ["nb3", "nb6"]
 MAX_FAILURES = 5
@@ -34,16 +34,6 @@ SCENARIO_SECONDS = BAN_SECONDS + 45
 
 def traffic(client: ClientAddress | None, *args: str, timeout: float = 120, nice: bool = False) -> dict:
     return login_traffic.run(client, *args, password=PASSWORD, timeout=timeout, nice=nice)
-
-
-def wait_until(predicate, limit: float, step: float = 0.25) -> float | None:
-    """Seconds until ``predicate()`` held, or None when it did not within ``limit``."""
-    started = time.monotonic()
-    while time.monotonic() - started < limit:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(step)
-    return None
 
 
 def percentile(values: list[float], q: float) -> float:

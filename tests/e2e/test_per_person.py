@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from lab import standin
+from lab.clients import ClientAddress
 from lab.config import BRIDGE_IP
 from lab.idp import PEOPLE
 from lab.memory import MemoryCap
@@ -28,7 +29,9 @@ from lab.network import wait_for_port
 from operations import people, settings
 from operations.hub import layout
 from operations.jupyter import layout as server_layout
+from operations.passwords import hash_password
 from smoke.client import Jupyter, _run_cell, execute_request
+from tests.e2e import login_traffic
 from tests.e2e.browser import chromium_signing_in_at
 from tests.e2e.scenario import (
     FIGURES,
@@ -43,6 +46,7 @@ from tests.e2e.scenario import (
     audited,
     ci_deploy,
     run_smoke,
+    wait_until,
 )
 
 NAME = "nb8"
@@ -943,6 +947,154 @@ def test_the_smoke_check_starts_its_accounts_server_through_apache_runs_a_cell_a
     assert hub.ssh(NAME, f"systemctl is-active {check_unit}", check=False).stdout.strip() != "active"
     token = hub.ssh(NAME, f"cat {layout.SMOKE_TOKEN}").stdout.strip()
     assert token and token not in result.stdout + result.stderr
+
+
+# Per-person passwords: the same hub switched from the provider to its own sign-up and sign-in.
+ADMIN_PASSWORD = "alice's first hub password 11"
+DORA = "dora@lab.example"  # nobody the provider knows: she signs up at the hub
+DORA_PASSWORDS = ("dora's own password 12", "dora's next password 13")
+PASSWORDS = {"auth": "password", "hub_admin_password_hashes": {PEOPLE["alice"].email: hash_password(ADMIN_PASSWORD)}}
+GUESSER = "169.254.77.190"
+HUB_PAGE = "/jupyter/hub/"
+
+
+class HubVisitor:
+    """One browser's worth of the hub, as requests: its cookies, and its forms posted with _xsrf."""
+
+    def __init__(self, hub):
+        self.base = hub.base
+        self.session = requests.Session()
+        self.ca = hub.cert
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        # verify on each request: a Session's loses to REQUESTS_CA_BUNDLE.
+        return self.session.request(method, self.base + path, verify=self.ca, timeout=60, **kwargs)
+
+    def xsrf(self) -> str:
+        return self.session.cookies.get("_xsrf", path=HUB_PAGE) or ""
+
+    def form(self, path: str, fields: dict) -> requests.Response:
+        self.request("GET", path)
+        return self.request("POST", path, data={**fields, "_xsrf": self.xsrf()}, allow_redirects=False)
+
+    def sign_up(self, address: str, password: str) -> str:
+        fields = {"username": address, "signup_password": password, "signup_password_confirmation": password}
+        return self.form("hub/signup", fields).text
+
+    def sign_in(self, address: str, password: str) -> requests.Response:
+        return self.form(layout.LOGIN_PATH, {"username": address, "password": password})
+
+    def api(self, method: str, path: str) -> requests.Response:
+        return self.request(method, "hub/api/" + path, headers={"X-XSRFToken": self.xsrf()})
+
+    def open_server(self, name: str) -> bool:
+        """The person's JupyterLab opened, as a browser does (the hub's sign-in for it followed)."""
+        answer = self.request("GET", f"user/{name}/lab")
+        return answer.status_code == 200 and answer.url.startswith(f"{self.base}user/{name}/lab")
+
+    def server_status(self, name: str) -> int:
+        """The status the person's server's API answers with what this browser holds."""
+        return self.request("GET", f"user/{name}/api/status", allow_redirects=False).status_code
+
+
+def test_with_passwords_people_sign_up_an_admin_approves_and_sessions_end_with_a_password(hub, lab):
+    """per_person_servers with auth 'password': the admin's name is theirs from the deploy (a
+    sign-up under it is refused, its password is the deploy's); dora signs up, waits, is
+    approved and signs in, and gets her own account and server; her password change ends her
+    other session, at the hub and at her server; removed, she cannot sign in; wrong passwords
+    at the hub's form get an address banned; a rerun changes nothing."""
+    on = hub.pyinfra(overrides={NAME: PASSWORDS}, env=ENV)
+    assert on.returncode == 0, on.output[-6000:] + hub_journal(hub)
+    TIMINGS["per-person servers: switched to their own passwords (nb8)"] = on.seconds
+    first_hash = PASSWORDS["hub_admin_password_hashes"][PEOPLE["alice"].email]
+    assert first_hash.split("$")[-1] not in on.output
+    alice, dora = hub_name("alice"), people.hub_name(DORA)
+
+    # Nobody signs up under the admin's address; the deploy's password is hers.
+    claimant = HubVisitor(hub)
+    page = claimant.request("GET", layout.LOGIN_PATH)
+    assert page.status_code == 200 and 'href="/jupyter/hub/signup"' in page.text, page.text[-2000:] + hub_journal(hub)
+    assert "already in use" in claimant.sign_up(PEOPLE["alice"].email, "a claimant's password 14")
+    refused = claimant.sign_in(PEOPLE["alice"].email, "a claimant's password 14")
+    assert refused.status_code == 401, refused.text[-1000:] + hub_journal(hub)
+    admin = HubVisitor(hub)
+    signed_in = admin.sign_in(PEOPLE["alice"].email, ADMIN_PASSWORD)
+    assert signed_in.status_code == 302, signed_in.text[-2000:] + hub_journal(hub)
+    assert admin.api("GET", "user").json()["name"] == alice
+
+    # dora signs up and waits for an admin.
+    visitor = HubVisitor(hub)
+    assert "sent to the admin" in visitor.sign_up(DORA, DORA_PASSWORDS[0])
+    waiting = visitor.sign_in(DORA, DORA_PASSWORDS[0])
+    assert waiting.status_code == 403 and "not approved this account yet" in waiting.text
+    assert admin.request("GET", f"hub/authorize/{dora}").status_code == 200
+    assert visitor.sign_in(DORA, DORA_PASSWORDS[0]).status_code == 302
+    owner = hub.ssh(NAME, f"getent passwd {people.unix_name(DORA)}").stdout
+    assert people.comment(DORA) in owner, owner
+
+    # Her own server, from two browsers.
+    elsewhere = HubVisitor(hub)
+    assert elsewhere.sign_in(DORA, DORA_PASSWORDS[0]).status_code == 302
+    assert visitor.api("POST", f"users/{dora}/server").status_code in (201, 202)
+    assert wait_until(lambda: visitor.api("GET", "user").json()["servers"].get("", {}).get("ready"), 120)
+    assert visitor.open_server(dora) and elsewhere.open_server(dora), hub_journal(hub)
+    assert visitor.server_status(dora) == 200 and elsewhere.server_status(dora) == 200
+    runs_as = hub.ssh(NAME, f"systemctl show -P User {layout.server_unit(dora)}").stdout.strip()
+    assert runs_as == hub.ssh(NAME, f"id -u {people.unix_name(DORA)}").stdout.strip()
+
+    # A new password ends the other browser's session: at the hub at once, at her server
+    # within the minute its sign-in cache lasts.
+    changed = visitor.form(
+        "hub/change-password",
+        {
+            "old_password": DORA_PASSWORDS[0],
+            "new_password": DORA_PASSWORDS[1],
+            "new_password_confirmation": DORA_PASSWORDS[1],
+        },
+    )
+    assert "changed successfully" in changed.text, changed.text[-2000:]
+    assert elsewhere.api("GET", "user").status_code == 403
+    ended = wait_until(lambda: elsewhere.server_status(dora) != 200, 90, step=2)
+    assert ended is not None, "her other browser still reaches her server 90 s after her password changed"
+    FIGURES["per-person passwords: a password change ends another browser's session at the server after"] = (
+        f"{ended:.0f} s"
+    )
+    assert visitor.sign_in(DORA, DORA_PASSWORDS[0]).status_code == 401
+    assert visitor.sign_in(DORA, DORA_PASSWORDS[1]).status_code == 302
+
+    # Removed by the admin: her server stops, she cannot sign in; her home stays.
+    assert admin.api("DELETE", f"users/{dora}").status_code == 204
+    assert visitor.sign_in(DORA, DORA_PASSWORDS[1]).status_code == 401
+    assert hub.ssh(NAME, f"systemctl is-active {layout.server_unit(dora)}", check=False).stdout.strip() != "active"
+    assert hub.ssh(NAME, f"test -d {people.home(DORA)}", check=False).returncode == 0
+
+    # Wrong passwords at the hub's form: the address is banned, as at the single server's.
+    url = hub.base
+    with ClientAddress("hub-guesser", GUESSER) as guesser:
+        try:
+            guesses = login_traffic.run(
+                guesser,
+                "guess",
+                url,
+                hub.cert,
+                "--form",
+                layout.LOGIN_PATH,
+                "--username",
+                PEOPLE["alice"].email,
+                "--count",
+                str(settings.DEFAULTS["login_ban_max_failures"]),
+                "--interval",
+                "0.2",
+            )
+            assert [a["status"] for a in guesses["attempts"]] == [401] * settings.DEFAULTS["login_ban_max_failures"]
+            assert wait_until(lambda: not login_traffic.reachable(guesser, url, hub.cert), 20, step=0.5) is not None
+        finally:
+            hub.ssh(NAME, f"fail2ban-client set jupyter-login unbanip {GUESSER} >/dev/null 2>&1 || true")
+    # This machine (login_ban_ignore) still signs in.
+    assert HubVisitor(hub).sign_in(PEOPLE["alice"].email, ADMIN_PASSWORD).status_code == 302
+
+    rerun = hub.pyinfra(overrides={NAME: PASSWORDS}, env=ENV)
+    assert rerun.returncode == 0 and rerun.changed().get(hub.address(NAME), []) == [], rerun.output[-3000:]
 
 
 # Back to how nb8 started: the single server, signed into with the password.
