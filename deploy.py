@@ -22,6 +22,7 @@ from operations import (
     jupyter,
     letsencrypt,
     login_ban,
+    os_updates,
     settings,
     sign_in,
     system,
@@ -43,7 +44,9 @@ system.install_packages(
         login_ban.packages,
         backups.packages,
         letsencrypt.packages,
-    ]
+        os_updates.packages,
+    ],
+    answers=[os_updates.debconf],
 )
 # Before anything restarts Jupyter or people's servers (the conda switch does, through them).
 jupyter.install_restarts()
@@ -68,6 +71,8 @@ apache.configure_apache()
 firewall.configure_firewall()
 login_ban.configure_login_ban()
 backups.configure_backups()
+# After Apache and Jupyter: its after-upgrade step reloads the one and owes the other a restart.
+os_updates.configure_os_updates()
 # Last: when issuance fails (DNS not pointing here yet) the host is reported as failed
 # with the ACME server's reason, everything above is done, the site is up on the
 # fallback certificate, and the next run tries again.

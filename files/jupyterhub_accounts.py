@@ -188,7 +188,11 @@ class PersonAuthenticator(NativeAuthenticator):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.set_admin_passwords()
+        # Read once: the file changes only with a deploy, which restarts the hub.
+        with open(ADMIN_PASSWORDS) as f:
+            first_passwords = json.load(f)
+        self.admin_addresses = {people.hub_name(address): address for address in first_passwords}
+        self.set_admin_passwords(first_passwords)
 
     def normalize_username(self, username):
         name = username.strip().lower()
@@ -213,28 +217,23 @@ class PersonAuthenticator(NativeAuthenticator):
         return {row.username for row in UserInfo.all_users(self.db) if row.is_authorized}
 
     def address_of(self, name: str) -> str:
-        for address in self.admin_passwords():
-            if people.hub_name(address) == name:
-                return address
+        if name in self.admin_addresses:
+            return self.admin_addresses[name]
         row = self.get_user(name)
         if row is None or not row.email:
             raise web.HTTPError(403, "this account has no address the hub can name an account after")
         return row.email
 
-    def admin_passwords(self) -> dict:
-        with open(ADMIN_PASSWORDS) as f:
-            return json.load(f)
-
-    def set_admin_passwords(self) -> None:
-        """Each admin's first password, from the deploy: set when the deploy gives one the hub
-        has not set yet (a name someone signed up under first is taken back); a password the
-        admin changed since is kept."""
+    def set_admin_passwords(self, first_passwords: dict) -> None:
+        """Each admin's first password (``first_passwords``: address -> hash, from the deploy):
+        set when the deploy gives one the hub has not set yet (a name someone signed up under
+        first is taken back); a password the admin changed since is kept."""
         try:
             with open(ADMIN_PASSWORDS_SET) as f:
                 done = json.load(f)
         except (OSError, ValueError):
             done = {}
-        for address, given in self.admin_passwords().items():
+        for address, given in first_passwords.items():
             name = people.hub_name(address)
             stored = given.removeprefix("argon2:")
             digest = hashlib.sha256(stored.encode()).hexdigest()

@@ -122,6 +122,17 @@ from there, so only change values, not the comment lines.
 # per_person_servers: a directory all read and hub_admins write, linked into each home as 'shared'; None for none
 # shared_data_dir = None
 
+# --- System updates and reboots (operations/os_updates.py) ---
+
+# Debian's updates installed daily (unattended-upgrades): 'security', 'all' (stable updates too) or None (yours)
+# os_updates = 'security'
+
+# When a host owing a reboot may reboot (host's time, once nothing is busy); None: never, only report
+# reboot_window = 'Sun 03:00-05:00'
+
+# Days a reboot waits for idle kernels at most; then it happens in the window whatever runs
+# reboot_deadline = 7
+
 # --- Firewall (operations/firewall.py) ---
 
 # Enable ufw: allow SSH, 80 and 443 only

@@ -16,6 +16,7 @@ import atexit
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +41,8 @@ class Lab:
         self.key = ssh_key()
         self.known_hosts = STATE / "known_hosts"
         self.timings: dict[str, float] = {}
+        self._closing = threading.Event()
+        self._rebooter: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -78,13 +81,28 @@ class Lab:
         for host in self.hosts.values():
             lab_hosts.wait_for_ssh(host, self.key, self.known_hosts)
         self.timings["boot"] = time.monotonic() - started
+        # A host that reboots itself ends its nspawn: boot it again, as a machine would.
+        self._closing.clear()
+        self._rebooter = threading.Thread(target=self._boot_rebooted_hosts, name="lab-rebooter", daemon=True)
+        self._rebooter.start()
         self.log(
             f"lab: {len(self.hosts)} hosts up in {self.timings['boot']:.1f} s: "
             + ", ".join(f"{h.name}={h.ip} ({h.release})" for h in self.hosts.values())
         )
 
+    def _boot_rebooted_hosts(self) -> None:
+        while not self._closing.wait(0.2):
+            for host in list(self.hosts.values()):
+                if host.process is not None and host.process.poll() == lab_hosts.REBOOTED:
+                    self.log(f"lab: {host.name} rebooted; booting it again")
+                    lab_hosts.launch(host)
+
     def close(self) -> None:
         """Tear down all hosts, the file server, the proxy and the bridge."""
+        self._closing.set()
+        if self._rebooter is not None:
+            self._rebooter.join()
+            self._rebooter = None
         for host in list(self.hosts.values()):
             lab_hosts.stop(host)
             del self.hosts[host.name]

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .base import remove_tree
@@ -41,6 +41,9 @@ class LabHost:
     ip: str
     release: str
     dir: Path
+    # This run's nspawn of the host, and how many times it booted (a reboot boots it again).
+    process: subprocess.Popen | None = field(default=None, compare=False, repr=False)
+    boots: int = 0
 
     @property
     def root(self) -> Path:
@@ -107,6 +110,18 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
 
     for tree in CGROUP_TREES:
         Path(f"/sys/fs/cgroup/{tree}/{name}").mkdir(exist_ok=True)
+    launch(host)
+    return host
+
+
+# systemd-nspawn's exit status when the host's systemd asked for a reboot.
+REBOOTED = 133
+
+
+def launch(host: LabHost) -> subprocess.Popen:
+    """Boot the host's systemd in its prepared root, network namespace and cgroups (at first,
+    and again after the host rebooted itself: nspawn ends then, with ``REBOOTED``)."""
+    name = host.name
     # PID 1 here is not systemd: nspawn must not register with machined (--register=no
     # --keep-unit). CAP_NET_ADMIN stays inside the host's own network namespace (ufw needs it).
     # bpf(2), which nspawn filters by default, lets the host's systemd enforce IPAddressDeny=
@@ -131,7 +146,7 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
     ]
     # The shell moves itself into the host's private cgroups, then becomes nspawn.
     enter_cgroups = 'for t in systemd unified; do echo $$ > /sys/fs/cgroup/$t/"$0"/cgroup.procs; done; exec "$@"'
-    with open(host.dir / "console.log", "wb") as console:
+    with open(host.dir / "console.log", "ab") as console:
         process = subprocess.Popen(
             ["sh", "-c", enter_cgroups, name, *command],
             stdin=subprocess.DEVNULL,
@@ -140,7 +155,9 @@ def start(name: str, index: int, base: Path, release: str) -> LabHost:
             start_new_session=True,
         )
     (host.dir / "nspawn.pid").write_text(str(process.pid))
-    return host
+    host.process = process
+    host.boots += 1
+    return process
 
 
 def _veth_names(name: str) -> tuple[str, str]:

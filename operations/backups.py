@@ -11,7 +11,6 @@ when there is none and never initialises one that exists (``files/jupyter-backup
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 from pathlib import Path
@@ -66,7 +65,7 @@ def packages(data) -> list[str]:
 def default_schedule(host_name: str) -> str:
     """Daily at a night time of its own for each host (so a fleet does not back up at once),
     the same on every run."""
-    minute = NIGHT_START + int.from_bytes(hashlib.sha256(host_name.encode()).digest()[:4], "big") % NIGHT_MINUTES
+    minute = NIGHT_START + system.spread(host_name, NIGHT_MINUTES)
     return f"*-*-* {minute // 60:02d}:{minute % 60:02d}:00"
 
 
@@ -183,35 +182,6 @@ def service_unit(repository: str, per_person: bool = False) -> str:
 
 def timer_unit(schedule: str) -> str:
     return render(f"{UNIT}.timer.j2", schedule=schedule)
-
-
-@snapshot.claiming("path")
-@operation()
-def secret_file(path: str, content: str, state: snapshot.Snapshot):
-    """
-    A file only root can read, holding a secret (a password, a key, credentials).
-
-    + path: remote file to write (its directory must exist)
-    + content: what the file holds
-    + state: the concern's ``snapshot.Snapshot`` holding ``path`` among its ``secret_paths``
-      (its owner and mode are read from it)
-
-    The content is compared with the stored file in memory (downloaded, never printed),
-    uploaded to a root-only temporary file and moved into place: never on a command line,
-    never diffed. Always give this operation a ``name=`` so pyinfra does not log its arguments.
-
-    **Example:**
-
-    .. code:: python
-
-        secret_file(name="Backup password (never shown)", path=backups.PASSWORD_FILE,
-                    content=os.environ["JUPYTER_BACKUP_PASSWORD"], state=state)
-    """
-    owner = passwords.stored_owner(path, state)
-    current = passwords.stored_content(path) if owner else None
-    yield from passwords.store_secret(
-        path, None if current == content else content, owner, "root", "600", unchanged=f"{path} is up to date"
-    )
 
 
 class BackupRepositoryState(snapshot.Probe):
@@ -404,20 +374,20 @@ def configure_backups():
         mode="600",
         **root_only,
     )
-    secret_file(
+    passwords.secret_file(
         name="Backup repository and its credentials (never shown)",
         path=SECRETS_FILE,
         content=secrets_file(repository),
         state=state,
     )
-    secret_file(
+    passwords.secret_file(
         name="Backup repository password (never shown)",
         path=PASSWORD_FILE,
         content=os.environ.get(settings.BACKUP_PASSWORD_ENV, "") + "\n",
         state=state,
     )
     if ssh_key:
-        secret_file(
+        passwords.secret_file(
             name="SSH key for the backup server (never shown)",
             path=SSH_KEY_FILE,
             content=Path(ssh_key).read_text(),

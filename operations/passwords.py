@@ -203,5 +203,34 @@ def store_secret(path: str, content: str | None, owner: str | None, group: str, 
         host.noop(unchanged)
 
 
+@snapshot.claiming("path")
+@operation()
+def secret_file(path: str, content: str, state: snapshot.Snapshot):
+    """
+    A file only root can read, holding a secret (a password, a key, credentials).
+
+    + path: remote file to write (its directory must exist)
+    + content: what the file holds
+    + state: the concern's ``snapshot.Snapshot`` holding ``path`` among its ``secret_paths``
+      (its owner and mode are read from it)
+
+    The content is compared with the stored file in memory (downloaded, never printed),
+    uploaded to a root-only temporary file and moved into place: never on a command line,
+    never diffed. Always give this operation a ``name=`` so pyinfra does not log its arguments.
+
+    **Example:**
+
+    .. code:: python
+
+        passwords.secret_file(name="Backup password (never shown)", path=backups.PASSWORD_FILE,
+                              content=os.environ["JUPYTER_BACKUP_PASSWORD"], state=state)
+    """
+    owner = stored_owner(path, state)
+    current = stored_content(path) if owner else None
+    yield from store_secret(
+        path, None if current == content else content, owner, "root", "600", unchanged=f"{path} is up to date"
+    )
+
+
 def password_from_environment(variable: str = settings.PASSWORD_ENV) -> str | None:
     return os.environ.get(variable) or None

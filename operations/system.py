@@ -11,6 +11,7 @@ Also here: ``shown_report``, how a script's report reaches the run's output.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections.abc import Callable, Iterable
 
@@ -36,6 +37,12 @@ def script_line(script: str, options: dict[str, str]) -> str:
     quoted: the start of a command line, ready for a subcommand and its arguments."""
     q = shlex.quote
     return " ".join([q(script), *(f"{option} {q(value)}" for option, value in options.items())])
+
+
+def spread(host_name: str, span: int) -> int:
+    """A number in ``range(span)`` of the host's own, the same on every run: what spreads a
+    fleet's nightly jobs (backups) and reboots over their window, so hosts do not all go at once."""
+    return int.from_bytes(hashlib.sha256(host_name.encode()).digest()[:4], "big") % span
 
 
 def wanted_packages(data, needs: Iterable[Callable]) -> list[str]:
@@ -75,12 +82,14 @@ def packages_snapshot() -> snapshot.Snapshot:
 
 
 @operation()
-def packages_installed(packages: list[str], state: snapshot.Snapshot):
+def packages_installed(packages: list[str], state: snapshot.Snapshot, answers: list[str] | None = None):
     """
     Install the distribution packages that are missing, in one ``apt-get install``.
 
     + packages: package names
     + state: ``packages_snapshot()``
+    + answers: debconf answers (``debconf-set-selections`` lines) given before a package that
+      asks them is installed; a package already installed keeps its own
 
     The index is refreshed first when something is missing and it is over
     ``APT_CACHE_SECONDS`` old; nothing runs when everything is installed.
@@ -100,18 +109,27 @@ def packages_installed(packages: list[str], state: snapshot.Snapshot):
     if current["index_age"] > APT_CACHE_SECONDS:
         stamp, stamp_dir = shlex.quote(UPDATE_STAMP), shlex.quote(UPDATE_STAMP.rsplit("/", 1)[0])
         yield f"apt-get {APT_OPTIONS} update -q && mkdir -p {stamp_dir} && touch {stamp}"
+    given = [line for line in answers or [] if line.split()[0] in missing]
+    if given:
+        yield StringCommand(
+            "printf '%s\\n' " + " ".join(shlex.quote(line) for line in given) + " | debconf-set-selections"
+        )
+    # needrestart (os_updates) never restarts a service behind the deploy's back: what a run
+    # changes it restarts itself; replaced libraries wait for the next unattended upgrade's.
     yield StringCommand(
-        f"DEBIAN_FRONTEND=noninteractive apt-get {APT_OPTIONS} -y -q -o Dpkg::Options::=--force-confdef "
+        f"NEEDRESTART_SUSPEND=1 DEBIAN_FRONTEND=noninteractive apt-get {APT_OPTIONS} -y -q "
+        "-o Dpkg::Options::=--force-confdef "
         "-o Dpkg::Options::=--force-confold install " + " ".join(shlex.quote(p) for p in missing)
     )
 
 
 @deploy("System packages")
-def install_packages(needs: Iterable[Callable]):
+def install_packages(needs: Iterable[Callable], answers: Iterable[Callable] = ()):
     """Every concern's distribution packages (``needs``: their ``packages(data)``), in one apt
-    transaction."""
+    transaction; ``answers``: concerns' debconf answers for them (``debconf(data)``)."""
     packages = wanted_packages(host.data, needs)
-    packages_installed(name="Install system packages", packages=packages, state=packages_snapshot())
+    given = [line for debconf in answers for line in debconf(host.data)]
+    packages_installed(name="Install system packages", packages=packages, state=packages_snapshot(), answers=given)
 
 
 def shown_report(path: str) -> FunctionCommand:

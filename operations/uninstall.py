@@ -23,6 +23,7 @@ from . import (
     layout,
     letsencrypt,
     login_ban,
+    os_updates,
     people,
     records,
     settings,
@@ -69,6 +70,7 @@ INSTALLED = [
     *backups.INSTALLED,
     apache.RELOAD_STAMP,
     apache.DEFAULT_SITE_MARKER,
+    *os_updates.INSTALLED,
 ]
 
 
@@ -88,6 +90,8 @@ SCRIPT_PATHS = {
         hub.layout.HUB_UNIT_FILE,
         hub.layout.SLICE_FILE,
         hub.layout.PROXY_UNIT_FILE,
+        os_updates.REBOOT_TIMER_FILE,
+        os_updates.REBOOT_SERVICE_FILE,
     ],
     "--site": [apache.SITE],
     "--conf": [apache.HARDENING_CONF, apache.WORKERS_CONF],
@@ -116,6 +120,10 @@ SCRIPT_PATHS = {
         backups.CACHE_DIR,
         hub.layout.CONFIG_DIR,
         hub.layout.PREFIX,
+        os_updates.APT_CONF,
+        os_updates.NEEDRESTART_CONF,
+        os_updates.UPGRADE_DROPIN,
+        os_updates.STATUS_DIR,
     ],
 }
 # The deploy's paths the script reads or removes, one each.

@@ -51,6 +51,9 @@ from .client import Jupyter, LoginFailed
 # keeps each equal to the deploy's own (operations/backups.py, operations/sign_in.py,
 # operations/jupyter/layout.py).
 BACKUP_STATUS = "/var/lib/jupyter-backup/status"
+# What the host owes (operations/os_updates.py's STATUS_FILE): a reboot, updates, the last
+# unattended upgrade.
+OS_STATUS = "/var/lib/jupyter-os-updates/status"
 PROXY_SECRET = "/etc/apache2/jupyter-sign-in/proxy-secret"
 SECRET_HEADER = "X-Jupyter-Proxy-Secret"
 USER_HEADER = "X-Jupyter-User"
@@ -76,12 +79,12 @@ PEOPLE_ANSWERS_COMMAND = f"{PEOPLE_SERVERS} answers"
 _PERSON_UNIT = re.compile(r"jupyter-([a-z0-9][a-z0-9-]{0,62})\.service")
 
 # The cell run on every host: its first line proves a kernel really executed it; the
-# second is the backup status, or {} without backups.
+# second is the backup status, or {} without backups; the third what the system owes, or {}.
 CELL = (
     "import pathlib\n"
     "print(6 * 7)\n"
-    f"status = pathlib.Path({BACKUP_STATUS!r})\n"
-    "print(status.read_text().strip() if status.exists() else '{}')\n"
+    f"for status in map(pathlib.Path, ({BACKUP_STATUS!r}, {OS_STATUS!r})):\n"
+    "    print(status.read_text().strip().replace('\\n', ' ') if status.exists() else '{}')\n"
 )
 EXPECTED = "42"
 # Where the server says which versions it runs (files/jupyter_activity.py's VERSIONS_PATH).
@@ -114,6 +117,8 @@ class Verdict:
     details: list[str] = field(default_factory=list)
     # With --audit on a per-person host: what each person's running server runs, by their hub name.
     people: dict[str, dict[str, str]] = field(default_factory=dict)
+    # What the system owes (``os_status``): a reboot, updates, the last unattended upgrade.
+    system: dict = field(default_factory=dict)
 
     def line(self) -> str:
         """The host's line (and its details' lines), printable text only."""
@@ -295,7 +300,48 @@ def judged_cell(verdict: Verdict, output: str, jupyter: Jupyter) -> list[str] | 
             verdict.notes.append(note)
         if problem:
             problems.append(problem)
+    verdict.system = os_status(lines[2] if len(lines) > 2 else "{}")
+    verdict.notes.extend(os_notes(verdict.system, now))
     return problems
+
+
+def os_status(line: str) -> dict:
+    """The host's system status (files/os-updates writes it; the notebook user can shape what
+    the cell prints): its numbers, and its words where a word is expected."""
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return {}
+    if not isinstance(answer, dict):
+        return {}
+    status = {}
+    for key in ("written", "pending", "security_pending", "last_run", "reboot_needed_since", "reboot_next"):
+        value = answer.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**11:
+            status[key] = value
+    for key in ("last_result", "reboot_reason", "reboot_waits_for"):
+        status[key] = printable(answer.get(key, ""), 200) if isinstance(answer.get(key, ""), str) else ""
+    return status
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+def os_notes(status: dict, now: float) -> list[str]:
+    """What the system owes, as the host's notes: a reboot (since when, and when it happens),
+    updates pending, and an unattended upgrade's failure."""
+    notes = []
+    since = status.get("reboot_needed_since")
+    if since:
+        next_ = status.get("reboot_next")
+        when = f"from {_when(next_)} when nothing is busy" if next_ else "never by itself (reboot_window None)"
+        notes.append(f"reboot owed for {_age(now - since)}: {when}")
+    if status.get("pending"):
+        notes.append(f"{status['pending']} updates pending ({status.get('security_pending', 0)} security)")
+    if status.get("last_result") == "failed":
+        notes.append(f"the last unattended upgrade failed ({_when(status.get('last_run', 0))})")
+    return notes
 
 
 def why(error: Exception, ca_file: str | bool = True) -> str:

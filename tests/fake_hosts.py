@@ -17,6 +17,7 @@ from operations import (
     jupyter,
     letsencrypt,
     login_ban,
+    os_updates,
     passwords,
     settings,
     sign_in,
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALL_PACKAGES = sorted(
     {
         name
-        for concern in (conda, restarts, sign_in, tls, apache, firewall, login_ban, backups, letsencrypt)
+        for concern in (conda, restarts, sign_in, tls, apache, firewall, login_ban, backups, letsencrypt, os_updates)
         for data in (
             settings.DEFAULTS,
             {**settings.DEFAULTS, "auth": "oidc"},
@@ -234,12 +235,19 @@ def converged_host(
                 path: ((ROOT / "files" / path.rsplit("/", 1)[1]).read_text(), script)
                 for path in (conda.INSTALL_SCRIPT, conda.SWITCH_SCRIPT, conda.CHECK_SCRIPT, conda.STRANDED_SCRIPT)
             },
+            **os_updates_files(data, system_file, script),
         }
     )
     host.newer.update([jupyter.CONFIG_FILE, apache.SITE_PATH] if interrupted else [])
     host.newer.update([jupyter.layout.OWED] if deferred else [])
     host.units.update(
-        {jupyter.UNIT: True, "fail2ban.service": True, apache.UNIT: True, jupyter.layout.RESTART_TIMER: deferred}
+        {
+            jupyter.UNIT: True,
+            "fail2ban.service": True,
+            apache.UNIT: True,
+            jupyter.layout.RESTART_TIMER: deferred,
+            os_updates.REBOOT_TIMER: True,
+        }
     )
     checked(host, user, [account_line(user, account_comment), f"config-group={user}"], "2.4.71-1~deb12u1")
     host.answer(jupyter.Account(user), [account_line(user, account_comment)])
@@ -291,6 +299,33 @@ def converged_host(
     # Not a command: what get_file downloads (see FakeDownloads).
     host.downloads[jupyter.PASSWORD_FILE] = passwords.file_content(stored_hash)
     return host
+
+
+def os_updates_files(data, system_file, script) -> dict:
+    """What operations/os_updates.py leaves on a host with these settings."""
+    command = os_updates.script_command(data, NAME)
+    files = {
+        os_updates.SCRIPT: ((ROOT / "files" / os_updates.SCRIPT_NAME).read_text(), script),
+        os_updates.REBOOT_SERVICE_FILE: (
+            render("jupyter-reboot-when-idle.service.j2", command=command),
+            system_file,
+        ),
+        os_updates.REBOOT_TIMER_FILE: ((ROOT / "files" / os_updates.REBOOT_TIMER).read_text(), system_file),
+    }
+    if data["os_updates"]:
+        files[os_updates.APT_CONF] = (
+            render("os-updates.apt.conf.j2", all_updates=data["os_updates"] == "all"),
+            system_file,
+        )
+        files[os_updates.NEEDRESTART_CONF] = (
+            render("needrestart.conf.j2", never=os_updates.never_restarted()),
+            system_file,
+        )
+        files[os_updates.UPGRADE_DROPIN] = (
+            render("apt-daily-upgrade-dropin.conf.j2", command=command, restart=os_updates.stale_restart_command(data)),
+            system_file,
+        )
+    return files
 
 
 def converged_responses(**kwargs) -> dict:

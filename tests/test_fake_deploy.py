@@ -42,7 +42,7 @@ def assert_in_order(joined: str, steps: list[str]) -> None:
     """Each of ``steps`` is in the run's commands (``joined``), in this order."""
     positions = [joined.find(step) for step in steps]
     assert all(p >= 0 for p in positions), [s for s, p in zip(steps, positions, strict=True) if p < 0]
-    assert positions == sorted(positions), "steps ran out of order"
+    assert positions == sorted(positions), ("steps ran out of order", list(zip(steps, positions, strict=True)))
 
 
 def run_deploy(monkeypatch, hosts, password=PASSWORD, failing=(), yes=False, script="deploy.py"):
@@ -106,15 +106,24 @@ def test_fresh_host_gets_every_step_in_order(monkeypatch):
         "fail2ban-client --test",
         "systemctl start fail2ban.service",
         "systemctl enable fail2ban.service",
+        # Security updates daily, reboots that wait (operations/os_updates.py).
+        "mv -f /etc/apt/apt.conf.d/52jupyter-apache-deploy-upgrades.pyinfra-new",
+        "systemctl start jupyter-reboot-when-idle.timer",
+        "systemctl enable jupyter-reboot-when-idle.timer",
     ]
     assert_in_order(joined, steps)
     assert joined.count(" update -q") == 1
+    # unattended-upgrades installed by the deploy does not switch on Debian's own daily run.
+    assert "unattended-upgrades unattended-upgrades/enable_auto_updates boolean false' | debconf-set-selections" in (
+        joined
+    )
     # Debian 12's apt waits forever for a delayed retry (operations/system.py): none is delayed.
     apt_commands = [c for c in commands if "apt-get " in c]
     assert len(apt_commands) == 2 and all("apt-get -o Acquire::Retries::Delay=false " in c for c in apt_commands)
     [install] = [c for c in commands if " install " in c and "apt-get" in c]
     assert set(install.split(" install ", 1)[1].split()) == set(
-        "curl ca-certificates bzip2 openssl iproute2 apache2 ufw fail2ban nftables".split()
+        "curl ca-certificates bzip2 openssl iproute2 apache2 ufw fail2ban nftables unattended-upgrades "
+        "needrestart".split()
     )
     assert "a2enmod -q proxy_https" not in joined and "proxy_wstunnel" not in joined
     assert PASSWORD not in joined and "$argon2id$" not in joined

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import smoke
-from operations import backups, hub, jupyter, sign_in
+from operations import backups, hub, jupyter, os_updates, sign_in
 from smoke import __main__ as smoke_main
 from tests import apache_local
 
@@ -56,6 +56,7 @@ def test_help_says_where_the_password_comes_from(capsys):
 
 def test_the_smoke_check_names_what_the_deploy_installs():
     assert smoke.BACKUP_STATUS == backups.STATUS_FILE
+    assert smoke.OS_STATUS == os_updates.STATUS_FILE
     assert (smoke.PROXY_SECRET, smoke.SECRET_HEADER, smoke.USER_HEADER) == (
         sign_in.PROXY_SECRET,
         sign_in.SECRET_HEADER,

@@ -261,25 +261,6 @@ def stopped(state: snapshot.Snapshot) -> None:
         )
 
 
-@operation()
-def admin_passwords(content: str, state: snapshot.Snapshot):
-    """
-    ``layout.ADMIN_PASSWORDS`` (root, 0600): the hub admins' first passwords, as hashes.
-
-    + content: the file (``config.admin_passwords``)
-    + state: the concern's snapshot (the file among its ``secret_paths``)
-
-    Downloaded into memory and compared; uploaded, never on a command line or in a diff (a
-    hash is as good as the password for guessing offline). Always give it a ``name=``.
-    """
-    path = layout.ADMIN_PASSWORDS
-    owner = passwords.stored_owner(path, state)
-    current = passwords.stored_content(path) if owner else None
-    yield from passwords.store_secret(
-        path, None if current == content else content, owner, "root", "600", unchanged=f"{path} holds these hashes"
-    )
-
-
 def signing_in(data, state: snapshot.Snapshot) -> list:
     """What the hub's sign-in reads (its changes restart the hub): with auth 'oidc', the
     provider's client secret and CA; with 'password', the admins' first passwords."""
@@ -288,8 +269,9 @@ def signing_in(data, state: snapshot.Snapshot) -> list:
         return [
             snapshot.absent(name="No OpenID Connect client secret for the hub", path=layout.CLIENT_SECRET, state=state),
             snapshot.absent(name="No provider CA for the hub", path=layout.CA_BUNDLE, state=state),
-            admin_passwords(
+            passwords.secret_file(
                 name="The hub admins' first passwords (hashes, never shown)",
+                path=layout.ADMIN_PASSWORDS,
                 content=config.admin_passwords(data),
                 state=state,
             ),

@@ -252,6 +252,49 @@ def check_hours(minimum, maximum):
     return check
 
 
+def check_days(minimum, maximum):
+    def check(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and minimum <= value <= maximum:
+            return None
+        return f"a number of days from {minimum} to {maximum}, e.g. 7 or 0.5"
+
+    return check
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_DAY = "(?:" + "|".join(WEEKDAYS) + ")"
+_DAYS = rf"daily|{_DAY}(?:-{_DAY})?(?:,{_DAY}(?:-{_DAY})?)*"
+_TIME = "([01][0-9]|2[0-3]):([0-5][0-9])"
+_WINDOW = re.compile(rf"({_DAYS}) {_TIME}-{_TIME}")
+
+
+def reboot_window(value: str) -> tuple[list[int], int, int]:
+    """A ``reboot_window`` (checked) as (the days it opens, 1 = Monday .. 7 = Sunday as
+    ``date +%u``; the minute after midnight it opens; how many minutes it stays open). A
+    window whose end is before its start closes the next day ('Sat 23:00-01:00')."""
+    match = _WINDOW.fullmatch(value)
+    days_text, start_h, start_m, end_h, end_m = match.groups()
+    days: set[int] = set()
+    if days_text == "daily":
+        days = set(range(1, 8))
+    else:
+        for part in days_text.split(","):
+            first, _, last = part.partition("-")
+            a, b = WEEKDAYS.index(first) + 1, WEEKDAYS.index(last or first) + 1
+            days.update(range(a, b + 1) if a <= b else [*range(a, 8), *range(1, b + 1)])
+    start, end = int(start_h) * 60 + int(start_m), int(end_h) * 60 + int(end_m)
+    return sorted(days), start, (end - start) % 1440
+
+
+def check_reboot_window(value):
+    if value is None or (isinstance(value, str) and _WINDOW.fullmatch(value) and reboot_window(value)[2] > 0):
+        return None
+    return (
+        "None (never reboot, only report) or 'DAYS HH:MM-HH:MM' in the host's time, DAYS 'daily' or days "
+        "like 'Sun', 'Sat,Sun', 'Mon-Fri', e.g. 'Sun 03:00-05:00'"
+    )
+
+
 def check_seconds(minimum, maximum, zero_ok=False):
     def check(value):
         if _is_int(value) and (minimum <= value <= maximum or (zero_ok and value == 0)):

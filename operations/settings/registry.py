@@ -26,6 +26,7 @@ from .checks import (
     check_conda_packages,
     check_count,
     check_cpu_limit,
+    check_days,
     check_directives,
     check_email,
     check_hours,
@@ -39,6 +40,7 @@ from .checks import (
     check_password_hash,
     check_pip_packages,
     check_port,
+    check_reboot_window,
     check_request_size,
     check_requirements_file,
     check_seconds,
@@ -313,6 +315,31 @@ GROUPS: tuple[Group, ...] = (
                 "per_person_servers: a directory all read and hub_admins write, linked into each home as "
                 "'shared'; None for none",
                 check_abs_path_or_none,
+            ),
+        ),
+    ),
+    Group(
+        "System updates and reboots",
+        "operations/os_updates.py",
+        (
+            Setting(
+                "os_updates",
+                "security",
+                "Debian's updates installed daily (unattended-upgrades): 'security', 'all' (stable updates too) "
+                "or None (yours)",
+                one_of("security", "all", None),
+            ),
+            Setting(
+                "reboot_window",
+                "Sun 03:00-05:00",
+                "When a host owing a reboot may reboot (host's time, once nothing is busy); None: never, only report",
+                check_reboot_window,
+            ),
+            Setting(
+                "reboot_deadline",
+                7,
+                "Days a reboot waits for idle kernels at most; then it happens in the window whatever runs",
+                check_days(0.01, 90),
             ),
         ),
     ),

@@ -28,6 +28,7 @@ from tests.e2e.scenario import (
     OIDC_CLIENT_SECRET,
     SSO_MACHINES,
     TIMINGS,
+    UPDATES_MACHINES,
     Deployment,
 )
 
@@ -74,7 +75,7 @@ def standin_releases(standin_installer):
 def lab(standin_installer):
     if os.geteuid() != 0:
         pytest.fail("the e2e layer needs root (it boots systemd-nspawn hosts); run the fast layer with -m 'not e2e'")
-    machines = MACHINES + ENV_MACHINES + ACME_MACHINES + SSO_MACHINES + HUB_MACHINES
+    machines = MACHINES + ENV_MACHINES + ACME_MACHINES + SSO_MACHINES + HUB_MACHINES + UPDATES_MACHINES
     # Every stand-in release (each in its recipe's directory) is served: see lab.standin.url_path.
     with Lab(machines, files=standin_installer[0].parent.parent) as running:
         TIMINGS["base images (built or cached)"] = running.timings["base images"]
@@ -97,13 +98,53 @@ def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
         names=[name for name, _ in MACHINES + ENV_MACHINES],
         data={"nb3": BAN_DATA["nb3"], "nb6": {**ENV_DATA, **BAN_DATA["nb6"], "pip_requirements": str(requirements)}},
     )
+    # nb9's first run (test_os_updates.py) beside this one: the lab's hosts deploy side by side.
+    updates = BackgroundRun(
+        Deployment(
+            lab,
+            tmp_path_factory.mktemp("deploy-updates"),
+            deployment.installer_url,
+            digest,
+            names=[name for name, _ in UPDATES_MACHINES],
+        )
+    )
     first = deployment.runs["first"] = deployment.pyinfra()
+    UPDATES.append(updates)
     assert first.returncode == 0, first.output[-6000:]
     deployment.runs["second"] = deployment.pyinfra()
     deployment.runs["dry"] = deployment.pyinfra("--dry", yes=False)
     for name, run in deployment.runs.items():
         TIMINGS[f"{name} run, {len(deployment.names)} hosts in one pyinfra run"] = run.seconds
     return deployment
+
+
+class BackgroundRun:
+    """A deployment's first run, on a thread of its own; ``ready()`` waits for it."""
+
+    def __init__(self, deployment: Deployment):
+        self.deployment = deployment
+        self.run = None
+        # A daemon: an interrupted session does not wait for it (its pyinfra ends with the lab).
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.run = self.deployment.runs["first"] = self.deployment.pyinfra()
+
+    def ready(self) -> Deployment:
+        self.thread.join()
+        TIMINGS[f"first run of {', '.join(self.deployment.names)} (beside the first)"] = self.run.seconds
+        assert self.run.returncode == 0, self.run.output[-6000:]
+        return self.deployment
+
+
+UPDATES: list[BackgroundRun] = []
+
+
+@pytest.fixture(scope="session")
+def updates_deployment(deployment) -> Deployment:
+    """nb9 (UPDATES_MACHINES), deployed with the defaults beside the first run of ``deployment``."""
+    return UPDATES[0].ready()
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,9 @@ ACME_MACHINES = [("nb4", "bookworm"), ("nb5", "trixie")]
 SSO_MACHINES = [("nb7", "bookworm"), ("idp", "bookworm")]
 # Per-person servers (test_per_person.py): nb8 under JupyterHub, the same provider.
 HUB_MACHINES = [("nb8", "bookworm")]
+# The system under Jupyter (test_os_updates.py): nb9's packages updated from a stand-in
+# security archive, and rebooted; deployed in its own run, beside the first run of MACHINES.
+UPDATES_MACHINES = [("nb9", "bookworm")]
 # The provider's one client, for nb7 (Apache signs in) and nb8 (the hub does): made per session.
 OIDC_CLIENT_ID = "jupyter-lab"
 OIDC_CLIENT_SECRET = f"lab-oidc-{secrets.token_hex(16)}"
