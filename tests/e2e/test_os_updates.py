@@ -26,6 +26,7 @@ import requests
 
 from lab.apt_archive import SecurityArchive
 from operations import os_updates, system
+from operations.jupyter import layout as server_layout
 from smoke.client import Jupyter
 from tests.e2e.scenario import FIGURES, PASSWORD, wait_until
 from tests.e2e.test_restarts import BusyKernel
@@ -67,6 +68,20 @@ def client(deployment, ca_file) -> Jupyter:
     jupyter = Jupyter(f"https://{deployment.address(NAME)}/jupyter/", ca_file=str(ca_file), timeout=30)
     jupyter.login(PASSWORD)
     return jupyter
+
+
+def busy_kernel(deployment, jupyter: Jupyter) -> BusyKernel:
+    """A kernel running a long cell, once the server says so (what the reboot and the restart
+    ask): sent, a cell is not executing yet."""
+    busy = BusyKernel(jupyter, 900)
+    activity = f"curl -fsS --noproxy '*' http://127.0.0.1:8888{server_layout.ACTIVITY_PATH}"
+
+    def executing() -> bool:
+        first = deployment.ssh(NAME, activity, check=False).stdout.split("\n", 1)[0]
+        return "kernels_busy=1" in first.split()
+
+    assert wait_until(executing, 30, step=0.5) is not None, "the server never said the kernel was busy"
+    return busy
 
 
 def interrupt(jupyter: Jupyter, busy: BusyKernel) -> None:
@@ -162,7 +177,7 @@ def updates(updates_deployment, lab, tmp_path_factory):
 
         # 1. A busy kernel; the new versions published; the timer's jobs run.
         jupyter = client(deployment, ca_file)
-        busy = BusyKernel(jupyter, 900)
+        busy = busy_kernel(deployment, jupyter)
         seen["jupyter pid before"] = main_pid(deployment, "jupyter")
         seen["apache pid before"] = main_pid(deployment, "apache2")
         since = deployment.ssh(NAME, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
@@ -213,7 +228,7 @@ def updates(updates_deployment, lab, tmp_path_factory):
         reboot_data = {"reboot_window": window, "reboot_deadline": 1}
         seen["reboot run"] = deployment.pyinfra(overrides={NAME: reboot_data})
         jupyter = client(deployment, ca_file)
-        busy = BusyKernel(jupyter, 900)
+        busy = busy_kernel(deployment, jupyter)
         boots = lab.hosts[NAME].boots
         deployment.ssh(NAME, f"touch {os_updates.REBOOT_REQUIRED}")
         deployment.ssh(NAME, f"systemctl start {os_updates.REBOOT_SERVICE}", check=False)
@@ -238,7 +253,7 @@ def updates(updates_deployment, lab, tmp_path_factory):
 
         # 5. Past the deadline: a busy kernel does not hold the reboot.
         jupyter = client(deployment, ca_file)
-        busy = BusyKernel(jupyter, 900)
+        busy = busy_kernel(deployment, jupyter)
         two_days_ago = int(time.time()) - 2 * 86400
         deployment.ssh(NAME, f"touch {os_updates.REBOOT_REQUIRED} && echo {two_days_ago} > {os_updates.SINCE_FILE}")
         seen["deadline seconds"] = reboot_and_wait(
