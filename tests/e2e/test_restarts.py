@@ -345,10 +345,13 @@ def test_a_server_update_alone_owes_a_restart_that_waits_for_idle(restarts):
     before = restarts["running before update"]
     assert f"Jupyter server update: jupyter-server {before} -> {OTHER_SERVER}" in run.output, run.output[-3000:]
     assert "Jupyter restart deferred: 1 kernel busy; " in run.output, run.output[-3000:]
-    # Only the packages and the restart they owe.
+    # Only the packages and the restart they owe, and (restart_policy back to 'when-idle' after
+    # case 3's 'now') the after-upgrade step that restarts Jupyter under that policy.
     assert run.changed()[next(iter(run.changed()))] == [
         "Fleet packages | Install the listed conda and pip packages into the prefix",
         SERVICE_OP,
+        "System updates and reboots | After each unattended upgrade: Apache reloaded, Jupyter's restart owed",
+        "System updates and reboots | Reboot-when-idle timer running and enabled",
     ]
     assert restarts["update pid after run"], "the update restarted a busy server"
     assert restarts["update kernel output"] == "done\n"
