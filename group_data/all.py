@@ -195,6 +195,9 @@ from there, so only change values, not the comment lines.
 # restore.py only: a side directory to restore into; None restores in place (replaced files are moved aside)
 # restore_to = None
 
+# restore.py only: the host name of the host this one replaces, its latest snapshot restored; None means this host's own
+# restore_from = None
+
 # restore.py only, per_person_servers: the address of the person whose home alone to restore
 # restore_person = None
 

@@ -426,7 +426,7 @@ def configure_backups():
 
 
 @operation(is_idempotent=False)
-def restored(snapshot_id: str, target: str | None = None, person: str | None = None):
+def restored(snapshot_id: str, target: str | None = None, person: str | None = None, from_host: str | None = None):
     """
     Restore a snapshot in place (as the notebook user, Jupyter stopped meanwhile) or into
     ``target``, with the backup script the deploy installed; then show what it did.
@@ -435,6 +435,9 @@ def restored(snapshot_id: str, target: str | None = None, person: str | None = N
     + target: a new or empty directory outside the notebook user's tree; ``None``: in place
     + person: per_person_servers: the address of the person whose home alone is restored (in
       place as that person, their server stopped by the hub meanwhile, or into ``target``)
+    + from_host: the host name of a host this one replaces: ``latest`` is its latest snapshot,
+      and what users built there on a Python this host lacks is listed after (``None``: this
+      host's own snapshots)
 
     **Example:**
 
@@ -443,11 +446,17 @@ def restored(snapshot_id: str, target: str | None = None, person: str | None = N
         backups.restored(name="Restore the latest snapshot", snapshot_id="latest")
     """
     where = [QuoteString(target)] if target else []
+    command = [script_command()]
+    if from_host:
+        from . import conda  # conda's switch stops the backup unit: it imports this module
+
+        command += ["--from-host", QuoteString(from_host), "--stranded", conda.STRANDED_SCRIPT]
+        command += ["--python", QuoteString(f"{host.data.conda_prefix}/bin/python")]
     if person:
         account = people.unix_name(person)
         unit = hub_layout.server_unit(people.hub_name(person))
         yield StringCommand(
-            script_command(),
+            *command,
             "restore-person",
             QuoteString(snapshot_id),
             QuoteString(account),
@@ -455,13 +464,15 @@ def restored(snapshot_id: str, target: str | None = None, person: str | None = N
             *where,
         )
     else:
-        yield StringCommand(script_command(), "restore", QuoteString(snapshot_id), *where)
+        yield StringCommand(*command, "restore", QuoteString(snapshot_id), *where)
     yield system.shown_report(LAST_RESTORE)
 
 
 @deploy(
     "Restore from backup",
-    data_defaults=settings.defaults("backup_repository", "restore_snapshot", "restore_to", "restore_person"),
+    data_defaults=settings.defaults(
+        "backup_repository", "restore_snapshot", "restore_to", "restore_person", "restore_from", "conda_prefix"
+    ),
 )
 def restore_backup():
     """Restore the notebooks and the Jupyter home (or one person's home) from a snapshot, in
@@ -471,9 +482,13 @@ def restore_backup():
     target, person = host.data.restore_to, host.data.restore_person
     scripts(snapshot.Snapshot(paths=[SCRIPT, RESTORE_SCRIPT]))
     whose = f" of {person}'s home" if person else ""
+    source = host.data.restore_from
+    origin = f" of host {source}" if source else ""
     restored(
-        name=f"Restore snapshot {host.data.restore_snapshot}{whose}" + (f" into {target}" if target else " in place"),
+        name=f"Restore snapshot {host.data.restore_snapshot}{origin}{whose}"
+        + (f" into {target}" if target else " in place"),
         snapshot_id=host.data.restore_snapshot,
         target=target,
         person=person,
+        from_host=source,
     )

@@ -5,6 +5,7 @@ What scripts/ci-deploy runs once the pinned tools are installed.
     ci_deploy.py [--dry] --shards K [INVENTORY]       K pyinfra processes, one slice each
     ci_deploy.py [--dry] --shard I/K --result FILE [INVENTORY]
     ci_deploy.py --merge DIRECTORY [--shards K]      the report of the slices' result files (K expected)
+    ci_deploy.py ... --report FILE                   also the fleet page (one HTML page, a row per host)
     ci_deploy.py --canary N [--shards K] [INVENTORY]  the first N hosts first; the rest only if they pass
     ci_deploy.py --canary N --canary-only --result FILE [INVENTORY]   only the canary (a CI job of its own)
     ci_deploy.py --canary N --shard I/K --result FILE [INVENTORY]     slice I/K of the hosts after the canary
@@ -44,6 +45,7 @@ for all such hosts), so a broken server fails its canary like any other.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -209,8 +211,14 @@ def smoke(targets: list[dict], inventory: str, password: str, workdir: Path) -> 
             return Verdict(plan["target"], ok=False, error=plan["error"])
         if plan["per_person"]:
             token = tokens.get(plan["host"], "")
+            # The fleet page shows what the distribution runs (people's own servers: smoke --audit).
             return check_per_person(
-                plan["target"], lambda: token, plan["path"], plan["ca_file"], connect_to=plan["connect_to"]
+                plan["target"],
+                lambda: token,
+                plan["path"],
+                plan["ca_file"],
+                connect_to=plan["connect_to"],
+                people_on_host=lambda: "",
             )
         if plan["single_sign_on"]:
             answer = cells.get(plan["host"], "")
@@ -219,7 +227,7 @@ def smoke(targets: list[dict], inventory: str, password: str, workdir: Path) -> 
             )
         if not password:
             return Verdict(plan["target"], ok=False, error=f"{settings.PASSWORD_ENV} is not set: no login to check")
-        return check(plan["target"], password, plan["path"], plan["ca_file"], connect_to=plan["connect_to"])
+        return check(plan["target"], password, plan["path"], plan["ca_file"], connect_to=plan["connect_to"], audit=True)
 
     with ThreadPoolExecutor(max_workers=min(16, len(plans) or 1)) as pool:
         return list(pool.map(run, plans))
@@ -274,7 +282,8 @@ def deploy(
     if not result["errors"]:
         with tempfile.TemporaryDirectory() as workdir:
             verdicts = smoke(targets, inventory, password, Path(workdir))
-        result["smoke"] = [{"line": v.line(), "ok": v.ok} for v in verdicts]
+        # The whole verdict too: the fleet page (--report) of one run or of merged slices.
+        result["smoke"] = [{"line": v.line(), "ok": v.ok, "verdict": dataclasses.asdict(v)} for v in verdicts]
     return result
 
 
@@ -333,6 +342,30 @@ def report(results: list[dict], dry: bool) -> tuple[str, bool]:
         failed = failed or not all(v["ok"] for v in verdicts)
     lines += ["", "**FAILED**" if failed else "**OK**"]
     return "\n".join(lines) + "\n", failed
+
+
+def write_fleet_page(results: list[dict], path: Path) -> None:
+    """The fleet page (smoke/report.py) of every host of ``results``: as smoke-checked, or failed
+    by the deploy before it (what failed); a result from before the page existed (a line only)
+    is shown as its line."""
+    from smoke.report import page
+
+    verdicts = []
+    for result in results:
+        errors = result.get("errors", {})
+        if not result.get("reported", True):
+            errors = {name: "no report from pyinfra (see the job's log)" for name in result.get("hosts", [])}
+        for name, what in sorted(errors.items()):
+            verdicts.append(Verdict(name, ok=False, error=f"the deploy failed at: {what}"))
+        for entry in result.get("smoke", []):
+            said = entry.get("verdict")
+            if isinstance(said, dict):
+                fields = {f.name for f in dataclasses.fields(Verdict)}
+                verdicts.append(Verdict(**{k: v for k, v in said.items() if k in fields}))
+            else:
+                verdicts.append(Verdict(entry.get("line", "?"), ok=bool(entry.get("ok")), error=entry.get("line", "")))
+    path.write_text(page(verdicts), encoding="utf-8")
+    print(f"ci-deploy: the fleet page is {path}", file=sys.stderr)
 
 
 def run_shards(count: int, inventory: str, dry: bool, canary: int = 0) -> list[dict]:
@@ -399,6 +432,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--canary-only", action="store_true", help="with --canary N: deploy only those N hosts (a CI job of its own)"
     )
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the fleet page (smoke --report's HTML page) of the hosts smoke-checked (a CI artifact)",
+    )
     parser.add_argument("inventory", nargs="?", default="inventory.py")
     args = parser.parse_args(argv)
     if args.canary < 0 or (args.canary_only and not args.canary):
@@ -447,6 +485,8 @@ def main(argv=None) -> int:
                 Path(args.result).write_text(json.dumps(results[0]))
     summary, failed = report(results, args.dry or any(r.get("dry") for r in results))
     print(summary, flush=True)
+    if args.report:
+        write_fleet_page(results, Path(args.report))
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as out:
             out.write(summary)

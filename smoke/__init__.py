@@ -13,7 +13,8 @@ and the real-host tests use the same client (``smoke/client.py``).
 
 With ``--audit`` it also reports each host's distribution, Python and the server it runs, with
 the published advisories for that server, and fails a host with one (``smoke/advisories.py``);
-on a per-person host, for each person's running server too.
+on a per-person host, for each person's running server too. With ``--report FILE`` it also
+writes the fleet page (``smoke/report.py``): one self-contained HTML page, a row per host.
 
 A host with per-person servers (JupyterHub) is checked with the hub's smoke-check token, read
 over SSH (root's alone on the host, never shown): ``check_per_person`` starts the check
@@ -79,12 +80,30 @@ PEOPLE_ANSWERS_COMMAND = f"{PEOPLE_SERVERS} answers"
 _PERSON_UNIT = re.compile(r"jupyter-([a-z0-9][a-z0-9-]{0,62})\.service")
 
 # The cell run on every host: its first line proves a kernel really executed it; the
-# second is the backup status, or {} without backups; the third what the system owes, or {}.
+# second is the backup status, or {} without backups; the third what the system owes, or {};
+# the fourth the host's kernel release and the memory of the server's unit the cell runs in
+# (its cgroup's use and limit: version 2's files, or version 1's memory controller; in a
+# container whose version 1 memory hierarchy shows only its root, none: that is not the unit's).
 CELL = (
-    "import pathlib\n"
+    "import json, pathlib, platform\n"
     "print(6 * 7)\n"
     f"for status in map(pathlib.Path, ({BACKUP_STATUS!r}, {OS_STATUS!r})):\n"
     "    print(status.read_text().strip().replace('\\n', ' ') if status.exists() else '{}')\n"
+    "def memory():\n"
+    "    for line in pathlib.Path('/proc/self/cgroup').read_text().splitlines():\n"
+    "        number, controllers, path = line.split(':', 2)\n"
+    "        if number == '0':\n"
+    "            files = '/sys/fs/cgroup' + path, 'memory.current', 'memory.max'\n"
+    "        elif 'memory' in controllers.split(',') and path != '/':\n"
+    "            files = '/sys/fs/cgroup/memory' + path, 'memory.usage_in_bytes', 'memory.limit_in_bytes'\n"
+    "        else:\n"
+    "            continue\n"
+    "        try:\n"
+    "            return [pathlib.Path(files[0], name).read_text().strip() for name in files[1:]]\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "    return []\n"
+    "print(json.dumps({'kernel': platform.release(), 'memory': memory()}))\n"
 )
 EXPECTED = "42"
 # Where the server says which versions it runs (files/jupyter_activity.py's VERSIONS_PATH).
@@ -119,6 +138,16 @@ class Verdict:
     people: dict[str, dict[str, str]] = field(default_factory=dict)
     # What the system owes (``os_status``): a reboot, updates, the last unattended upgrade.
     system: dict = field(default_factory=dict)
+    # What the fleet page shows besides (``host_facts``, the certificate's and backup's notes):
+    # the kernel release and the server unit's memory; the certificate's days left; the
+    # backup's note; the advisories the audit found (``audit``); whether the cell ran.
+    facts: dict = field(default_factory=dict)
+    certificate_days: float | None = None
+    backup: str = ""
+    backup_failed: bool = False
+    advisories: list[str] = field(default_factory=list)
+    audited: bool = False
+    cell_ran: bool = False
 
     def line(self) -> str:
         """The host's line (and its details' lines), printable text only."""
@@ -290,30 +319,59 @@ def judged_cell(verdict: Verdict, output: str, jupyter: Jupyter) -> list[str] | 
     if not lines or lines[0] != EXPECTED:
         verdict.error = f"the cell printed {printable(' '.join(lines[:2]))!r}, not {EXPECTED!r} first"
         return None
+    verdict.cell_ran = True
     now = time.time()
     problems = []
-    for note, problem in (
-        certificate_problem(jupyter.certificate_expires(), now),
-        backup_problem(json.loads(lines[1]) if len(lines) > 1 else {}, now),
-    ):
+    expires = jupyter.certificate_expires()
+    verdict.certificate_days = (expires - now) / 86400
+    backup_note, backup_said = backup_problem(json.loads(lines[1]) if len(lines) > 1 else {}, now)
+    verdict.backup = backup_said or backup_note or "backups off"
+    verdict.backup_failed = bool(backup_said)
+    for note, problem in (certificate_problem(expires, now), (backup_note, backup_said)):
         if note:
             verdict.notes.append(note)
         if problem:
             problems.append(problem)
     verdict.system = os_status(lines[2] if len(lines) > 2 else "{}")
     verdict.notes.extend(os_notes(verdict.system, now))
+    verdict.facts = host_facts(lines[3] if len(lines) > 3 else "{}")
     return problems
+
+
+def _json_object(line: str) -> dict:
+    """A line a host printed, as the JSON object it should be; ``{}`` when it is not one."""
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+# A cgroup limit this large is no limit (cgroup version 1 says "none" with the largest page-aligned number).
+_NO_LIMIT = 2**60
+
+
+def host_facts(line: str) -> dict:
+    """The kernel release and the server unit's memory from ``CELL``'s fourth line (the notebook
+    user can shape it): printable text where text is expected, whole numbers where numbers are."""
+    answer = _json_object(line)
+    facts: dict = {}
+    if isinstance(answer.get("kernel"), str):
+        facts["kernel"] = printable(answer["kernel"], 100)
+    memory = answer.get("memory")
+    if isinstance(memory, list) and len(memory) == 2 and all(isinstance(value, str) for value in memory):
+        used, limit = memory
+        if used.isdigit() and len(used) < 20:
+            facts["memory_used"] = int(used)
+            if limit.isdigit() and len(limit) < 20 and int(limit) < _NO_LIMIT:
+                facts["memory_limit"] = int(limit)
+    return facts
 
 
 def os_status(line: str) -> dict:
     """The host's system status (files/os-updates writes it; the notebook user can shape what
     the cell prints): its numbers, and its words where a word is expected."""
-    try:
-        answer = json.loads(line)
-    except ValueError:
-        return {}
-    if not isinstance(answer, dict):
-        return {}
+    answer = _json_object(line)
     status = {}
     for key in ("written", "pending", "security_pending", "last_run", "reboot_needed_since", "reboot_next"):
         value = answer.get(key)
@@ -369,9 +427,13 @@ def audit(verdicts: list[Verdict], ignored: set[str], timeout: float = 30) -> No
     wanted = set().union(*map(advisories.packages_to_look_up, reports))
     found = advisories.look_up(wanted, timeout) if wanted else {}
     for verdict in verdicts:
+        verdict.audited = True
         if verdict.versions:
             lines, problems = advisories.judge(verdict.versions, found, ignored)
             verdict.details += lines
+            verdict.advisories += [line.strip() for line in lines if line.startswith("  ")] + [
+                problem for problem in problems if "could not be looked up" in problem
+            ]
             verdict.fail(problems)
         # Per-person servers: what each person's runs, against what is installed now.
         installed = verdict.versions.get("installed", {})
@@ -379,6 +441,7 @@ def audit(verdicts: list[Verdict], ignored: set[str], timeout: float = 30) -> No
             lines, problems = advisories.judge_packages(running, installed, found, ignored)
             lines = lines or ["does not say what it runs (started before the deploy that made it say so?)"]
             verdict.details += [f"{name}'s server:", *(f"  {line}" for line in lines)]
+            verdict.advisories += [f"{name}'s server: {line.strip()}" for line in lines if line.startswith("  ")]
             verdict.fail([f"{name}'s server: {problem}" for problem in problems])
 
 

@@ -1,7 +1,7 @@
 """
     python -m smoke [--base-url /jupyter/] [--ca-file FILE] [--timeout S] [--resolve NAME:ADDRESS]
                     [--ssh-user USER] [--ssh-key FILE] [--ssh-known-hosts FILE]
-                    [--audit [--ignore-vuln ID ...]] HOST [HOST ...]
+                    [--audit [--ignore-vuln ID ...]] [--report FILE] HOST [HOST ...]
 
 HOST is a server name or address (``https://HOST/jupyter/`` is checked) or a full
 https:// URL. The password comes from $JUPYTER_PASSWORD; with an Apache Basic-auth
@@ -22,6 +22,10 @@ look-up). A host with an advisory fails, unless its ID or an alias is given to -
 On a host with per-person servers it reports the distribution (as the check account's server
 runs it) and, over SSH, each person's running server: what it runs, what is installed instead
 while its restart is owed, and the advisories for what it runs.
+--report FILE also writes the fleet page (smoke/report.py): one self-contained HTML page, a row
+per host (answered, OS release, kernel and a reboot owed, updates pending, the server's Python
+and packages, advisories with --audit, certificate days, last backup, a Jupyter restart owed,
+memory), failures first; the hosts are asked which versions they run, as --audit does.
 Exit code: 0 all hosts passed, 1 any host failed, 2 usage error.
 """
 
@@ -94,6 +98,11 @@ def main(argv=None) -> int:
         metavar="ID",
         help="with --audit: an advisory ID (or alias) that does not fail a host (repeatable)",
     )
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the fleet page: one self-contained HTML page, a row per host, failures first",
+    )
     args = parser.parse_args(argv)
     if args.ignore_vuln and not args.audit:
         parser.error("--ignore-vuln goes with --audit")
@@ -108,6 +117,8 @@ def main(argv=None) -> int:
     if os.environ.get("JUPYTER_BASIC_AUTH_USER"):
         basic_auth = (os.environ["JUPYTER_BASIC_AUTH_USER"], os.environ.get("JUPYTER_BASIC_AUTH_PASSWORD", ""))
     ca_file = args.ca_file or True
+    # The fleet page shows what each server runs: asked as the audit asks it.
+    versions = args.audit or bool(args.report)
 
     def one(host: str) -> Verdict:
         connect_to = addresses.get(host)
@@ -122,7 +133,7 @@ def main(argv=None) -> int:
                 timeout=args.timeout,
             )
             people = None
-            if args.audit:
+            if versions:
                 people = over_ssh(
                     address,
                     PEOPLE_ANSWERS_COMMAND,
@@ -147,7 +158,7 @@ def main(argv=None) -> int:
             return check_single_sign_on(host, on_host, args.base_url, ca_file, args.timeout, connect_to)
         if not password:
             return Verdict(host, ok=False, error="set JUPYTER_PASSWORD to this host's notebook password")
-        return check(host, password, args.base_url, ca_file, args.timeout, basic_auth, connect_to, audit=args.audit)
+        return check(host, password, args.base_url, ca_file, args.timeout, basic_auth, connect_to, audit=versions)
 
     with ThreadPoolExecutor(max_workers=min(16, len(args.hosts))) as pool:
         verdicts = list(pool.map(one, args.hosts))
@@ -155,6 +166,12 @@ def main(argv=None) -> int:
         audit(verdicts, set(args.ignore_vuln), args.timeout)
     for verdict in verdicts:
         print(verdict.line(), flush=True)
+    if args.report:
+        from .report import page
+
+        with open(args.report, "w", encoding="utf-8") as report:
+            report.write(page(verdicts))
+        print(f"smoke: the fleet page is {args.report}", file=sys.stderr)
     failed = [v for v in verdicts if not v.ok]
     print(f"smoke: {len(verdicts) - len(failed)} of {len(verdicts)} hosts passed", file=sys.stderr)
     return 1 if failed else 0

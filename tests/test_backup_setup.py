@@ -11,6 +11,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -83,6 +84,9 @@ def test_a_repository_needs_the_password_and_s3_its_keys_from_the_control_machin
         ("backup_schedule", " daily"),
         ("restore_snapshot", "../x"),
         ("restore_to", "/etc/x"),
+        ("restore_from", "old-host; reboot"),
+        ("restore_from", "-old"),
+        ("restore_from", ""),
         ("backup_ssh_key", "/nonexistent/key"),
         ("uninstall_purge", "yes"),
     ],
@@ -240,6 +244,24 @@ def test_the_script_backs_up_and_restores_every_byte_into_a_side_directory(tmp_p
     inside = script("restore", "latest", str(notebooks / "restored"), check=False)
     assert inside.returncode == 2 and "which the notebook user can write" in inside.stderr
     assert not (notebooks / "restored").exists()
+    # The repository also holds a newer snapshot of another host (one this host replaces):
+    # 'latest' is this host's own; with --from-host, that host's; a host with none is refused
+    # with the hosts it has.
+    elsewhere = tmp_path / "old host notebooks"
+    elsewhere.mkdir()
+    (elsewhere / "theirs.ipynb").write_text('{"cells": ["theirs"]}')
+    restic = ["restic", "-r", str(tmp_path / "repo"), "--password-file", str(tmp_path / "password")]
+    subprocess.run([*restic, "backup", "-q", "--host", "old-host", "--tag", "jupyter", str(elsewhere)], check=True)
+    script("restore", "latest", str(tmp_path / "own"))
+    assert tree_hashes(tmp_path / "own" / str(notebooks).lstrip("/")) == before
+    assert not (tmp_path / "own" / str(elsewhere).lstrip("/")).exists()
+    script("--from-host", "old-host", "restore", "latest", str(tmp_path / "theirs"))
+    assert (tmp_path / "theirs" / str(elsewhere).lstrip("/") / "theirs.ipynb").exists()
+    assert not (tmp_path / "theirs" / str(notebooks).lstrip("/")).exists()
+    missing = script("--from-host", "no-such-host", "restore", "latest", str(tmp_path / "none"), check=False)
+    assert missing.returncode == 1 and not (tmp_path / "none").exists()
+    hosts = " ".join(sorted([socket.gethostname(), "old-host"]))
+    assert f"has no snapshot of host no-such-host (it has snapshots of: {hosts})" in missing.stderr, missing.stderr
     # A wrong password: restic's reason, and no new repository.
     (tmp_path / "password").write_text("wrong\n")
     failed = script("run", check=False)

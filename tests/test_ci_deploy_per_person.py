@@ -30,7 +30,9 @@ def test_a_per_person_host_is_checked_with_its_token_and_no_password(tmp_path, m
     monkeypatch.setattr(ci_deploy, "probe_hub_tokens", lambda inventory, targets: {"hub1": "the-token"})
     calls = []
 
-    def check_per_person(target, token, path, ca_file, connect_to=None):
+    def check_per_person(target, token, path, ca_file, connect_to=None, people_on_host=None):
+        # The fleet page's versions are asked for; people's servers are the audit's (none here).
+        assert people_on_host is not None and people_on_host() == ""
         calls.append((target, token(), path))
         return smoke.Verdict(target, ok=True)
 

@@ -142,6 +142,8 @@ def test_what_needs_recreating_is_listed_and_nothing_else(tmp_path):
     venv(home / "envs" / "other-python", f"{prefix}/bin", "3.9.18")
     venv(home / "envs" / "follows", f"{prefix}/bin", f"{NEW}.4")
     venv(home / "projects" / "x" / ".venv", "/usr/bin", "3.9.2")  # not made from a distribution
+    # Restored from a host this one replaced: its Python's directory is not here.
+    venv(home / "envs" / "moved", f"{tmp_path}/elsewhere/bin", "3.10.4")
     kernels = home / ".local" / "share" / "jupyter" / "kernels"
     for name, python in (("old", f"{home}/envs/other-python/bin/python"), ("ok", f"{home}/envs/follows/bin/python")):
         (kernels / name).mkdir(parents=True)
@@ -157,6 +159,7 @@ def test_what_needs_recreating_is_listed_and_nothing_else(tmp_path):
     lines = run.stdout.splitlines()
     assert lines[0].startswith("Built on another Python than the new distribution's")
     assert lines[1:] == [
+        f"  ~/envs/moved uses Python 3.10 from {tmp_path}/elsewhere/bin, which this host does not have: recreate it",
         f"  ~/envs/other-python was made with Python 3.9 and {prefix} now has Python {NEW}: recreate it",
         f"  ~/envs/pinned uses Python {NEW} of the previous distribution: "
         "recreate it (it works until the next upgrade)",

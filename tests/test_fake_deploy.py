@@ -625,3 +625,26 @@ def test_the_uninstall_script_removes_every_path_the_deploy_leaves():
     for option in uninstall.SCRIPT_PATHS:
         variable = option[2:].replace("-", "_") + "s"
         assert f'"${{{variable}[@]}}"' in script, option
+
+
+def test_restore_from_a_replaced_host_names_it_and_lists_what_its_python_built(monkeypatch):
+    """restore.py with restore_from: the backup script restores that host's latest snapshot and
+    lists, with the distribution's Python, what users built on another one; without it, the
+    host's own snapshots (no --from-host)."""
+    from operations import backups
+
+    repository = {"backup_repository": "/srv/backups/nb", "server_name": NAME, "fake_responses": converged_responses()}
+    results = run_deploy(
+        monkeypatch,
+        [("@fake/new", {**repository, "restore_from": "old-nb.example.org"}), ("@fake/same", repository)],
+        yes=True,
+        script="restore.py",
+    )
+    [replaced] = [c for c in results["@fake/new"][0] if f"{backups.SCRIPT} " in c and " restore " in c]
+    prefix = settings.DEFAULTS["conda_prefix"]
+    assert (
+        f"--from-host old-nb.example.org --stranded {conda.STRANDED_SCRIPT} --python {prefix}/bin/python "
+        "restore latest" in replaced
+    ), replaced
+    [own] = [c for c in results["@fake/same"][0] if f"{backups.SCRIPT} " in c and " restore " in c]
+    assert "--from-host" not in own and own.endswith(" restore latest"), own

@@ -170,3 +170,37 @@ def test_the_smoke_check_notes_what_the_system_owes_and_keeps_only_numbers_and_w
     # Not a status (an older host, or a cell's output a notebook shaped): nothing noted.
     assert smoke.os_notes(smoke.os_status("not json"), now) == []
     assert smoke.os_notes(smoke.os_status('{"pending": "9; rm -rf /", "reboot_needed_since": true}'), now) == []
+
+
+def test_the_status_reuses_the_timers_counts_until_what_they_count_from_changes(tmp_path):
+    """Every run reads the status: apt's plan is computed again only when the packages, apt's
+    lists or the unattended run's log are newer than the timer's status file."""
+    status = tmp_path / "status"
+    status.write_text(
+        '{"written": 1, "pending": 7, "security_pending": 3, "last_run": 0, "last_result": "none", '
+        '"reboot_needed_since": 0, "reboot_reason": "", "reboot_next": 0, "reboot_waits_for": ""}\n'
+    )
+    options = {
+        "--required-file": str(tmp_path / "reboot-required"),
+        "--since-file": str(tmp_path / "since"),
+        "--status-file": str(status),
+        "--stale-file": str(tmp_path / "stale"),
+        "--upgrade-log": str(tmp_path / "none.log"),
+        "--upgrade-unit": "lab-test-no-such-unit.service",
+        "--reload-unit": "apache2.service",
+        **os_updates.window_options(None, "nb1.example.org"),
+        "--deadline-hours": "168",
+        "--restart-script": "/nonexistent",
+        "--activity-path": "/activity",
+        "--unit": "lab-test-no-such-unit.service",
+    }
+    command = [str(SCRIPT), *(word for pair in options.items() for word in pair), "status"]
+
+    def pending_line() -> str:
+        said = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120).stdout
+        return next(line for line in said.splitlines() if line.startswith("updates pending"))
+
+    assert pending_line() == "updates pending: 7 (3 from a security archive)"
+    # Older than the packages installed: counted again (this machine's own plan, not 7 and 3).
+    os.utime(status, (1, 1))
+    assert pending_line() != "updates pending: 7 (3 from a security archive)"

@@ -122,6 +122,16 @@ def check_address_or_none(value):
     return "None or a person's e-mail address (as they sign in with it)"
 
 
+# A host name as restic records it (the machine's hostname: letters, digits, dots, hyphens).
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def check_host_name_or_none(value):
+    if value is None or (isinstance(value, str) and _HOST_NAME.fullmatch(value)):
+        return None
+    return "None or the host name of the replaced host, as 'restic snapshots' shows it (letters, digits, '.', '-')"
+
+
 def check_addresses(value):
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) and _EMAIL.fullmatch(v) for v in value):
         return None

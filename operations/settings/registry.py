@@ -29,6 +29,7 @@ from .checks import (
     check_days,
     check_directives,
     check_email,
+    check_host_name_or_none,
     check_hours,
     check_https_url,
     check_https_url_or_none,
@@ -471,6 +472,13 @@ GROUPS: tuple[Group, ...] = (
                 "restore.py only: a side directory to restore into; None restores in place (replaced files are "
                 "moved aside)",
                 check_restore_to,
+            ),
+            Setting(
+                "restore_from",
+                None,
+                "restore.py only: the host name of the host this one replaces, its latest snapshot restored; "
+                "None means this host's own",
+                check_host_name_or_none,
             ),
             Setting(
                 "restore_person",

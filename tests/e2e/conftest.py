@@ -26,6 +26,7 @@ from tests.e2e.scenario import (
     MACHINES,
     OIDC_CLIENT_ID,
     OIDC_CLIENT_SECRET,
+    REPLACE_MACHINES,
     SSO_MACHINES,
     TIMINGS,
     UPDATES_MACHINES,
@@ -75,7 +76,9 @@ def standin_releases(standin_installer):
 def lab(standin_installer):
     if os.geteuid() != 0:
         pytest.fail("the e2e layer needs root (it boots systemd-nspawn hosts); run the fast layer with -m 'not e2e'")
-    machines = MACHINES + ENV_MACHINES + ACME_MACHINES + SSO_MACHINES + HUB_MACHINES + UPDATES_MACHINES
+    machines = (
+        MACHINES + ENV_MACHINES + ACME_MACHINES + SSO_MACHINES + HUB_MACHINES + UPDATES_MACHINES + REPLACE_MACHINES
+    )
     # Every stand-in release (each in its recipe's directory) is served: see lab.standin.url_path.
     with Lab(machines, files=standin_installer[0].parent.parent) as running:
         TIMINGS["base images (built or cached)"] = running.timings["base images"]
@@ -84,7 +87,7 @@ def lab(standin_installer):
 
 
 @pytest.fixture(scope="session")
-def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
+def deployment(lab, standin_installer, tmp_path_factory, request) -> Deployment:
     """All three hosts deployed in one run, then a second run and a dry run of the same command."""
     path, digest = standin_installer
     workdir = tmp_path_factory.mktemp("deploy")
@@ -98,7 +101,21 @@ def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
         names=[name for name, _ in MACHINES + ENV_MACHINES],
         data={"nb3": BAN_DATA["nb3"], "nb6": {**ENV_DATA, **BAN_DATA["nb6"], "pip_requirements": str(requirements)}},
     )
-    # nb9's first run (test_os_updates.py) beside this one: the lab's hosts deploy side by side.
+    # nb9's first run (test_os_updates.py) beside this one: the lab's hosts deploy side by side;
+    # then the scenarios of the modules that are to run, one after the other, beside the other
+    # modules' tests: nb9's updates and reboots, then a host replaced (nb10 by nb11).
+    modules = {item.module.__name__.rsplit(".", 1)[-1] for item in request.session.items}
+    steps = []
+    if "test_os_updates" in modules:
+        from tests.e2e.test_os_updates import scenario as updates_scenario
+
+        updates_dir = tmp_path_factory.mktemp("updates-scenario")
+        steps.append(("updates", lambda updates, seen: updates_scenario(updates, lab, updates_dir, seen)))
+    if "test_replace_host" in modules:
+        from tests.e2e.test_replace_host import scenario as replace_scenario
+
+        replace_dir = tmp_path_factory.mktemp("replace-scenario")
+        steps.append(("replace", lambda updates, seen: replace_scenario(deployment, replace_dir, seen)))
     updates = BackgroundRun(
         Deployment(
             lab,
@@ -106,7 +123,8 @@ def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
             deployment.installer_url,
             digest,
             names=[name for name, _ in UPDATES_MACHINES],
-        )
+        ),
+        steps=steps,
     )
     first = deployment.runs["first"] = deployment.pyinfra()
     UPDATES.append(updates)
@@ -119,32 +137,61 @@ def deployment(lab, standin_installer, tmp_path_factory) -> Deployment:
 
 
 class BackgroundRun:
-    """A deployment's first run, on a thread of its own; ``ready()`` waits for it."""
+    """A deployment's first run, on a thread of its own, then each of ``steps`` (name,
+    ``step(deployment, seen)``) in turn when the run succeeded; ``ready()`` waits for the run,
+    ``finished(name)`` for that step (what it saw, or its error raised)."""
 
-    def __init__(self, deployment: Deployment):
+    def __init__(self, deployment: Deployment, steps=()):
         self.deployment = deployment
         self.run = None
+        self.steps = list(steps)
+        self.seen: dict[str, dict] = {name: {} for name, _ in self.steps}
+        self.errors: dict[str, BaseException] = {}
+        self.deployed = threading.Event()
+        self.done = {name: threading.Event() for name, _ in self.steps}
         # A daemon: an interrupted session does not wait for it (its pyinfra ends with the lab).
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
-        self.run = self.deployment.runs["first"] = self.deployment.pyinfra()
+        try:
+            self.run = self.deployment.runs["first"] = self.deployment.pyinfra()
+        finally:
+            self.deployed.set()
+        for name, step in self.steps:
+            try:
+                if self.run.returncode != 0:
+                    raise AssertionError(f"not run: the first run of {', '.join(self.deployment.names)} failed")
+                step(self.deployment, self.seen[name])
+            except BaseException as error:  # raised again by finished(), on a test's thread
+                self.errors[name] = error
+            finally:
+                self.done[name].set()
 
     def ready(self) -> Deployment:
-        self.thread.join()
+        self.deployed.wait()
+        assert self.run is not None, "the first run did not finish"
         TIMINGS[f"first run of {', '.join(self.deployment.names)} (beside the first)"] = self.run.seconds
         assert self.run.returncode == 0, self.run.output[-6000:]
         return self.deployment
+
+    def finished(self, name: str) -> dict:
+        """What step ``name`` saw; its error raised here."""
+        assert name in self.done, f"no {name} scenario was started"
+        self.done[name].wait()
+        if name in self.errors:
+            raise self.errors[name]
+        return self.seen[name]
 
 
 UPDATES: list[BackgroundRun] = []
 
 
 @pytest.fixture(scope="session")
-def updates_deployment(deployment) -> Deployment:
-    """nb9 (UPDATES_MACHINES), deployed with the defaults beside the first run of ``deployment``."""
-    return UPDATES[0].ready()
+def updates_background(deployment) -> BackgroundRun:
+    """nb9 (UPDATES_MACHINES): deployed with the defaults beside the first run of ``deployment``,
+    then test_os_updates.py's scenario."""
+    return UPDATES[0]
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,9 @@ HUB_MACHINES = [("nb8", "bookworm")]
 # The system under Jupyter (test_os_updates.py): nb9's packages updated from a stand-in
 # security archive, and rebooted; deployed in its own run, beside the first run of MACHINES.
 UPDATES_MACHINES = [("nb9", "bookworm")]
+# A host replaced (test_replace_host.py): nb10 (Debian 12) backed up over sftp to nb3, replaced by
+# nb11 (Debian 13) deployed with the same settings and restored from it; after nb9's scenario.
+REPLACE_MACHINES = [("nb10", "bookworm"), ("nb11", "trixie")]
 # The provider's one client, for nb7 (Apache signs in) and nb8 (the hub does): made per session.
 OIDC_CLIENT_ID = "jupyter-lab"
 OIDC_CLIENT_SECRET = f"lab-oidc-{secrets.token_hex(16)}"

@@ -16,7 +16,9 @@ import time
 import pytest
 
 from lab import standin
+from smoke.report import COLUMNS
 from tests.e2e.scenario import FIGURES, PASSWORD, ROOT, TIMINGS, ci_deploy
+from tests.test_smoke_report import parsed
 
 VHOST = "/etc/apache2/sites-available/jupyter.conf"
 
@@ -56,11 +58,13 @@ def test_deploy_on_converged_hosts_changes_nothing_and_smoke_passes(ci, deployme
     assert "Smoke check" in result.stdout and "--> Starting operation" in result.stderr
 
 
-def test_slices_deployed_side_by_side_report_as_one(ci, deployment):
-    """--shards 2: two pyinfra processes, each over its slice of the inventory; one report."""
+def test_slices_deployed_side_by_side_report_as_one(ci, deployment, tmp_path):
+    """--shards 2: two pyinfra processes, each over its slice of the inventory; one report, and
+    one fleet page (--report) of both slices' hosts."""
     run, _ = ci
     started = time.monotonic()
-    result, summary = run("--shards", "2")
+    page = tmp_path / "fleet.html"
+    result, summary = run("--shards", "2", "--report", str(page))
     FIGURES["ci-deploy --shards 2, converged hosts"] = f"{time.monotonic() - started:.1f} s"
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 slices of the inventory" in summary and summary.rstrip().endswith("**OK**")
@@ -69,6 +73,13 @@ def test_slices_deployed_side_by_side_report_as_one(ci, deployment):
     # Each host was deployed by exactly one of the two processes.
     slices = {index: int(count) for index, count in re.findall(r"ci-deploy: slice (\d)/2: (\d+) host", result.stderr)}
     assert set(slices) == {"1", "2"} and sum(slices.values()) == len(deployment.names), slices
+    table = parsed(page.read_text())
+    seen = {row[0]: dict(zip(COLUMNS, row, strict=True)) for row in table.rows}
+    assert set(seen) == {deployment.address(name) for name in deployment.names}, seen
+    assert "failed" not in table.row_classes, seen
+    for row in seen.values():
+        assert row["Check"] == "ok" and row["Answered"].startswith("yes") and row["Kernel"] != "—", row
+        assert "jupyter-server " in row["Jupyter server (Python and packages running)"], row
 
 
 def test_drift_check_passes_on_converged_hosts(ci):

@@ -11,7 +11,8 @@ The system under Jupyter (operations/os_updates.py) on a real host, nb9 (Debian 
   not happen outside it, happens once the kernel is idle (the lab boots the host again and
   Jupyter answers, a rerun changes nothing), and happens past reboot_deadline whatever runs.
 
-One module-scoped scenario runs the steps in order; the tests check what it saw.
+One scenario runs the steps in order, on its own thread from nb9's first run on (beside the
+other modules' tests); the tests check what it saw.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import shlex
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -120,7 +122,8 @@ def reboot_check(deployment, **data) -> str:
     """The reboot timer's run, with this data's window (as the deploy would write it)."""
     settings = {"reboot_window": None, "reboot_deadline": 1, "per_person_servers": False, **data}
     command = os_updates.script_command(settings, deployment.address(NAME))
-    return deployment.ssh(NAME, f"{command} reboot-check", check=False).stdout
+    answer = deployment.ssh(NAME, f"{command} reboot-check", check=False)
+    return f"{answer.stdout}{answer.stderr}(exit {answer.returncode})"
 
 
 def reboot_and_wait(deployment, lab, ca_file, start_command: str, timeout: float = 240) -> float:
@@ -144,11 +147,13 @@ def reboot_and_wait(deployment, lab, ca_file, start_command: str, timeout: float
     return time.monotonic() - started
 
 
-@pytest.fixture(scope="module")
-def updates(updates_deployment, lab, tmp_path_factory):
-    deployment = updates_deployment
-    seen: dict = {}
-    ca_file = tmp_path_factory.mktemp("nb9-ca") / "nb9.pem"
+def scenario(deployment, lab, workdir: Path, seen: dict) -> None:
+    """Every step, in order, on nb9 once deployed; what each saw goes into ``seen``.
+
+    It runs on the thread that deployed nb9 (``BackgroundRun`` in conftest.py), beside the other
+    modules' tests: its steps mostly wait (for a kernel to go idle, a host to boot), and nb9 is
+    its own host."""
+    ca_file = workdir / "nb9.pem"
     ca_file.write_text(deployment.ssh(NAME, "cat /etc/ssl/certs/jupyter-apache.crt").stdout)
     archive = SecurityArchive(lab.files / "lab-security-archive", "bookworm")
     archive.remove()
@@ -156,6 +161,10 @@ def updates(updates_deployment, lab, tmp_path_factory):
         # The archive with the canary's first version, in place of Debian's security archive.
         archive.publish(archive.package(CANARY, "1.0"))
         source, direct = archive.sources(lab.url("lab-security-archive"))
+        # Other hosts refresh their indexes through the lab's proxy meanwhile; it answers 503 when
+        # two make it refresh one in the same second, and Debian 12's apt then waits forever
+        # unless it retries at once (what the deploy's own apt does: system.APT_OPTIONS).
+        direct += 'Acquire::Retries::Delay "false";\n'
         deployment.ssh(
             NAME,
             f"echo {shlex.quote(source)} > {ARCHIVE_LIST} && echo {shlex.quote(direct)} > {ARCHIVE_DIRECT} && "
@@ -166,7 +175,8 @@ def updates(updates_deployment, lab, tmp_path_factory):
         )
         seen["canary before"] = version(deployment, CANARY)
         seen["library before"] = version(deployment, LIBRARY)
-        downloads = tmp_path_factory.mktemp("debs")
+        downloads = workdir / "debs"
+        downloads.mkdir()
         subprocess.run(["apt-get", "download", "-q", LIBRARY], cwd=downloads, check=True, capture_output=True)
         library, seen["library published"] = archive.rebuilt(next(downloads.glob(f"{LIBRARY}_*.deb")), "+lab1")
         seen["maps before"] = deployment.ssh(
@@ -227,6 +237,10 @@ def updates(updates_deployment, lab, tmp_path_factory):
         seen["window"] = window
         reboot_data = {"reboot_window": window, "reboot_deadline": 1}
         seen["reboot run"] = deployment.pyinfra(overrides={NAME: reboot_data})
+        # The steps below start the timer's service themselves; the timer (each minute) would
+        # reboot the host too, once the kernel is idle, in the middle of the step that checks a
+        # closed window. It starts again when the host boots.
+        deployment.ssh(NAME, f"systemctl stop {os_updates.REBOOT_TIMER}")
         jupyter = client(deployment, ca_file)
         busy = busy_kernel(deployment, jupyter)
         boots = lab.hosts[NAME].boots
@@ -254,6 +268,7 @@ def updates(updates_deployment, lab, tmp_path_factory):
         # 5. Past the deadline: a busy kernel does not hold the reboot.
         jupyter = client(deployment, ca_file)
         busy = busy_kernel(deployment, jupyter)
+        deployment.ssh(NAME, f"systemctl stop {os_updates.REBOOT_TIMER}")
         two_days_ago = int(time.time()) - 2 * 86400
         deployment.ssh(NAME, f"touch {os_updates.REBOOT_REQUIRED} && echo {two_days_ago} > {os_updates.SINCE_FILE}")
         seen["deadline seconds"] = reboot_and_wait(
@@ -262,10 +277,15 @@ def updates(updates_deployment, lab, tmp_path_factory):
         seen["timer"] = deployment.ssh(
             NAME, f"systemctl is-enabled {os_updates.REBOOT_TIMER}; systemctl is-active {os_updates.REBOOT_TIMER}"
         ).stdout.split()
-        yield seen
     finally:
         archive.remove()
         deployment.ssh(NAME, "systemctl mask apt-daily.service apt-daily-upgrade.service", check=False)
+
+
+@pytest.fixture(scope="module")
+def updates(updates_background) -> dict:
+    """What the scenario saw (it ran beside the other modules' tests; this waits for its end)."""
+    return updates_background.finished("updates")
 
 
 def test_the_timers_unattended_run_installs_the_security_archives_update(updates):
