@@ -252,10 +252,12 @@ def test_the_script_backs_up_and_restores_every_byte_into_a_side_directory(tmp_p
     (elsewhere / "theirs.ipynb").write_text('{"cells": ["theirs"]}')
     restic = ["restic", "-r", str(tmp_path / "repo"), "--password-file", str(tmp_path / "password")]
     subprocess.run([*restic, "backup", "-q", "--host", "old-host", "--tag", "jupyter", str(elsewhere)], check=True)
-    script("restore", "latest", str(tmp_path / "own"))
+    restored = script("restore", "latest", str(tmp_path / "own")).stdout
+    assert f"restored snapshot latest under {tmp_path / 'own'} (snapshot " in restored, restored
     assert tree_hashes(tmp_path / "own" / str(notebooks).lstrip("/")) == before
     assert not (tmp_path / "own" / str(elsewhere).lstrip("/")).exists()
-    script("--from-host", "old-host", "restore", "latest", str(tmp_path / "theirs"))
+    restored = script("--from-host", "old-host", "restore", "latest", str(tmp_path / "theirs")).stdout
+    assert f"restored snapshot latest of host old-host under {tmp_path / 'theirs'} (snapshot " in restored
     assert (tmp_path / "theirs" / str(elsewhere).lstrip("/") / "theirs.ipynb").exists()
     assert not (tmp_path / "theirs" / str(notebooks).lstrip("/")).exists()
     missing = script("--from-host", "no-such-host", "restore", "latest", str(tmp_path / "none"), check=False)

@@ -101,9 +101,9 @@ def deployment(lab, standin_installer, tmp_path_factory, request) -> Deployment:
         names=[name for name, _ in MACHINES + ENV_MACHINES],
         data={"nb3": BAN_DATA["nb3"], "nb6": {**ENV_DATA, **BAN_DATA["nb6"], "pip_requirements": str(requirements)}},
     )
-    # nb9's first run (test_os_updates.py) beside this one: the lab's hosts deploy side by side;
-    # then the scenarios of the modules that are to run, one after the other, beside the other
-    # modules' tests: nb9's updates and reboots, then a host replaced (nb10 by nb11).
+    # Beside this run and the other modules' tests, on threads of their own: nb9's first run then,
+    # when test_os_updates.py is to run, its scenario; when test_replace_host.py is to run, its
+    # scenario (nb10 and nb11 deployed and restored). Their tests judge what they saw.
     modules = {item.module.__name__.rsplit(".", 1)[-1] for item in request.session.items}
     steps = []
     if "test_os_updates" in modules:
@@ -111,11 +111,6 @@ def deployment(lab, standin_installer, tmp_path_factory, request) -> Deployment:
 
         updates_dir = tmp_path_factory.mktemp("updates-scenario")
         steps.append(("updates", lambda updates, seen: updates_scenario(updates, lab, updates_dir, seen)))
-    if "test_replace_host" in modules:
-        from tests.e2e.test_replace_host import scenario as replace_scenario
-
-        replace_dir = tmp_path_factory.mktemp("replace-scenario")
-        steps.append(("replace", lambda updates, seen: replace_scenario(deployment, replace_dir, seen)))
     updates = BackgroundRun(
         Deployment(
             lab,
@@ -126,8 +121,17 @@ def deployment(lab, standin_installer, tmp_path_factory, request) -> Deployment:
         ),
         steps=steps,
     )
+    BACKGROUND["updates"] = updates
+    if "test_replace_host" in modules:
+        from tests.e2e.test_replace_host import scenario as replace_scenario
+
+        replace_dir = tmp_path_factory.mktemp("replace-scenario")
+        BACKGROUND["replace"] = BackgroundRun(
+            deployment,
+            steps=[("replace", lambda main, seen: replace_scenario(main, replace_dir, seen))],
+            first_run=False,
+        )
     first = deployment.runs["first"] = deployment.pyinfra()
-    UPDATES.append(updates)
     assert first.returncode == 0, first.output[-6000:]
     deployment.runs["second"] = deployment.pyinfra()
     deployment.runs["dry"] = deployment.pyinfra("--dry", yes=False)
@@ -141,9 +145,10 @@ class BackgroundRun:
     ``step(deployment, seen)``) in turn when the run succeeded; ``ready()`` waits for the run,
     ``finished(name)`` for that step (what it saw, or its error raised)."""
 
-    def __init__(self, deployment: Deployment, steps=()):
+    def __init__(self, deployment: Deployment, steps=(), first_run: bool = True):
         self.deployment = deployment
         self.run = None
+        self.first_run = first_run
         self.steps = list(steps)
         self.seen: dict[str, dict] = {name: {} for name, _ in self.steps}
         self.errors: dict[str, BaseException] = {}
@@ -155,12 +160,13 @@ class BackgroundRun:
 
     def _run(self):
         try:
-            self.run = self.deployment.runs["first"] = self.deployment.pyinfra()
+            if self.first_run:
+                self.run = self.deployment.runs["first"] = self.deployment.pyinfra()
         finally:
             self.deployed.set()
         for name, step in self.steps:
             try:
-                if self.run.returncode != 0:
+                if self.run is not None and self.run.returncode != 0:
                     raise AssertionError(f"not run: the first run of {', '.join(self.deployment.names)} failed")
                 step(self.deployment, self.seen[name])
             except BaseException as error:  # raised again by finished(), on a test's thread
@@ -184,14 +190,29 @@ class BackgroundRun:
         return self.seen[name]
 
 
-UPDATES: list[BackgroundRun] = []
+# What runs in the background of the session (``deployment`` starts it): "updates", "replace".
+BACKGROUND: dict[str, BackgroundRun] = {}
+
+
+@pytest.fixture(scope="session")
+def quiet(deployment) -> None:
+    """Waits until the background threads' deploys and scenarios are over: for the tests that
+    measure latency against a baseline (the lab's 2 cores are shared)."""
+    for background in BACKGROUND.values():
+        background.thread.join()
 
 
 @pytest.fixture(scope="session")
 def updates_background(deployment) -> BackgroundRun:
     """nb9 (UPDATES_MACHINES): deployed with the defaults beside the first run of ``deployment``,
     then test_os_updates.py's scenario."""
-    return UPDATES[0]
+    return BACKGROUND["updates"]
+
+
+@pytest.fixture(scope="session")
+def replace_background(deployment) -> BackgroundRun:
+    """test_replace_host.py's scenario, started with the session's first run."""
+    return BACKGROUND["replace"]
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _quiet(quiet):
+    """The flood, burst and swarm tests compare the user's latency with a baseline: nothing of
+    the background thread's (conftest.py) runs meanwhile."""
+
+
 @pytest.fixture(scope="module")
 def clients():
     with (

@@ -173,7 +173,7 @@ def test_installer_killed_half_way_is_repaired(deployment, ca_files):
     assert jupyter.execute("print(6*7)") == "42\n"
 
 
-def test_ten_concurrent_kernels_for_a_minute(deployment, ca_files):
+def test_ten_concurrent_kernels_for_a_minute(deployment, ca_files, quiet):
     """10 clients, each with its own kernel, run cells through Apache for 60 s: no failures."""
     latencies, failures = [], []
     lock = threading.Lock()

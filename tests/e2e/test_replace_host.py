@@ -6,8 +6,8 @@ backup_repository, and ``restore.py`` with ``restore_from = 'nb10'`` brings nb10
 latest snapshot: byte-identical, the notebook user's, Jupyter serving them; the venv (made with
 Debian 12's Python) is listed for its user to recreate; nb10 is not touched.
 
-The scenario runs on the thread that deployed nb9, after nb9's own (conftest.py), beside the
-other modules' tests; the tests check what it saw. ``REPLACE_DATA_MIB`` sets the size of the data
+The scenario runs on a thread of its own from the session's first run on (conftest.py), beside
+the other modules' tests; the tests check what it saw. ``REPLACE_DATA_MIB`` sets the size of the data
 folder (64 MiB by default; the closing note's figure is for 1024).
 """
 
@@ -172,9 +172,9 @@ def scenario(main: Deployment, workdir: Path, seen: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def replaced(updates_background) -> dict:
+def replaced(replace_background) -> dict:
     """What the scenario saw (it ran beside the other modules' tests; this waits for its end)."""
-    return updates_background.finished("replace")
+    return replace_background.finished("replace")
 
 
 def test_the_new_host_holds_the_old_hosts_files_byte_for_byte_as_its_notebook_user(replaced):
